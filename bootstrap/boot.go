@@ -182,8 +182,9 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 			return false, err
 		}
 	}
+	var token string
 	if local.State == StateInactive && obs.Managers {
-		_, _, err := b.d.Tokens.Token(ctx, b.cfg.Role)
+		token, _, err = b.d.Tokens.Token(ctx, b.cfg.Role)
 		switch {
 		case err == nil:
 			obs.TokenReady = true
@@ -220,7 +221,7 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		res.Action, res.NodeID = ActReconcile, local.NodeID
 		return true, nil
 	case ActJoin:
-		return b.join(ctx, res, managers)
+		return b.join(ctx, res, managers, token)
 	case ActWait:
 		if obs.Managers {
 			b.waiting = fmt.Sprintf("the %s join token to be published", b.cfg.Role)
@@ -328,11 +329,9 @@ func (b *booter) foreign(ctx context.Context, local LocalNode, managers []string
 	return true, nil
 }
 
-func (b *booter) join(ctx context.Context, res *Result, managers []string) (bool, error) {
-	token, _, err := b.d.Tokens.Token(ctx, b.cfg.Role)
-	if err != nil {
-		return false, fmt.Errorf("read %s join token: %w", b.cfg.Role, err)
-	}
+// join tries the managers in random order with the token read in this round (one token
+// read per round: 1000 workers booting at once share SSM's request rate).
+func (b *booter) join(ctx context.Context, res *Result, managers []string, token string) (bool, error) {
 	order := slices.Clone(managers)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	var errs []error

@@ -1,0 +1,485 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// world is a stateful fake of everything a boot touches: swarms, discovery records, the
+// lock and the token store. Engines are per node but share the world.
+type world struct {
+	mu        sync.Mutex
+	swarms    map[string]*fakeSwarm // cluster id -> swarm
+	nodes     map[string]*fakeEngine
+	records   map[string]string // instance id -> addr:port registered as manager
+	lockOwner string
+	lockUntil time.Time
+	lockTTL   time.Duration
+	tokens    map[Role]string
+	clusterID string
+	inits     int
+	nextID    int
+	down      map[string]bool // addr -> unreachable
+}
+
+type fakeSwarm struct {
+	id       string
+	managers map[string]string // node id -> addr
+	workers  map[string]string
+}
+
+func newWorld() *world {
+	return &world{swarms: map[string]*fakeSwarm{}, nodes: map[string]*fakeEngine{}, records: map[string]string{},
+		tokens: map[Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}}
+}
+
+type fakeEngine struct {
+	w      *world
+	addr   string
+	state  SwarmState
+	swarm  string
+	nodeID string
+	mgr    bool
+	labels map[string]string
+	leaves int
+	joins  int
+	// dieBeforeInit makes Init block until ctx ends (a holder killed before init).
+	dieBeforeInit bool
+}
+
+func (w *world) engine(addr string) *fakeEngine {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := &fakeEngine{w: w, addr: addr, state: StateInactive}
+	w.nodes[addr] = e
+	return e
+}
+
+func (e *fakeEngine) Local(ctx context.Context) (LocalNode, error) {
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	ln := LocalNode{State: e.state, NodeID: e.nodeID, IsManager: e.mgr, NodeAddr: e.addr}
+	if s := e.w.swarms[e.swarm]; s != nil && e.state == StateActive {
+		if e.mgr {
+			ln.ClusterID = s.id
+		}
+		for _, a := range s.managers {
+			ln.RemoteManagers = append(ln.RemoteManagers, a+":2377")
+		}
+	}
+	return ln, nil
+}
+
+func (e *fakeEngine) Init(ctx context.Context, req InitRequest) (string, error) {
+	if e.dieBeforeInit {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	if e.state != StateInactive {
+		return "", fmt.Errorf("already part of a swarm")
+	}
+	e.w.inits++
+	e.w.nextID++
+	id := fmt.Sprintf("cluster-%d", e.w.nextID)
+	e.nodeID = fmt.Sprintf("node-%s", e.addr)
+	e.w.swarms[id] = &fakeSwarm{id: id, managers: map[string]string{e.nodeID: e.addr}, workers: map[string]string{}}
+	e.swarm, e.state, e.mgr = id, StateActive, true
+	return e.nodeID, nil
+}
+
+func (e *fakeEngine) Join(ctx context.Context, req JoinRequest) error {
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	e.joins++
+	host := strings.TrimSuffix(req.RemoteAddrs[0], ":2377")
+	if e.w.down[host] {
+		return fmt.Errorf("connection refused")
+	}
+	target := e.w.nodes[host]
+	if target == nil || target.state != StateActive || !target.mgr {
+		return fmt.Errorf("no manager at %s", req.RemoteAddrs[0])
+	}
+	s := e.w.swarms[target.swarm]
+	var role Role
+	switch req.Token {
+	case "SWMTKN-" + s.id + "-manager":
+		role = RoleManager
+	case "SWMTKN-" + s.id + "-worker":
+		role = RoleWorker
+	default:
+		return fmt.Errorf("invalid join token")
+	}
+	e.nodeID = fmt.Sprintf("node-%s", e.addr)
+	e.swarm, e.state, e.mgr = s.id, StateActive, role == RoleManager
+	if e.mgr {
+		s.managers[e.nodeID] = e.addr
+	} else {
+		s.workers[e.nodeID] = e.addr
+	}
+	return nil
+}
+
+func (e *fakeEngine) Leave(ctx context.Context, force bool) error {
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	if s := e.w.swarms[e.swarm]; s != nil {
+		delete(s.managers, e.nodeID)
+		delete(s.workers, e.nodeID)
+	}
+	e.leaves++
+	e.state, e.swarm, e.nodeID, e.mgr = StateInactive, "", "", false
+	return nil
+}
+
+func (e *fakeEngine) JoinTokens(ctx context.Context) (JoinTokens, string, error) {
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	if !e.mgr {
+		return JoinTokens{}, "", errors.New("not a manager")
+	}
+	return JoinTokens{Worker: "SWMTKN-" + e.swarm + "-worker", Manager: "SWMTKN-" + e.swarm + "-manager"}, e.swarm, nil
+}
+
+func (e *fakeEngine) SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error {
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	e.labels = labels
+	return nil
+}
+
+// Discovery, registrar, locker and token store, all on the world.
+
+type fakeDisc struct{ w *world }
+
+func (d fakeDisc) Managers(ctx context.Context) ([]string, error) {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	var out []string
+	for _, a := range d.w.records {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (d fakeDisc) Register(ctx context.Context, m Member) error {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	d.w.records[m.InstanceID] = fmt.Sprintf("%s:%d", m.Addr, m.Port)
+	return nil
+}
+
+func (d fakeDisc) Deregister(ctx context.Context, m Member) error {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	delete(d.w.records, m.InstanceID)
+	return nil
+}
+
+type fakeLock struct {
+	w     *world
+	owner string
+}
+
+func (d fakeDisc) TryLock(ctx context.Context, owner string) (Lock, error) {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	now := time.Now()
+	if d.w.lockOwner != "" && d.w.lockOwner != owner && now.Before(d.w.lockUntil) {
+		return nil, ErrLockHeld
+	}
+	d.w.lockOwner, d.w.lockUntil = owner, now.Add(d.w.lockTTL)
+	return &fakeLock{w: d.w, owner: owner}, nil
+}
+
+func (l *fakeLock) Release(ctx context.Context) error {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	if l.w.lockOwner == l.owner {
+		l.w.lockOwner = ""
+	}
+	return nil
+}
+
+func (d fakeDisc) PutTokens(ctx context.Context, clusterID string, t JoinTokens) error {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	d.w.tokens[RoleManager], d.w.tokens[RoleWorker], d.w.clusterID = t.Manager, t.Worker, clusterID
+	return nil
+}
+
+func (d fakeDisc) Token(ctx context.Context, r Role) (string, string, error) {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	t, ok := d.w.tokens[r]
+	if !ok {
+		return "", "", ErrNoToken
+	}
+	return t, d.w.clusterID, nil
+}
+
+func (w *world) reachable(ctx context.Context, addr string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	host := strings.TrimSuffix(addr, ":2377")
+	e := w.nodes[host]
+	return e != nil && !w.down[host] && e.state == StateActive && e.mgr
+}
+
+func (w *world) boot(ctx context.Context, e *fakeEngine, role Role, wait time.Duration) (Result, error) {
+	d := fakeDisc{w}
+	cfg := Config{Role: role, Cluster: "test", Wait: wait,
+		Identity: Identity{InstanceID: "i-" + strings.ReplaceAll(e.addr, ".", ""), PrivateIP: e.addr},
+		Labels:   map[string]string{"az": "us-east-1a"}}
+	return Boot(ctx, cfg, Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d,
+		Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+}
+
+func (w *world) swarmCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.swarms {
+		if len(s.managers)+len(s.workers) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestBootRaceFormsOneSwarm(t *testing.T) {
+	for round := range 20 {
+		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld()
+				type node struct {
+					e    *fakeEngine
+					role Role
+				}
+				var nodes []node
+				for i := range 3 {
+					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.0.%d", 10+i)), RoleManager})
+					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.1.%d", 10+i)), RoleWorker})
+				}
+				var wg sync.WaitGroup
+				errs := make([]error, len(nodes))
+				for i, n := range nodes {
+					wg.Go(func() {
+						time.Sleep(time.Duration((i*7+round*13)%10) * 50 * time.Millisecond)
+						_, errs[i] = w.boot(t.Context(), n.e, n.role, 5*time.Minute)
+					})
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("node %d: %v", i, err)
+					}
+				}
+				if w.inits != 1 || w.swarmCount() != 1 {
+					t.Fatalf("inits=%d swarms=%d, want exactly one", w.inits, w.swarmCount())
+				}
+				for _, s := range w.swarms {
+					if len(s.managers) != 3 || len(s.workers) != 3 {
+						t.Fatalf("swarm has %d managers and %d workers, want 3 and 3", len(s.managers), len(s.workers))
+					}
+				}
+				if len(w.records) != 3 {
+					t.Fatalf("%d manager records, want 3", len(w.records))
+				}
+				// Boot again everywhere: nothing changes.
+				before := map[string]string{}
+				for _, n := range nodes {
+					before[n.e.addr] = n.e.nodeID
+				}
+				for _, n := range nodes {
+					res, err := w.boot(t.Context(), n.e, n.role, time.Minute)
+					if err != nil || res.Action != ActReconcile {
+						t.Fatalf("second boot of %s: %v, action %s; want reconcile", n.e.addr, err, res.Action)
+					}
+					if n.e.nodeID != before[n.e.addr] || n.e.leaves != 0 {
+						t.Fatalf("second boot of %s changed node id or left", n.e.addr)
+					}
+				}
+				if w.inits != 1 || len(w.records) != 3 {
+					t.Fatalf("after reboot: inits=%d records=%d", w.inits, len(w.records))
+				}
+			})
+		})
+	}
+}
+
+func TestBootWorkerWaitsThenJoins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		worker := w.engine("10.0.1.1")
+		mgr := w.engine("10.0.0.1")
+		done := make(chan error, 1)
+		go func() {
+			_, err := w.boot(t.Context(), worker, RoleWorker, 10*time.Minute)
+			done <- err
+		}()
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if worker.state != StateInactive || worker.joins != 0 {
+			t.Fatalf("worker did something before any manager existed: state %s joins %d", worker.state, worker.joins)
+		}
+		if _, err := w.boot(t.Context(), mgr, RoleManager, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("worker: %v", err)
+		}
+		if worker.state != StateActive || worker.mgr {
+			t.Fatalf("worker state %s manager %v", worker.state, worker.mgr)
+		}
+	})
+}
+
+func TestBootWaitElapsed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		worker := w.engine("10.0.1.1")
+		start := time.Now()
+		_, err := w.boot(t.Context(), worker, RoleWorker, 90*time.Second)
+		if !errors.Is(err, ErrWaitElapsed) {
+			t.Fatalf("err = %v, want ErrWaitElapsed", err)
+		}
+		if !strings.Contains(err.Error(), "a manager to appear in discovery") {
+			t.Errorf("error %q does not say what it waited for", err)
+		}
+		if el := time.Since(start); el < 90*time.Second || el > 91*time.Second {
+			t.Errorf("gave up after %s, want 90s", el)
+		}
+	})
+}
+
+func TestBootDeadLockHolderDoesNotBlock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		dead := w.engine("10.0.0.1")
+		dead.dieBeforeInit = true
+		ctx, kill := context.WithCancel(t.Context())
+		go w.boot(ctx, dead, RoleManager, time.Hour) //nolint:errcheck // killed on purpose
+		time.Sleep(time.Second)
+		synctest.Wait()
+		w.mu.Lock()
+		owner := w.lockOwner
+		w.mu.Unlock()
+		if owner == "" {
+			t.Fatal("first manager did not take the lock")
+		}
+		kill() // the holder dies; its deferred release is what a crash would skip, so re-take it
+		synctest.Wait()
+		w.mu.Lock()
+		w.lockOwner, w.lockUntil = owner, time.Now().Add(w.lockTTL)
+		w.mu.Unlock()
+
+		other := w.engine("10.0.0.2")
+		start := time.Now()
+		res, err := w.boot(t.Context(), other, RoleManager, 5*time.Minute)
+		if err != nil || res.Action != ActInit {
+			t.Fatalf("second manager: %v, action %s; want init", err, res.Action)
+		}
+		if el := time.Since(start); el < w.lockTTL {
+			t.Errorf("second manager took over after %s, before the lock expired (%s)", el, w.lockTTL)
+		}
+		if w.inits != 1 {
+			t.Errorf("inits = %d", w.inits)
+		}
+	})
+}
+
+func TestBootLeavesStaleState(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(w *world, e *fakeEngine)
+	}{
+		{"pending", func(w *world, e *fakeEngine) { e.state = StatePending }},
+		{"error", func(w *world, e *fakeEngine) { e.state = StateError }},
+		{"worker of another swarm", func(w *world, e *fakeEngine) {
+			w.swarms["old"] = &fakeSwarm{id: "old", managers: map[string]string{"x": "10.9.9.9"}, workers: map[string]string{"n": e.addr}}
+			e.state, e.swarm, e.nodeID = StateActive, "old", "n"
+		}},
+		{"manager of another swarm", func(w *world, e *fakeEngine) {
+			w.swarms["old"] = &fakeSwarm{id: "old", managers: map[string]string{"n": e.addr}, workers: map[string]string{}}
+			e.state, e.swarm, e.nodeID, e.mgr = StateActive, "old", "n", true
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld()
+				m := w.engine("10.0.0.1")
+				if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				e := w.engine("10.0.0.2")
+				tt.setup(w, e)
+				role := RoleWorker
+				if e.mgr {
+					role = RoleManager
+				}
+				res, err := w.boot(t.Context(), e, role, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.leaves != 1 || res.Action != ActJoin || e.swarm != m.swarm {
+					t.Fatalf("leaves=%d action=%s swarm=%s; want one leave then join %s", e.leaves, res.Action, e.swarm, m.swarm)
+				}
+			})
+		})
+	}
+}
+
+func TestBootLockedFails(t *testing.T) {
+	w := newWorld()
+	e := w.engine("10.0.0.1")
+	e.state = StateLocked
+	_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+	if !errors.Is(err, ErrSwarmLocked) {
+		t.Fatalf("err = %v, want ErrSwarmLocked", err)
+	}
+}
+
+func TestBootDryRunChangesNothing(t *testing.T) {
+	w := newWorld()
+	e := w.engine("10.0.0.1")
+	d := fakeDisc{w}
+	res, err := Boot(t.Context(), Config{Role: RoleManager, DryRun: true, Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
+		Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d, Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Action != ActLock || !strings.Contains(res.Decision, "init") {
+		t.Fatalf("dry run said %s / %q", res.Action, res.Decision)
+	}
+	if w.inits != 0 || w.lockOwner != "" || len(w.records) != 0 || e.state != StateInactive {
+		t.Fatal("dry run changed something")
+	}
+}
+
+func TestBootUnreachableRegisteredManagerIsIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		// A stale record of a dead manager: the new manager must not wait on it forever.
+		w.records["i-dead"] = "10.0.0.99:2377"
+		w.down["10.0.0.99"] = true
+		e := w.engine("10.0.0.1")
+		res, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+		if err != nil || res.Action != ActInit {
+			t.Fatalf("%v, action %s; want init", err, res.Action)
+		}
+	})
+}
