@@ -1,0 +1,94 @@
+// Package lifecycle takes a node out of the swarm cleanly: it watches for the node's end
+// (scale-in, spot interruption, a queue notice or a command), drains it, keeps the Auto
+// Scaling hook alive, keeps manager quorum, deregisters, leaves, has the node removed and
+// completes the lifecycle action. It also reaps nodes that died without warning.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Node is a swarm node as a manager sees it.
+type Node struct {
+	ID           string
+	Hostname     string
+	Addr         string
+	Role         string // manager | worker
+	Availability string // active | pause | drain
+	State        string // ready | down | unknown | disconnected
+	Leader       bool
+	Reachability string // managers: reachable | unreachable | unknown
+	Labels       map[string]string
+	EngineLabels map[string]string
+}
+
+// InstanceID is the EC2 instance id the agent labelled the node with, if any.
+func (n Node) InstanceID() string {
+	if v := n.Labels[LabelInstanceID]; v != "" {
+		return v
+	}
+	return n.EngineLabels[LabelInstanceID]
+}
+
+// Labels the agent owns on nodes.
+const (
+	LabelInstanceID = "swarm-agent.instance-id"
+	LabelLeaving    = "swarm-agent.leaving" // value: RFC3339 time the drain started
+)
+
+// Task is a swarm task.
+type Task struct {
+	ID           string
+	ServiceID    string
+	NodeID       string
+	Slot         int
+	DesiredState string // running | shutdown | ...
+	State        string // running | shutdown | complete | failed | ...
+}
+
+// Swarm is what draining needs from the swarm's managers. On a manager it is the local engine;
+// on a worker it is the managers' control API, which allows only operations on the caller's
+// own node.
+type Swarm interface {
+	Node(ctx context.Context, id string) (Node, error)
+	Nodes(ctx context.Context) ([]Node, error)
+	SetAvailability(ctx context.Context, nodeID, availability string) error
+	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
+	SetRole(ctx context.Context, nodeID, role string) error
+	RemoveNode(ctx context.Context, nodeID string, force bool) error
+	// Tasks lists tasks; nodeID "" means every node, serviceID "" every service.
+	Tasks(ctx context.Context, nodeID, serviceID string) ([]Task, error)
+}
+
+// Local is the node's own engine.
+type Local interface {
+	// Self returns this node's id and whether it is a manager; "" when not in a swarm.
+	Self(ctx context.Context) (nodeID string, manager bool, err error)
+	Leave(ctx context.Context, force bool) error
+}
+
+// Registrar withdraws a manager from discovery.
+type Registrar interface {
+	Deregister(ctx context.Context, instanceID, addr string) error
+}
+
+// Notice is a reason for a node to leave.
+type Notice struct {
+	Kind       string // scale-in | spot | rebalance | manual
+	InstanceID string
+	ASG        string
+	Hook       string
+	Token      string    // LifecycleActionToken, when known
+	Deadline   time.Time // spot: the interruption time
+	Source     string    // imds | queue | command
+}
+
+// Sentinel errors.
+var (
+	ErrLastManager = errors.New("refusing to remove the last manager")
+	ErrNoQuorum    = errors.New("removing this manager would lose quorum")
+	ErrNotAllowed  = errors.New("not allowed")
+	ErrNoAction    = errors.New("no active lifecycle action")
+)
