@@ -1,0 +1,329 @@
+// Package engine is the Docker adapter: the only package that talks to the Docker Engine API.
+// It satisfies bootstrap.Engine and offers the node and task calls that draining and reaping need.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+)
+
+var _ bootstrap.Engine = (*Engine)(nil)
+
+// DefaultMinVersion is the oldest engine Check accepts when given no floor.
+const DefaultMinVersion = "20.10.0"
+
+// MinAPIVersion is the oldest Engine API version the client speaks.
+const MinAPIVersion = client.MinAPIVersion
+
+// Engine is a Docker engine reached through its API. It is safe for concurrent use.
+type Engine struct {
+	c    *client.Client
+	host string
+	// pollEvery is how often Join polls the engine after the join timed out in the engine.
+	pollEvery time.Duration
+}
+
+// New connects to the engine at host ("unix:///var/run/docker.sock", "tcp://10.0.0.5:2375");
+// "" means DOCKER_HOST or the default socket. The API version is negotiated on first use.
+func New(host string) (*Engine, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	return &Engine{c: c, host: c.DaemonHost(), pollEvery: 250 * time.Millisecond}, nil
+}
+
+// Host is the engine's address as the client uses it.
+func (e *Engine) Host() string { return e.host }
+
+// Close releases the client's connections.
+func (e *Engine) Close() error { return e.c.Close() }
+
+// Version is what the engine says about itself.
+type Version struct {
+	Engine string // e.g. 20.10.24
+	API    string // e.g. 1.41
+	OS     string
+	Arch   string
+}
+
+// Check verifies that the engine answers, that its version is at least minVersion ("" means
+// DefaultMinVersion) and that its API version is at least MinAPIVersion.
+func (e *Engine) Check(ctx context.Context, minVersion string) (Version, error) {
+	if minVersion == "" {
+		minVersion = DefaultMinVersion
+	}
+	floor, err := parseVersion(minVersion)
+	if err != nil {
+		return Version{}, fmt.Errorf("minimum docker version %q: %w", minVersion, err)
+	}
+	res, err := e.c.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return Version{}, e.wrap("read version", err)
+	}
+	v := Version{Engine: res.Version, API: res.APIVersion, OS: res.Os, Arch: res.Arch}
+	have, err := parseVersion(v.Engine)
+	if err != nil {
+		return v, e.wrap("check version", fmt.Errorf("engine version %q: %w", v.Engine, err))
+	}
+	if compare(have, floor) < 0 {
+		return v, e.wrap("check version", fmt.Errorf("engine version %s is older than the required %s", v.Engine, minVersion))
+	}
+	api, err := parseVersion(v.API)
+	if err != nil {
+		return v, e.wrap("check version", fmt.Errorf("engine API version %q: %w", v.API, err))
+	}
+	minAPI, _ := parseVersion(MinAPIVersion)
+	if compare(api, minAPI) < 0 {
+		return v, e.wrap("check version", fmt.Errorf("engine API version %s is older than the client's minimum %s", v.API, MinAPIVersion))
+	}
+	return v, nil
+}
+
+// parseVersion reads the leading dotted numbers of v ("20.10.24+dfsg1" gives 20 10 24).
+func parseVersion(v string) ([]int, error) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
+	end := strings.IndexFunc(v, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+	if end >= 0 {
+		v = v[:end]
+	}
+	v = strings.TrimRight(v, ".")
+	if v == "" {
+		return nil, errors.New("not a version number")
+	}
+	var out []int
+	for _, p := range strings.Split(v, ".") {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, errors.New("not a version number")
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// compare orders two parsed versions; missing parts count as 0.
+func compare(a, b []int) int {
+	for i := range max(len(a), len(b)) {
+		var x, y int
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// Local reads this node's swarm state.
+func (e *Engine) Local(ctx context.Context) (bootstrap.LocalNode, error) {
+	res, err := e.c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return bootstrap.LocalNode{}, e.wrap("read swarm state", err)
+	}
+	return localNode(res.Info.Swarm), nil
+}
+
+func localNode(s swarm.Info) bootstrap.LocalNode {
+	ln := bootstrap.LocalNode{
+		State:     bootstrap.SwarmState(s.LocalNodeState),
+		NodeID:    s.NodeID,
+		IsManager: s.ControlAvailable,
+		NodeAddr:  s.NodeAddr,
+		Error:     s.Error,
+	}
+	if s.Cluster != nil {
+		ln.ClusterID = s.Cluster.ID
+	}
+	for _, p := range s.RemoteManagers {
+		ln.RemoteManagers = append(ln.RemoteManagers, p.Addr)
+	}
+	return ln
+}
+
+// Self returns this node's id and whether it is a manager; "" when it is in no swarm.
+func (e *Engine) Self(ctx context.Context) (string, bool, error) {
+	ln, err := e.Local(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	if ln.State != bootstrap.StateActive {
+		return "", false, nil
+	}
+	return ln.NodeID, ln.IsManager, nil
+}
+
+// EngineLabels returns the engine's own labels (dockerd --label k=v, docker info Labels).
+func (e *Engine) EngineLabels(ctx context.Context) (map[string]string, error) {
+	res, err := e.c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return nil, e.wrap("read engine labels", err)
+	}
+	labels := make(map[string]string, len(res.Info.Labels))
+	for _, l := range res.Info.Labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// Init creates a new swarm with this node as its only manager and returns the node id.
+func (e *Engine) Init(ctx context.Context, req bootstrap.InitRequest) (string, error) {
+	listen := req.ListenAddr
+	if listen == "" {
+		listen = "0.0.0.0:2377"
+	}
+	res, err := e.c.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: listen, AdvertiseAddr: req.AdvertiseAddr})
+	if err != nil {
+		return "", e.wrap("init swarm advertising "+req.AdvertiseAddr, err)
+	}
+	return res.NodeID, nil
+}
+
+// joinTimeout is the start of what the engine answers when its own join deadline passed while
+// the join goes on in the background.
+const joinTimeout = "Timeout was reached before node joined"
+
+// Join joins an existing swarm and returns once the node is active. When the engine gives up
+// waiting ("Timeout was reached before node joined...") the join continues in the background:
+// Join then polls the local state until it is active, fails, or ctx ends.
+func (e *Engine) Join(ctx context.Context, req bootstrap.JoinRequest) error {
+	listen := req.ListenAddr
+	if listen == "" {
+		listen = "0.0.0.0:2377"
+	}
+	op := "join swarm via " + strings.Join(req.RemoteAddrs, ",")
+	_, err := e.c.SwarmJoin(ctx, client.SwarmJoinOptions{
+		ListenAddr:    listen,
+		AdvertiseAddr: req.AdvertiseAddr,
+		RemoteAddrs:   req.RemoteAddrs,
+		JoinToken:     req.Token,
+	})
+	if err == nil {
+		return nil
+	}
+	if !strings.Contains(err.Error(), joinTimeout) {
+		return e.wrap(op, redact(err, req.Token))
+	}
+	return e.waitActive(ctx, op)
+}
+
+// waitActive polls the local swarm state until the node is active.
+func (e *Engine) waitActive(ctx context.Context, op string) error {
+	t := time.NewTicker(e.pollEvery)
+	defer t.Stop()
+	last := "pending"
+	for {
+		res, err := e.c.Info(ctx, client.InfoOptions{})
+		if err == nil {
+			s := res.Info.Swarm
+			switch s.LocalNodeState {
+			case swarm.LocalNodeStateActive:
+				return nil
+			case swarm.LocalNodeStateError:
+				return e.wrap(op, fmt.Errorf("join went on in the background and failed: %s", s.Error))
+			case swarm.LocalNodeStateInactive:
+				return e.wrap(op, errors.New("join went on in the background and the node is inactive again"))
+			case swarm.LocalNodeStateLocked:
+				return e.wrap(op, bootstrap.ErrSwarmLocked)
+			}
+			last = string(s.LocalNodeState)
+		}
+		select {
+		case <-ctx.Done():
+			return e.wrap(op, fmt.Errorf("waiting for the background join (state %s): %w", last, context.Cause(ctx)))
+		case <-t.C:
+		}
+	}
+}
+
+// Leave leaves the swarm. A node that is in no swarm has nothing to leave: that is not an error.
+func (e *Engine) Leave(ctx context.Context, force bool) error {
+	_, err := e.c.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: force})
+	if err != nil && strings.Contains(err.Error(), "not part of a swarm") {
+		return nil
+	}
+	if err != nil {
+		return e.wrap("leave swarm", err)
+	}
+	return nil
+}
+
+// JoinTokens reads the join tokens and the cluster id (managers only).
+func (e *Engine) JoinTokens(ctx context.Context) (bootstrap.JoinTokens, string, error) {
+	res, err := e.c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return bootstrap.JoinTokens{}, "", e.wrap("read join tokens", err)
+	}
+	return bootstrap.JoinTokens{Worker: res.Swarm.JoinTokens.Worker, Manager: res.Swarm.JoinTokens.Manager}, res.Swarm.ID, nil
+}
+
+// redactedError hides a secret in an error's text and still unwraps to it.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (r *redactedError) Error() string { return r.msg }
+func (r *redactedError) Unwrap() error { return r.err }
+
+// redact replaces secret in err's message.
+func redact(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), secret, "<redacted>"), err: err}
+}
+
+// Error is an engine call that failed. It matches bootstrap.ErrEngineAPI with errors.Is.
+type Error struct {
+	Op   string // what was asked, e.g. "join swarm via 10.0.1.5:2377"
+	Host string
+	// Down is true when the engine did not answer at all.
+	Down bool
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Down {
+		return fmt.Sprintf("docker engine at %s is not answering: %s: %v", e.Host, e.Op, e.Err)
+	}
+	return fmt.Sprintf("%s on docker engine at %s: %v", e.Op, e.Host, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes every engine error match bootstrap.ErrEngineAPI.
+func (e *Error) Is(target error) bool { return target == bootstrap.ErrEngineAPI }
+
+// probes are the quick reads after which a passed deadline means the engine does not answer
+// (a slow init or join that runs out of time says nothing about the engine being down).
+var probes = map[string]bool{"read version": true, "read swarm state": true}
+
+func (e *Engine) wrap(op string, err error) error {
+	var ne net.Error
+	down := client.IsErrConnectionFailed(err) ||
+		probes[op] && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+	return &Error{Op: op, Host: e.host, Down: down, Err: err}
+}
