@@ -29,7 +29,7 @@ func (b *Bed) Close() error {
 	b.closed = true
 	var wg sync.WaitGroup
 	for _, n := range b.Nodes {
-		wg.Go(func() { n.stopEngine(15 * time.Second) })
+		wg.Go(func() { n.stopEngine(5 * time.Second) })
 	}
 	wg.Wait()
 	err := b.teardown()

@@ -67,7 +67,12 @@ type Options struct {
 	Log io.Writer
 	// NoImage skips loading Image into each engine (LoadImage can still do it later).
 	NoImage bool
+	// EngineArgs are extra dockerd arguments for every engine (e.g. "--label", "k=v").
+	EngineArgs []string
 }
+
+// NodeLabel is the engine label (dockerd --label) every node carries, its value the node's name.
+const NodeLabel = "swarm-testbed.node"
 
 // Bed is a running set of engines. Close tears it down.
 type Bed struct {
@@ -357,7 +362,9 @@ func (b *Bed) StartEngine(ctx context.Context, n *Node) error {
 		"--iptables=false", "--ip-masq=false", "--bridge=none",
 		"--cgroup-parent", "/"+n.Netns,
 		"--userland-proxy=false",
+		"--label", NodeLabel+"="+n.Name,
 	)
+	cmd.Args = append(cmd.Args, b.opts.EngineArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
