@@ -92,3 +92,16 @@ var (
 	ErrNotAllowed  = errors.New("not allowed")
 	ErrNoAction    = errors.New("no active lifecycle action")
 )
+
+// More sentinel errors.
+var (
+	// ErrNoSuchNode is what a Swarm returns (wrapped) for a node id the swarm does not know,
+	// e.g. one already removed. Drain and Reap treat it as "already removed".
+	ErrNoSuchNode = errors.New("no such node")
+	// ErrNoHook means the instance has no termination lifecycle hook to heartbeat or complete
+	// (in no Auto Scaling group, or its group has no EC2_INSTANCE_TERMINATING hook).
+	ErrNoHook = errors.New("no termination lifecycle hook")
+	// ErrDrainTimeout means tasks had not moved away by the drain deadline and the
+	// configured reaction was to abandon.
+	ErrDrainTimeout = errors.New("drain timed out")
+)
