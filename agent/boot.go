@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+)
+
+// bootOptions are the settings boot (and run, which boots first) take.
+var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
+	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
+	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist"}
+
+func bootCmd(e env) *cobra.Command {
+	var cfg Config
+	cmd := &cobra.Command{
+		Use:   "boot",
+		Short: "Bring this node into the cluster's swarm: check Docker, find managers, init or join, register",
+		Long: `boot is what EC2 user_data runs. It is idempotent: run again (after a reboot, say) it
+only reconciles registration and labels. With --dry-run it prints the decision and changes nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadConfig(cmd.Flags(), e, &cfg); err != nil {
+				return err
+			}
+			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+			st := newStatusFile(cfg.StatusFile, "boot")
+			if cfg.DryRun {
+				st = nil
+			}
+			res, err := doBoot(cmd.Context(), cfg, log, st)
+			if err != nil {
+				st.update(func(s *Status) { s.Error = err.Error() })
+				return err
+			}
+			if cfg.DryRun {
+				fmt.Fprintf(e.stdout, "dry run: %s\n", res.Decision)
+				if len(res.Managers) > 0 {
+					fmt.Fprintf(e.stdout, "managers answering: %v\n", res.Managers)
+				}
+				return nil
+			}
+			if cfg.Persist && cfg.ConfigFile != "" {
+				if err := persistConfig(cfg.ConfigFile, cmd.Flags()); err != nil {
+					log.Warn().Err(err).Str("path", cfg.ConfigFile).Msg("could not persist configuration for the service")
+				}
+			}
+			out, _ := json.Marshal(res)
+			fmt.Fprintln(e.stdout, string(out))
+			return nil
+		},
+	}
+	bindOptions(cmd.Flags(), &cfg, bootOptions...)
+	return cmd
+}
+
+// loadConfig resolves flags, environment and file, then validates.
+func loadConfig(fs *pflag.FlagSet, e env, cfg *Config) error {
+	if err := resolve(fs, e.environ, e.readFile); err != nil {
+		return err
+	}
+	return cfg.validate(fs)
+}
+
+// doBoot wires the collaborators and runs one boot.
+func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (bootstrap.Result, error) {
+	start := time.Now()
+	w, err := wire(ctx, cfg, log, st)
+	if err != nil {
+		return bootstrap.Result{}, err
+	}
+	defer w.close()
+	st.update(func(s *Status) {
+		s.Role, s.Cluster, s.InstanceID = cfg.Role, cfg.Cluster, w.identity.InstanceID
+	})
+	labels := map[string]string{
+		"swarm-agent.instance-id": w.identity.InstanceID,
+		"az":                      w.identity.AZ,
+		"instance-type":           w.identity.InstanceType,
+	}
+	maps.Copy(labels, cfg.Labels)
+	maps.DeleteFunc(labels, func(_, v string) bool { return v == "" })
+	bcfg := bootstrap.Config{
+		Role:      bootstrap.Role(cfg.Role),
+		Cluster:   cfg.Cluster,
+		Identity:  w.identity,
+		SwarmPort: cfg.SwarmPort,
+		Wait:      cfg.Wait,
+		Labels:    labels,
+		DryRun:    cfg.DryRun,
+	}
+	res, err := bootstrap.Boot(ctx, bcfg, w.deps)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errInterrupted) {
+			return res, fmt.Errorf("boot: %w", context.Cause(ctx))
+		}
+		return res, fmt.Errorf("boot: %w", err)
+	}
+	if !cfg.DryRun && cfg.Role == "manager" && cfg.Availability == "drain" && res.NodeID != "" {
+		if err := w.engine.SetAvailability(ctx, res.NodeID, "drain"); err != nil {
+			return res, fmt.Errorf("set manager availability to drain: %w", err)
+		}
+	}
+	st.update(func(s *Status) { s.NodeID, s.Action, s.Stage = res.NodeID, string(res.Action), "in swarm" })
+	log.Info().Str("action", string(res.Action)).Str("node_id", res.NodeID).Str("role", cfg.Role).
+		Dur("elapsed", time.Since(start)).Msg("boot finished")
+	return res, nil
+}
+
+// persistConfig writes the settings boot used, so the unit and later boots see the same.
+func persistConfig(path string, fs *pflag.FlagSet) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	data := renderEnvFile(fs)
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

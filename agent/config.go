@@ -1,0 +1,386 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
+)
+
+// EnvPrefix prefixes every environment variable (and config-file key) the agent reads.
+const EnvPrefix = "SWARM_AGENT_"
+
+// DefaultConfigFile is where boot persists its configuration for the systemd unit.
+const DefaultConfigFile = "/etc/default/swarm-agent"
+
+// Config is the agent's configuration: flags, then SWARM_AGENT_* environment, then the
+// config file, then defaults.
+type Config struct {
+	Role             string
+	Cluster          string
+	Discovery        string
+	Wait             time.Duration
+	DryRun           bool
+	DockerHost       string
+	Labels           map[string]string
+	Availability     string
+	LogFormat        string
+	LogLevel         string
+	Identity         string // imds | static
+	InstanceID       string // static identity
+	PrivateIP        string // static identity
+	AZ               string // static identity
+	Region           string
+	TokenStore       string // auto | ssm | consul
+	KMSKeyID         string
+	SwarmPort        int
+	MinDockerVersion string
+	StatusFile       string
+	ConfigFile       string
+	Persist          bool
+	MetricsListen    string
+	// Spec is Discovery parsed.
+	Spec discovery.Spec
+}
+
+// option ties one setting to its flag, variable and validation.
+type option struct {
+	name    string // flag name; env is SWARM_AGENT_ + upper snake
+	usage   string
+	persist bool // written to the config file by boot
+	bind    func(fs *pflag.FlagSet, c *Config)
+}
+
+func envName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// options lists every setting once; commands pick the ones they take.
+var options = map[string]option{
+	"role": {"role", "swarm role of this node: manager or worker", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Role, "role", "", "")
+	}},
+	"cluster": {"cluster", "cluster name: scopes the token store paths and the lock (letters, digits, . _ -; up to 64)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Cluster, "cluster", "default", "")
+	}},
+	"discovery": {"discovery", `how managers are found: "provider=route53 zone_id=Z.. name=managers.example.internal", "provider=consul service=swarm-manager" or "provider=static managers=10.0.0.1,10.0.0.2"`, true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Discovery, "discovery", "", "")
+	}},
+	"wait": {"wait", "give up booting after this long (exit code 6)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.Wait, "wait", 10*time.Minute, "")
+	}},
+	"dry-run": {"dry-run", "print the decision boot would take and change nothing", false, func(fs *pflag.FlagSet, c *Config) {
+		fs.BoolVar(&c.DryRun, "dry-run", false, "")
+	}},
+	"docker-host": {"docker-host", "Docker engine address (default: DOCKER_HOST or unix:///var/run/docker.sock)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.DockerHost, "docker-host", "", "")
+	}},
+	"labels": {"labels", "operator node labels, key=value[,key=value] (e.g. workload=database)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringToStringVar(&c.Labels, "labels", nil, "")
+	}},
+	"availability": {"availability", "availability of a manager node: active or drain (keep managers free of tasks)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Availability, "availability", "active", "")
+	}},
+	"log-format": {"log-format", "json, console or auto (console on a terminal)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.LogFormat, "log-format", "auto", "")
+	}},
+	"log-level": {"log-level", "debug, info, warn or error", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.LogLevel, "log-level", "info", "")
+	}},
+	"identity": {"identity", "where the node's identity comes from: imds (EC2 instance metadata, IMDSv2) or static", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Identity, "identity", "imds", "")
+	}},
+	"instance-id": {"instance-id", "static identity: instance id", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.InstanceID, "instance-id", "", "")
+	}},
+	"private-ip": {"private-ip", "static identity: private IPv4 address to advertise", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.PrivateIP, "private-ip", "", "")
+	}},
+	"az": {"az", "static identity: availability zone", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.AZ, "az", "", "")
+	}},
+	"region": {"region", "AWS region (default: from instance metadata)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.Region, "region", "", "")
+	}},
+	"token-store": {"token-store", "where join tokens live: auto (consul for provider=consul, else ssm), ssm or consul", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.TokenStore, "token-store", "auto", "")
+	}},
+	"kms-key-id": {"kms-key-id", "KMS key for the SSM SecureString join tokens (default: the account's aws/ssm key)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.KMSKeyID, "kms-key-id", "", "")
+	}},
+	"swarm-port": {"swarm-port", "swarm manager port", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.IntVar(&c.SwarmPort, "swarm-port", 2377, "")
+	}},
+	"min-docker-version": {"min-docker-version", "lowest Docker Engine version accepted", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.MinDockerVersion, "min-docker-version", "20.10.0", "")
+	}},
+	"status-file": {"status-file", "where boot and run record what they are doing (read by status)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.StatusFile, "status-file", "/run/swarm-agent/status.json", "")
+	}},
+	"config-file": {"config-file", "environment file read after flags and environment; boot writes its settings there", false, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.ConfigFile, "config-file", DefaultConfigFile, "")
+	}},
+	"persist": {"persist", "boot: write the effective settings to --config-file for the systemd unit and reboots", false, func(fs *pflag.FlagSet, c *Config) {
+		fs.BoolVar(&c.Persist, "persist", true, "")
+	}},
+	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9477", "")
+	}},
+}
+
+// bindOptions registers the named options on fs.
+func bindOptions(fs *pflag.FlagSet, c *Config, names ...string) {
+	for _, n := range names {
+		o, ok := options[n]
+		if !ok {
+			panic("unknown option " + n) // programming error, caught by tests
+		}
+		o.bind(fs, c)
+		f := fs.Lookup(n)
+		f.Usage = fmt.Sprintf("%s [%s]", o.usage, envName(n))
+	}
+}
+
+// ConfigError lists every problem found in the configuration, one line each.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// ErrUsage marks usage errors (exit code 2).
+var ErrUsage = errors.New("usage")
+
+func (e *ConfigError) Unwrap() error { return ErrUsage }
+
+// resolve fills every flag the user did not set from the environment, then the config file.
+// Unknown SWARM_AGENT_* names are reported: a misspelt variable must not pass silently.
+func resolve(fs *pflag.FlagSet, environ []string, readFile func(string) ([]byte, error)) error {
+	var problems []string
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, EnvPrefix) {
+			env[k] = v
+		}
+	}
+	known := map[string]bool{}
+	for n := range options {
+		known[envName(n)] = true
+	}
+	known[EnvPrefix+"CONFIG_FILE"] = true
+	for k := range env {
+		if !known[k] && !strings.HasPrefix(k, EnvPrefix+"TEST_") {
+			problems = append(problems, fmt.Sprintf("environment variable %s: unknown setting", k))
+		}
+	}
+	// Which config file: flag, then env, then default.
+	path := DefaultConfigFile
+	if f := fs.Lookup("config-file"); f != nil && f.Changed {
+		path = f.Value.String()
+	} else if v, ok := env[EnvPrefix+"CONFIG_FILE"]; ok {
+		path = v
+	}
+	file := map[string]string{}
+	if path != "" && readFile != nil {
+		data, err := readFile(path)
+		switch {
+		case err == nil:
+			file, err = ParseEnvFile(data)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("config file %s: %v", path, err))
+			}
+			for k := range file {
+				if !known[k] {
+					problems = append(problems, fmt.Sprintf("config file %s: %s: unknown setting", path, k))
+				}
+			}
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			problems = append(problems, fmt.Sprintf("config file %s: %v", path, err))
+		}
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := envName(f.Name)
+		src, v, ok := "environment variable "+name, env[name], false
+		if _, ok = env[name]; !ok {
+			v, ok = file[name]
+			src = fmt.Sprintf("%s in %s", name, path)
+		}
+		if f.Name == "config-file" {
+			if ev, eok := env[name]; eok {
+				v, ok, src = ev, true, "environment variable "+name
+			} else {
+				ok = false
+			}
+		}
+		if !ok {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			problems = append(problems, fmt.Sprintf("%s=%q: %v", src, v, err))
+		}
+	})
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return &ConfigError{problems}
+	}
+	return nil
+}
+
+var (
+	clusterRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+	instanceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// validate checks the settings a command uses and parses the discovery string.
+func (c *Config) validate(fs *pflag.FlagSet) error {
+	var p []string
+	has := func(n string) bool { return fs.Lookup(n) != nil }
+	bad := func(flag, val, rule string) {
+		p = append(p, fmt.Sprintf("--%s=%q (%s): %s", flag, val, envName(flag), rule))
+	}
+	if has("role") && c.Role != "manager" && c.Role != "worker" {
+		bad("role", c.Role, "must be manager or worker")
+	}
+	if has("cluster") && !clusterRE.MatchString(c.Cluster) {
+		bad("cluster", c.Cluster, "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if has("discovery") {
+		if c.Discovery == "" {
+			bad("discovery", c.Discovery, `is required, e.g. "provider=route53 zone_id=Z123 name=managers.swarm.internal"`)
+		} else if s, err := discovery.Parse(c.Discovery); err != nil {
+			bad("discovery", c.Discovery, err.Error())
+		} else if !slices.Contains([]string{"route53", "consul", "static"}, s.Provider) {
+			bad("discovery", c.Discovery, fmt.Sprintf("unknown provider %q: must be route53, consul or static", s.Provider))
+		} else {
+			c.Spec = s
+		}
+	}
+	if has("wait") && c.Wait <= 0 {
+		bad("wait", c.Wait.String(), "must be a positive duration such as 10m")
+	}
+	if has("labels") {
+		for k := range c.Labels {
+			if !labelKeyRE.MatchString(k) {
+				bad("labels", k, "label keys are letters, digits, '.', '_', '/', '-'")
+			}
+		}
+	}
+	if has("availability") && c.Availability != "active" && c.Availability != "drain" {
+		bad("availability", c.Availability, "must be active or drain")
+	}
+	if has("log-format") && !slices.Contains([]string{"json", "console", "auto"}, c.LogFormat) {
+		bad("log-format", c.LogFormat, "must be json, console or auto")
+	}
+	if has("log-level") && !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("log-level", c.LogLevel, "must be debug, info, warn or error")
+	}
+	if has("identity") {
+		switch c.Identity {
+		case "imds":
+		case "static":
+			if !instanceRE.MatchString(c.InstanceID) {
+				bad("instance-id", c.InstanceID, "required with --identity=static (letters, digits, . _ -)")
+			}
+			if ip := net.ParseIP(c.PrivateIP); ip == nil || ip.To4() == nil {
+				bad("private-ip", c.PrivateIP, "required with --identity=static: an IPv4 address")
+			}
+		default:
+			bad("identity", c.Identity, "must be imds or static")
+		}
+	}
+	if has("token-store") && !slices.Contains([]string{"auto", "ssm", "consul"}, c.TokenStore) {
+		bad("token-store", c.TokenStore, "must be auto, ssm or consul")
+	}
+	if has("swarm-port") && (c.SwarmPort < 1 || c.SwarmPort > 65535) {
+		bad("swarm-port", strconv.Itoa(c.SwarmPort), "must be 1-65535")
+	}
+	if has("metrics-listen") && c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics-listen", c.MetricsListen, "must be host:port")
+		}
+	}
+	if len(p) > 0 {
+		return &ConfigError{p}
+	}
+	return nil
+}
+
+// ParseEnvFile reads KEY=VALUE lines (optionally "export KEY=VALUE"), with # comments and
+// single- or double-quoted values, as systemd's EnvironmentFile and /etc/default files use.
+func ParseEnvFile(data []byte) (map[string]string, error) {
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\"'") {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 1 && (v[0] == '"' || v[0] == '\'') {
+			if len(v) < 2 || v[len(v)-1] != v[0] {
+				return nil, fmt.Errorf("line %d: %s: unterminated quote", n, k)
+			}
+			q := v[0]
+			v = v[1 : len(v)-1]
+			if q == '"' {
+				v = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`).Replace(v)
+			}
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("line %d: %s given twice", n, k)
+		}
+		out[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// renderEnvFile writes the persisted settings of fs as an environment file.
+func renderEnvFile(fs *pflag.FlagSet) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by swarm-agent boot; read by swarm-agent.service. No secrets here.\n")
+	var names []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if o, ok := options[f.Name]; ok && o.persist {
+			names = append(names, f.Name)
+		}
+	})
+	sort.Strings(names)
+	for _, n := range names {
+		f := fs.Lookup(n)
+		v := f.Value.String()
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			v = strings.Join(sv.GetSlice(), ",")
+		}
+		if f.Value.Type() == "stringToString" {
+			v = strings.Trim(v, "[]")
+		}
+		fmt.Fprintf(&b, "%s=\"%s\"\n", envName(n), strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`).Replace(v))
+	}
+	return []byte(b.String())
+}

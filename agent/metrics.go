@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// metrics are the agent's Prometheus series. Names are a public interface (README).
+type metrics struct {
+	reg             *prometheus.Registry
+	drainsStarted   prometheus.Counter
+	drainsFinished  *prometheus.CounterVec // result=completed|abandoned|failed
+	drainDuration   prometheus.Histogram
+	heartbeats      prometheus.Counter
+	hookCompletions *prometheus.CounterVec // result=CONTINUE|ABANDON|already
+	reaped          prometheus.Counter
+	awsErrors       *prometheus.CounterVec // service, code
+	dockerErrors    *prometheus.CounterVec // op
+	inSwarm         prometheus.Gauge
+	lastLoop        atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.drainsStarted = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_drains_started_total", Help: "Drains started."})
+	m.drainsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_drains_finished_total", Help: "Drains finished, by result."}, []string{"result"})
+	m.drainDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarm_agent_drain_duration_seconds", Help: "Time from the termination signal to the lifecycle completion.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}})
+	m.heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_heartbeats_total", Help: "RecordLifecycleActionHeartbeat calls that succeeded."})
+	m.hookCompletions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_completions_total", Help: "CompleteLifecycleAction outcomes."}, []string{"result"})
+	m.reaped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_reaped_nodes_total", Help: "Dead nodes removed from the swarm."})
+	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
+	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation."}, []string{"op"})
+	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
+	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped,
+		m.awsErrors, m.dockerErrors, m.inSwarm, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// tick records that the main loop is alive.
+func (m *metrics) tick() { m.lastLoop.Store(time.Now().UnixNano()) }
+
+// serve runs the metrics and health endpoint until ctx ends.
+func (m *metrics) serve(ctx context.Context, addr string, log zerolog.Logger, status func() Status) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		last := time.Unix(0, m.lastLoop.Load())
+		if time.Since(last) > 2*time.Minute {
+			http.Error(w, "main loop stalled since "+last.Format(time.RFC3339), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = jsonEncode(w, status())
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	log.Info().Str("addr", l.Addr().String()).Msg("metrics and health endpoint listening")
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+		return nil
+	case err := <-done:
+		return err
+	}
+}
+
+// countAWSErrors adds a middleware that counts every AWS API error by service and code.
+func (m *metrics) countAWSErrors(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("swarmAgentErrorMetrics",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				if err != nil {
+					code := "other"
+					var ae smithy.APIError
+					if errors.As(err, &ae) {
+						code = ae.ErrorCode()
+					}
+					m.awsErrors.WithLabelValues(middleware.GetServiceID(ctx), code).Inc()
+				}
+				return out, md, err
+			}), middleware.After)
+	})
+}

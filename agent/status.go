@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+)
+
+// Status is what boot and run record for `swarm-agent status`.
+type Status struct {
+	PID        int       `json:"pid"`
+	Command    string    `json:"command"`
+	Stage      string    `json:"stage"`
+	Role       string    `json:"role,omitempty"`
+	Cluster    string    `json:"cluster,omitempty"`
+	InstanceID string    `json:"instance_id,omitempty"`
+	NodeID     string    `json:"node_id,omitempty"`
+	Action     string    `json:"action,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Started    time.Time `json:"started"`
+	Updated    time.Time `json:"updated"`
+	// Live fields, filled by the status command from the engine.
+	SwarmState string `json:"swarm_state,omitempty"`
+	IsManager  bool   `json:"is_manager,omitempty"`
+	EngineErr  string `json:"engine_error,omitempty"`
+}
+
+// statusFile keeps Status on disk, written atomically on every change.
+type statusFile struct {
+	mu   sync.Mutex
+	path string
+	s    Status
+}
+
+func newStatusFile(path, command string) *statusFile {
+	now := time.Now().UTC()
+	return &statusFile{path: path, s: Status{PID: os.Getpid(), Command: command, Started: now, Updated: now}}
+}
+
+func (f *statusFile) update(fn func(*Status)) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(&f.s)
+	f.s.Updated = time.Now().UTC()
+	if f.path == "" {
+		return
+	}
+	data, _ := json.MarshalIndent(f.s, "", "  ")
+	_ = os.MkdirAll(filepath.Dir(f.path), 0o755)
+	tmp := f.path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err == nil {
+		_ = os.Rename(tmp, f.path)
+	}
+}
+
+func (f *statusFile) stage(s string) { f.update(func(st *Status) { st.Stage = s }) }
+
+func statusCmd(e env) *cobra.Command {
+	var cfg Config
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the agent is doing and the node's swarm state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := resolve(cmd.Flags(), e.environ, e.readFile); err != nil {
+				return err
+			}
+			if err := cfg.validate(cmd.Flags()); err != nil {
+				return err
+			}
+			var st Status
+			data, err := e.readFile(cfg.StatusFile)
+			switch {
+			case err == nil:
+				if err := json.Unmarshal(data, &st); err != nil {
+					return fmt.Errorf("status file %s: %w", cfg.StatusFile, err)
+				}
+			case errors.Is(err, os.ErrNotExist):
+				st.Stage = "no agent has run on this node (no status file)"
+			default:
+				return fmt.Errorf("status file %s: %w", cfg.StatusFile, err)
+			}
+			live(cmd.Context(), cfg.DockerHost, &st)
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 2, 2, ' ', 0)
+			row := func(k, v string) {
+				if v != "" {
+					fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+				}
+			}
+			row("Command", st.Command)
+			if st.PID != 0 {
+				row("PID", fmt.Sprint(st.PID))
+			}
+			row("Stage", st.Stage)
+			row("Role", st.Role)
+			row("Cluster", st.Cluster)
+			row("Instance", st.InstanceID)
+			row("Node", st.NodeID)
+			row("Last action", st.Action)
+			row("Error", st.Error)
+			if !st.Updated.IsZero() {
+				row("Updated", st.Updated.Format(time.RFC3339)+fmt.Sprintf(" (%s ago)", time.Since(st.Updated).Round(time.Second)))
+			}
+			row("Swarm state", st.SwarmState)
+			if st.SwarmState == "active" {
+				row("Manager", fmt.Sprint(st.IsManager))
+			}
+			row("Engine", st.EngineErr)
+			return tw.Flush()
+		},
+	}
+	bindOptions(cmd.Flags(), &cfg, "status-file", "docker-host", "config-file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// live adds the engine's current swarm state to st.
+func live(ctx context.Context, host string, st *Status) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	eng, err := engine.New(host)
+	if err != nil {
+		st.EngineErr = err.Error()
+		return
+	}
+	defer eng.Close()
+	ln, err := eng.Local(ctx)
+	if err != nil {
+		st.EngineErr = err.Error()
+		return
+	}
+	st.SwarmState, st.IsManager = string(ln.State), ln.IsManager
+	if st.NodeID == "" {
+		st.NodeID = ln.NodeID
+	}
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

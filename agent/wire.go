@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/discovery/consul"
+	"github.com/swarm-agent/swarm-agent/discovery/route53"
+	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
+	"github.com/swarm-agent/swarm-agent/discovery/static"
+	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+)
+
+// wiring holds the collaborators built from a Config.
+type wiring struct {
+	engine   *engine.Engine
+	identity bootstrap.Identity
+	aws      *aws.Config // nil until needed
+	deps     bootstrap.Deps
+	closers  []func()
+}
+
+func (w *wiring) close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i]()
+	}
+}
+
+// wire builds the engine, identity, discovery and token store for cfg. Errors are typed for
+// ExitCode: errDocker, errIMDS, errDiscovery, ErrUsage.
+func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (*wiring, error) {
+	w := &wiring{}
+	ok := false
+	defer func() {
+		if !ok {
+			w.close()
+		}
+	}()
+	st.stage("checking docker")
+	eng, err := engine.New(cfg.DockerHost)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errDocker, err)
+	}
+	w.engine = eng
+	w.closers = append(w.closers, func() { _ = eng.Close() })
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ver, err := eng.Check(cctx, cfg.MinDockerVersion)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errDocker, err)
+	}
+	log.Info().Str("engine_version", ver.Engine).Str("api_version", ver.API).Msg("docker engine answers")
+
+	st.stage("reading identity")
+	w.identity, err = identity(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With().Str("instance_id", w.identity.InstanceID).Str("role", cfg.Role).Logger()
+
+	st.stage("setting up discovery")
+	if err := w.discovery(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	w.deps.Engine = eng
+	w.deps.Log = log.With().Str("component", "bootstrap").Logger()
+	w.deps.Stage = st.stage
+	ok = true
+	return w, nil
+}
+
+func identity(ctx context.Context, cfg Config) (bootstrap.Identity, error) {
+	if cfg.Identity == "static" {
+		return bootstrap.Identity{InstanceID: cfg.InstanceID, PrivateIP: cfg.PrivateIP, AZ: cfg.AZ, Region: cfg.Region}, nil
+	}
+	client := awsimds.New(awsimds.Options{
+		EnableFallback: aws.FalseTernary,
+		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
+		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
+	})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	id, err := imds.New(client).Identity(ctx)
+	if err != nil {
+		return bootstrap.Identity{}, fmt.Errorf("%w: %w", errIMDS, err)
+	}
+	return bootstrap.Identity{InstanceID: id.InstanceID, PrivateIP: id.PrivateIP, AZ: id.AZ, Region: id.Region,
+		InstanceType: id.InstanceType, Tags: id.Tags}, nil
+}
+
+// awsConfig loads the SDK configuration once: region from the flag or instance metadata, and a
+// retryer that does not lean on the SDK's defaults (many agents share one account's limits;
+// the boot loop adds its own jittered backoff on top).
+func (w *wiring) awsConfig(ctx context.Context, cfg Config) (aws.Config, error) {
+	if w.aws != nil {
+		return *w.aws, nil
+	}
+	region := cfg.Region
+	if region == "" {
+		region = w.identity.Region
+	}
+	if region == "" {
+		return aws.Config{}, &ConfigError{[]string{"--region (SWARM_AGENT_REGION): unknown: not given and not in instance metadata"}}
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 6
+				o.MaxBackoff = 20 * time.Second
+				o.RateLimiter = noRetryQuota{}
+			})
+		}))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("%w: load AWS configuration: %w", errDiscovery, err)
+	}
+	w.aws = &ac
+	return ac, nil
+}
+
+// noRetryQuota disables the SDK's client-side retry token bucket: a throttled boot must keep
+// retrying (with backoff) rather than fail fast once 500 tokens are spent.
+type noRetryQuota struct{}
+
+func (noRetryQuota) GetToken(context.Context, uint) (func() error, error) {
+	return func() error { return nil }, nil
+}
+func (noRetryQuota) AddTokens(uint) error { return nil }
+
+func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	role := cfg.Role
+	spec := cfg.Spec
+	dlog := log.With().Str("component", "discovery").Str("provider", spec.Provider).Logger()
+	store := cfg.TokenStore
+	if store == "auto" {
+		store = "ssm"
+		if spec.Provider == "consul" {
+			store = "consul"
+		}
+	}
+	var consulP *consul.Provider
+	switch spec.Provider {
+	case "route53":
+		rc, err := route53.FromSpec(spec, role)
+		if err != nil {
+			return &ConfigError{[]string{fmt.Sprintf("--discovery (SWARM_AGENT_DISCOVERY): %v", err)}}
+		}
+		rc.Port = cfg.SwarmPort
+		ac, err := w.awsConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		p := route53.New(rc, awsroute53.NewFromConfig(ac), dlog)
+		if role == "manager" {
+			// Workers never call the Route 53 API up front (account rate limit).
+			if err := p.CheckZone(ctx); err != nil {
+				return fmt.Errorf("%w: %w", errDiscovery, err)
+			}
+			w.deps.Registrar = p
+			w.deps.Locker = p
+		}
+		w.deps.Discoverer = p
+	case "static":
+		p, err := static.New(spec, w.identity.PrivateIP)
+		if err != nil {
+			return &ConfigError{[]string{fmt.Sprintf("--discovery (SWARM_AGENT_DISCOVERY): %v", err)}}
+		}
+		w.deps.Discoverer = p
+		w.deps.Locker = p
+	case "consul":
+		cc, err := consul.FromSpec(spec, cfg.Cluster, os.Getenv)
+		if err != nil {
+			return &ConfigError{[]string{fmt.Sprintf("--discovery (SWARM_AGENT_DISCOVERY): %v", err)}}
+		}
+		cc.Port = cfg.SwarmPort
+		p, err := consul.New(cc, dlog)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errDiscovery, err)
+		}
+		consulP = p
+		w.deps.Discoverer = p
+		if role == "manager" {
+			w.deps.Registrar = p
+			w.deps.Locker = p
+		}
+	default:
+		return &ConfigError{[]string{fmt.Sprintf("--discovery: unknown provider %q", spec.Provider)}}
+	}
+	switch store {
+	case "consul":
+		if consulP == nil {
+			return &ConfigError{[]string{"--token-store=consul needs --discovery provider=consul"}}
+		}
+		w.deps.Tokens = consulP
+	case "ssm":
+		ac, err := w.awsConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		ts, err := ssmtokens.New(ssm.NewFromConfig(ac), cfg.Cluster, cfg.KMSKeyID)
+		if err != nil {
+			return &ConfigError{[]string{fmt.Sprintf("--cluster (SWARM_AGENT_CLUSTER): %v", err)}}
+		}
+		w.deps.Tokens = ts
+	}
+	return nil
+}
+
+var _ = errors.New

@@ -1,0 +1,567 @@
+// Package dnsfake answers DNS queries for Route 53 private hosted zones the way Route 53 does,
+// applying failover, multivalue and weighted routing to the record sets a Source holds.
+package dnsfake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// Zone is a hosted zone: its ID and its domain name (with or without the final dot).
+type Zone struct {
+	ID   string
+	Name string
+}
+
+// RecordSet is a Route 53 resource record set. Values are in presentation format as the
+// Route 53 API holds them (an A address, `"quoted"` TXT strings, `10 5 2377 host.` for SRV).
+type RecordSet struct {
+	Name          string
+	Type          string
+	TTL           int64
+	Values        []string
+	SetIdentifier string
+	Failover      string // PRIMARY or SECONDARY
+	MultiValue    bool
+	Weight        *int64
+	HealthCheckID string
+}
+
+// Source gives the zones and their record sets. The server asks it on every query, so a
+// change shows in the next answer; the Source may cache.
+type Source interface {
+	Zones(ctx context.Context) ([]Zone, error)
+	RecordSets(ctx context.Context, zoneID string) ([]RecordSet, error)
+}
+
+// Options tune a Server. The zero value is usable.
+type Options struct {
+	// Healthy reports a health check's status; nil means every check is healthy. A record set
+	// without a health check is always healthy.
+	Healthy func(healthCheckID string) bool
+	// Log receives answers at debug level and source failures at warn level.
+	Log zerolog.Logger
+	// SOATTL and SOAMinimum, when not zero, override the TTL and the MINIMUM field of every
+	// zone's SOA. Without them the zone's own SOA record set is used, or when the zone has none
+	// Route 53's default (TTL 900, MINIMUM 86400). Negative answers carry the SOA with the
+	// smaller of the two as its TTL (RFC 2308), which is how long resolvers cache them.
+	SOATTL     uint32
+	SOAMinimum uint32
+	// QueryTimeout bounds each call to the Source (default 5 s).
+	QueryTimeout time.Duration
+}
+
+// Route 53's defaults for a zone without an SOA or NS record set in the Source.
+const (
+	defaultSOA     = "ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"
+	defaultSOATTL  = 900
+	defaultNS      = "ns-1536.awsdns-00.co.uk."
+	defaultNSTTL   = 172800
+	maxMultiValue  = 8 // Route 53 answers at most eight multivalue sets
+	maxCNAMEChain  = 8 // in-zone CNAME hops followed in one answer
+	defaultTimeout = 5 * time.Second
+)
+
+// Server answers DNS over UDP and TCP on one address.
+type Server struct {
+	addr   string
+	src    Source
+	opts   Options
+	udp    *dns.Server
+	tcp    *dns.Server
+	cancel context.CancelFunc
+	ctx    context.Context
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Start listens on addr over UDP and TCP (the same port for both, also when addr asks for
+// port 0) and serves until Close.
+func Start(addr string, src Source, opts Options) (*Server, error) {
+	if src == nil {
+		return nil, errors.New("start dns server: nil source")
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = defaultTimeout
+	}
+	pc, ln, err := listenBoth(addr)
+	if err != nil {
+		return nil, fmt.Errorf("start dns server on %s: %w", addr, err)
+	}
+	s := &Server{addr: pc.LocalAddr().String(), src: src, opts: opts}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	h := dns.HandlerFunc(s.serveDNS)
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: notify}
+	s.tcp = &dns.Server{Listener: ln, Handler: h, NotifyStartedFunc: notify,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	failed := make(chan error, 2)
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		s.wg.Go(func() {
+			if err := srv.ActivateAndServe(); err != nil {
+				failed <- err
+			}
+		})
+	}
+	for range 2 {
+		select {
+		case <-started:
+		case err := <-failed:
+			s.Close()
+			return nil, fmt.Errorf("start dns server on %s: %w", addr, err)
+		}
+	}
+	return s, nil
+}
+
+// listenBoth opens UDP and TCP on the same port. For port 0 the kernel picks the UDP port,
+// which may be taken for TCP; then it tries again.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	var lastErr error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		_, got, _ := net.SplitHostPort(pc.LocalAddr().String())
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, got))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = err
+		if port != "0" {
+			break
+		}
+	}
+	return nil, nil, lastErr
+}
+
+// Addr is the host:port both listeners use.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops both listeners, waits for queries in flight and for the server's goroutines.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = errors.Join(shutdown(ctx, s.udp), shutdown(ctx, s.tcp))
+		s.wg.Wait()
+	})
+	if err != nil {
+		return fmt.Errorf("close dns server %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+func shutdown(ctx context.Context, srv *dns.Server) error {
+	err := srv.ShutdownContext(ctx)
+	if err != nil && strings.Contains(err.Error(), "server not started") {
+		// It failed to start; close what it was given.
+		if srv.PacketConn != nil {
+			srv.PacketConn.Close()
+		}
+		if srv.Listener != nil {
+			srv.Listener.Close()
+		}
+		return nil
+	}
+	return err
+}
+
+func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.QueryTimeout)
+	defer cancel()
+	resp := answer(ctx, s.src, s.opts, req)
+
+	udp := false
+	if _, ok := w.LocalAddr().(*net.UDPAddr); ok {
+		udp = true
+	}
+	size := dns.MaxMsgSize
+	if udp {
+		size = dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = max(int(opt.UDPSize()), dns.MinMsgSize)
+		}
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(uint16(min(size, 4096)), false)
+	}
+	resp.Truncate(size)
+	if err := w.WriteMsg(resp); err != nil {
+		s.opts.Log.Debug().Err(err).Str("addr", w.RemoteAddr().String()).Msg("write dns answer")
+	}
+}
+
+// answer builds the response to one query.
+func answer(ctx context.Context, src Source, opts Options, req *dns.Msg) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.RecursionAvailable = false
+	if req.Opcode != dns.OpcodeQuery {
+		resp.SetRcode(req, dns.RcodeNotImplemented)
+		return resp
+	}
+	if len(req.Question) != 1 {
+		resp.SetRcode(req, dns.RcodeFormatError)
+		return resp
+	}
+	q := req.Question[0]
+	if q.Qclass != dns.ClassINET {
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
+	}
+	log := opts.Log.With().Str("record_name", q.Name).Str("record_type", dns.TypeToString[q.Qtype]).Logger()
+
+	zones, err := src.Zones(ctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("list zones for dns answer")
+		resp.SetRcode(req, dns.RcodeServerFailure)
+		return resp
+	}
+	zone, ok := findZone(zones, q.Name)
+	if !ok {
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
+	}
+	sets, err := src.RecordSets(ctx, zone.ID)
+	if err != nil {
+		log.Warn().Err(err).Str("zone_id", zone.ID).Msg("list record sets for dns answer")
+		resp.SetRcode(req, dns.RcodeServerFailure)
+		return resp
+	}
+	z, err := buildZone(zone, sets, opts)
+	if err != nil {
+		log.Warn().Err(err).Str("zone_id", zone.ID).Msg("read zone for dns answer")
+		resp.SetRcode(req, dns.RcodeServerFailure)
+		return resp
+	}
+	resp.Authoritative = true
+	if err := z.resolve(resp, q.Name, q.Qtype); err != nil {
+		log.Warn().Err(err).Str("zone_id", zone.ID).Msg("build dns answer")
+		resp.Answer, resp.Ns = nil, nil
+		resp.SetRcode(req, dns.RcodeServerFailure)
+		return resp
+	}
+	log.Debug().Str("zone_id", zone.ID).Str("rcode", dns.RcodeToString[resp.Rcode]).
+		Int("answers", len(resp.Answer)).Msg("dns answer")
+	return resp
+}
+
+// findZone picks the zone with the longest name that contains name.
+func findZone(zones []Zone, name string) (Zone, bool) {
+	name = dns.CanonicalName(name)
+	best, bestLabels := Zone{}, -1
+	for _, z := range zones {
+		zn := dns.CanonicalName(z.Name)
+		if !dns.IsSubDomain(zn, name) {
+			continue
+		}
+		if n := dns.CountLabel(zn); n > bestLabels {
+			best, bestLabels = z, n
+		}
+	}
+	return best, bestLabels >= 0
+}
+
+// zone is one zone's record sets indexed for a query.
+type zone struct {
+	apex  string
+	opts  Options
+	soa   *dns.SOA
+	names map[string]map[uint16][]RecordSet // canonical name -> type -> sets
+}
+
+func buildZone(z Zone, sets []RecordSet, opts Options) (*zone, error) {
+	out := &zone{apex: dns.CanonicalName(z.Name), opts: opts, names: make(map[string]map[uint16][]RecordSet)}
+	for _, rs := range sets {
+		name := dns.CanonicalName(rs.Name)
+		t, ok := dns.StringToType[strings.ToUpper(rs.Type)]
+		if !ok {
+			return nil, fmt.Errorf("record set %s: unknown type %q", rs.Name, rs.Type)
+		}
+		if !dns.IsSubDomain(out.apex, name) {
+			continue
+		}
+		byType := out.names[name]
+		if byType == nil {
+			byType = make(map[uint16][]RecordSet)
+			out.names[name] = byType
+		}
+		byType[t] = append(byType[t], rs)
+	}
+	apex := out.names[out.apex]
+	if apex == nil {
+		apex = make(map[uint16][]RecordSet)
+		out.names[out.apex] = apex
+	}
+	if len(apex[dns.TypeNS]) == 0 {
+		apex[dns.TypeNS] = []RecordSet{{Name: out.apex, Type: "NS", TTL: defaultNSTTL, Values: []string{defaultNS}}}
+	}
+	soaSet := RecordSet{Name: out.apex, Type: "SOA", TTL: defaultSOATTL, Values: []string{defaultSOA}}
+	if got := apex[dns.TypeSOA]; len(got) > 0 && len(got[0].Values) > 0 {
+		soaSet = got[0]
+	}
+	rr, err := toRR(out.apex, dns.TypeSOA, soaSet.TTL, soaSet.Values[0])
+	if err != nil {
+		return nil, err
+	}
+	soa, ok := rr.(*dns.SOA)
+	if !ok {
+		return nil, fmt.Errorf("zone %s: SOA value %q is not an SOA", out.apex, soaSet.Values[0])
+	}
+	if opts.SOATTL != 0 {
+		soa.Hdr.Ttl = opts.SOATTL
+	}
+	if opts.SOAMinimum != 0 {
+		soa.Minttl = opts.SOAMinimum
+	}
+	out.soa = soa
+	apex[dns.TypeSOA] = []RecordSet{soaSet}
+	return out, nil
+}
+
+// resolve fills resp with the answer for name and qtype, following CNAMEs inside the zone.
+func (z *zone) resolve(resp *dns.Msg, name string, qtype uint16) error {
+	for range maxCNAMEChain {
+		cname := dns.CanonicalName(name)
+		byType, exists := z.names[cname]
+		if !exists {
+			resp.Rcode = dns.RcodeNameError
+			resp.Ns = []dns.RR{z.negativeSOA()}
+			return nil
+		}
+		if qtype == dns.TypeANY {
+			for _, t := range slices.Sorted(maps.Keys(byType)) {
+				if err := z.appendSets(resp, name, t, byType[t]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if sets := byType[qtype]; len(sets) > 0 {
+			n := len(resp.Answer)
+			if err := z.appendSets(resp, name, qtype, sets); err != nil {
+				return err
+			}
+			if len(resp.Answer) == n {
+				resp.Ns = []dns.RR{z.negativeSOA()}
+			}
+			return nil
+		}
+		if sets := byType[dns.TypeCNAME]; len(sets) > 0 {
+			n := len(resp.Answer)
+			if err := z.appendSets(resp, name, dns.TypeCNAME, sets); err != nil {
+				return err
+			}
+			if len(resp.Answer) == n {
+				break
+			}
+			target := resp.Answer[len(resp.Answer)-1].(*dns.CNAME).Target
+			if !dns.IsSubDomain(z.apex, dns.CanonicalName(target)) {
+				return nil // the resolver follows targets outside the zone
+			}
+			name = target
+			continue
+		}
+		break
+	}
+	// The name exists without the asked type: NOERROR with no answer (NODATA).
+	resp.Ns = []dns.RR{z.negativeSOA()}
+	return nil
+}
+
+// hasDescendant reports whether name is an empty non-terminal: it has no sets but a name
+// below it does, so it exists (RFC 8020) and gets NODATA rather than NXDOMAIN.
+func (z *zone) hasDescendant(name string) bool {
+	for n := range z.names {
+		if n != name && dns.IsSubDomain(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// negativeSOA is the SOA for the authority section of a negative answer: its TTL is the
+// smaller of the SOA's TTL and its MINIMUM, the time resolvers cache the negative answer.
+func (z *zone) negativeSOA() dns.RR {
+	soa := dns.Copy(z.soa).(*dns.SOA)
+	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+	return soa
+}
+
+func (z *zone) appendSets(resp *dns.Msg, owner string, t uint16, sets []RecordSet) error {
+	if t == dns.TypeSOA {
+		resp.Answer = append(resp.Answer, withOwner(dns.Copy(z.soa), owner))
+		return nil
+	}
+	for _, rs := range z.route(sets) {
+		for _, v := range rs.Values {
+			rr, err := toRR(owner, t, rs.TTL, v)
+			if err != nil {
+				return err
+			}
+			resp.Answer = append(resp.Answer, rr)
+		}
+	}
+	return nil
+}
+
+func withOwner(rr dns.RR, owner string) dns.RR {
+	rr.Header().Name = owner
+	return rr
+}
+
+func toRR(owner string, t uint16, ttl int64, value string) (dns.RR, error) {
+	ttl = max(0, min(ttl, 1<<31-1))
+	rr, err := dns.NewRR(fmt.Sprintf("%s %d IN %s %s", dns.Fqdn(owner), ttl, dns.TypeToString[t], value))
+	if err != nil {
+		return nil, fmt.Errorf("record %s %s value %q: %w", owner, dns.TypeToString[t], value, err)
+	}
+	if rr == nil || rr.Header().Rrtype != t {
+		return nil, fmt.Errorf("record %s %s value %q: not a %s record", owner, dns.TypeToString[t], value, dns.TypeToString[t])
+	}
+	return rr, nil
+}
+
+func (z *zone) healthy(rs RecordSet) bool {
+	return rs.HealthCheckID == "" || z.opts.Healthy == nil || z.opts.Healthy(rs.HealthCheckID)
+}
+
+// route picks the sets Route 53 would answer with among those of one name and type. When no
+// set of a routed group is healthy, Route 53 treats them all as healthy.
+func (z *zone) route(sets []RecordSet) []RecordSet {
+	switch {
+	case hasFailover(sets):
+		return z.failover(sets)
+	case hasMultiValue(sets):
+		return z.multiValue(sets)
+	case hasWeight(sets):
+		return z.weighted(sets)
+	}
+	return sets // simple routing: one set with all its values
+}
+
+func hasFailover(sets []RecordSet) bool {
+	for _, rs := range sets {
+		if rs.Failover != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMultiValue(sets []RecordSet) bool {
+	for _, rs := range sets {
+		if rs.MultiValue {
+			return true
+		}
+	}
+	return false
+}
+
+func hasWeight(sets []RecordSet) bool {
+	for _, rs := range sets {
+		if rs.Weight != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// failover answers PRIMARY while it is healthy, else SECONDARY while that is healthy; when
+// neither is, PRIMARY.
+func (z *zone) failover(sets []RecordSet) []RecordSet {
+	var primary, secondary *RecordSet
+	for i := range sets {
+		switch strings.ToUpper(sets[i].Failover) {
+		case "PRIMARY":
+			primary = &sets[i]
+		case "SECONDARY":
+			secondary = &sets[i]
+		}
+	}
+	switch {
+	case primary != nil && z.healthy(*primary):
+		return []RecordSet{*primary}
+	case secondary != nil && z.healthy(*secondary):
+		return []RecordSet{*secondary}
+	case primary != nil:
+		return []RecordSet{*primary}
+	case secondary != nil:
+		return []RecordSet{*secondary}
+	}
+	return nil
+}
+
+// multiValue answers up to eight healthy sets in random order; when none is healthy, up to
+// eight unhealthy ones.
+func (z *zone) multiValue(sets []RecordSet) []RecordSet {
+	var pool []RecordSet
+	for _, rs := range sets {
+		if z.healthy(rs) {
+			pool = append(pool, rs)
+		}
+	}
+	if len(pool) == 0 {
+		pool = append(pool, sets...)
+	}
+	rand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	return pool[:min(len(pool), maxMultiValue)]
+}
+
+// weighted answers one set chosen with probability weight/total among the healthy sets with
+// a weight above zero; then among healthy sets of weight zero (equally); when none is healthy,
+// among all sets the same way.
+func (z *zone) weighted(sets []RecordSet) []RecordSet {
+	var healthy []RecordSet
+	for _, rs := range sets {
+		if z.healthy(rs) {
+			healthy = append(healthy, rs)
+		}
+	}
+	if len(healthy) == 0 {
+		healthy = sets
+	}
+	var total int64
+	for _, rs := range healthy {
+		total += weight(rs)
+	}
+	if total == 0 {
+		return []RecordSet{healthy[rand.IntN(len(healthy))]}
+	}
+	n := rand.Int64N(total)
+	for _, rs := range healthy {
+		if n < weight(rs) {
+			return []RecordSet{rs}
+		}
+		n -= weight(rs)
+	}
+	return []RecordSet{healthy[len(healthy)-1]}
+}
+
+func weight(rs RecordSet) int64 {
+	if rs.Weight == nil || *rs.Weight < 0 {
+		return 0
+	}
+	return *rs.Weight
+}

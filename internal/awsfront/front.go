@@ -1,0 +1,376 @@
+// Package awsfront is an HTTP front for moto that the real aws-sdk-go-v2 talks to: it answers
+// itself what moto lacks or does more loosely than AWS (Route 53 strictness, lifecycle actions,
+// throttling, IMDS, DNS), forwards the rest to moto, logs every request and injects faults.
+package awsfront
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/dnsfake"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
+)
+
+// Config says where the front listens and what it forwards to.
+type Config struct {
+	MotoURL     string           // forward target, e.g. http://127.0.0.1:5055
+	APIAddr     string           // AWS API listener, e.g. "127.0.0.1:0" or "10.99.0.1:4566"
+	IMDSAddr    string           // IMDS listener ("" = none)
+	DNSAddr     string           // DNS listener udp+tcp ("" = none)
+	ControlAddr string           // control API listener ("" = none)
+	Region      string           // default us-east-1
+	Limits      map[string]Limit // per service: token bucket; merged over DefaultLimits
+	Log         zerolog.Logger
+}
+
+// Limit is a token bucket: RPS tokens per second, at most Burst stored. RPS <= 0 means unlimited.
+type Limit struct {
+	RPS   float64
+	Burst int
+}
+
+// DefaultLimits are the per-service limits used unless Config.Limits overrides them: Route 53's
+// strict historical 5 requests/s per account and SSM's 40/s. Other services are unlimited.
+func DefaultLimits() map[string]Limit {
+	return map[string]Limit{
+		"route53": {RPS: 5, Burst: 5},
+		"ssm":     {RPS: 40, Burst: 40},
+	}
+}
+
+// Services the front recognises from the SigV4 credential scope.
+var knownServices = []string{"route53", "ssm", "autoscaling", "sqs", "ec2"}
+
+// Front is a running front. Close stops it.
+type Front struct {
+	cfg  Config
+	log  zerolog.Logger
+	moto *url.URL
+
+	proxy *httputil.ReverseProxy
+	hc    *http.Client // to moto
+	asg   *autoscaling.Client
+	ec2   *ec2.Client
+
+	imds *imdsfake.Server
+	dns  *dnsfake.Server
+
+	servers []*http.Server
+	apiURL  string
+	imdsURL string
+	ctlURL  string
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu          sync.Mutex
+	reqs        []Request
+	faults      []*Fault
+	buckets     map[string]*bucket
+	zoneLocks   map[string]*sync.Mutex
+	changes     map[string]*change
+	actions     map[string]*action // by instance id
+	noticeQueue string
+	seq         uint64
+	closeOnce   sync.Once
+}
+
+// Start opens the listeners named in cfg and serves until Close.
+func Start(ctx context.Context, cfg Config) (*Front, error) {
+	if cfg.MotoURL == "" {
+		return nil, errors.New("awsfront config: MotoURL is empty")
+	}
+	mu, err := url.Parse(cfg.MotoURL)
+	if err != nil || mu.Host == "" {
+		return nil, fmt.Errorf("awsfront config: MotoURL %q: not an http URL", cfg.MotoURL)
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:0"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	limits := DefaultLimits()
+	for k, v := range cfg.Limits {
+		limits[k] = v
+	}
+	cfg.Limits = limits
+
+	f := &Front{
+		cfg:       cfg,
+		log:       cfg.Log.With().Str("component", "awsfront").Logger(),
+		moto:      mu,
+		hc:        &http.Client{Timeout: 30 * time.Second},
+		imds:      imdsfake.New(),
+		stop:      make(chan struct{}),
+		buckets:   map[string]*bucket{},
+		zoneLocks: map[string]*sync.Mutex{},
+		changes:   map[string]*change{},
+		actions:   map[string]*action{},
+	}
+	for svc, l := range limits {
+		if l.RPS > 0 {
+			f.buckets[svc] = newBucket(l)
+		}
+	}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(mu)
+			r.Out.Host = r.In.Host // moto builds queue URLs from the Host it sees
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			f.log.Warn().Err(err).Str("addr", r.RemoteAddr).Msg("forward to moto failed")
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	awsCfg := aws.Config{
+		Region:      cfg.Region,
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:  f.hc,
+	}
+	f.asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(cfg.MotoURL) })
+	f.ec2 = ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(cfg.MotoURL) })
+
+	fail := func(err error) (*Front, error) {
+		_ = f.Close()
+		return nil, err
+	}
+	if f.apiURL, err = f.serve(cfg.APIAddr, http.HandlerFunc(f.serveAPI)); err != nil {
+		return fail(fmt.Errorf("aws api listener %s: %w", cfg.APIAddr, err))
+	}
+	if cfg.IMDSAddr != "" {
+		if f.imdsURL, err = f.serve(cfg.IMDSAddr, f.imds); err != nil {
+			return fail(fmt.Errorf("imds listener %s: %w", cfg.IMDSAddr, err))
+		}
+	}
+	if cfg.ControlAddr != "" {
+		if f.ctlURL, err = f.serve(cfg.ControlAddr, f.controlHandler()); err != nil {
+			return fail(fmt.Errorf("control listener %s: %w", cfg.ControlAddr, err))
+		}
+	}
+	if cfg.DNSAddr != "" {
+		f.dns, err = dnsfake.Start(cfg.DNSAddr, &motoSource{f: f}, dnsfake.Options{
+			Log: f.log.With().Str("component", "awsfront-dns").Logger(),
+		})
+		if err != nil {
+			return fail(fmt.Errorf("dns listener %s: %w", cfg.DNSAddr, err))
+		}
+	}
+	f.wg.Add(1)
+	go f.expireLoop()
+	f.log.Info().Str("addr", f.apiURL).Str("moto", cfg.MotoURL).Msg("aws front started")
+	return f, nil
+}
+
+func (f *Front) serve(addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	f.servers = append(f.servers, srv)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			f.log.Error().Err(err).Str("addr", addr).Msg("listener stopped")
+		}
+	}()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// APIURL is the base endpoint for every AWS service client.
+func (f *Front) APIURL() string { return f.apiURL }
+
+// IMDSURL is the instance metadata endpoint ("" without IMDSAddr).
+func (f *Front) IMDSURL() string { return f.imdsURL }
+
+// ControlURL is the control API's base URL ("" without ControlAddr).
+func (f *Front) ControlURL() string { return f.ctlURL }
+
+// DNSAddr is the DNS server's host:port ("" without DNSAddr).
+func (f *Front) DNSAddr() string {
+	if f.dns == nil {
+		return ""
+	}
+	return f.dns.Addr()
+}
+
+// Close stops the listeners and the hook expiry loop.
+func (f *Front) Close() error {
+	var errs []error
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range f.servers {
+			if err := s.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+				_ = s.Close()
+			}
+		}
+		if f.dns != nil {
+			if err := f.dns.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		f.wg.Wait()
+	})
+	return errors.Join(errs...)
+}
+
+// AddInstance makes an instance known to IMDS (keyed by its PrivateIP) and to the request log.
+func (f *Front) AddInstance(in imdsfake.Instance) {
+	if in.Region == "" {
+		in.Region = f.cfg.Region
+	}
+	f.imds.Put(in)
+}
+
+// SetNoticeQueue names the SQS queue (in moto) that receives lifecycle termination notices.
+func (f *Front) SetNoticeQueue(queueURL string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noticeQueue = queueURL
+}
+
+// SpotNotice gives the instance a spot interruption notice (IMDS spot/instance-action) for time at.
+func (f *Front) SpotNotice(instanceID string, at time.Time) error {
+	err := f.imds.Update(instanceID, func(in *imdsfake.Instance) {
+		in.SpotAction = &imdsfake.SpotAction{Action: "terminate", Time: at.UTC()}
+	})
+	if err != nil {
+		return fmt.Errorf("spot notice for %s: %w", instanceID, err)
+	}
+	return nil
+}
+
+// serveAPI is the AWS API entry point: identify, log, fault, throttle, then answer or forward.
+func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+
+	srcIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	service := serviceFromAuth(r.Header.Get("Authorization"))
+	req := Request{
+		Time:     time.Now(),
+		Service:  service,
+		SourceIP: srcIP,
+		Attempt:  attemptFromHeader(r.Header.Get("Amz-Sdk-Request")),
+	}
+	if in, ok := f.imds.ByIP(srcIP); ok {
+		req.InstanceID = in.ID
+	}
+	req.Operation, req.Params = operationOf(service, r, body)
+	rec := &recorder{ResponseWriter: w}
+	c := &call{f: f, w: rec, r: r, body: body, req: &req}
+	defer func() {
+		req.Status = rec.statusCode()
+		req.ErrorCode = rec.errorCode()
+		f.mu.Lock()
+		f.reqs = append(f.reqs, req)
+		f.mu.Unlock()
+		ev := f.log.Debug()
+		if req.Status >= 400 {
+			ev = f.log.Info()
+		}
+		ev.Str("service", req.Service).Str("operation", req.Operation).Str("addr", srcIP).
+			Str("instance_id", req.InstanceID).Int("attempt", req.Attempt).Int("status", req.Status).
+			Str("error_code", req.ErrorCode).Msg("aws request")
+	}()
+
+	if r.Header.Get("Authorization") == "" {
+		c.writeError(http.StatusForbidden, "MissingAuthenticationToken", "Missing Authentication Token")
+		return
+	}
+	if fault := f.takeFault(service, req.Operation); fault != nil {
+		if done := c.applyFault(fault); done {
+			return
+		}
+	}
+	if b := f.buckets[service]; b != nil && !b.take(time.Now()) {
+		c.writeError(http.StatusBadRequest, "Throttling", "Rate exceeded")
+		return
+	}
+	switch service + "." + req.Operation {
+	case "route53.ChangeResourceRecordSets":
+		f.changeRecordSets(c)
+	case "route53.GetChange":
+		f.getChange(c)
+	case "route53.ListResourceRecordSets":
+		f.listRecordSets(c)
+	case "autoscaling.CompleteLifecycleAction":
+		f.completeLifecycleAction(c)
+	case "autoscaling.RecordLifecycleActionHeartbeat":
+		f.recordHeartbeat(c)
+	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
+		f.describeWithOverlay(c)
+	default:
+		f.proxy.ServeHTTP(rec, r)
+	}
+}
+
+// call is one API request in flight.
+type call struct {
+	f    *Front
+	w    *recorder
+	r    *http.Request
+	body []byte
+	req  *Request
+}
+
+func (f *Front) nextID(prefix string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	return fmt.Sprintf("%s%012d%s", prefix, f.seq, strconv.FormatInt(time.Now().UnixNano()%1e6, 36))
+}
+
+func serviceFromAuth(h string) string {
+	i := strings.Index(h, "Credential=")
+	if i < 0 {
+		return ""
+	}
+	cred := h[i+len("Credential="):]
+	if j := strings.IndexAny(cred, ", "); j >= 0 {
+		cred = cred[:j]
+	}
+	parts := strings.Split(cred, "/")
+	if len(parts) < 5 {
+		return ""
+	}
+	return parts[3]
+}
+
+func attemptFromHeader(h string) int {
+	for _, p := range strings.Split(h, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok && k == "attempt" {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,353 @@
+// Package queue consumes termination notices (Auto Scaling lifecycle hook notifications and
+// EventBridge events, directly or through SNS) from an SQS queue.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/lifecycle"
+)
+
+// sqsAPI is the part of *sqs.Client the consumer uses, exposed for testing.
+type sqsAPI interface {
+	ReceiveMessage(ctx context.Context, params *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessage(ctx context.Context, params *sqs.DeleteMessageInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	ChangeMessageVisibility(ctx context.Context, params *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+}
+
+// Defaults and bounds of Options.
+const (
+	DefaultVisibilityTimeout = 2 * time.Minute
+	DefaultMaxReceives       = 5
+	DefaultConcurrency       = 10
+
+	waitTimeSeconds = 20 // the longest long poll SQS allows
+	maxMessages     = 10 // the most messages one ReceiveMessage returns
+	maxVisibility   = 12 * time.Hour
+)
+
+// Options configure a Consumer.
+type Options struct {
+	// QueueURL is the queue to read (required).
+	QueueURL string
+	// VisibilityTimeout hides a received message from other consumers; while the handler runs
+	// the consumer extends it every third of this period. 0 means DefaultVisibilityTimeout;
+	// range 10 s .. 12 h.
+	VisibilityTimeout time.Duration
+	// MaxReceives is how many times a message is received (ApproximateReceiveCount) before a
+	// failing message is deleted unhandled. 0 means DefaultMaxReceives.
+	MaxReceives int
+	// Concurrency is how many messages are handled at once. 0 means DefaultConcurrency.
+	Concurrency int
+	// RetryBase and RetryMax bound the backoff after SQS errors and before a failed message
+	// is redelivered. 0 means 1 s and 5 min.
+	RetryBase, RetryMax time.Duration
+	Log                 zerolog.Logger
+}
+
+// Consumer reads termination notices from SQS and hands each to a handler.
+type Consumer struct {
+	client sqsAPI
+	opts   Options
+	log    zerolog.Logger
+
+	mu       sync.Mutex
+	received map[string]int // message id -> receives seen here, when SQS gives no count
+}
+
+// New returns a Consumer reading opts.QueueURL through client (an *sqs.Client).
+func New(client sqsAPI, opts Options) (*Consumer, error) {
+	if client == nil {
+		return nil, errors.New("queue: nil SQS client")
+	}
+	if opts.QueueURL == "" {
+		return nil, errors.New("queue: QueueURL is empty")
+	}
+	if opts.VisibilityTimeout == 0 {
+		opts.VisibilityTimeout = DefaultVisibilityTimeout
+	}
+	if opts.VisibilityTimeout < 10*time.Second || opts.VisibilityTimeout > maxVisibility {
+		return nil, fmt.Errorf("queue: VisibilityTimeout %s is outside 10s..12h", opts.VisibilityTimeout)
+	}
+	if opts.MaxReceives == 0 {
+		opts.MaxReceives = DefaultMaxReceives
+	}
+	if opts.MaxReceives < 1 || opts.MaxReceives > 1000 {
+		return nil, fmt.Errorf("queue: MaxReceives %d is outside 1..1000", opts.MaxReceives)
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.Concurrency < 1 || opts.Concurrency > 100 {
+		return nil, fmt.Errorf("queue: Concurrency %d is outside 1..100", opts.Concurrency)
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Minute
+	}
+	if opts.RetryMax < opts.RetryBase {
+		return nil, fmt.Errorf("queue: RetryMax %s is below RetryBase %s", opts.RetryMax, opts.RetryBase)
+	}
+	return &Consumer{
+		client:   client,
+		opts:     opts,
+		log:      opts.Log.With().Str("component", "queue").Logger(),
+		received: map[string]int{},
+	}, nil
+}
+
+// Handler acts on one termination notice. It must be idempotent: a notice can arrive twice
+// (SQS delivers at least once, and a delete can fail after the handler succeeded).
+type Handler func(ctx context.Context, n lifecycle.Notice) error
+
+// Run long-polls the queue until ctx is done and hands every termination notice to handle,
+// up to Options.Concurrency at a time. A message is deleted after handle succeeds, and at once
+// when it is a test notification, needs no action or cannot be parsed. After a handler error
+// the message stays in the queue and comes back after a backoff; once it has been received
+// Options.MaxReceives times a failing message is deleted and logged at error level. While a
+// handler runs the message's visibility is extended. SQS errors are retried with capped,
+// jittered backoff, except a queue that does not exist, which ends Run with an error.
+// Run returns nil once ctx is done and every handler it started has returned.
+func (c *Consumer) Run(ctx context.Context, handle Handler) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, c.opts.Concurrency)
+	failures := 0
+	for {
+		// Wait for at least one free slot, then ask for as many messages as there are.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		free := 1
+		for free < maxMessages && len(slots) < cap(slots) {
+			slots <- struct{}{}
+			free++
+		}
+		msgs, err := c.receive(ctx, free)
+		for range free - len(msgs) {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if isQueueMissing(err) {
+				return fmt.Errorf("receive from queue %s: %w", c.opts.QueueURL, err)
+			}
+			failures++
+			d := backoff(failures, c.opts.RetryBase, min(c.opts.RetryMax, time.Minute))
+			c.log.Warn().Err(err).Int("attempt", failures).Dur("retry_in", d).Msg("receive from queue failed")
+			if !sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		for _, m := range msgs {
+			wg.Go(func() {
+				defer func() { <-slots }()
+				c.process(ctx, m, handle)
+			})
+		}
+	}
+}
+
+func (c *Consumer) receive(ctx context.Context, n int) ([]types.Message, error) {
+	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:            aws.String(c.opts.QueueURL),
+		MaxNumberOfMessages: int32(n),
+		WaitTimeSeconds:     waitTimeSeconds,
+		VisibilityTimeout:   int32(c.opts.VisibilityTimeout / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+			types.MessageSystemAttributeNameApproximateReceiveCount,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Messages, nil
+}
+
+// process parses, handles and settles one message.
+func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler) {
+	id := aws.ToString(m.MessageId)
+	count := c.receiveCount(m)
+	log := c.log.With().Str("message_id", id).Int("attempt", count).Logger()
+
+	notice, kind, err := Parse([]byte(aws.ToString(m.Body)))
+	switch {
+	case err != nil:
+		log.Error().Err(err).Msg("deleting malformed queue message")
+		c.delete(ctx, m, log)
+		return
+	case kind == KindTest:
+		log.Info().Msg("deleting Auto Scaling test notification")
+		c.delete(ctx, m, log)
+		return
+	case kind == KindIgnore:
+		log.Debug().Msg("deleting queue message that needs no action")
+		c.delete(ctx, m, log)
+		return
+	}
+	log = log.With().Str("instance_id", notice.InstanceID).Str("asg_name", notice.ASG).
+		Str("hook_name", notice.Hook).Logger()
+	if count > c.opts.MaxReceives {
+		// A handler that crashed the agent (or never returned) on earlier receives.
+		log.Error().Int("max_receives", c.opts.MaxReceives).
+			Msg("giving up on termination notice received too often; deleting it unhandled")
+		c.delete(ctx, m, log)
+		return
+	}
+
+	err = c.handleWithKeepalive(ctx, m, notice, handle, log)
+	switch {
+	case err == nil:
+		log.Info().Msg("termination notice handled")
+		c.delete(ctx, m, log)
+	case ctx.Err() != nil:
+		// Shutting down: hand the message to another consumer at once.
+		log.Warn().Err(err).Msg("termination notice interrupted by shutdown; releasing it")
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		c.changeVisibility(rctx, m, 0, log)
+	case count >= c.opts.MaxReceives:
+		log.Error().Err(err).Int("max_receives", c.opts.MaxReceives).
+			Msg("termination notice failed on its last allowed receive; deleting it unhandled")
+		c.delete(ctx, m, log)
+	default:
+		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+		log.Warn().Err(err).Dur("retry_in", d).Msg("termination notice failed; leaving it for redelivery")
+		c.changeVisibility(ctx, m, d, log)
+	}
+}
+
+// handleWithKeepalive runs handle while extending the message's visibility every third of
+// the visibility timeout, so that no other consumer receives it meanwhile.
+func (c *Consumer) handleWithKeepalive(ctx context.Context, m types.Message, n lifecycle.Notice, handle Handler, log zerolog.Logger) error {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(c.opts.VisibilityTimeout / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				c.changeVisibility(hctx, m, c.opts.VisibilityTimeout, log)
+			}
+		}
+	})
+	err := handle(hctx, n)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (c *Consumer) changeVisibility(ctx context.Context, m types.Message, d time.Duration, log zerolog.Logger) {
+	_, err := c.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(c.opts.QueueURL),
+		ReceiptHandle:     m.ReceiptHandle,
+		VisibilityTimeout: int32((min(d, maxVisibility) + time.Second - 1) / time.Second), // round up
+	})
+	if err != nil && ctx.Err() == nil {
+		log.Warn().Err(err).Msg("change visibility of queue message failed")
+	}
+}
+
+// delete deletes m, retrying a few times; a message that cannot be deleted comes back later
+// and is handled again.
+func (c *Consumer) delete(ctx context.Context, m types.Message, log zerolog.Logger) {
+	ctx = context.WithoutCancel(ctx) // settle what was handled, even while shutting down
+	const attempts = 3
+	var err error
+	for i := 1; i <= attempts; i++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = c.client.DeleteMessage(actx, &sqs.DeleteMessageInput{
+			QueueUrl:      aws.String(c.opts.QueueURL),
+			ReceiptHandle: m.ReceiptHandle,
+		})
+		cancel()
+		if err == nil {
+			c.forget(aws.ToString(m.MessageId))
+			return
+		}
+		if i < attempts {
+			time.Sleep(backoff(i, c.opts.RetryBase, 10*time.Second))
+		}
+	}
+	log.Error().Err(err).Msg("delete queue message failed; it will be received again")
+}
+
+// receiveCount is SQS's ApproximateReceiveCount, or this consumer's own count when SQS gave
+// none, so that a failing message is given up on either way.
+func (c *Consumer) receiveCount(m types.Message) int {
+	id := aws.ToString(m.MessageId)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.received[id]++
+	n := c.received[id]
+	if v, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil && v > n {
+		n = v
+	}
+	if len(c.received) > 10000 {
+		// Bound the fallback map; SQS's own count is the one that matters.
+		clear(c.received)
+	}
+	return n
+}
+
+func (c *Consumer) forget(id string) {
+	c.mu.Lock()
+	delete(c.received, id)
+	c.mu.Unlock()
+}
+
+func isQueueMissing(err error) bool {
+	var missing *types.QueueDoesNotExist
+	if errors.As(err, &missing) {
+		return true
+	}
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue"
+}
+
+// backoff returns the wait before attempt n (1-based): base doubled per attempt, capped at
+// limit, with jitter (half fixed, half random) to keep many agents from retrying in step.
+func backoff(n int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx is done; it reports whether the wait completed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
