@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -118,18 +117,22 @@ func (w *wiring) awsConfig(ctx context.Context, cfg Config) (aws.Config, error) 
 		return aws.Config{}, &ConfigError{[]string{"--region (SWARM_AGENT_REGION): unknown: not given and not in instance metadata"}}
 	}
 	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region),
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = 6
-				o.MaxBackoff = 20 * time.Second
-				o.RateLimiter = noRetryQuota{}
-			})
-		}))
+		awsconfig.WithRetryer(NewAWSRetryer))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("%w: load AWS configuration: %w", errDiscovery, err)
 	}
 	w.aws = &ac
 	return ac, nil
+}
+
+// NewAWSRetryer is the retryer every AWS client of the agent uses: more attempts than the SDK's
+// default, backoff capped at 20 s, and no client-side retry quota.
+func NewAWSRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 6
+		o.MaxBackoff = 20 * time.Second
+		o.RateLimiter = noRetryQuota{}
+	})
 }
 
 // noRetryQuota disables the SDK's client-side retry token bucket: a throttled boot must keep
@@ -220,4 +223,3 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 	return nil
 }
 
-var _ = errors.New

@@ -214,7 +214,7 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		defer func() { c.Extra = "" }()
 		// Take the lock the way a manager does, and never release it: what a holder killed
 		// before swarm init leaves behind.
-		spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s lock_ttl=8s", c.ZoneID, managersName))
+		spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s lock_ttl=8s", c.ZoneID, localcluster.ManagersName))
 		if err != nil {
 			t.Fatal(err)
 		}
