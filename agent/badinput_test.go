@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeDockerSocket serves just enough of the Engine API on a unix socket for the agent's
+// Docker check to pass (ping and version), so that what comes after it can be tested
+// without an engine.
+func fakeDockerSocket(t *testing.T, version string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			_, _ = w.Write([]byte("OK"))
+		case strings.HasSuffix(r.URL.Path, "/version"):
+			_, _ = w.Write([]byte(`{"Version":"` + version + `","ApiVersion":"1.41","Os":"linux","Arch":"amd64"}`))
+		case strings.HasSuffix(r.URL.Path, "/info"):
+			_, _ = w.Write([]byte(`{"Swarm":{"LocalNodeState":"inactive"}}`))
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "unix://" + sock
+}
+
+func TestRunBadInputAfterDocker(t *testing.T) {
+	dir := t.TempDir()
+	// A port nothing listens on: instance metadata is absent.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadIMDS := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	base := []string{"--config-file=", "--status-file=" + filepath.Join(dir, "st.json"), "--persist=false", "--wait=5s"}
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantMsg  string
+	}{
+		{"imds absent", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1",
+			"--docker-host=" + fakeDockerSocket(t, "20.10.24")},
+			[]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + deadIMDS}, ExitIMDS, "instance metadata"},
+		{"docker too old", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1",
+			"--docker-host=" + fakeDockerSocket(t, "19.03.1"), "--identity=static", "--instance-id=i-1", "--private-ip=10.0.0.2"},
+			nil, ExitDocker, "older than the required"},
+		{"bad config file line", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1"},
+			[]string{"SWARM_AGENT_ROLLE=worker"}, ExitUsage, "SWARM_AGENT_ROLLE: unknown setting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			args := append(append([]string{}, tt.args...), base...)
+			code := run(context.Background(), env{stdout: &out, stderr: &errb, environ: tt.env, readFile: os.ReadFile}, args)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, errb.String())
+			}
+			last := lastLine(errb.String())
+			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) {
+				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", last, tt.wantMsg)
+			}
+		})
+	}
+}

@@ -1,0 +1,539 @@
+// Package route53 finds, locks and registers swarm managers through a Route 53 private hosted
+// zone: managers are read over DNS (no API call, no account rate limit), the bootstrap lock is
+// a TXT record set changed atomically through the API, and each manager publishes its address
+// as a failover or multivalue A record set.
+package route53
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/aws/aws-sdk-go-v2/service/route53/types"
+	"github.com/aws/smithy-go"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
+)
+
+// Record modes.
+const (
+	ModeMultivalue = "multivalue"
+	ModeFailover   = "failover"
+)
+
+// Config is a parsed provider=route53 discovery string.
+type Config struct {
+	ZoneID string
+	// Name is the managers' record name, without the final dot, lower case.
+	Name string
+	// Mode is multivalue (one set per manager) or failover (PRIMARY and SECONDARY).
+	Mode string
+	// Resolver is the DNS server (host:port) asked for Name; "" means the system resolver
+	// (the VPC resolver on EC2).
+	Resolver string
+	// TTL of the managers' A record sets.
+	TTL int64
+	// LockTTL is how long the bootstrap lock lasts if its holder dies.
+	LockTTL time.Duration
+	// APIAfter is how long a node keeps getting negative DNS answers before it also reads the
+	// record sets through the API (negative answers are cached by resolvers).
+	APIAfter time.Duration
+	// APIEvery is the mean interval between such API reads (jittered +-50%).
+	APIEvery time.Duration
+	// Port is the swarm port appended to addresses (2377).
+	Port int
+	// Role is the role of the node using the provider.
+	Role string
+}
+
+// Help describes the keys of provider=route53.
+func Help() string {
+	return `provider=route53: managers in a Route 53 private hosted zone.
+  zone_id=Z...          required; the private hosted zone's id
+  name=NAME             required; the managers' record name inside the zone (managers.swarm.internal)
+  mode=multivalue       multivalue (one set per manager, SetIdentifier = instance id) or failover
+                        (PRIMARY for the first manager, SECONDARY for the next)
+  resolver=HOST:PORT    DNS server asked for NAME (default: the system resolver, the VPC's on EC2)
+  ttl=10                TTL of the managers' A records, seconds (1..86400)
+  lock_ttl=60s          how long the bootstrap lock (TXT _swarm-agent-lock.NAME) outlives a dead holder
+  api_after=30s         after this long with negative DNS answers, also read the records through the API
+  api_every=20s         mean interval (jittered) of those API reads
+IAM: managers need route53:GetHostedZone, route53:ListResourceRecordSets and
+route53:ChangeResourceRecordSets on the zone; workers need nothing while managers answer in DNS,
+and route53:ListResourceRecordSets to read past a cached negative answer.`
+}
+
+var zoneIDRe = func(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// FromSpec validates a provider=route53 discovery string for a node of role. Errors wrap
+// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule.
+func FromSpec(s discovery.Spec, role string) (Config, error) {
+	bad := func(format string, a ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: route53 %s", bootstrap.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
+	}
+	if s.Provider != "route53" {
+		return Config{}, fmt.Errorf("%w: provider %q: want route53", bootstrap.ErrDiscoveryConfig, s.Provider)
+	}
+	if err := s.CheckKeys("zone_id", "name", "mode", "resolver", "ttl", "lock_ttl", "api_after", "api_every"); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+	}
+	if err := s.Require("zone_id", "name"); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+	}
+	c := Config{Role: role, Port: 2377}
+	c.ZoneID = strings.TrimPrefix(s.Args["zone_id"], "/hostedzone/")
+	if !zoneIDRe(c.ZoneID) {
+		return bad("zone_id=%q: must be a hosted zone id (upper-case letters and digits, e.g. Z0123456789ABC)", s.Args["zone_id"])
+	}
+	c.Name = strings.TrimSuffix(strings.ToLower(s.Args["name"]), ".")
+	if !validName(c.Name) {
+		return bad("name=%q: must be a DNS name (labels of letters, digits and -, at most 253 characters)", s.Args["name"])
+	}
+	c.Mode = s.Get("mode", ModeMultivalue)
+	if c.Mode != ModeMultivalue && c.Mode != ModeFailover {
+		return bad("mode=%q: must be multivalue or failover", c.Mode)
+	}
+	if r, ok := s.Args["resolver"]; ok {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			r = net.JoinHostPort(r, "53")
+		}
+		host, port, _ := net.SplitHostPort(r)
+		if _, err := netip.ParseAddr(host); err != nil {
+			return bad("resolver=%q: must be IP[:PORT]", s.Args["resolver"])
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return bad("resolver=%q: port must be 1..65535", s.Args["resolver"])
+		}
+		c.Resolver = r
+	}
+	c.TTL = 10
+	if v, ok := s.Args["ttl"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 86400 {
+			return bad("ttl=%q: must be whole seconds in 1..86400", v)
+		}
+		c.TTL = n
+	}
+	var err error
+	if c.LockTTL, err = durationKey(s, "lock_ttl", 60*time.Second, 5*time.Second, time.Hour); err != nil {
+		return Config{}, err
+	}
+	if c.APIAfter, err = durationKey(s, "api_after", 30*time.Second, 0, time.Hour); err != nil {
+		return Config{}, err
+	}
+	if c.APIEvery, err = durationKey(s, "api_every", 20*time.Second, time.Second, time.Hour); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func durationKey(s discovery.Spec, key string, def, lo, hi time.Duration) (time.Duration, error) {
+	v, ok := s.Args[key]
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("%w: route53 %s=%q: must be a duration in %s..%s", bootstrap.ErrDiscoveryConfig, key, v, lo, hi)
+	}
+	return d, nil
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// API is the part of the Route 53 client the provider uses; *route53.Client satisfies it.
+type API interface {
+	GetHostedZone(ctx context.Context, in *awsroute53.GetHostedZoneInput, optFns ...func(*awsroute53.Options)) (*awsroute53.GetHostedZoneOutput, error)
+	ListResourceRecordSets(ctx context.Context, in *awsroute53.ListResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ListResourceRecordSetsOutput, error)
+	ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error)
+}
+
+// Provider is a Route 53 Discoverer, Confirmer, Registrar and Locker.
+type Provider struct {
+	cfg      Config
+	api      API
+	log      zerolog.Logger
+	resolver *net.Resolver
+	now      func() time.Time
+
+	mu            sync.Mutex
+	negativeSince time.Time // first negative DNS answer of the current run of them
+	nextAPI       time.Time // earliest next API read after negative answers
+}
+
+var (
+	_ bootstrap.Discoverer = (*Provider)(nil)
+	_ bootstrap.Confirmer  = (*Provider)(nil)
+	_ bootstrap.Registrar  = (*Provider)(nil)
+	_ bootstrap.Locker     = (*Provider)(nil)
+)
+
+// New returns a provider for cfg that calls api.
+func New(cfg Config, api API, log zerolog.Logger) *Provider {
+	if cfg.Port == 0 {
+		cfg.Port = 2377
+	}
+	p := &Provider{cfg: cfg, api: api, log: log, resolver: net.DefaultResolver, now: time.Now}
+	if cfg.Resolver != "" {
+		addr := cfg.Resolver
+		p.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+	}
+	return p
+}
+
+// Config returns the provider's configuration.
+func (p *Provider) Config() Config { return p.cfg }
+
+func (p *Provider) fqdn() string { return p.cfg.Name + "." }
+
+// LockName is the TXT record set that holds the bootstrap lock.
+func (p *Provider) LockName() string { return "_swarm-agent-lock." + p.cfg.Name }
+
+// CheckZone verifies that the zone exists and is readable, naming it when not.
+func (p *Provider) CheckZone(ctx context.Context) error {
+	out, err := p.api.GetHostedZone(ctx, &awsroute53.GetHostedZoneInput{Id: aws.String(p.cfg.ZoneID)})
+	if err != nil {
+		var nz *types.NoSuchHostedZone
+		if errors.As(err, &nz) {
+			return fmt.Errorf("route53: hosted zone %s not found (zone_id in --discovery)", p.cfg.ZoneID)
+		}
+		return fmt.Errorf("route53: read hosted zone %s: %w", p.cfg.ZoneID, err)
+	}
+	zone := strings.TrimSuffix(strings.ToLower(aws.ToString(out.HostedZone.Name)), ".")
+	if p.cfg.Name != zone && !strings.HasSuffix(p.cfg.Name, "."+zone) {
+		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", bootstrap.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
+	}
+	return nil
+}
+
+// Managers resolves the managers' name over DNS. After negative answers for APIAfter it
+// also reads the record sets through the API at a low, jittered rate, because resolvers cache
+// negative answers for minutes. A worker that finds managers in DNS makes no API call.
+func (p *Provider) Managers(ctx context.Context) ([]string, error) {
+	addrs, dnsErr := p.lookup(ctx)
+	if len(addrs) > 0 {
+		p.mu.Lock()
+		p.negativeSince = time.Time{}
+		p.mu.Unlock()
+		return addrs, nil
+	}
+	now := p.now()
+	p.mu.Lock()
+	if p.negativeSince.IsZero() {
+		p.negativeSince = now
+	}
+	due := now.Sub(p.negativeSince) >= p.cfg.APIAfter && !now.Before(p.nextAPI)
+	if due {
+		jitter := time.Duration(float64(p.cfg.APIEvery) * (0.5 + rand.Float64()))
+		p.nextAPI = now.Add(jitter)
+	}
+	p.mu.Unlock()
+	if !due {
+		if dnsErr != nil {
+			p.log.Debug().Err(dnsErr).Str("name", p.cfg.Name).Msg("managers' name does not resolve yet")
+		}
+		return nil, nil
+	}
+	p.log.Debug().Str("zone_id", p.cfg.ZoneID).Msg("negative DNS answers for a while: reading managers through the Route 53 API")
+	return p.ConfirmManagers(ctx)
+}
+
+// lookup asks DNS; a negative answer gives (nil, err) with err describing it.
+func (p *Provider) lookup(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ips, err := p.resolver.LookupHost(ctx, p.fqdn())
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", p.cfg.Name, err)
+	}
+	var out []string
+	for _, ip := range ips {
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !a.Is4() {
+			continue
+		}
+		out = append(out, net.JoinHostPort(a.String(), strconv.Itoa(p.cfg.Port)))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// ConfirmManagers reads the managers' A record sets through the API (the source of truth,
+// past any resolver cache).
+func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
+	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range sets {
+		for _, r := range s.ResourceRecords {
+			out = append(out, net.JoinHostPort(aws.ToString(r.Value), strconv.Itoa(p.cfg.Port)))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// sets lists the record sets of exactly (name, type), following pages.
+func (p *Provider) sets(ctx context.Context, name string, typ types.RRType) ([]types.ResourceRecordSet, error) {
+	in := &awsroute53.ListResourceRecordSetsInput{HostedZoneId: aws.String(p.cfg.ZoneID),
+		StartRecordName: aws.String(name), StartRecordType: typ}
+	var out []types.ResourceRecordSet
+	for {
+		res, err := p.api.ListResourceRecordSets(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, err)
+		}
+		past := false
+		for _, s := range res.ResourceRecordSets {
+			if !sameName(aws.ToString(s.Name), name) || s.Type != typ {
+				past = true
+				break
+			}
+			out = append(out, s)
+		}
+		if past || !res.IsTruncated {
+			return out, nil
+		}
+		in.StartRecordName, in.StartRecordType, in.StartRecordIdentifier = res.NextRecordName, res.NextRecordType, res.NextRecordIdentifier
+	}
+}
+
+func sameName(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
+
+func (p *Provider) change(ctx context.Context, what string, changes ...types.Change) error {
+	_, err := p.api.ChangeResourceRecordSets(ctx, &awsroute53.ChangeResourceRecordSetsInput{
+		HostedZoneId: aws.String(p.cfg.ZoneID),
+		ChangeBatch:  &types.ChangeBatch{Comment: aws.String("swarm-agent: " + what), Changes: changes},
+	})
+	if err != nil {
+		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, err)
+	}
+	return nil
+}
+
+// isBatchConflict reports whether err is Route 53 refusing a batch because the sets are not
+// as it expected (CREATE of an existing set, DELETE of a missing or different one).
+func isBatchConflict(err error) bool {
+	var icb *types.InvalidChangeBatch
+	if errors.As(err, &icb) {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidChangeBatch"
+}
+
+func (p *Provider) aSet(m bootstrap.Member, failover types.ResourceRecordSetFailover, id string) *types.ResourceRecordSet {
+	s := &types.ResourceRecordSet{
+		Name:            aws.String(p.fqdn()),
+		Type:            types.RRTypeA,
+		TTL:             aws.Int64(p.cfg.TTL),
+		ResourceRecords: []types.ResourceRecord{{Value: aws.String(m.Addr)}},
+		SetIdentifier:   aws.String(id),
+	}
+	if failover != "" {
+		s.Failover = failover
+	} else {
+		s.MultiValueAnswer = aws.Bool(true)
+	}
+	return s
+}
+
+func value(s types.ResourceRecordSet) string {
+	if len(s.ResourceRecords) != 1 {
+		return ""
+	}
+	return aws.ToString(s.ResourceRecords[0].Value)
+}
+
+// Register publishes this manager's address. Multivalue: its own set, keyed by instance id.
+// Failover: PRIMARY if there is none, else SECONDARY if there is none, else nothing (failover
+// answers at most two). Nothing is written when the record already says the right thing.
+func (p *Provider) Register(ctx context.Context, m bootstrap.Member) error {
+	if _, err := netip.ParseAddr(m.Addr); err != nil {
+		return fmt.Errorf("route53: register %q: not an IP address", m.Addr)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+		if err != nil {
+			return err
+		}
+		var err2 error
+		if p.cfg.Mode == ModeFailover {
+			err2 = p.registerFailover(ctx, m, sets)
+		} else {
+			err2 = p.registerMultivalue(ctx, m, sets)
+		}
+		if err2 == nil || !isBatchConflict(err2) {
+			return err2
+		}
+		p.log.Debug().Err(err2).Msg("record sets changed under us; reading again")
+	}
+	return fmt.Errorf("route53: register %s in %s: the record sets kept changing", m.Addr, p.cfg.Name)
+}
+
+func (p *Provider) registerMultivalue(ctx context.Context, m bootstrap.Member, sets []types.ResourceRecordSet) error {
+	var changes []types.Change
+	for _, s := range sets {
+		if s.Failover != "" || s.SetIdentifier == nil {
+			return fmt.Errorf("%w: route53 mode=multivalue but %s has %s sets: use mode=failover or remove them",
+				bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(s))
+		}
+		id := aws.ToString(s.SetIdentifier)
+		if id == m.InstanceID {
+			if value(s) == m.Addr && aws.ToInt64(s.TTL) == p.cfg.TTL && aws.ToBool(s.MultiValueAnswer) {
+				return nil
+			}
+			continue
+		}
+		if value(s) == m.Addr {
+			// Another instance's set with our address: a dead predecessor whose IP was reused.
+			cp := s
+			changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cp})
+		}
+	}
+	changes = append(changes, types.Change{Action: types.ChangeActionUpsert, ResourceRecordSet: p.aSet(m, "", m.InstanceID)})
+	if err := p.change(ctx, "register manager "+m.InstanceID, changes...); err != nil {
+		return err
+	}
+	p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).Msg("registered manager (multivalue)")
+	return nil
+}
+
+func routing(s types.ResourceRecordSet) string {
+	switch {
+	case s.Failover != "":
+		return "failover"
+	case aws.ToBool(s.MultiValueAnswer):
+		return "multivalue"
+	case s.Weight != nil:
+		return "weighted"
+	case s.SetIdentifier == nil:
+		return "simple"
+	}
+	return "other routing"
+}
+
+func (p *Provider) registerFailover(ctx context.Context, m bootstrap.Member, sets []types.ResourceRecordSet) error {
+	var primary, secondary *types.ResourceRecordSet
+	for i, s := range sets {
+		switch s.Failover {
+		case types.ResourceRecordSetFailoverPrimary:
+			primary = &sets[i]
+		case types.ResourceRecordSetFailoverSecondary:
+			secondary = &sets[i]
+		default:
+			return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
+				bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(s))
+		}
+	}
+	if (primary != nil && value(*primary) == m.Addr) || (secondary != nil && value(*secondary) == m.Addr) {
+		return nil
+	}
+	var role types.ResourceRecordSetFailover
+	switch {
+	case primary == nil:
+		role = types.ResourceRecordSetFailoverPrimary
+	case secondary == nil:
+		role = types.ResourceRecordSetFailoverSecondary
+	default:
+		p.log.Info().Str("manager_addr", m.Addr).Msg("failover record already has PRIMARY and SECONDARY: not registering this manager")
+		return nil
+	}
+	// CREATE, not UPSERT: two managers racing for PRIMARY cannot overwrite each other.
+	set := p.aSet(m, role, strings.ToLower(string(role)))
+	if err := p.change(ctx, "register manager "+m.InstanceID, types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: set}); err != nil {
+		return err
+	}
+	p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).
+		Str("failover", string(role)).Msg("registered manager (failover)")
+	return nil
+}
+
+// Deregister withdraws this manager's address. In failover mode a PRIMARY that leaves hands
+// PRIMARY to the SECONDARY in the same atomic batch.
+func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+		if err != nil {
+			return err
+		}
+		var changes []types.Change
+		var primary, secondary *types.ResourceRecordSet
+		for i, s := range sets {
+			switch s.Failover {
+			case types.ResourceRecordSetFailoverPrimary:
+				primary = &sets[i]
+			case types.ResourceRecordSetFailoverSecondary:
+				secondary = &sets[i]
+			}
+			mine := value(s) == m.Addr || (s.Failover == "" && aws.ToString(s.SetIdentifier) == m.InstanceID)
+			if mine {
+				cp := s
+				changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cp})
+			}
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		if primary != nil && value(*primary) == m.Addr && secondary != nil && value(*secondary) != m.Addr {
+			// Promote the SECONDARY: delete it and create it again as PRIMARY.
+			changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: secondary})
+			promoted := p.aSet(bootstrap.Member{Addr: value(*secondary)}, types.ResourceRecordSetFailoverPrimary, "primary")
+			promoted.TTL = secondary.TTL
+			changes = append(changes, types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: promoted})
+		}
+		err = p.change(ctx, "deregister manager "+m.InstanceID, changes...)
+		if err == nil {
+			p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Msg("deregistered manager")
+			return nil
+		}
+		if !isBatchConflict(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("route53: deregister %s from %s: the record sets kept changing", m.Addr, p.cfg.Name)
+}

@@ -1,0 +1,344 @@
+package route53_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/aws/aws-sdk-go-v2/service/route53/types"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/route53"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+)
+
+func TestFromSpec(t *testing.T) {
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"minimal", "provider=route53 zone_id=Z123 name=managers.swarm.internal", ""},
+		{"failover with resolver", "provider=route53 zone_id=Z123 name=m.x.internal mode=failover resolver=10.0.0.2", ""},
+		{"hostedzone prefix", "provider=route53 zone_id=/hostedzone/Z123 name=m.x", ""},
+		{"missing zone", "provider=route53 name=m.x", "zone_id= is required"},
+		{"missing name", "provider=route53 zone_id=Z1", "name= is required"},
+		{"lower-case zone", "provider=route53 zone_id=z1 name=m.x", `zone_id="z1"`},
+		{"bad name", "provider=route53 zone_id=Z1 name=-bad-.x", `name="-bad-.x"`},
+		{"bad mode", "provider=route53 zone_id=Z1 name=m.x mode=weighted", `mode="weighted"`},
+		{"bad resolver", "provider=route53 zone_id=Z1 name=m.x resolver=dns.local", `resolver="dns.local"`},
+		{"bad resolver port", "provider=route53 zone_id=Z1 name=m.x resolver=10.0.0.2:99999", "port must be"},
+		{"bad ttl", "provider=route53 zone_id=Z1 name=m.x ttl=0", `ttl="0"`},
+		{"bad lock ttl", "provider=route53 zone_id=Z1 name=m.x lock_ttl=1s", `lock_ttl="1s"`},
+		{"unknown key", "provider=route53 zone_id=Z1 name=m.x zone=Z2", `unknown key "zone"`},
+		{"wrong provider", "provider=consul service=x", `want route53`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := discovery.Parse(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := route53.FromSpec(spec, "manager")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("FromSpec(%q): %v", tt.in, err)
+				}
+				if cfg.ZoneID != "Z123" && cfg.ZoneID != "Z1" {
+					t.Errorf("zone id %q", cfg.ZoneID)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+				t.Fatalf("FromSpec(%q) = %v, want ErrDiscoveryConfig containing %q", tt.in, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+type env struct {
+	*fronttest.Env
+	zone string
+}
+
+func (e *env) provider(t *testing.T, extra string) *route53.Provider {
+	t.Helper()
+	spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.swarm.internal resolver=%s %s", e.zone, e.Front.DNSAddr(), extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := route53.FromSpec(spec, "manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return route53.New(cfg, e.R53, zerolog.Nop())
+}
+
+func start(t *testing.T, limits map[string]awsfront.Limit) *env {
+	e := fronttest.Start(t, limits)
+	return &env{Env: e, zone: e.Zone(t, "swarm.internal")}
+}
+
+// unlimited keeps Route 53 unthrottled for tests that are not about throttling.
+var unlimited = map[string]awsfront.Limit{"route53": {}, "ssm": {}}
+
+// TestConformance runs every Route 53 operation the provider uses, and the errors it must
+// handle, through the real SDK against moto and the front.
+func TestConformance(t *testing.T) {
+	e := start(t, unlimited)
+	ctx := t.Context()
+
+	t.Run("zone check", func(t *testing.T) {
+		if err := e.provider(t, "").CheckZone(ctx); err != nil {
+			t.Fatalf("existing zone: %v", err)
+		}
+		spec, _ := discovery.Parse("provider=route53 zone_id=ZNOSUCHZONE name=managers.swarm.internal")
+		cfg, _ := route53.FromSpec(spec, "manager")
+		err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx)
+		if err == nil || !strings.Contains(err.Error(), "ZNOSUCHZONE") || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("missing zone: %v, want an error naming ZNOSUCHZONE", err)
+		}
+		spec, _ = discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.other.internal", e.zone))
+		cfg, _ = route53.FromSpec(spec, "manager")
+		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+			t.Fatalf("name outside the zone: %v, want ErrDiscoveryConfig", err)
+		}
+	})
+
+	t.Run("lock is exclusive under a race", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []bootstrap.Lock
+		var held int
+		for i := range 6 {
+			wg.Go(func() {
+				l, err := e.provider(t, "").TryLock(ctx, fmt.Sprintf("i-%017x", i+1))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won = append(won, l)
+				case errors.Is(err, bootstrap.ErrLockHeld):
+					held++
+				default:
+					t.Errorf("TryLock: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(won) != 1 || held != 5 {
+			t.Fatalf("%d winners and %d ErrLockHeld, want 1 and 5", len(won), held)
+		}
+		if _, err := e.provider(t, "").TryLock(ctx, "i-0000000000000000f"); !errors.Is(err, bootstrap.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
+			t.Fatalf("TryLock while held: %v, want ErrLockHeld naming the holder", err)
+		}
+		if err := won[0].Release(ctx); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		l, err := e.provider(t, "").TryLock(ctx, "i-0000000000000000f")
+		if err != nil {
+			t.Fatalf("TryLock after release: %v", err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("expired lock is taken over by exactly one", func(t *testing.T) {
+		dead, err := e.provider(t, "lock_ttl=5s").TryLock(ctx, "i-0000000000000dead")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.provider(t, "").TryLock(ctx, "i-00000000000000001"); !errors.Is(err, bootstrap.ErrLockHeld) {
+			t.Fatalf("before expiry: %v, want ErrLockHeld", err)
+		}
+		time.Sleep(6 * time.Second)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []bootstrap.Lock
+		for i := range 4 {
+			wg.Go(func() {
+				l, err := e.provider(t, "").TryLock(ctx, fmt.Sprintf("i-%017x", i+100))
+				if err != nil && !errors.Is(err, bootstrap.ErrLockHeld) {
+					t.Errorf("TryLock: %v", err)
+				}
+				if err == nil {
+					mu.Lock()
+					won = append(won, l)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(won) != 1 {
+			t.Fatalf("%d nodes took over the expired lock, want exactly 1", len(won))
+		}
+		// The dead holder coming back must not delete the new holder's lock.
+		if err := dead.Release(ctx); err != nil {
+			t.Fatalf("late release: %v", err)
+		}
+		if _, err := e.provider(t, "").TryLock(ctx, "i-00000000000000002"); !errors.Is(err, bootstrap.ErrLockHeld) {
+			t.Fatalf("after the old holder's late release: %v, want the new holder to still hold it", err)
+		}
+		if err := won[0].Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("multivalue register is idempotent and DNS answers", func(t *testing.T) {
+		p := e.provider(t, "mode=multivalue")
+		ms := []bootstrap.Member{{InstanceID: "i-0000000000000000a", Addr: "10.0.0.11"},
+			{InstanceID: "i-0000000000000000b", Addr: "10.0.0.12"}, {InstanceID: "i-0000000000000000c", Addr: "10.0.0.13"}}
+		for _, m := range ms {
+			if err := p.Register(ctx, m); err != nil {
+				t.Fatalf("register %s: %v", m.Addr, err)
+			}
+		}
+		e.Front.ResetRequests()
+		for _, m := range ms {
+			if err := e.provider(t, "mode=multivalue").Register(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := e.Count("route53", "ChangeResourceRecordSets"); n != 0 {
+			t.Errorf("registering again made %d changes, want 0", n)
+		}
+		got, err := e.provider(t, "").Managers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"10.0.0.11:2377", "10.0.0.12:2377", "10.0.0.13:2377"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("DNS managers %v, want %v", got, want)
+		}
+		if err := p.Deregister(ctx, ms[1]); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = p.ConfirmManagers(ctx)
+		if !slices.Equal(got, []string{"10.0.0.11:2377", "10.0.0.13:2377"}) {
+			t.Fatalf("after deregister: %v", got)
+		}
+		for _, m := range ms {
+			if err := p.Deregister(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("failover: PRIMARY, SECONDARY, promotion on deregister", func(t *testing.T) {
+		p := e.provider(t, "mode=failover")
+		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.21"}
+		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.22"}
+		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.23"}
+		for _, m := range []bootstrap.Member{a, b, c} {
+			if err := p.Register(ctx, m); err != nil {
+				t.Fatalf("register %s: %v", m.Addr, err)
+			}
+		}
+		sets := failoverSets(t, e)
+		if sets["PRIMARY"] != a.Addr || sets["SECONDARY"] != b.Addr || len(sets) != 2 {
+			t.Fatalf("sets %v, want PRIMARY %s SECONDARY %s", sets, a.Addr, b.Addr)
+		}
+		if got, _ := p.Managers(ctx); !slices.Equal(got, []string{a.Addr + ":2377"}) {
+			t.Fatalf("DNS answers %v, want the PRIMARY only", got)
+		}
+		if err := p.Deregister(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		sets = failoverSets(t, e)
+		if sets["PRIMARY"] != b.Addr || len(sets) != 1 {
+			t.Fatalf("after the PRIMARY left: %v, want %s promoted", sets, b.Addr)
+		}
+		if err := p.Register(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if sets = failoverSets(t, e); sets["SECONDARY"] != c.Addr {
+			t.Fatalf("third manager not made SECONDARY: %v", sets)
+		}
+		for _, m := range []bootstrap.Member{b, c} {
+			if err := p.Deregister(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sets = failoverSets(t, e); len(sets) != 0 {
+			t.Fatalf("sets left: %v", sets)
+		}
+	})
+
+	t.Run("mixing routing kinds is refused clearly", func(t *testing.T) {
+		if err := e.provider(t, "mode=failover").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
+			t.Fatal(err)
+		}
+		err := e.provider(t, "mode=multivalue").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
+		if !errors.Is(err, bootstrap.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
+			t.Fatalf("multivalue beside failover: %v, want a configuration error", err)
+		}
+		_ = e.provider(t, "mode=failover").Deregister(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})
+	})
+
+	t.Run("throttling and PriorRequestNotComplete are retried", func(t *testing.T) {
+		e.Front.ResetRequests()
+		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultThrottle, Count: 1})
+		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultPriorReqNC, Count: 1})
+		m := bootstrap.Member{InstanceID: "i-0000000000000000e", Addr: "10.0.0.41"}
+		if err := e.provider(t, "").Register(ctx, m); err != nil {
+			t.Fatalf("register through faults: %v", err)
+		}
+		var codes []string
+		for _, r := range e.Front.Requests() {
+			if r.Operation == "ChangeResourceRecordSets" {
+				codes = append(codes, fmt.Sprintf("%d:%s", r.Attempt, r.ErrorCode))
+			}
+		}
+		if !slices.Equal(codes, []string{"1:Throttling", "2:PriorRequestNotComplete", "3:"}) {
+			t.Fatalf("attempts %v, want Throttling, PriorRequestNotComplete, then success", codes)
+		}
+		_ = e.provider(t, "").Deregister(ctx, m)
+	})
+
+	t.Run("negative DNS answers fall back to the API only after api_after", func(t *testing.T) {
+		e.Front.ResetRequests()
+		p := e.provider(t, "api_after=2s api_every=1s")
+		if got, err := p.Managers(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("no managers: %v %v", got, err)
+		}
+		if n := e.Count("route53", ""); n != 0 {
+			t.Fatalf("%d Route 53 calls before api_after", n)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		if _, err := p.Managers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.Count("route53", "ListResourceRecordSets"); n != 1 {
+			t.Fatalf("%d API reads after api_after, want 1", n)
+		}
+		if _, err := p.Managers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.Count("route53", "ListResourceRecordSets"); n != 1 {
+			t.Fatalf("%d API reads right after the first, want 1 (rate limited)", n)
+		}
+	})
+}
+
+func failoverSets(t *testing.T, e *env) map[string]string {
+	t.Helper()
+	out, err := e.R53.ListResourceRecordSets(t.Context(), &awsroute53.ListResourceRecordSetsInput{HostedZoneId: aws.String(e.zone)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, s := range out.ResourceRecordSets {
+		if s.Type == types.RRTypeA && s.Failover != "" {
+			m[string(s.Failover)] = aws.ToString(s.ResourceRecords[0].Value)
+		}
+	}
+	return m
+}

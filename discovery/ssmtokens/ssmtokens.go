@@ -1,0 +1,103 @@
+// Package ssmtokens keeps the swarm's join tokens in SSM Parameter Store as SecureString
+// parameters under a per-cluster path, so that IAM can give workers the worker token only.
+package ssmtokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+)
+
+// API is the part of the SSM client the store uses; *ssm.Client satisfies it.
+type API interface {
+	PutParameter(ctx context.Context, in *ssm.PutParameterInput, optFns ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
+}
+
+// Store is a bootstrap.TokenStore in SSM Parameter Store.
+type Store struct {
+	api    API
+	prefix string
+	kmsKey string
+}
+
+var _ bootstrap.TokenStore = (*Store)(nil)
+
+var clusterRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// New returns a store for cluster; kmsKeyID "" uses the account's aws/ssm key.
+func New(api API, cluster, kmsKeyID string) (*Store, error) {
+	if !clusterRe.MatchString(cluster) {
+		return nil, fmt.Errorf("cluster %q: must be 1..64 letters, digits, '.', '_' or '-'", cluster)
+	}
+	return &Store{api: api, prefix: "/swarm-agent/" + cluster, kmsKey: kmsKeyID}, nil
+}
+
+// Path returns the parameter name of one of "join-token/manager", "join-token/worker",
+// "cluster-id".
+func (s *Store) Path(leaf string) string { return s.prefix + "/" + leaf }
+
+func (s *Store) tokenPath(r bootstrap.Role) string { return s.Path("join-token/" + string(r)) }
+
+// PutTokens writes the cluster id and both tokens, replacing what was there.
+func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+	if t.Manager == "" || t.Worker == "" {
+		return fmt.Errorf("ssm: refusing to store empty join tokens")
+	}
+	put := func(name, val string, secure bool) error {
+		in := &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(val), Overwrite: aws.Bool(true),
+			Type: types.ParameterTypeString}
+		if secure {
+			in.Type = types.ParameterTypeSecureString
+			if s.kmsKey != "" {
+				in.KeyId = aws.String(s.kmsKey)
+			}
+		}
+		if _, err := s.api.PutParameter(ctx, in); err != nil {
+			return fmt.Errorf("ssm: put parameter %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := put(s.Path("cluster-id"), clusterID, false); err != nil {
+		return err
+	}
+	if err := put(s.tokenPath(bootstrap.RoleWorker), t.Worker, true); err != nil {
+		return err
+	}
+	return put(s.tokenPath(bootstrap.RoleManager), t.Manager, true)
+}
+
+// Token reads the role's token and the cluster id in one call; bootstrap.ErrNoToken (wrapped)
+// when the token is not published.
+func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+	name := s.tokenPath(r)
+	out, err := s.api.GetParameters(ctx, &ssm.GetParametersInput{
+		Names: []string{name, s.Path("cluster-id")}, WithDecryption: aws.Bool(true)})
+	if err != nil {
+		var pnf *types.ParameterNotFound
+		if errors.As(err, &pnf) {
+			return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+		}
+		return "", "", fmt.Errorf("ssm: read parameter %s: %w", name, err)
+	}
+	var token, cid string
+	for _, p := range out.Parameters {
+		switch aws.ToString(p.Name) {
+		case name:
+			token = aws.ToString(p.Value)
+		case s.Path("cluster-id"):
+			cid = aws.ToString(p.Value)
+		}
+	}
+	if token == "" {
+		return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+	}
+	return token, cid, nil
+}

@@ -1,0 +1,200 @@
+// Package imds reads what the agent needs from EC2 instance metadata (IMDSv2 only): the
+// node's identity and the signals of its end (Auto Scaling target lifecycle state, spot
+// interruption notice, rebalance recommendation).
+package imds
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+
+	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+)
+
+// API is the part of the SDK's IMDS client used here; *imds.Client satisfies it.
+type API interface {
+	GetMetadata(ctx context.Context, in *awsimds.GetMetadataInput, optFns ...func(*awsimds.Options)) (*awsimds.GetMetadataOutput, error)
+}
+
+// Client reads instance metadata.
+type Client struct{ api API }
+
+// New wraps an SDK IMDS client (built with EnableFallback false: IMDSv2 only).
+func New(api API) *Client { return &Client{api: api} }
+
+// Identity is who the instance is.
+type Identity struct {
+	InstanceID   string
+	PrivateIP    string
+	AZ           string
+	Region       string
+	InstanceType string
+	// Tags are the instance's tags when instance metadata tags are enabled, else nil.
+	Tags map[string]string
+}
+
+// ErrNotFound is a 404 from IMDS: the item does not exist (no notice, tags disabled, ...).
+var ErrNotFound = errors.New("not in instance metadata")
+
+var (
+	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
+	azRe         = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
+	regionRe     = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+	tagKeyRe     = regexp.MustCompile(`^[^/\s][^/]{0,127}$`)
+)
+
+// get reads one path as trimmed text; ErrNotFound (wrapped) for 404.
+func (c *Client) get(ctx context.Context, path string) (string, error) {
+	out, err := c.api.GetMetadata(ctx, &awsimds.GetMetadataInput{Path: path})
+	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
+			return "", fmt.Errorf("imds %s: %w", path, ErrNotFound)
+		}
+		return "", fmt.Errorf("imds %s: %w", path, err)
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("imds %s: read body: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Identity reads and validates the instance's identity; a malformed answer is an error that
+// names the path and the value.
+func (c *Client) Identity(ctx context.Context) (Identity, error) {
+	var id Identity
+	fields := []struct {
+		path  string
+		dst   *string
+		valid func(string) bool
+		rule  string
+	}{
+		{"instance-id", &id.InstanceID, instanceIDRe.MatchString, "an instance id (i- and 8 or 17 hex digits)"},
+		{"local-ipv4", &id.PrivateIP, func(s string) bool { a, err := netip.ParseAddr(s); return err == nil && a.Is4() }, "an IPv4 address"},
+		{"placement/availability-zone", &id.AZ, azRe.MatchString, "an availability zone such as us-east-1a"},
+		{"placement/region", &id.Region, regionRe.MatchString, "a region such as us-east-1"},
+		{"instance-type", &id.InstanceType, func(s string) bool { return s != "" && len(s) < 64 && !strings.ContainsAny(s, " \n") }, "an instance type such as t3.medium"},
+	}
+	for _, f := range fields {
+		v, err := c.get(ctx, f.path)
+		if err != nil {
+			return Identity{}, err
+		}
+		if !f.valid(v) {
+			return Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(v), f.rule)
+		}
+		*f.dst = v
+	}
+	tags, err := c.Tags(ctx)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Identity{}, err
+	}
+	id.Tags = tags
+	return id, nil
+}
+
+// Tags reads the instance's tags; ErrNotFound (wrapped) when metadata tags are disabled.
+func (c *Client) Tags(ctx context.Context) (map[string]string, error) {
+	list, err := c.get(ctx, "tags/instance")
+	if err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for key := range strings.FieldsSeq(list) {
+		if !tagKeyRe.MatchString(key) {
+			return nil, fmt.Errorf("imds tags/instance: key %q is not a valid tag key", clip(key))
+		}
+		v, err := c.get(ctx, "tags/instance/"+key)
+		if err != nil {
+			return nil, err
+		}
+		tags[key] = v
+	}
+	return tags, nil
+}
+
+// TargetLifecycleState reads autoscaling/target-lifecycle-state (InService, Terminated, ...);
+// ErrNotFound (wrapped) when the instance is in no Auto Scaling group.
+func (c *Client) TargetLifecycleState(ctx context.Context) (string, error) {
+	v, err := c.get(ctx, "autoscaling/target-lifecycle-state")
+	if err != nil {
+		return "", err
+	}
+	for _, r := range v {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r == ':') || len(v) > 64 {
+			return "", fmt.Errorf("imds autoscaling/target-lifecycle-state: answered %q, want a lifecycle state", clip(v))
+		}
+	}
+	return v, nil
+}
+
+// SpotAction is a spot interruption notice.
+type SpotAction struct {
+	Action string    // terminate | stop | hibernate
+	Time   time.Time // when it happens
+}
+
+// SpotInstanceAction reads spot/instance-action; ErrNotFound (wrapped) without a notice.
+func (c *Client) SpotInstanceAction(ctx context.Context) (SpotAction, error) {
+	v, err := c.get(ctx, "spot/instance-action")
+	if err != nil {
+		return SpotAction{}, err
+	}
+	return ParseSpotAction([]byte(v))
+}
+
+// ParseSpotAction parses the body of spot/instance-action.
+func ParseSpotAction(b []byte) (SpotAction, error) {
+	var raw struct {
+		Action string `json:"action"`
+		Time   string `json:"time"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return SpotAction{}, fmt.Errorf("imds spot/instance-action: %q is not JSON: %w", clip(string(b)), err)
+	}
+	switch raw.Action {
+	case "terminate", "stop", "hibernate":
+	default:
+		return SpotAction{}, fmt.Errorf("imds spot/instance-action: action %q: want terminate, stop or hibernate", clip(raw.Action))
+	}
+	t, err := time.Parse(time.RFC3339, raw.Time)
+	if err != nil {
+		return SpotAction{}, fmt.Errorf("imds spot/instance-action: time %q: want RFC3339", clip(raw.Time))
+	}
+	return SpotAction{Action: raw.Action, Time: t}, nil
+}
+
+// RebalanceRecommendation reads events/recommendations/rebalance and returns its notice
+// time; ErrNotFound (wrapped) without a recommendation.
+func (c *Client) RebalanceRecommendation(ctx context.Context) (time.Time, error) {
+	v, err := c.get(ctx, "events/recommendations/rebalance")
+	if err != nil {
+		return time.Time{}, err
+	}
+	var raw struct {
+		NoticeTime string `json:"noticeTime"`
+	}
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return time.Time{}, fmt.Errorf("imds events/recommendations/rebalance: %q is not JSON: %w", clip(v), err)
+	}
+	t, err := time.Parse(time.RFC3339, raw.NoticeTime)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("imds events/recommendations/rebalance: noticeTime %q: want RFC3339", clip(raw.NoticeTime))
+	}
+	return t, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package imds_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
+	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+)
+
+func client(url string) *imds.Client {
+	return imds.New(awsimds.New(awsimds.Options{Endpoint: url, EnableFallback: aws.FalseTernary}))
+}
+
+func fake(t *testing.T, in imdsfake.Instance) (*imdsfake.Server, string) {
+	s := imdsfake.New()
+	in.PrivateIP = "127.0.0.1" // the fake tells instances apart by the caller's address
+	s.Put(in)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return s, srv.URL
+}
+
+var base = imdsfake.Instance{ID: "i-0123456789abcdef0", AZ: "eu-west-1b", Region: "eu-west-1", InstanceType: "t3.medium", ASG: "workers"}
+
+func TestIdentity(t *testing.T) {
+	t.Run("without tags", func(t *testing.T) {
+		_, url := fake(t, base)
+		id, err := client(url).Identity(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := imds.Identity{InstanceID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "eu-west-1b", Region: "eu-west-1", InstanceType: "t3.medium"}
+		if id.InstanceID != want.InstanceID || id.PrivateIP != want.PrivateIP || id.AZ != want.AZ || id.Region != want.Region || id.InstanceType != want.InstanceType || id.Tags != nil {
+			t.Fatalf("got %+v, want %+v", id, want)
+		}
+	})
+	t.Run("with tags enabled", func(t *testing.T) {
+		in := base
+		in.TagsEnabled, in.Tags = true, map[string]string{"workload": "database", "Name": "node 1"}
+		_, url := fake(t, in)
+		id, err := client(url).Identity(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Tags["workload"] != "database" || id.Tags["Name"] != "node 1" || len(id.Tags) != 2 {
+			t.Fatalf("tags %v", id.Tags)
+		}
+	})
+	t.Run("IMDS absent", func(t *testing.T) {
+		_, err := client("http://127.0.0.1:1").Identity(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "instance-id") {
+			t.Fatalf("err %v, want one naming the path", err)
+		}
+	})
+}
+
+// TestIdentityRejectsBadAnswers serves malformed metadata and wants an error naming the
+// path and the value, never a panic.
+func TestIdentityRejectsBadAnswers(t *testing.T) {
+	good := map[string]string{"instance-id": "i-0123456789abcdef0", "local-ipv4": "10.0.0.5",
+		"placement/availability-zone": "us-east-1a", "placement/region": "us-east-1", "instance-type": "m5.large"}
+	tests := []struct{ path, value string }{
+		{"instance-id", "not-an-id"},
+		{"local-ipv4", "10.0.0.300"},
+		{"local-ipv4", "fe80::1"},
+		{"placement/availability-zone", "<html>"},
+		{"placement/region", ""},
+		{"instance-type", "m5 large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path+"="+tt.value, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/latest/api/token" {
+					w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
+					_, _ = w.Write([]byte("tok"))
+					return
+				}
+				p := strings.TrimPrefix(r.URL.Path, "/latest/meta-data/")
+				v, ok := good[p]
+				if p == tt.path {
+					v, ok = tt.value, true
+				}
+				if !ok {
+					http.NotFound(w, r)
+					return
+				}
+				_, _ = w.Write([]byte(v))
+			}))
+			defer srv.Close()
+			_, err := client(srv.URL).Identity(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tt.path) || !strings.Contains(err.Error(), "want") {
+				t.Fatalf("err %v, want one naming %s and the rule", err, tt.path)
+			}
+		})
+	}
+}
+
+func TestLifecycleSignals(t *testing.T) {
+	s, url := fake(t, base)
+	c := client(url)
+	ctx := t.Context()
+	if st, err := c.TargetLifecycleState(ctx); err != nil || st != "InService" {
+		t.Fatalf("state %q %v, want InService", st, err)
+	}
+	if _, err := c.SpotInstanceAction(ctx); !errors.Is(err, imds.ErrNotFound) {
+		t.Fatalf("spot without notice: %v, want ErrNotFound", err)
+	}
+	if _, err := c.RebalanceRecommendation(ctx); !errors.Is(err, imds.ErrNotFound) {
+		t.Fatalf("rebalance without notice: %v, want ErrNotFound", err)
+	}
+	at := time.Now().Add(2 * time.Minute).UTC().Truncate(time.Second)
+	_ = s.Update(base.ID, func(in *imdsfake.Instance) {
+		in.TargetLifecycleState = "Terminated"
+		in.SpotAction = &imdsfake.SpotAction{Action: "terminate", Time: at}
+		in.RebalanceAt = &at
+	})
+	if st, err := c.TargetLifecycleState(ctx); err != nil || st != "Terminated" {
+		t.Fatalf("state %q %v, want Terminated", st, err)
+	}
+	sa, err := c.SpotInstanceAction(ctx)
+	if err != nil || sa.Action != "terminate" || !sa.Time.Equal(at) {
+		t.Fatalf("spot %+v %v", sa, err)
+	}
+	if rt, err := c.RebalanceRecommendation(ctx); err != nil || !rt.Equal(at) {
+		t.Fatalf("rebalance %v %v", rt, err)
+	}
+}
+
+func TestParseSpotActionErrors(t *testing.T) {
+	for _, in := range []string{"", "{", `{"action":"explode","time":"2026-01-01T00:00:00Z"}`, `{"action":"terminate","time":"soon"}`} {
+		if _, err := imds.ParseSpotAction([]byte(in)); err == nil {
+			t.Errorf("ParseSpotAction(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParseSpotAction(f *testing.F) {
+	f.Add([]byte(`{"action":"terminate","time":"2026-11-25T12:00:00Z"}`))
+	f.Add([]byte(`{"action":"stop"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := imds.ParseSpotAction(b)
+		if err == nil && a.Action != "terminate" && a.Action != "stop" && a.Action != "hibernate" {
+			t.Fatalf("accepted action %q", a.Action)
+		}
+	})
+}
