@@ -1,5 +1,6 @@
 # swarm-agent. `make help` lists the targets.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -222,4 +222,3 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 	}
 	return nil
 }
-
