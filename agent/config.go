@@ -230,6 +230,9 @@ func resolve(fs *pflag.FlagSet, environ []string, readFile func(string) ([]byte,
 		if !ok {
 			return
 		}
+		if v == "" && f.Value.Type() == "stringToString" {
+			return // an empty map, as renderEnvFile writes it
+		}
 		if err := f.Value.Set(v); err != nil {
 			problems = append(problems, fmt.Sprintf("%s=%q: %v", src, v, err))
 		}

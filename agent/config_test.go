@@ -226,3 +226,29 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestPersistedFileReadsBack: the file boot writes is read back by resolve (the unit, the next
+// boot) to the same settings, with and without labels.
+func TestPersistedFileReadsBack(t *testing.T) {
+	for _, labels := range []string{"", "workload=database,tier=a"} {
+		t.Run("labels="+labels, func(t *testing.T) {
+			var c Config
+			fs := newFlags(&c, "discovery", "cluster", "labels", "role")
+			_ = fs.Set("discovery", "provider=static managers=10.0.0.1")
+			_ = fs.Set("role", "worker")
+			if labels != "" {
+				_ = fs.Set("labels", labels)
+			}
+			data := renderEnvFile(fs)
+			var back Config
+			fs2 := newFlags(&back, "discovery", "cluster", "labels", "role")
+			err := resolve(fs2, nil, func(string) ([]byte, error) { return data, nil })
+			if err != nil {
+				t.Fatalf("reading back %q: %v", data, err)
+			}
+			if back.Discovery != c.Discovery || back.Role != "worker" || len(back.Labels) != len(c.Labels) || back.Labels["workload"] != c.Labels["workload"] {
+				t.Fatalf("read back %+v, want %+v", back, c)
+			}
+		})
+	}
+}

@@ -117,7 +117,9 @@ func quoteFor(v string) string {
 	return `"` + v + `"`
 }
 
-func validQuotable(v string) bool { return !(strings.ContainsRune(v, '"') && strings.ContainsRune(v, '\'')) }
+func validQuotable(v string) bool {
+	return !(strings.ContainsRune(v, '"') && strings.ContainsRune(v, '\''))
+}
 
 func allQuotable(m map[string]string) bool {
 	for _, v := range m {
