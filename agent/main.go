@@ -138,7 +138,7 @@ func ExitCode(err error) int {
 		return ExitDocker
 	case errors.Is(err, errIMDS):
 		return ExitIMDS
-	case errors.Is(err, errDiscovery), errors.Is(err, bootstrap.ErrDiscoveryConfig):
+	case errors.Is(err, errDiscovery), errors.Is(err, bootstrap.ErrDiscoveryConfig), errors.Is(err, bootstrap.ErrAccessDenied):
 		return ExitDiscovery
 	case errors.Is(err, errLifecycle):
 		return ExitLifecycle

@@ -155,7 +155,7 @@ func (p permanent) Unwrap() error { return p.error }
 
 func retryable(err error) bool {
 	var p permanent
-	return !errors.As(err, &p)
+	return !errors.As(err, &p) && !errors.Is(err, ErrAccessDenied)
 }
 
 // round observes, decides and acts once. It returns done=true when the boot is complete.
@@ -280,11 +280,13 @@ func (b *booter) filterReachable(ctx context.Context, addrs []string) []string {
 		out []string
 		wg  sync.WaitGroup
 	)
+	seen := map[string]bool{self: true}
 	for _, a := range addrs {
 		a = withPort(a, b.cfg.SwarmPort)
-		if a == self || slices.Contains(out, a) {
+		if seen[a] {
 			continue
 		}
+		seen[a] = true
 		wg.Go(func() {
 			if b.d.Reachable(ctx, a) {
 				mu.Lock()

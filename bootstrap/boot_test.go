@@ -483,3 +483,26 @@ func TestBootUnreachableRegisteredManagerIsIgnored(t *testing.T) {
 		}
 	})
 }
+
+// deniedDisc is discovery whose every answer is an access refusal (IAM, Consul ACL).
+type deniedDisc struct{ fakeDisc }
+
+func (deniedDisc) Managers(context.Context) ([]string, error) {
+	return nil, fmt.Errorf("consul: list service: %w", ErrAccessDenied)
+}
+
+func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
+	w := newWorld()
+	e := w.engine("10.0.0.1")
+	d := deniedDisc{fakeDisc{w}}
+	start := time.Now()
+	_, err := Boot(t.Context(), Config{Role: RoleWorker, Cluster: "test", Wait: time.Minute,
+		Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
+		Deps{Engine: e, Discoverer: d, Tokens: d, Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+	if !errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
+		t.Fatalf("err = %v, want ErrAccessDenied without waiting", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("retried for %s on a permanent refusal", el)
+	}
+}

@@ -147,4 +147,7 @@ var (
 	ErrWaitElapsed     = errors.New("wait elapsed")
 	ErrEngineAPI       = errors.New("docker engine")
 	ErrDiscoveryConfig = errors.New("discovery configuration")
+	// ErrAccessDenied marks a discovery or token-store request refused for lack of permission
+	// (IAM, Consul ACL): retrying cannot fix it, so boot stops at once.
+	ErrAccessDenied = errors.New("access denied")
 )

@@ -323,7 +323,7 @@ func (p *Provider) sets(ctx context.Context, name string, typ types.RRType) ([]t
 	for {
 		res, err := p.api.ListResourceRecordSets(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, err)
+			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, denied(err))
 		}
 		past := false
 		for _, s := range res.ResourceRecordSets {
@@ -350,7 +350,7 @@ func (p *Provider) change(ctx context.Context, what string, changes ...types.Cha
 		ChangeBatch:  &types.ChangeBatch{Comment: aws.String("swarm-agent: " + what), Changes: changes},
 	})
 	if err != nil {
-		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, err)
+		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, denied(err))
 	}
 	return nil
 }
@@ -536,4 +536,14 @@ func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
 		}
 	}
 	return fmt.Errorf("route53: deregister %s from %s: the record sets kept changing", m.Addr, p.cfg.Name)
+}
+
+// denied marks an IAM refusal with bootstrap.ErrAccessDenied, so that boot stops at once
+// instead of retrying until --wait.
+func denied(err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "AccessDeniedException") {
+		return fmt.Errorf("%w (%w)", bootstrap.ErrAccessDenied, err)
+	}
+	return err
 }

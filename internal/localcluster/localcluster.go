@@ -405,14 +405,14 @@ func (c *Cluster) RecordSets(ctx context.Context) ([]r53types.ResourceRecordSet,
 // Reset takes every node out of its swarm and clears records, lock and tokens.
 func (c *Cluster) Reset(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, n := range c.Bed.Nodes {
-		wg.Go(func() {
-			if d, err := c.Docker(n); err == nil {
-				_, _ = d.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true})
-			}
-		})
+	errs := make([]error, len(c.Bed.Nodes))
+	for i, n := range c.Bed.Nodes {
+		wg.Go(func() { errs[i] = c.leave(ctx, n) })
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	out, err := c.R53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(c.ZoneID)})
 	if err != nil {
 		return fmt.Errorf("list record sets: %w", err)
@@ -434,6 +434,30 @@ func (c *Cluster) Reset(ctx context.Context) error {
 	}
 	c.Front.ResetRequests()
 	return nil
+}
+
+// leave takes node n out of any swarm and waits until its engine says inactive.
+func (c *Cluster) leave(ctx context.Context, n *testbed.Node) error {
+	d, err := c.Docker(n)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := d.Info(ctx, client.InfoOptions{})
+		if err == nil && string(info.Info.Swarm.LocalNodeState) == "inactive" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			state := "unknown"
+			if err == nil {
+				state = string(info.Info.Swarm.LocalNodeState)
+			}
+			return fmt.Errorf("reset %s: still %s after leaving (last error: %v)", n.Name, state, err)
+		}
+		_, _ = d.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true})
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // BuildAgent builds the swarm-agent binary from the module at root into dir.

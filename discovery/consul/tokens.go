@@ -1,0 +1,84 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+)
+
+// TokenKey is the KV key of role's join token.
+func (p *Provider) TokenKey(r bootstrap.Role) string {
+	return p.cfg.Prefix + "/join-token/" + string(r)
+}
+
+// ClusterIDKey is the KV key of the cluster id the published tokens belong to.
+func (p *Provider) ClusterIDKey() string { return p.cfg.Prefix + "/cluster-id" }
+
+// PutTokens writes both join tokens and the cluster id in one transaction, so that a reader
+// never sees the tokens of one swarm with the id of another.
+func (p *Provider) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+	if t.Manager == "" || t.Worker == "" || clusterID == "" {
+		return fmt.Errorf("consul: write join tokens under %s/: both tokens and the cluster id are required", p.cfg.Prefix)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	set := func(key, v string) *api.TxnOp {
+		return &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: []byte(v)}}
+	}
+	ops := api.TxnOps{
+		set(p.TokenKey(bootstrap.RoleManager), t.Manager),
+		set(p.TokenKey(bootstrap.RoleWorker), t.Worker),
+		set(p.ClusterIDKey(), clusterID),
+	}
+	what := "write join tokens under " + p.cfg.Prefix + "/"
+	need := "key write on " + p.cfg.Prefix + "/"
+	ok, resp, _, err := p.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return p.fail(what, need, err)
+	}
+	if !ok {
+		var msgs []string
+		if resp != nil {
+			for _, e := range resp.Errors {
+				msgs = append(msgs, e.What)
+			}
+		}
+		return p.fail(what, need, fmt.Errorf("transaction rolled back: %s", strings.Join(msgs, "; ")))
+	}
+	return nil
+}
+
+// Token reads role's join token and the cluster id. It returns an error wrapping
+// bootstrap.ErrNoToken when the token is not published yet.
+func (p *Provider) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	token, err := p.get(ctx, p.TokenKey(r))
+	if err != nil {
+		return "", "", err
+	}
+	if token == "" {
+		return "", "", fmt.Errorf("consul: read key %s: %w", p.TokenKey(r), bootstrap.ErrNoToken)
+	}
+	clusterID, err := p.get(ctx, p.ClusterIDKey())
+	if err != nil {
+		return "", "", err
+	}
+	return token, clusterID, nil
+}
+
+// get reads key; a missing key reads as "".
+func (p *Provider) get(ctx context.Context, key string) (string, error) {
+	pair, _, err := p.c.KV().Get(key, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", p.fail("read key "+key, "key read on "+key, err)
+	}
+	if pair == nil {
+		return "", nil
+	}
+	return strings.TrimSpace(string(pair.Value)), nil
+}
