@@ -61,6 +61,9 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 			inits := 0
 			for i, r := range runs {
 				if r.Code != 0 {
+					for k, o := range runs {
+						t.Logf("%s (%s) exit %d:\n%s", jobs[k].n.Name, jobs[k].role, o.Code, keyLines(o.Stderr))
+					}
 					t.Fatalf("round %d (%s): boot of %s (%s) exit %d:\n%s", round, c.Mode, jobs[i].n.Name, jobs[i].role, r.Code, r.Stderr)
 				}
 				if r.Result.Action == "init" {
@@ -299,4 +302,21 @@ func setKeys(sets []r53types.ResourceRecordSet) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// keyLines keeps the log lines that tell what a boot did (for failure reports).
+func keyLines(stderr string) string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		for _, k := range []string{"initialis", "published", "registered", "joined", "join failed", "leaving", "lock", "a manager appeared"} {
+			if strings.Contains(l, k) {
+				if len(l) > 400 {
+					l = l[:400]
+				}
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

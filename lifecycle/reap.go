@@ -1,0 +1,157 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Reaper removes nodes that are down for good. The leader calls Reap periodically.
+//
+// A down node labelled LabelLeaving is removed at once: its drain got as far as marking it,
+// and its instance is going. Any other down node is removed only when it carries an
+// instance-id label, Gone says its instance is terminated, and it has been seen down for
+// Grace: an engine restart or a network partition must not cost a node its identity. A
+// manager is demoted before it is removed. The leader's own node is never removed.
+type Reaper struct {
+	Swarm Swarm
+	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
+	// example (*asg.Client).InstanceGone).
+	Gone func(ctx context.Context, instanceID string) (bool, error)
+	// Grace is how long a node must have been seen down before it is reaped (leaving
+	// nodes excepted); 0 reaps as soon as Gone says so. The clock starts when this Reaper
+	// first sees the node down, so a new leader waits a full Grace again.
+	Grace time.Duration
+	Log   zerolog.Logger
+	// Registrar withdraws reaped managers from discovery; nil for none.
+	Registrar Registrar
+
+	mu        sync.Mutex
+	downSince map[string]time.Time // node id -> when first seen down
+}
+
+// Reap does one pass at time now and returns the ids of the nodes it removed. Errors about
+// single nodes do not stop the pass; they are returned joined, with the nodes removed.
+// Concurrent calls are serialized.
+func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
+	nodes, err := r.Swarm.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reap: list nodes: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.downSince == nil {
+		r.downSince = map[string]time.Time{}
+	}
+	seen := make(map[string]bool, len(nodes))
+	var removed []string
+	var errs []error
+	for _, n := range nodes {
+		seen[n.ID] = true
+		if n.State != stateDown {
+			delete(r.downSince, n.ID) // back up: its grace starts again next time
+			continue
+		}
+		first, ok := r.downSince[n.ID]
+		if !ok {
+			first = now
+			r.downSince[n.ID] = now
+		}
+		log := r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Str("role", n.Role).Logger()
+		reap, why, err := r.due(ctx, n, now.Sub(first))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
+			continue
+		}
+		if !reap {
+			log.Debug().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("down node kept")
+			continue
+		}
+		done, err := r.reap(ctx, n, log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reap node %s (%s): %w", n.ID, why, err))
+			continue
+		}
+		if done {
+			delete(r.downSince, n.ID)
+			removed = append(removed, n.ID)
+			log.Info().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("reaped down node")
+		}
+	}
+	for id := range r.downSince {
+		if !seen[id] {
+			delete(r.downSince, id) // removed by someone else
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// due decides whether a down node, down for the given time, is to be reaped now.
+func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (bool, string, error) {
+	switch {
+	case n.Leader:
+		return false, "the leader's own node", nil
+	case n.Labels[LabelLeaving] != "":
+		return true, "leaving since " + n.Labels[LabelLeaving], nil
+	case n.InstanceID() == "":
+		return false, "no instance-id label: not ours to remove", nil
+	case down < r.Grace:
+		return false, fmt.Sprintf("down for %s of its %s grace", down, r.Grace), nil
+	case r.Gone == nil:
+		return false, "no way to tell whether its instance is gone", nil
+	}
+	gone, err := r.Gone(ctx, n.InstanceID())
+	if err != nil {
+		return false, "", fmt.Errorf("is instance %s gone: %w", n.InstanceID(), err)
+	}
+	if !gone {
+		return false, "its instance is still alive", nil
+	}
+	return true, fmt.Sprintf("instance %s is gone and the node down for %s", n.InstanceID(), down), nil
+}
+
+// reap demotes a manager and removes the node. It reports false without error while a
+// demotion is under way; the next pass removes the node.
+func (r *Reaper) reap(ctx context.Context, n Node, log zerolog.Logger) (bool, error) {
+	if n.Role == roleManager || n.Reachability != "" {
+		if n.Role == roleManager {
+			nodes, err := r.Swarm.Nodes(ctx)
+			if err != nil {
+				return false, fmt.Errorf("list nodes: %w", err)
+			}
+			if err := CheckDemotion(nodes, n.ID); err != nil {
+				return false, err
+			}
+			if err := r.Swarm.SetRole(ctx, n.ID, roleWorker); err != nil {
+				if errors.Is(err, ErrNoSuchNode) {
+					return true, nil
+				}
+				return false, fmt.Errorf("demote: %w", err)
+			}
+			log.Info().Msg("demoted down manager")
+		}
+		if r.Registrar != nil && n.InstanceID() != "" {
+			if err := r.Registrar.Deregister(ctx, n.InstanceID(), n.Addr); err != nil {
+				log.Warn().Err(err).Msg("deregister down manager")
+			}
+		}
+		now, err := r.Swarm.Node(ctx, n.ID)
+		switch {
+		case errors.Is(err, ErrNoSuchNode):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("inspect after demotion: %w", err)
+		case now.Role != roleWorker || now.Reachability != "":
+			log.Info().Msg("demotion under way: the node is removed on a later pass")
+			return false, nil
+		}
+	}
+	if err := r.Swarm.RemoveNode(ctx, n.ID, false); err != nil && !errors.Is(err, ErrNoSuchNode) {
+		return false, fmt.Errorf("remove: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,303 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeEC2 answers Gone from a set of terminated instances and counts the questions.
+type fakeEC2 struct {
+	mu    sync.Mutex
+	gone  map[string]bool
+	err   error
+	asked []string
+}
+
+func (f *fakeEC2) Gone(_ context.Context, instanceID string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, instanceID)
+	return f.gone[instanceID], f.err
+}
+
+func (f *fakeEC2) terminate(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gone[id] = true
+}
+
+func (c *fakeCluster) label(id, key, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.findLocked(id).Labels[key] = value
+}
+
+// setState sets a node's state and nothing else (the fake's kill also moves leadership).
+func (c *fakeCluster) setState(id, state string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.findLocked(id).State = state
+}
+
+func TestReap(t *testing.T) {
+	const grace = 10 * time.Minute
+	type pass struct {
+		at      time.Duration // since the start
+		do      func(w *world, ec2 *fakeEC2)
+		want    []string
+		wantErr bool
+	}
+	kill := func(ids ...string) func(*world, *fakeEC2) {
+		return func(w *world, ec2 *fakeEC2) {
+			for _, id := range ids {
+				w.c.kill(id)
+			}
+		}
+	}
+	killGone := func(id string) func(*world, *fakeEC2) {
+		return func(w *world, ec2 *fakeEC2) {
+			w.c.kill(id)
+			ec2.terminate("i-" + id)
+		}
+	}
+	tests := []struct {
+		name        string
+		demoteDelay time.Duration
+		passes      []pass
+		wantAsked   int // Gone calls over all passes
+		wantJournal []string
+	}{
+		{
+			name: "down, gone, grace passed",
+			passes: []pass{
+				{at: 0, do: killGone("w1")},
+				{at: grace / 2},
+				{at: grace, want: []string{"w1"}},
+				{at: 2 * grace},
+			},
+			wantAsked:   1,
+			wantJournal: []string{"remove w1"},
+		},
+		{
+			name: "down, gone, grace not passed",
+			passes: []pass{
+				{at: 0, do: killGone("w1")},
+				{at: grace - time.Second},
+			},
+			wantAsked: 0, // Auto Scaling is not asked before the grace period
+		},
+		{
+			name: "down, instance alive",
+			passes: []pass{
+				{at: 0, do: kill("w1")},
+				{at: grace},
+				{at: 3 * grace},
+			},
+			wantAsked: 2,
+		},
+		{
+			name: "down, instance terminated later",
+			passes: []pass{
+				{at: 0, do: kill("w1")},
+				{at: grace},
+				{at: 2 * grace, do: func(_ *world, ec2 *fakeEC2) { ec2.terminate("i-w1") }, want: []string{"w1"}},
+			},
+			wantAsked:   2,
+			wantJournal: []string{"remove w1"},
+		},
+		{
+			name: "leaving, down: at once",
+			passes: []pass{
+				{at: 0, do: func(w *world, _ *fakeEC2) {
+					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.kill("w2")
+				}, want: []string{"w2"}},
+			},
+			wantJournal: []string{"remove w2"},
+		},
+		{
+			name: "leaving, up: never",
+			passes: []pass{
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
+					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					ec2.terminate("i-w2")
+				}},
+				{at: 10 * grace},
+			},
+		},
+		{
+			name: "up: never",
+			passes: []pass{
+				{at: 0, do: func(_ *world, ec2 *fakeEC2) { ec2.terminate("i-w1"); ec2.terminate("i-m2") }},
+				{at: 10 * grace},
+			},
+		},
+		{
+			name: "no instance-id label: never",
+			passes: []pass{
+				{at: 0, do: func(w *world, _ *fakeEC2) {
+					w.c.addNode("x1", roleWorker, "")
+					w.c.kill("x1")
+				}},
+				{at: 10 * grace},
+			},
+		},
+		{
+			name: "no instance-id label but leaving: at once",
+			passes: []pass{
+				{at: 0, do: func(w *world, _ *fakeEC2) {
+					w.c.addNode("x1", roleWorker, "")
+					w.c.label("x1", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.kill("x1")
+				}, want: []string{"x1"}},
+			},
+			wantJournal: []string{"remove x1"},
+		},
+		{
+			name: "back up resets the grace period",
+			passes: []pass{
+				{at: 0, do: killGone("w1")},
+				{at: grace / 2, do: func(w *world, _ *fakeEC2) { w.c.revive("w1") }},
+				{at: grace/2 + time.Minute, do: kill("w1")},
+				{at: grace}, // down since grace/2+1m only
+				{at: grace + grace/2 + time.Minute, want: []string{"w1"}},
+			},
+			wantAsked:   1,
+			wantJournal: []string{"remove w1"},
+		},
+		{
+			name:        "manager down, gone: demoted, then removed",
+			demoteDelay: 3 * time.Second,
+			passes: []pass{
+				{at: 0, do: killGone("m3")},
+				{at: grace}, // demoted; raft lets go of it a little later
+				{at: grace + 30*time.Second, want: []string{"m3"}},
+			},
+			wantAsked:   2, // asked again on the pass that removes it
+			wantJournal: []string{"role m3 worker", "deregister i-m3 10.0.0.3", "remove m3"},
+		},
+		{
+			name: "leaving manager down: demoted and removed in one pass",
+			passes: []pass{
+				{at: 0, do: func(w *world, _ *fakeEC2) {
+					w.c.label("m2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.kill("m2")
+				}, want: []string{"m2"}},
+			},
+			wantJournal: []string{"role m2 worker", "deregister i-m2 10.0.0.2", "remove m2"},
+		},
+		{
+			name: "never the leader's own node",
+			passes: []pass{
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
+					w.c.label("m1", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.setState("m1", "down")
+					ec2.terminate("i-m1")
+				}},
+				{at: 10 * grace},
+			},
+		},
+		{
+			name: "several at once",
+			passes: []pass{
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
+					killGone("w1")(w, ec2)
+					killGone("w2")(w, ec2)
+					w.c.label("w3", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.kill("w3")
+				}, want: []string{"w3"}},
+				{at: grace, want: []string{"w1", "w2"}},
+			},
+			wantAsked:   2,
+			wantJournal: []string{"remove w3", "remove w1", "remove w2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(3, 3)
+				w.c.demoteDelay = tt.demoteDelay
+				ec2 := &fakeEC2{gone: map[string]bool{}}
+				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Log: testLogger(t), Registrar: w.reg}
+				start := time.Now()
+				for i, p := range tt.passes {
+					time.Sleep(time.Until(start.Add(p.at)))
+					if p.do != nil {
+						p.do(w, ec2)
+					}
+					got, err := r.Reap(t.Context(), time.Now())
+					if (err != nil) != p.wantErr {
+						t.Errorf("pass %d at %s: error %v, want error %t", i, p.at, err, p.wantErr)
+					}
+					if !slices.Equal(got, p.want) {
+						t.Errorf("pass %d at %s: removed %v, want %v", i, p.at, got, p.want)
+					}
+				}
+				if got := len(ec2.asked); got != tt.wantAsked {
+					t.Errorf("Gone asked %d times (%v), want %d", got, ec2.asked, tt.wantAsked)
+				}
+				if got := w.j.all(); !slices.Equal(got, tt.wantJournal) {
+					t.Errorf("journal = %q, want %q", got, tt.wantJournal)
+				}
+			})
+		})
+	}
+}
+
+func TestReapErrors(t *testing.T) {
+	t.Run("Gone fails", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(1, 2)
+			w.c.kill("w1")
+			w.c.kill("w2")
+			w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+			ec2 := &fakeEC2{gone: map[string]bool{"i-w1": true}, err: errors.New("throttled")}
+			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Log: testLogger(t)}
+			got, err := r.Reap(t.Context(), time.Now())
+			if err == nil {
+				t.Errorf("Reap error = nil, want the Gone failure")
+			}
+			// one node's error does not stop the pass
+			if !slices.Equal(got, []string{"w2"}) {
+				t.Errorf("removed %v, want [w2]", got)
+			}
+			if _, ok := w.c.node("w1"); !ok {
+				t.Errorf("w1 removed although Gone failed")
+			}
+		})
+	})
+	t.Run("listing fails", func(t *testing.T) {
+		w := newWorld(1, 1)
+		w.c.inject("Nodes", failErr, 0)
+		r := &Reaper{Swarm: w.c, Log: testLogger(t)}
+		if _, err := r.Reap(t.Context(), time.Now()); err == nil {
+			t.Errorf("Reap error = nil, want the listing failure")
+		}
+	})
+	t.Run("removed by someone else", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(1, 2)
+			w.c.kill("w1")
+			ec2 := &fakeEC2{gone: map[string]bool{"i-w1": true}}
+			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: time.Minute, Log: testLogger(t)}
+			if _, err := r.Reap(t.Context(), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.c.RemoveNode(t.Context(), "w1", false); err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Reap(t.Context(), time.Now().Add(time.Hour))
+			if err != nil || len(got) != 0 {
+				t.Errorf("Reap = %v, %v; want nothing to do", got, err)
+			}
+			if len(r.downSince) != 0 {
+				t.Errorf("reaper still remembers %v", r.downSince)
+			}
+		})
+	})
+}
