@@ -382,8 +382,15 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		return false, fmt.Errorf("take bootstrap lock: %w", err)
 	}
 	b.log.Info().Msg("bootstrap lock acquired")
-	// Release with its own deadline so that a cancelled boot still frees the lock.
+	// Release with its own deadline so that a cancelled boot still frees the lock, unless the
+	// swarm was created but not published (keepLock): then it must expire instead.
+	keep := false
+	keepLock := &keep
 	defer func() {
+		if keep {
+			b.log.Warn().Msg("leaving the bootstrap lock to expire: this node's swarm is not published")
+			return
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		if err := lock.Release(rctx); err != nil {
@@ -411,14 +418,40 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		ListenAddr:    "0.0.0.0:" + strconv.Itoa(b.cfg.SwarmPort),
 	})
 	if err != nil {
-		return false, fmt.Errorf("swarm init: %w", err)
+		// The engine may have created the swarm and failed only to answer in time.
+		if l, lerr := b.d.Engine.Local(ctx); lerr != nil || l.State != StateActive {
+			return false, fmt.Errorf("swarm init: %w", err)
+		}
+		b.log.Warn().Err(err).Msg("swarm init answered with an error but the swarm exists: going on")
 	}
-	local, err = b.d.Engine.Local(ctx)
-	if err != nil {
-		return false, fmt.Errorf("read local swarm state after init: %w", err)
+	// Until this manager is published (tokens and registration), nobody else can find the
+	// swarm: releasing the lock now would let another manager create a second one. So keep the
+	// lock and retry; if the boot ends first, leave the lock to expire instead of releasing it.
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = b.cfg.PollMin, b.cfg.PollMax
+	for attempt := 1; ; attempt++ {
+		local, err = b.d.Engine.Local(ctx)
+		if err == nil {
+			if err = b.afterJoin(ctx, local, false); err == nil {
+				break
+			}
+		} else {
+			err = fmt.Errorf("read local swarm state after init: %w", err)
+		}
+		b.log.Warn().Err(err).Int("attempt", attempt).Msg("swarm initialised but not yet published: retrying while holding the bootstrap lock")
+		if !retryable(err) {
+			*keepLock = true
+			return true, err
+		}
+		select {
+		case <-ctx.Done():
+			*keepLock = true
+			return true, fmt.Errorf("swarm initialised but not published before the boot ended (the bootstrap lock is left to expire): %w", err)
+		case <-time.After(bo.NextBackOff()):
+		}
 	}
-	if err := b.afterJoin(ctx, local, false); err != nil {
-		return false, err
+	if nodeID == "" {
+		nodeID = local.NodeID
 	}
 	res.Action, res.NodeID = ActInit, nodeID
 	b.log.Info().Str("node_id", nodeID).Msg("swarm initialised")

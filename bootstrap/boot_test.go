@@ -30,6 +30,8 @@ type world struct {
 	inits     int
 	nextID    int
 	down      map[string]bool // addr -> unreachable
+	// registerFails makes that many Register calls fail (a throttled or refused Route 53).
+	registerFails int
 }
 
 type fakeSwarm struct {
@@ -177,6 +179,10 @@ func (d fakeDisc) Managers(ctx context.Context) ([]string, error) {
 func (d fakeDisc) Register(ctx context.Context, m Member) error {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
+	if d.w.registerFails > 0 {
+		d.w.registerFails--
+		return errors.New("register: injected failure")
+	}
 	d.w.records[m.InstanceID] = fmt.Sprintf("%s:%d", m.Addr, m.Port)
 	return nil
 }
@@ -505,4 +511,37 @@ func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("retried for %s on a permanent refusal", el)
 	}
+}
+
+// TestBootInitThenRegisterFailsKeepsLock: when the initialising manager cannot publish itself
+// at once, it keeps the lock and retries, so no other manager creates a second swarm, and it
+// reports the init it did.
+func TestBootInitThenRegisterFailsKeepsLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.registerFails = 4
+		var es []*fakeEngine
+		for i := range 3 {
+			es = append(es, w.engine(fmt.Sprintf("10.0.0.%d", 10+i)))
+		}
+		var wg sync.WaitGroup
+		res := make([]Result, len(es))
+		errs := make([]error, len(es))
+		for i, e := range es {
+			wg.Go(func() { res[i], errs[i] = w.boot(t.Context(), e, RoleManager, 5*time.Minute) })
+		}
+		wg.Wait()
+		inits := 0
+		for i := range es {
+			if errs[i] != nil {
+				t.Fatalf("manager %d: %v", i, errs[i])
+			}
+			if res[i].Action == ActInit {
+				inits++
+			}
+		}
+		if w.inits != 1 || w.swarmCount() != 1 || inits != 1 {
+			t.Fatalf("engine inits=%d swarms=%d reported inits=%d, want exactly one", w.inits, w.swarmCount(), inits)
+		}
+	})
 }

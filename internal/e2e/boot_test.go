@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
 	route53sdk "github.com/aws/aws-sdk-go-v2/service/route53"
@@ -71,9 +72,20 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 				}
 			}
 			v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
-			if inits != 1 {
+			if inits != 1 || len(v.ClusterIDs) != 1 {
 				for i, r := range runs {
-					t.Logf("round %d: %s (%s) -> %s", round, jobs[i].n.Name, jobs[i].role, r.Result.Action)
+					t.Logf("round %d: %s (%s) -> %s node %s:\n%s", round, jobs[i].n.Name, jobs[i].role, r.Result.Action, r.Result.NodeID, keyLines(r.Stderr))
+				}
+				for _, n := range c.Bed.Nodes {
+					if d, err := c.Docker(n); err == nil {
+						if info, err := d.Info(ctx, client.InfoOptions{}); err == nil {
+							cid := ""
+							if info.Info.Swarm.Cluster != nil {
+								cid = info.Info.Swarm.Cluster.ID
+							}
+							t.Logf("%s: state %s node %s cluster %q managers %v", n.Name, info.Info.Swarm.LocalNodeState, info.Info.Swarm.NodeID, cid, info.Info.Swarm.RemoteManagers)
+						}
+					}
 				}
 			}
 			if inits != 1 || len(v.ClusterIDs) != 1 || v.Managers != 3 || v.Workers != 3 || len(v.Inactive) > 0 {
@@ -308,7 +320,7 @@ func setKeys(sets []r53types.ResourceRecordSet) []string {
 func keyLines(stderr string) string {
 	var out []string
 	for _, l := range strings.Split(stderr, "\n") {
-		for _, k := range []string{"initialis", "published", "registered", "joined", "join failed", "leaving", "lock", "a manager appeared"} {
+		for _, k := range []string{"initialis", "published", "registered", "joined", "join failed", "leaving", "lock", "a manager appeared", "failed", "not yet published"} {
 			if strings.Contains(l, k) {
 				if len(l) > 400 {
 					l = l[:400]
