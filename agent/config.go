@@ -51,6 +51,13 @@ type Config struct {
 	ConfigFile       string
 	Persist          bool
 	MetricsListen    string
+	DrainDeadline    time.Duration
+	OnTimeout        string
+	ForceLastManager bool
+	ControlPort      int
+	ReapGrace        time.Duration
+	WatchInterval    time.Duration
+	HeartbeatEvery   time.Duration
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
 }
@@ -134,6 +141,27 @@ var options = map[string]option{
 	}},
 	"persist": {"persist", "boot: write the effective settings to --config-file for the systemd unit and reboots", false, func(fs *pflag.FlagSet, c *Config) {
 		fs.BoolVar(&c.Persist, "persist", true, "")
+	}},
+	"drain-deadline": {"drain-deadline", "drain: how long tasks may take to start elsewhere before --on-timeout applies", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.DrainDeadline, "drain-deadline", 10*time.Minute, "")
+	}},
+	"on-timeout": {"on-timeout", "drain: after --drain-deadline, continue (complete the hook with CONTINUE) or abandon (ABANDON)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.OnTimeout, "on-timeout", "continue", "")
+	}},
+	"force-last-manager": {"force-last-manager", "drain: allow demoting and removing the last manager (the swarm ends)", false, func(fs *pflag.FlagSet, c *Config) {
+		fs.BoolVar(&c.ForceLastManager, "force-last-manager", false, "")
+	}},
+	"control-port": {"control-port", "port of the managers' control API (mutual TLS with the swarm's node certificates)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.IntVar(&c.ControlPort, "control-port", 2380, "")
+	}},
+	"reap-grace": {"reap-grace", "run (leader): how long a node must be down, with its instance gone, before it is removed", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.ReapGrace, "reap-grace", 5*time.Minute, "")
+	}},
+	"watch-interval": {"watch-interval", "run: how often instance metadata is read for a termination or spot notice", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.WatchInterval, "watch-interval", 5*time.Second, "")
+	}},
+	"heartbeat-interval": {"heartbeat-interval", "drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.HeartbeatEvery, "heartbeat-interval", 0, "")
 	}},
 	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9477", "")
@@ -312,6 +340,24 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("swarm-port") && (c.SwarmPort < 1 || c.SwarmPort > 65535) {
 		bad("swarm-port", strconv.Itoa(c.SwarmPort), "must be 1-65535")
+	}
+	if has("drain-deadline") && c.DrainDeadline <= 0 {
+		bad("drain-deadline", c.DrainDeadline.String(), "must be a positive duration such as 10m")
+	}
+	if has("on-timeout") && c.OnTimeout != "continue" && c.OnTimeout != "abandon" {
+		bad("on-timeout", c.OnTimeout, "must be continue or abandon")
+	}
+	if has("control-port") && (c.ControlPort < 1 || c.ControlPort > 65535) {
+		bad("control-port", strconv.Itoa(c.ControlPort), "must be 1-65535")
+	}
+	if has("reap-grace") && c.ReapGrace < time.Minute {
+		bad("reap-grace", c.ReapGrace.String(), "must be at least 1m (a node restarting is not dead)")
+	}
+	if has("watch-interval") && (c.WatchInterval < 100*time.Millisecond || c.WatchInterval > time.Minute) {
+		bad("watch-interval", c.WatchInterval.String(), "must be 100ms..1m (a spot notice gives two minutes)")
+	}
+	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
+		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")
 	}
 	if has("metrics-listen") && c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {

@@ -160,3 +160,13 @@ func jsonEncode(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// snapshot returns a copy of the current status (for the /status endpoint).
+func (f *statusFile) snapshot() Status {
+	if f == nil {
+		return Status{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.s
+}

@@ -470,6 +470,10 @@ func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (time.Time
 	if manager && node.Labels[LabelLeavingRole] != roleManager {
 		labels[LabelLeavingRole] = roleManager
 	}
+	// The instance id lets a resumed drain (after the node left) and the reaper find it.
+	if node.Labels[LabelInstanceID] == "" && r.instanceID != "" {
+		labels[LabelInstanceID] = r.instanceID
+	}
 	if len(labels) == 0 {
 		r.record(StepMark, OutcomeSkipped, "marked leaving since "+node.Labels[LabelLeaving], t)
 		return since, nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	cerrdefs "github.com/containerd/errdefs"
 	"net"
 	"strconv"
 	"strings"
@@ -326,4 +327,21 @@ func (e *Engine) wrap(op string, err error) error {
 	down := client.IsErrConnectionFailed(err) ||
 		probes[op] && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
 	return &Error{Op: op, Host: e.host, Down: down, Err: err}
+}
+
+// IsNotFound reports whether err is the engine saying the object (node, task, service) does
+// not exist.
+func IsNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// RootDir is the engine's data root (docker info DockerRootDir); the swarm's certificates
+// live under RootDir/swarm/certificates.
+func (e *Engine) RootDir(ctx context.Context) (string, error) {
+	res, err := e.c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", e.wrap("read engine data root", err)
+	}
+	if res.Info.DockerRootDir == "" {
+		return "", e.wrap("read engine data root", errors.New("engine reports no DockerRootDir"))
+	}
+	return res.Info.DockerRootDir, nil
 }

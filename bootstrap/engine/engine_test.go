@@ -342,3 +342,15 @@ func TestInvalidArguments(t *testing.T) {
 		}
 	})
 }
+
+func TestUnknownNodeIsNotFound(t *testing.T) {
+	f := &fakeDaemon{nodes: map[string]*swarm.Node{}}
+	e := serve(t, f)
+	_, err := e.Node(t.Context(), "nope")
+	if !IsNotFound(err) {
+		t.Fatalf("Node(unknown) = %v, want IsNotFound", err)
+	}
+	if IsNotFound(fmt.Errorf("other: %w", errors.New("boom"))) {
+		t.Fatal("IsNotFound on an unrelated error")
+	}
+}

@@ -272,6 +272,29 @@ func TestConformance(t *testing.T) {
 		}
 	})
 
+	t.Run("the same set can be created again after its deletion", func(t *testing.T) {
+		// A record sorting after the managers' name (the lock) must not make Route 53 (or the
+		// doubles) refuse re-creating a set that was deleted: seen with moto's change journal.
+		p := e.provider(t, "mode=failover")
+		l, err := p.TryLock(ctx, "i-0000000000000000a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = l.Release(ctx) }()
+		m := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.51"}
+		for round := range 3 {
+			if err := p.Register(ctx, m); err != nil {
+				t.Fatalf("round %d: register: %v", round, err)
+			}
+			if sets := failoverSets(t, e); sets["PRIMARY"] != m.Addr {
+				t.Fatalf("round %d: sets %v", round, sets)
+			}
+			if err := p.Deregister(ctx, m); err != nil {
+				t.Fatalf("round %d: deregister: %v", round, err)
+			}
+		}
+	})
+
 	t.Run("mixing routing kinds is refused clearly", func(t *testing.T) {
 		if err := e.provider(t, "mode=failover").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
 			t.Fatal(err)

@@ -160,7 +160,10 @@ func (f *Front) zoneLock(zone string) *sync.Mutex {
 	return m
 }
 
-var nameElemRe = regexp.MustCompile(`<Name>([^<]*)</Name>`)
+var (
+	nameElemRe     = regexp.MustCompile(`<Name>([^<]*)</Name>`)
+	createActionRe = regexp.MustCompile(`<Action>\s*CREATE\s*</Action>`)
+)
 
 // changeRecordSets validates the whole batch against the zone's current sets, under the zone's
 // lock, and forwards it to moto only when AWS would accept it.
@@ -242,6 +245,11 @@ func (f *Front) changeRecordSets(c *call) {
 	fwd := nameElemRe.ReplaceAllFunc(c.body, func(m []byte) []byte {
 		return []byte("<Name>" + xmlEsc(fqdn(xmlUnesc(string(m[6:len(m)-7])))) + "</Name>")
 	})
+	// The batch passed AWS's rules above, under the zone's lock. moto 5.2 refuses a CREATE
+	// that repeats an earlier change of its journal whenever any set sorts after the name,
+	// even when the set was deleted since (AWS accepts it): forward CREATE as UPSERT, which
+	// moto applies as the create it is here.
+	fwd = createActionRe.ReplaceAll(fwd, []byte("<Action>UPSERT</Action>"))
 	resp, err := f.motoDo(c.r.Context(), http.MethodPost, c.r.URL.RequestURI(), fwd, c.r.Header)
 	if err != nil {
 		c.writeError(http.StatusInternalServerError, "InternalFailure", "forward change batch: "+err.Error())

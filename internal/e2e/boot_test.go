@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +58,7 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 				wg.Go(func() {
 					time.Sleep(delay)
 					runs[i] = c.Boot(ctx, j.n, j.role)
+					saveLog(t, fmt.Sprintf("round%d-%s-%s", round, c.Mode, j.n.Name), runs[i].Stderr)
 				})
 			}
 			wg.Wait()
@@ -331,4 +334,15 @@ func keyLines(stderr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// saveLog keeps a boot's log under $SWARM_AGENT_TEST_E2E_LOGS (when set) for post-mortems.
+func saveLog(t *testing.T, name, stderr string) {
+	dir := os.Getenv("SWARM_AGENT_TEST_E2E_LOGS")
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, name+".log"), []byte(stderr), 0o644)
+	}
 }

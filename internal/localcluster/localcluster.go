@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -470,4 +471,70 @@ func BuildAgent(ctx context.Context, root, dir string) (string, error) {
 		return "", fmt.Errorf("build swarm-agent: %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// Agent is a `swarm-agent run` started in the background on a node.
+type Agent struct {
+	Node    *testbed.Node
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	code    int
+}
+
+// StartRun starts `swarm-agent run` on node n (configured by the file its boot persisted),
+// logging to Dir/<node>.run.log. Stop or Kill it; Close of the cluster does not.
+func (c *Cluster) StartRun(ctx context.Context, n *testbed.Node, extra ...string) (*Agent, error) {
+	args := append([]string{"run", "--metrics-listen=127.0.0.1:9477"}, extra...)
+	cmd := c.Command(context.WithoutCancel(ctx), n, args...)
+	path := filepath.Join(c.Dir, n.Name+".run.log")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start run on %s: %w", n.Name, err)
+	}
+	a := &Agent{Node: n, LogPath: path, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		err := cmd.Wait()
+		_ = f.Close()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			a.code = ee.ExitCode()
+		case err != nil:
+			a.code = -1
+		}
+	}()
+	return a, nil
+}
+
+// Signal sends sig to the agent.
+func (a *Agent) Signal(sig os.Signal) error { return a.cmd.Process.Signal(sig) }
+
+// Done is closed when the agent exited.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Code is the exit code once Done is closed (-1 if killed by a signal).
+func (a *Agent) Code() int { <-a.done; return a.code }
+
+// Stop sends SIGTERM and waits up to d, then kills.
+func (a *Agent) Stop(d time.Duration) {
+	_ = a.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(d):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+// Log returns what the agent logged so far.
+func (a *Agent) Log() string {
+	b, _ := os.ReadFile(a.LogPath)
+	return string(b)
 }
