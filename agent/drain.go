@@ -1,0 +1,147 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
+)
+
+// drainOptions are the settings drain takes (run takes them too).
+var drainOptions = []string{"role", "cluster", "discovery", "docker-host", "log-format", "log-level", "identity",
+	"instance-id", "private-ip", "az", "region", "token-store", "kms-key-id", "swarm-port", "min-docker-version",
+	"status-file", "config-file", "drain-deadline", "on-timeout", "force-last-manager", "control-port",
+	"heartbeat-interval"}
+
+func init() { extraCommands = append(extraCommands, drainCmd) }
+
+func drainCmd(e env) *cobra.Command {
+	var cfg Config
+	cmd := &cobra.Command{
+		Use:   "drain",
+		Short: "Take this node out of the swarm now: drain, demote, deregister, leave, remove, complete the lifecycle action",
+		Long: `drain does once what run does when the instance is terminating (for an EventBridge rule that
+runs it through SSM Run Command, or by hand). It is resumable: run again after a crash, it
+finishes from what the swarm and Auto Scaling show, and it never completes the lifecycle action
+twice. A SIGTERM does not stop it halfway; it has its own deadline (--drain-deadline plus a
+margin for the rest).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadConfig(cmd.Flags(), e, &cfg); err != nil {
+				return err
+			}
+			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+			st := newStatusFile(cfg.StatusFile, "drain")
+			w, err := wireDrain(cmd.Context(), cfg, log, st)
+			if err != nil {
+				return err
+			}
+			defer w.close()
+			rep, err := runDrain(cmd.Context(), w, lifecycle.Notice{Kind: "manual", Source: "command", InstanceID: w.identity.InstanceID}, nil, log, st)
+			out, _ := json.Marshal(rep)
+			fmt.Fprintln(e.stdout, string(out))
+			return err
+		},
+	}
+	bindOptions(cmd.Flags(), &cfg, drainOptions...)
+	return cmd
+}
+
+// drainWiring is a wiring plus what draining needs.
+type drainWiring struct {
+	*wiring
+	drainer *lifecycle.Drainer
+	hook    *asg.Client
+}
+
+// wireDrain builds the Drainer for this node: the local engine as Swarm on a manager (with
+// the other managers' control API once it is demoted), the control API on a worker, Auto
+// Scaling for the hook, discovery for deregistration.
+func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (*drainWiring, error) {
+	w, err := wire(ctx, cfg, log, st)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			w.close()
+		}
+	}()
+	ac, err := w.awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hook := asg.New(autoscaling.NewFromConfig(ac))
+	remote, err := controlSwarm(ctx, cfg, w, log)
+	if err != nil {
+		return nil, err
+	}
+	swarm := lifecycle.Swarm(fallbackSwarm{local: engineSwarm{w.engine}, remote: remote})
+	d := &lifecycle.Drainer{
+		Swarm: swarm,
+		Local: w.engine,
+		Hook:  hook,
+		Log:   log.With().Str("component", "drain").Logger(),
+		Options: lifecycle.DrainOptions{
+			Deadline:          cfg.DrainDeadline,
+			OnTimeout:         cfg.OnTimeout,
+			HeartbeatOverride: cfg.HeartbeatEvery,
+			Force:             cfg.ForceLastManager,
+			Addr:              w.identity.PrivateIP,
+			InstanceID:        w.identity.InstanceID,
+		},
+	}
+	if w.deps.Registrar != nil {
+		d.Registrar = registrarAdapter{r: w.deps.Registrar, port: cfg.SwarmPort}
+	}
+	ok = true
+	return &drainWiring{wiring: w, drainer: d, hook: hook}, nil
+}
+
+// runDrain runs one drain and records it in metrics (may be nil) and the status file.
+func runDrain(ctx context.Context, w *drainWiring, n lifecycle.Notice, m *metrics, log zerolog.Logger, st *statusFile) (lifecycle.DrainReport, error) {
+	st.update(func(s *Status) { s.Stage, s.InstanceID = "draining ("+n.Kind+")", w.identity.InstanceID })
+	if m != nil {
+		m.drainsStarted.Inc()
+	}
+	start := time.Now()
+	rep, err := w.drainer.Drain(ctx, n)
+	result := "completed"
+	switch {
+	case errors.Is(err, lifecycle.ErrDrainTimeout):
+		result = "abandoned"
+	case err != nil:
+		result = "failed"
+	}
+	if m != nil {
+		m.drainsFinished.WithLabelValues(result).Inc()
+		m.drainDuration.Observe(time.Since(start).Seconds())
+		m.heartbeats.Add(float64(rep.Heartbeats))
+		switch {
+		case rep.AlreadyCompleted:
+			m.hookCompletions.WithLabelValues("already").Inc()
+		case rep.Result != "":
+			m.hookCompletions.WithLabelValues(rep.Result).Inc()
+		}
+	}
+	st.update(func(s *Status) {
+		s.Stage = "drained: " + result
+		if err != nil {
+			s.Error = err.Error()
+		}
+	})
+	if err != nil {
+		log.Error().Err(err).Str("result", result).Msg("drain did not finish cleanly")
+		return rep, fmt.Errorf("%w: drain: %w", errLifecycle, err)
+	}
+	return rep, nil
+}

@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
+)
+
+// engineSwarm adapts the Docker adapter to lifecycle.Swarm (a manager's own engine).
+type engineSwarm struct{ e *engine.Engine }
+
+var _ lifecycle.Swarm = engineSwarm{}
+
+// notFound maps the engine's "no such node" to lifecycle.ErrNoSuchNode.
+func notFound(err error) error {
+	if err == nil {
+		return nil
+	}
+	if engine.IsNotFound(err) {
+		return fmt.Errorf("%w: %w", lifecycle.ErrNoSuchNode, err)
+	}
+	return err
+}
+
+func (s engineSwarm) Node(ctx context.Context, id string) (lifecycle.Node, error) {
+	n, err := s.e.Node(ctx, id)
+	if err != nil {
+		return lifecycle.Node{}, notFound(err)
+	}
+	return lifecycle.Node(n), nil
+}
+
+func (s engineSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
+	ns, err := s.e.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.Node, len(ns))
+	for i, n := range ns {
+		out[i] = lifecycle.Node(n)
+	}
+	return out, nil
+}
+
+func (s engineSwarm) SetAvailability(ctx context.Context, nodeID, availability string) error {
+	return notFound(s.e.SetAvailability(ctx, nodeID, availability))
+}
+
+func (s engineSwarm) SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error {
+	return notFound(s.e.SetNodeLabels(ctx, nodeID, labels))
+}
+
+func (s engineSwarm) SetRole(ctx context.Context, nodeID, role string) error {
+	return notFound(s.e.SetRole(ctx, nodeID, role))
+}
+
+func (s engineSwarm) RemoveNode(ctx context.Context, nodeID string, force bool) error {
+	return notFound(s.e.RemoveNode(ctx, nodeID, force))
+}
+
+func (s engineSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
+	ts, err := s.e.Tasks(ctx, engine.TaskFilter{NodeID: nodeID, ServiceID: serviceID})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.Task, len(ts))
+	for i, t := range ts {
+		out[i] = lifecycle.Task(t)
+	}
+	return out, nil
+}
+
+// fallbackSwarm uses the manager's own engine while it is a manager and another manager's
+// control API once it is not (after its demotion the engine refuses manager calls).
+type fallbackSwarm struct {
+	local  lifecycle.Swarm
+	remote lifecycle.Swarm // nil: no fallback
+}
+
+var _ lifecycle.Swarm = fallbackSwarm{}
+
+// notManager reports whether err says this engine is not (or no longer) a manager.
+func notManager(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "not a swarm manager") || strings.Contains(m, "This node is not a swarm manager") ||
+		strings.Contains(m, "not part of a swarm")
+}
+
+func pick[T any](local, remote func() (T, error), hasRemote bool) (T, error) {
+	v, err := local()
+	if notManager(err) && hasRemote {
+		return remote()
+	}
+	return v, err
+}
+
+func (s fallbackSwarm) do(local, remote func() error) error {
+	err := local()
+	if notManager(err) && s.remote != nil {
+		return remote()
+	}
+	return err
+}
+
+func (s fallbackSwarm) Node(ctx context.Context, id string) (lifecycle.Node, error) {
+	return pick(func() (lifecycle.Node, error) { return s.local.Node(ctx, id) },
+		func() (lifecycle.Node, error) { return s.remote.Node(ctx, id) }, s.remote != nil)
+}
+
+func (s fallbackSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
+	return pick(func() ([]lifecycle.Node, error) { return s.local.Nodes(ctx) },
+		func() ([]lifecycle.Node, error) { return s.remote.Nodes(ctx) }, s.remote != nil)
+}
+
+func (s fallbackSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
+	return pick(func() ([]lifecycle.Task, error) { return s.local.Tasks(ctx, nodeID, serviceID) },
+		func() ([]lifecycle.Task, error) { return s.remote.Tasks(ctx, nodeID, serviceID) }, s.remote != nil)
+}
+
+func (s fallbackSwarm) SetAvailability(ctx context.Context, nodeID, a string) error {
+	return s.do(func() error { return s.local.SetAvailability(ctx, nodeID, a) },
+		func() error { return s.remote.SetAvailability(ctx, nodeID, a) })
+}
+
+func (s fallbackSwarm) SetNodeLabels(ctx context.Context, nodeID string, l map[string]string) error {
+	return s.do(func() error { return s.local.SetNodeLabels(ctx, nodeID, l) },
+		func() error { return s.remote.SetNodeLabels(ctx, nodeID, l) })
+}
+
+func (s fallbackSwarm) SetRole(ctx context.Context, nodeID, role string) error {
+	return s.local.SetRole(ctx, nodeID, role) // only a manager demotes itself, on its own engine
+}
+
+func (s fallbackSwarm) RemoveNode(ctx context.Context, nodeID string, force bool) error {
+	return s.do(func() error { return s.local.RemoveNode(ctx, nodeID, force) },
+		func() error { return s.remote.RemoveNode(ctx, nodeID, force) })
+}
+
+// registrarAdapter lets the drain withdraw a manager through the discovery provider.
+type registrarAdapter struct {
+	r    bootstrap.Registrar
+	port int
+}
+
+func (a registrarAdapter) Deregister(ctx context.Context, instanceID, addr string) error {
+	return a.r.Deregister(ctx, bootstrap.Member{InstanceID: instanceID, Addr: addr, Port: a.port})
+}
+
+// errNoSwarm is returned when the node is not in a swarm and there is nothing to drain.
+var errNoSwarm = errors.New("this node is not in a swarm")

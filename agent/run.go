@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/swarm-agent/swarm-agent/agent/sdnotify"
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+)
+
+func init() { extraCommands = append(extraCommands, runCmd) }
+
+// runOptions: everything boot takes, plus what draining and the daemon take.
+var runOptions = func() []string {
+	out := append([]string(nil), bootOptions...)
+	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval") {
+		seen := false
+		for _, x := range out {
+			if x == o {
+				seen = true
+			}
+		}
+		if !seen {
+			out = append(out, o)
+		}
+	}
+	return out
+}()
+
+func runCmd(e env) *cobra.Command {
+	var cfg Config
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "The long-running agent: boot, then watch for this node's end and drain it; leader duties on managers",
+		Long: `run is what the systemd unit starts (Type=notify). It boots first (READY=1 only once the
+node is in the swarm), then watches instance metadata for the Auto Scaling target lifecycle state
+Terminated and for a spot interruption notice, and drains the node when either comes. On
+managers it also serves the control API that workers use to drain themselves, and the leader
+reaps nodes that died without warning. A SIGTERM stops the watching; a drain in progress goes
+on to its end (its own deadline).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadConfig(cmd.Flags(), e, &cfg); err != nil {
+				return err
+			}
+			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+			return runDaemon(cmd.Context(), cfg, log)
+		},
+	}
+	bindOptions(cmd.Flags(), &cfg, runOptions...)
+	return cmd
+}
+
+// daemon is the state of one `run`.
+type daemon struct {
+	cfg    Config
+	log    zerolog.Logger
+	st     *statusFile
+	m      *metrics
+	notify *sdnotify.Notifier
+	imds   *imds.Client
+}
+
+func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	n, err := sdnotify.New()
+	if err != nil {
+		return &ConfigError{[]string{err.Error()}}
+	}
+	d := &daemon{cfg: cfg, log: log, st: newStatusFile(cfg.StatusFile, "run"), m: newMetrics(), notify: n}
+	d.m.tick()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.Run(gctx) })
+	if cfg.MetricsListen != "" {
+		g.Go(func() error {
+			if err := d.m.serve(gctx, cfg.MetricsListen, log, d.st.snapshot); err != nil {
+				log.Warn().Err(err).Str("addr", cfg.MetricsListen).Msg("metrics endpoint failed; running without it")
+			}
+			return nil
+		})
+	}
+	status := func(s string) {
+		_ = n.Status(s)
+		d.st.stage(s)
+	}
+
+	// Boot first: the unit is READY only once the node is in the swarm.
+	status("booting")
+	cfg.Persist = false
+	res, err := doBoot(ctx, cfg, log, d.st)
+	if err != nil {
+		_ = n.Stopping()
+		return errors.Join(err, waitGroup(g, ctx))
+	}
+	d.m.inSwarm.Set(1)
+	_ = n.Ready()
+	status(fmt.Sprintf("in swarm as %s (node %s)", cfg.Role, res.NodeID))
+
+	dw, err := wireDrain(ctx, cfg, log, d.st)
+	if err != nil {
+		_ = n.Stopping()
+		return errors.Join(err, waitGroup(g, ctx))
+	}
+	defer dw.close()
+	d.imds = imds.New(awsimds.New(awsimds.Options{
+		EnableFallback: aws.FalseTernary,
+		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
+		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
+	}))
+
+	if cfg.Role == "manager" {
+		g.Go(func() error { return d.serveControl(gctx, dw) })
+		g.Go(func() error { return d.leaderLoop(gctx, dw) })
+	}
+	drainErr := make(chan error, 1)
+	g.Go(func() error {
+		err := d.watch(gctx, dw)
+		drainErr <- err
+		return errDone // ends the other loops: the node is gone
+	})
+	err = g.Wait()
+	select {
+	case derr := <-drainErr:
+		if derr != nil {
+			return derr
+		}
+	default:
+	}
+	// A SIGTERM without a termination notice is a clean stop (systemctl stop): exit 0.
+	if err != nil && !errors.Is(err, errDone) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// errDone ends the daemon's loops after the drain.
+var errDone = errors.New("done")
+
+func waitGroup(g *errgroup.Group, ctx context.Context) error {
+	err := g.Wait()
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// watch polls instance metadata until this node must go, then drains it. It returns nil
+// when ctx ends without a notice (SIGTERM), and the drain's error after a drain.
+func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
+	t := time.NewTicker(d.cfg.WatchInterval)
+	defer t.Stop()
+	for {
+		d.m.tick()
+		d.notify.Alive()
+		if n, ok := d.notice(ctx, dw); ok {
+			d.log.Warn().Str("reason", n.Kind).Time("deadline", n.Deadline).Msg("this node is terminating: draining")
+			_ = d.notify.Status("draining: " + n.Kind)
+			// The drain outlives ctx (its own deadline); keep the watchdog fed meanwhile.
+			stop := d.keepAlive()
+			_, err := runDrain(ctx, dw, n, d.m, d.log, d.st)
+			stop()
+			_ = d.notify.Stopping()
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			_ = d.notify.Stopping()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// keepAlive marks the main loop alive while a long drain runs, until the returned stop.
+func (d *daemon) keepAlive() func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				d.m.tick()
+				d.notify.Alive()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// notice reads the termination signals from instance metadata.
+func (d *daemon) notice(ctx context.Context, dw *drainWiring) (lifecycle.Notice, bool) {
+	id := dw.identity.InstanceID
+	st, err := d.imds.TargetLifecycleState(ctx)
+	switch {
+	case err == nil && st == lifecycle.StateTerminated:
+		return lifecycle.Notice{Kind: "scale-in", InstanceID: id, Source: "imds"}, true
+	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
+		d.log.Debug().Err(err).Msg("read target lifecycle state")
+	}
+	sa, err := d.imds.SpotInstanceAction(ctx)
+	switch {
+	case err == nil && sa.Action == "terminate" || err == nil && sa.Action == "stop" || err == nil && sa.Action == "hibernate":
+		return lifecycle.Notice{Kind: "spot", InstanceID: id, Source: "imds", Deadline: sa.Time}, true
+	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
+		d.log.Warn().Err(err).Msg("read spot instance action")
+	}
+	return lifecycle.Notice{}, false
+}
+
+// leaderLoop runs the leader's duties every 15 s while this manager leads: keep its own
+// registration true and reap nodes that died.
+func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
+	reaper := &lifecycle.Reaper{
+		Swarm: engineSwarm{dw.engine},
+		Gone:  dw.hook.InstanceGone,
+		Grace: d.cfg.ReapGrace,
+		Log:   d.log.With().Str("component", "reaper").Logger(),
+	}
+	if dw.drainer.Registrar != nil {
+		reaper.Registrar = dw.drainer.Registrar
+	}
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		nodeID, isMgr, err := dw.engine.Self(ctx)
+		if err != nil || !isMgr || nodeID == "" {
+			continue
+		}
+		n, err := dw.engine.Node(ctx, nodeID)
+		if err != nil || !n.Leader {
+			continue
+		}
+		if dw.deps.Registrar != nil {
+			m := bootstrap.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
+			if err := dw.deps.Registrar.Register(ctx, m); err != nil && ctx.Err() == nil {
+				d.log.Warn().Err(err).Msg("leader: keep own registration")
+			}
+		}
+		removed, err := reaper.Reap(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("leader: reap dead nodes")
+		}
+		d.m.reaped.Add(float64(len(removed)))
+	}
+}

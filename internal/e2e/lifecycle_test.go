@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront"
+	"github.com/swarm-agent/swarm-agent/internal/localcluster"
+	"github.com/swarm-agent/swarm-agent/internal/testbed"
+)
+
+// TestIntegrationScaleIn is the lifecycle issue's proof on real engines: `swarm-agent run` on
+// every node, a replicated service spread over them, and scale-in through the Auto Scaling
+// front: the node's tasks run elsewhere, the node is gone from the node list, and the
+// lifecycle action is completed exactly once with CONTINUE, with heartbeats while it took.
+func TestIntegrationScaleIn(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	ctx := t.Context()
+	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
+	var wg sync.WaitGroup
+	runs := make([]localcluster.Run, len(c.Bed.Nodes))
+	for i, n := range c.Bed.Nodes {
+		role := "worker"
+		if i < 3 {
+			role = "manager"
+		}
+		wg.Go(func() { runs[i] = c.Boot(ctx, n, role) })
+	}
+	wg.Wait()
+	for i, r := range runs {
+		if r.Code != 0 {
+			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
+		}
+	}
+	agents := map[string]*localcluster.Agent{}
+	for _, n := range c.Bed.Nodes {
+		a, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents[n.Name] = a
+		t.Cleanup(func() {
+			a.Stop(10 * time.Second)
+			if t.Failed() {
+				t.Logf("%s run log:\n%s", n.Name, tail(a.Log(), 40))
+			}
+		})
+	}
+	leader := managers[0]
+	d := must[*client.Client](t)(c.Docker(leader))
+	// Busybox's sleep as PID 1 ignores SIGTERM: each task takes its stop grace period to stop,
+	// so the drain outlasts a heartbeat interval.
+	grace := 4 * time.Second
+	replicas := uint64(6)
+	svc, err := d.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: "web"},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{
+			Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace,
+		}},
+		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+	}, QueryRegistry: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "6 running tasks", func() error {
+		_, n, err := runningTasks(ctx, d, svc.ID)
+		if err == nil && n != 6 {
+			err = fmt.Errorf("%d running", n)
+		}
+		return err
+	})
+
+	scaleIn := func(t *testing.T, n *testbed.Node, mgr *testbed.Node, during func()) awsfront.Action {
+		t.Helper()
+		id := c.InstanceID(n)
+		nodeID := nodeIDOf(t, c, n)
+		if err := c.Front.StartScaleIn(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if during != nil {
+			during()
+		}
+		var act awsfront.Action
+		waitFor(t, 3*time.Minute, "lifecycle action of "+n.Name+" completed", func() error {
+			a, ok := c.Front.LifecycleAction(id)
+			if !ok || a.Result == "" {
+				return fmt.Errorf("action %+v", a)
+			}
+			act = a
+			return nil
+		})
+		if act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
+			t.Fatalf("%s: result %s timed out %v completions %d; want one CONTINUE by the agent", n.Name, act.Result, act.TimedOut, act.Completions)
+		}
+		md := must[*client.Client](t)(c.Docker(mgr))
+		on, running, err := runningTasks(ctx, md, svc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if running != 6 || on[nodeID] != 0 {
+			t.Fatalf("after %s's drain: %d tasks running (want 6), %d still on it", n.Name, running, on[nodeID])
+		}
+		rows := must[[]localcluster.NodeRow](t)(c.Nodes(ctx, mgr))
+		for _, r := range rows {
+			if r.ID == nodeID {
+				t.Fatalf("%s still in the node list: %+v", n.Name, r)
+			}
+		}
+		return act
+	}
+
+	t.Run("worker", func(t *testing.T) {
+		act := scaleIn(t, workers[2], leader, nil)
+		if act.Heartbeats == 0 {
+			t.Errorf("no heartbeat recorded during a drain longer than the heartbeat interval")
+		}
+		select {
+		case <-agents[workers[2].Name].Done():
+		case <-time.After(30 * time.Second):
+			t.Errorf("the drained worker's agent did not exit")
+		}
+	})
+
+	t.Run("SIGTERM to the agent mid-drain", func(t *testing.T) {
+		n := workers[1]
+		a := agents[n.Name]
+		scaleIn(t, n, leader, func() {
+			waitFor(t, time.Minute, "drain started on "+n.Name, func() error {
+				if !strings.Contains(a.Log(), `"drain"`) && !strings.Contains(a.Log(), "draining") {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+			if err := a.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+
+	t.Run("manager out of 3", func(t *testing.T) {
+		n := managers[2]
+		scaleIn(t, n, leader, nil)
+		v := must[localcluster.View](t)(c.View(ctx, managers[:2]))
+		if v.Managers != 2 || len(v.ClusterIDs) != 1 {
+			t.Fatalf("after a manager left: %d managers in %d swarms", v.Managers, len(v.ClusterIDs))
+		}
+		waitFor(t, 30*time.Second, "DNS without the manager", func() error {
+			dns := c.DNSManagers(ctx)
+			if len(dns) != 2 || slices.Contains(dns, n.IP) {
+				return fmt.Errorf("DNS answers %v", dns)
+			}
+			return nil
+		})
+	})
+}
+
+func nodeIDOf(t *testing.T, c *localcluster.Cluster, n *testbed.Node) string {
+	t.Helper()
+	v := must[localcluster.View](t)(c.View(t.Context(), []*testbed.Node{n}))
+	id := v.NodeIDs[n.Name]
+	if id == "" {
+		t.Fatalf("%s is not in a swarm", n.Name)
+	}
+	return id
+}
+
+// runningTasks counts a service's running tasks, per node and in all.
+func runningTasks(ctx context.Context, d *client.Client, serviceID string) (map[string]int, int, error) {
+	f := client.Filters{}
+	f.Add("service", serviceID)
+	f.Add("desired-state", "running")
+	res, err := d.TaskList(ctx, client.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, 0, err
+	}
+	on := map[string]int{}
+	n := 0
+	for _, tk := range res.Items {
+		if tk.Status.State == swarm.TaskStateRunning {
+			on[tk.NodeID]++
+			n++
+		}
+	}
+	return on, n, nil
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s: %v", d, what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
