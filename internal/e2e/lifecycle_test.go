@@ -23,7 +23,7 @@ import (
 // front: the node's tasks run elsewhere, the node is gone from the node list, and the
 // lifecycle action is completed exactly once with CONTINUE, with heartbeats while it took.
 func TestIntegrationScaleIn(t *testing.T) {
-	c := newCluster(t, 3, 3)
+	c := newCluster(t, 3, 5)
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
 	var wg sync.WaitGroup
@@ -144,6 +144,54 @@ func TestIntegrationScaleIn(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	})
+
+	t.Run("agent killed mid-drain and started again finishes once", func(t *testing.T) {
+		n := workers[3]
+		a := agents[n.Name]
+		act := scaleIn(t, n, leader, func() {
+			waitFor(t, time.Minute, "drain started on "+n.Name, func() error {
+				if !strings.Contains(a.Log(), "draining") {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+			if err := a.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-a.Done()
+			again, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			agents[n.Name] = again
+			t.Cleanup(func() { again.Stop(10 * time.Second) })
+		})
+		if act.Completions != 1 {
+			t.Fatalf("%d CompleteLifecycleAction calls, want exactly 1", act.Completions)
+		}
+	})
+
+	t.Run("spot interruption notice drains within its two minutes", func(t *testing.T) {
+		n := workers[4]
+		nodeID := nodeIDOf(t, c, n)
+		start := time.Now()
+		if err := c.Front.SpotNotice(c.InstanceID(n), start.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, n.Name+" gone from the node list", func() error {
+			for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, leader)) {
+				if r.ID == nodeID {
+					return fmt.Errorf("%s is %s/%s", n.Name, r.State, r.Availability)
+				}
+			}
+			return nil
+		})
+		on, running, err := runningTasks(ctx, d, svc.ID)
+		if err != nil || running != 6 || on[nodeID] != 0 {
+			t.Fatalf("after the spot drain: %d running, %d on %s (%v)", running, on[nodeID], n.Name, err)
+		}
+		t.Logf("spot notice to removal: %s", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("manager out of 3", func(t *testing.T) {

@@ -68,6 +68,7 @@ type Cluster struct {
 	AWS       aws.Config // SDK config pointed at the front (Region, static credentials)
 	Mode      string     // route53 record mode: multivalue | failover
 	Extra     string     // extra discovery keys
+	Provider  string     // route53 (default) or consul (after StartConsul)
 	Dir       string
 	bin       string
 	ids       map[string]string // node name -> instance id
@@ -75,6 +76,7 @@ type Cluster struct {
 	moto      *awsfront.Moto
 	mu        sync.Mutex
 	docker    map[string]*client.Client
+	consul    *Consul
 }
 
 // Start brings up engines, moto, the front and the zone.
@@ -208,6 +210,7 @@ func (c *Cluster) Close() {
 	}
 	c.docker = map[string]*client.Client{}
 	c.mu.Unlock()
+	c.consul.stop()
 	if c.Front != nil {
 		_ = c.Front.Close()
 	}
@@ -233,6 +236,13 @@ func freePort() (int, error) {
 
 // Discovery is the discovery string the agents use.
 func (c *Cluster) Discovery() string {
+	if c.Provider == "consul" {
+		d := fmt.Sprintf("provider=consul address=%s service=%s lock_ttl=10s", c.consul.Addr, ConsulService)
+		if c.Extra != "" {
+			d += " " + c.Extra
+		}
+		return d
+	}
 	d := fmt.Sprintf("provider=route53 zone_id=%s name=%s mode=%s resolver=%s", c.ZoneID, ManagersName, c.Mode, c.Front.DNSAddr())
 	if c.Extra != "" {
 		d += " " + c.Extra
@@ -413,6 +423,11 @@ func (c *Cluster) Reset(ctx context.Context) error {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if c.consul != nil {
+		if err := c.resetConsul(); err != nil {
+			return err
+		}
 	}
 	out, err := c.R53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(c.ZoneID)})
 	if err != nil {
