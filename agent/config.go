@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -58,6 +59,8 @@ type Config struct {
 	ReapGrace        time.Duration
 	WatchInterval    time.Duration
 	HeartbeatEvery   time.Duration
+	QueueURL         string
+	QueueGrace       time.Duration
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
 }
@@ -162,6 +165,12 @@ var options = map[string]option{
 	}},
 	"heartbeat-interval": {"heartbeat-interval", "drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.HeartbeatEvery, "heartbeat-interval", 0, "")
+	}},
+	"queue-url": {"queue-url", "run (leader): SQS queue of termination notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.QueueURL, "queue-url", "", "")
+	}},
+	"queue-grace": {"queue-grace", "run (leader): how long a queued notice waits for the node's own agent to start draining before the leader drains it", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.QueueGrace, "queue-grace", 30*time.Second, "")
 	}},
 	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9477", "")
@@ -358,6 +367,14 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
 		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")
+	}
+	if has("queue-url") && c.QueueURL != "" {
+		if u, err := url.Parse(c.QueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("queue-url", c.QueueURL, "must be an SQS queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/swarm-notices")
+		}
+	}
+	if has("queue-grace") && (c.QueueGrace < 0 || c.QueueGrace > 10*time.Minute) {
+		bad("queue-grace", c.QueueGrace.String(), "must be 0..10m")
 	}
 	if has("metrics-listen") && c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {

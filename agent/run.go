@@ -26,7 +26,7 @@ func init() { extraCommands = append(extraCommands, runCmd) }
 // runOptions: everything boot takes, plus what draining and the daemon take.
 var runOptions = func() []string {
 	out := append([]string(nil), bootOptions...)
-	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval") {
+	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace") {
 		seen := false
 		for _, x := range out {
 			if x == o {
@@ -124,6 +124,8 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if cfg.Role == "manager" {
 		g.Go(func() error { return d.serveControl(gctx, dw) })
 		g.Go(func() error { return d.leaderLoop(gctx, dw) })
+	} else {
+		g.Go(func() error { return d.labelSelf(gctx, dw) })
 	}
 	drainErr := make(chan error, 1)
 	g.Go(func() error {
@@ -237,8 +239,33 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	if dw.drainer.Registrar != nil {
 		reaper.Registrar = dw.drainer.Registrar
 	}
-	t := time.NewTicker(15 * time.Second)
+	// The queue consumer runs only while this manager leads.
+	var stopQueue func()
+	defer func() {
+		if stopQueue != nil {
+			stopQueue()
+		}
+	}()
+	leading := func(yes bool) {
+		switch {
+		case yes && stopQueue == nil && d.cfg.QueueURL != "":
+			qctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if err := d.queueConsumer(qctx, dw); err != nil && qctx.Err() == nil {
+					d.log.Error().Err(err).Msg("leader: queue consumer stopped")
+				}
+			}()
+			stopQueue = func() { cancel(); <-done }
+		case !yes && stopQueue != nil:
+			stopQueue()
+			stopQueue = nil
+		}
+	}
+	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	last := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,12 +274,19 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		}
 		nodeID, isMgr, err := dw.engine.Self(ctx)
 		if err != nil || !isMgr || nodeID == "" {
+			leading(false)
 			continue
 		}
 		n, err := dw.engine.Node(ctx, nodeID)
 		if err != nil || !n.Leader {
+			leading(false)
 			continue
 		}
+		leading(true)
+		if time.Since(last) < 15*time.Second {
+			continue
+		}
+		last = time.Now()
 		if dw.deps.Registrar != nil {
 			m := bootstrap.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
 			if err := dw.deps.Registrar.Register(ctx, m); err != nil && ctx.Err() == nil {

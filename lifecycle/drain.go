@@ -99,6 +99,11 @@ type DrainOptions struct {
 	Addr string
 	// InstanceID is this instance's id, used when a notice carries none.
 	InstanceID string
+	// Remote means a manager drains the node on its behalf (queue mode: the node's own agent
+	// is not running). The node does not leave: its engine ends with the instance, which Auto
+	// Scaling terminates once the action is completed; the reaper then removes the node object
+	// (labelled leaving) as soon as it shows down.
+	Remote bool
 }
 
 func (o DrainOptions) withDefaults() (DrainOptions, error) {
@@ -426,6 +431,12 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	if wasManager {
 		r.deregister(ctx, node)
 	}
+	if r.opts.Remote {
+		now := time.Now()
+		r.record(StepLeave, OutcomeSkipped, "drained on the node's behalf: its engine ends with the instance", now)
+		r.record(StepRemove, OutcomeSkipped, "left to the reaper: the node is labelled leaving and goes once it shows down", now)
+		return r.timeoutErr(nodeID)
+	}
 	if err := r.leave(ctx, last); err != nil {
 		return err
 	}
@@ -434,6 +445,12 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	} else {
 		r.remove(ctx, []string{nodeID})
 	}
+	return r.timeoutErr(nodeID)
+}
+
+// timeoutErr is ErrDrainTimeout when the tasks did not move in time and the operator chose
+// to abandon.
+func (r *drainRun) timeoutErr(nodeID string) error {
 	if r.timedOut && r.opts.OnTimeout == OnTimeoutAbandon {
 		return fmt.Errorf("tasks of node %s had not moved within %s: %w", nodeID, r.opts.Deadline, ErrDrainTimeout)
 	}

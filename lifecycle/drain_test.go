@@ -734,3 +734,37 @@ func testResume(t *testing.T, node, op string, skip int, mode faultMode) {
 		}
 	}
 }
+
+// TestDrainRemote: a manager drains a node on its behalf (queue mode): the tasks move, the
+// action is completed once, and the node neither leaves nor is removed (the reaper does that
+// once the instance is gone).
+func TestDrainRemote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(3, 3)
+		w.scaleIn("w1", 5*time.Minute)
+		atComplete := -1
+		w.hook.onComplete = func(string) { atComplete = w.c.running("web", "w1") }
+		o := run(t.Context(), w.drainer(t, "w1", DrainOptions{Remote: true}), notice("w1"))
+		if o.err != nil {
+			t.Fatalf("Drain: %v", o.err)
+		}
+		if atComplete != 6 {
+			t.Errorf("web tasks running elsewhere at completion = %d, want 6", atComplete)
+		}
+		w.inOrder(t, "labels w1", "availability w1 drain", "complete i-w1 CONTINUE")
+		if n := w.j.countPrefix("leave"); n != 0 {
+			t.Errorf("the remote node was made to leave %d times", n)
+		}
+		if n := w.j.countPrefix("remove"); n != 0 {
+			t.Errorf("the remote node was removed %d times before it is down", n)
+		}
+		for _, step := range []string{StepLeave, StepRemove} {
+			if s, ok := o.rep.Step(step); !ok || s.Outcome != OutcomeSkipped {
+				t.Errorf("step %s = %+v, want skipped", step, s)
+			}
+		}
+		if o.rep.Result != ResultContinue {
+			t.Errorf("result %q", o.rep.Result)
+		}
+	})
+}

@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 iptables busybox-static file systemd procps util-linux)
+pkgs=(iproute2 iptables busybox-static file systemd procps util-linux rpm cloud-init)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,6 +24,10 @@ bin/swarm-agent install
 # A real Consul agent, built from the module proxy once and cached in bin/.
 if [ -f tools/consul/build.sh ]; then
   bash tools/consul/build.sh
+fi
+# Packer (validates the AMI template offline), built the same way.
+if [ -f tools/packer/build.sh ]; then
+  bash tools/packer/build.sh
 fi
 # moto's server (preinstalled with the machine's Python).
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/lifecycle/queue"
+)
+
+// remoteLocal is the Local of a node drained on its behalf by the leader (queue mode): it is
+// found by its instance-id label; it is never made to leave (its engine ends with the instance).
+type remoteLocal struct {
+	swarm      lifecycle.Swarm
+	instanceID string
+}
+
+func (r remoteLocal) Self(ctx context.Context) (string, bool, error) {
+	nodes, err := r.swarm.Nodes(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	for _, n := range nodes {
+		if n.InstanceID() == r.instanceID {
+			return n.ID, n.Role == "manager", nil
+		}
+	}
+	return "", false, nil
+}
+
+func (r remoteLocal) Leave(context.Context, bool) error {
+	return fmt.Errorf("node of instance %s is drained on its behalf: it cannot be made to leave: %w", r.instanceID, lifecycle.ErrNotAllowed)
+}
+
+// queueConsumer runs the SQS consumer while ctx lasts (the leader loop cancels it when this
+// manager stops leading).
+func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring) error {
+	ac, err := dw.awsConfig(ctx, d.cfg)
+	if err != nil {
+		return err
+	}
+	c, err := queue.New(sqs.NewFromConfig(ac), queue.Options{QueueURL: d.cfg.QueueURL,
+		Log: d.log.With().Str("component", "queue").Logger()})
+	if err != nil {
+		return &ConfigError{[]string{fmt.Sprintf("--queue-url (SWARM_AGENT_QUEUE_URL): %v", err)}}
+	}
+	d.log.Info().Str("queue_url", d.cfg.QueueURL).Msg("leader: consuming termination notices")
+	return c.Run(ctx, func(ctx context.Context, n lifecycle.Notice) error { return d.handleNotice(ctx, dw, n) })
+}
+
+// handleNotice deals with one queued termination notice for any node of the cluster. The
+// node's own agent drains it when it runs (it sees the same termination in its instance
+// metadata): the leader only waits for that, for QueueGrace, and drains the node itself when
+// nothing started, so that a node whose agent is dead is still drained and its hook completed.
+func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, n lifecycle.Notice) error {
+	log := d.log.With().Str("instance_id", n.InstanceID).Str("asg_name", n.ASG).Str("hook_name", n.Hook).Logger()
+	if n.InstanceID == dw.identity.InstanceID {
+		log.Info().Msg("queued notice for this node: its own watch drains it")
+		return nil
+	}
+	swarm := engineSwarm{dw.engine}
+	local := remoteLocal{swarm: swarm, instanceID: n.InstanceID}
+	if started, err := d.ownAgentDraining(ctx, local, log); err != nil {
+		return err
+	} else if started {
+		return d.waitActionEnds(ctx, dw, n, log)
+	}
+	log.Warn().Dur("waited", d.cfg.QueueGrace).Msg("the node's own agent did not start draining: draining it on its behalf")
+	dr := &lifecycle.Drainer{
+		Swarm:     swarm,
+		Local:     local,
+		Hook:      dw.hook,
+		Registrar: dw.drainer.Registrar,
+		Log:       log.With().Str("component", "drain").Logger(),
+		Options: lifecycle.DrainOptions{
+			Deadline: d.cfg.DrainDeadline, OnTimeout: d.cfg.OnTimeout, HeartbeatOverride: d.cfg.HeartbeatEvery,
+			InstanceID: n.InstanceID, Remote: true,
+		},
+	}
+	rep, err := dr.Drain(ctx, n)
+	d.m.drainsStarted.Inc()
+	if err != nil && !errors.Is(err, lifecycle.ErrDrainTimeout) {
+		d.m.drainsFinished.WithLabelValues("failed").Inc()
+		return fmt.Errorf("drain instance %s on its behalf: %w", n.InstanceID, err)
+	}
+	d.m.drainsFinished.WithLabelValues("completed").Inc()
+	d.m.heartbeats.Add(float64(rep.Heartbeats))
+	if rep.Result != "" {
+		d.m.hookCompletions.WithLabelValues(rep.Result).Inc()
+	}
+	return nil
+}
+
+// ownAgentDraining waits up to QueueGrace for the node to be labelled leaving by its own agent.
+func (d *daemon) ownAgentDraining(ctx context.Context, local remoteLocal, log zerolog.Logger) (bool, error) {
+	deadline := time.Now().Add(d.cfg.QueueGrace)
+	for {
+		id, _, err := local.Self(ctx)
+		if err != nil {
+			return false, err
+		}
+		if id == "" {
+			return false, nil // not (or no longer) in the swarm: the drain completes the action
+		}
+		n, err := local.swarm.Node(ctx, id)
+		if err == nil && n.Labels[lifecycle.LabelLeaving] != "" {
+			log.Info().Str("node_id", id).Msg("the node's own agent is draining it")
+			return true, nil
+		}
+		if !time.Now().Before(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// waitActionEnds keeps the message until Auto Scaling no longer holds the instance, so that a
+// node agent that dies mid-drain is taken over when the message comes back.
+func (d *daemon) waitActionEnds(ctx context.Context, dw *drainWiring, n lifecycle.Notice, log zerolog.Logger) error {
+	deadline := time.Now().Add(d.cfg.DrainDeadline + 5*time.Minute)
+	for time.Now().Before(deadline) {
+		a, err := dw.hook.Action(ctx, n.InstanceID)
+		if errors.Is(err, lifecycle.ErrNoHook) || err == nil && a.State != lifecycle.StateTerminatingWait {
+			log.Info().Msg("the node's own agent finished")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return fmt.Errorf("instance %s still waits in Terminating:Wait after %s", n.InstanceID, d.cfg.DrainDeadline+5*time.Minute)
+}
+
+// labelSelf puts this worker's instance id on its node through the managers' control API
+// (a worker cannot label itself otherwise), so that the leader can find the node by instance
+// id when a queued notice comes and the agent here is dead. It retries until done or ctx ends.
+func (d *daemon) labelSelf(ctx context.Context, dw *drainWiring) error {
+	for {
+		nodeID, _, err := dw.engine.Self(ctx)
+		if err == nil && nodeID != "" {
+			err = dw.drainer.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{lifecycle.LabelInstanceID: dw.identity.InstanceID})
+			if err == nil {
+				d.log.Info().Str("node_id", nodeID).Msg("node labelled with its instance id")
+				return nil
+			}
+		}
+		d.log.Debug().Err(err).Msg("label node with its instance id (will retry)")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}

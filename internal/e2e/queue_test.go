@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/swarm-agent/swarm-agent/internal/localcluster"
+	"github.com/swarm-agent/swarm-agent/internal/testbed"
+)
+
+// TestIntegrationQueueMode: a worker whose own agent is stopped is still drained on scale-in:
+// the leader reads the hook's notice from SQS, drains the node on its behalf, completes the
+// action once, and reaps the node when its engine goes with the instance.
+func TestIntegrationQueueMode(t *testing.T) {
+	c := newCluster(t, 3, 2)
+	ctx := t.Context()
+	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
+	var wg sync.WaitGroup
+	runs := make([]localcluster.Run, len(c.Bed.Nodes))
+	for i, n := range c.Bed.Nodes {
+		role := "worker"
+		if i < 3 {
+			role = "manager"
+		}
+		wg.Go(func() { runs[i] = c.Boot(ctx, n, role) })
+	}
+	wg.Wait()
+	for i, r := range runs {
+		if r.Code != 0 {
+			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
+		}
+	}
+	q := sqs.NewFromConfig(c.AWS, func(o *sqs.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
+	qo, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("swarm-notices")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := aws.ToString(qo.QueueUrl)
+	c.Front.SetNoticeQueue(url)
+	agents := map[string]*localcluster.Agent{}
+	for _, n := range c.Bed.Nodes {
+		a, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m",
+			"--queue-url="+url, "--queue-grace=3s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents[n.Name] = a
+		t.Cleanup(func() {
+			a.Stop(10 * time.Second)
+			if t.Failed() {
+				t.Logf("%s run log:\n%s", n.Name, tail(a.Log(), 30))
+			}
+		})
+	}
+	victim := workers[1]
+	id := c.InstanceID(victim)
+	nodeID := nodeIDOf(t, c, victim)
+	waitFor(t, 90*time.Second, victim.Name+" labelled with its instance id through the control API", func() error {
+		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, managers[0])) {
+			if r.ID == nodeID && r.Labels["swarm-agent.instance-id"] == id {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	agents[victim.Name].Stop(10 * time.Second)
+
+	d := must[*client.Client](t)(c.Docker(managers[0]))
+	replicas := uint64(4)
+	svc, err := d.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: "api"},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+	}, QueryRegistry: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "4 running tasks", func() error {
+		_, n, err := runningTasks(ctx, d, svc.ID)
+		if err == nil && n != 4 {
+			err = fmt.Errorf("%d running", n)
+		}
+		return err
+	})
+
+	if err := c.Front.StartScaleIn(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "the lifecycle action completed by the leader", func() error {
+		a, ok := c.Front.LifecycleAction(id)
+		if !ok || a.Result == "" {
+			return fmt.Errorf("action %+v", a)
+		}
+		return nil
+	})
+	act, _ := c.Front.LifecycleAction(id)
+	if act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
+		t.Fatalf("result %s timed out %v completions %d; want one CONTINUE", act.Result, act.TimedOut, act.Completions)
+	}
+	on, running, err := runningTasks(ctx, d, svc.ID)
+	if err != nil || running != 4 || on[nodeID] != 0 {
+		t.Fatalf("after the drain: %d running, %d on %s (%v)", running, on[nodeID], victim.Name, err)
+	}
+	// Auto Scaling terminates the instance: its engine goes, and the leader reaps the node.
+	if err := c.Bed.KillEngine(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, victim.Name+" reaped", func() error {
+		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, managers[0])) {
+			if r.ID == nodeID {
+				return fmt.Errorf("%s is %s", victim.Name, r.State)
+			}
+		}
+		return nil
+	})
+}

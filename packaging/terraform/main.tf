@@ -1,0 +1,324 @@
+# A Docker Swarm cluster of swarm-agent nodes on AWS: a private hosted zone for discovery, manager
+# and worker Auto Scaling groups whose instances boot from the Packer image with one line of
+# user_data, termination lifecycle hooks that hold an instance until its agent has drained it,
+# least-privilege instance profiles, and (optionally) EventBridge delivering the termination
+# events to an SQS queue. See packaging/README.md.
+#
+# Join tokens live in SSM Parameter Store under /swarm-agent/CLUSTER/, written by the first
+# manager (PutParameter with Overwrite) and read by the others. Terraform does not create those
+# parameters: it would hold stale copies of live tokens, or overwrite them. After `terraform
+# destroy`, delete them with: aws ssm delete-parameters --names /swarm-agent/CLUSTER/{join-token/manager,join-token/worker,cluster-id}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  manager_group = "${var.cluster_name}-managers"
+  worker_group  = "${var.cluster_name}-workers"
+  queue_name    = "${var.cluster_name}-swarm-termination"
+  hook_name     = "swarm-agent-drain"
+  managers_fqdn = "${var.managers_record}.${var.zone_name}"
+  discovery     = "provider=route53 zone_id=${aws_route53_zone.swarm.zone_id} name=${local.managers_fqdn}"
+
+  # The placeholders of packaging/iam/*.json, all of them and no others.
+  policy_vars = {
+    region        = var.region
+    account_id    = data.aws_caller_identity.current.account_id
+    cluster       = var.cluster_name
+    zone_id       = aws_route53_zone.swarm.zone_id
+    kms_key_id    = aws_kms_key.join_tokens.key_id
+    manager_group = local.manager_group
+    worker_group  = local.worker_group
+    queue_name    = local.queue_name
+  }
+
+  # What differs between managers and workers. Only managers encrypt tokens, so only they are
+  # told the key; workers decrypt with whichever key SSM names.
+  roles = {
+    manager = {
+      instance_type = var.manager_instance_type
+      labels        = var.manager_labels
+      kms_key_id    = aws_kms_key.join_tokens.arn
+    }
+    worker = {
+      instance_type = var.worker_instance_type
+      labels        = var.worker_labels
+      kms_key_id    = ""
+    }
+  }
+}
+
+# ---- Discovery: the private hosted zone -----------------------------------------------------
+
+resource "aws_route53_zone" "swarm" {
+  name    = var.zone_name
+  comment = "swarm-agent cluster ${var.cluster_name}: managers' addresses and the bootstrap lock"
+
+  vpc {
+    vpc_id = var.vpc_id
+  }
+
+  # The agents create the records in it (managers' A sets, the lock's TXT): remove them with it.
+  force_destroy = true
+}
+
+# Resolvers cache a negative answer ("no such name") for the smaller of the SOA record's TTL and
+# its MINIMUM field (RFC 2308). Route 53 writes TTL 900 and MINIMUM 86400, so a worker that asks
+# for the managers' name before the first manager registered would be told "no such name" by the
+# VPC resolver for up to 15 minutes, although the managers appear seconds later. MINIMUM 10 makes
+# that 10 s. The agent never takes a negative answer as final (it also reads the record through
+# the API after api_after), but with a low value DNS answers first. The other fields are Route 53's.
+resource "aws_route53_record" "soa" {
+  zone_id         = aws_route53_zone.swarm.zone_id
+  name            = aws_route53_zone.swarm.name
+  type            = "SOA"
+  ttl             = 900
+  allow_overwrite = true
+  records         = ["${aws_route53_zone.swarm.primary_name_server}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 10"]
+}
+
+# ---- Join tokens: the KMS key of the SSM SecureString parameters -----------------------------
+
+# A key of the cluster's own, so that the IAM policies can name it and limit its use to SSM and
+# to this cluster's parameters. The default key policy lets IAM policies of the account grant it.
+resource "aws_kms_key" "join_tokens" {
+  description             = "swarm-agent ${var.cluster_name}: SSM SecureString join tokens"
+  enable_key_rotation     = true
+  deletion_window_in_days = 7
+}
+
+resource "aws_kms_alias" "join_tokens" {
+  name          = "alias/swarm-agent-${var.cluster_name}"
+  target_key_id = aws_kms_key.join_tokens.key_id
+}
+
+# ---- Instance profiles ---------------------------------------------------------------------
+
+data "aws_iam_policy_document" "ec2_assume_role" {
+  statement {
+    sid     = "EC2InstancesAssumeTheRole"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  for_each           = local.roles
+  name               = "${var.cluster_name}-swarm-${each.key}"
+  description        = "swarm-agent ${each.key}s of cluster ${var.cluster_name}"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume_role.json
+}
+
+resource "aws_iam_role_policy" "node" {
+  for_each = local.roles
+  name     = "swarm-agent-${each.key}"
+  role     = aws_iam_role.node[each.key].id
+  policy   = templatefile("${path.module}/../iam/${each.key}-policy.json", local.policy_vars)
+}
+
+resource "aws_iam_instance_profile" "node" {
+  for_each = local.roles
+  name     = "${var.cluster_name}-swarm-${each.key}"
+  role     = aws_iam_role.node[each.key].name
+}
+
+# ---- Network: swarm ports among the cluster's nodes only ------------------------------------
+
+resource "aws_security_group" "swarm" {
+  name        = "${var.cluster_name}-swarm"
+  description = "Docker Swarm nodes of ${var.cluster_name}: swarm ports open among members only"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "swarm" {
+  for_each = {
+    manager-api   = { protocol = "tcp", port = 2377, what = "swarm manager API (join, Raft)" }
+    gossip-tcp    = { protocol = "tcp", port = 7946, what = "node gossip" }
+    gossip-udp    = { protocol = "udp", port = 7946, what = "node gossip" }
+    overlay-vxlan = { protocol = "udp", port = 4789, what = "overlay network data (VXLAN)" }
+    overlay-esp   = { protocol = "50", port = null, what = "encrypted overlay networks (IPsec ESP)" }
+  }
+  security_group_id            = aws_security_group.swarm.id
+  referenced_security_group_id = aws_security_group.swarm.id
+  ip_protocol                  = each.value.protocol
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  description                  = each.value.what
+}
+
+# AWS APIs (Route 53, SSM, Auto Scaling, SQS) through a NAT gateway or VPC endpoints.
+resource "aws_vpc_security_group_egress_rule" "all" {
+  security_group_id = aws_security_group.swarm.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+  description       = "outbound: AWS APIs and whatever the services need"
+}
+
+# ---- Launch templates: the image and one line of user_data ----------------------------------
+
+resource "aws_launch_template" "node" {
+  for_each               = local.roles
+  name                   = "${var.cluster_name}-swarm-${each.key}"
+  image_id               = var.ami_id
+  instance_type          = each.value.instance_type
+  vpc_security_group_ids = [aws_security_group.swarm.id]
+  update_default_version = true
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.node[each.key].arn
+  }
+
+  # IMDSv2 only, which the agent uses. Hop limit 1: containers behind Docker's bridge cannot
+  # reach the metadata service, and so not the instance role's credentials.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  # The same bytes as packaging.RenderUserData gives (TestUserDataTerraformTwin).
+  user_data = base64encode(templatefile("${path.module}/../user_data/cloud-config.yaml.tftpl", {
+    role       = each.key
+    cluster    = var.cluster_name
+    discovery  = local.discovery
+    labels     = each.value.labels
+    kms_key_id = each.value.kms_key_id
+  }))
+
+  tag_specifications {
+    resource_type = "instance"
+    tags = {
+      Name               = "${var.cluster_name}-swarm-${each.key}"
+      "swarm-agent:role" = each.key
+    }
+  }
+}
+
+# ---- Auto Scaling groups ------------------------------------------------------------------
+
+resource "aws_autoscaling_group" "managers" {
+  name                = local.manager_group
+  min_size            = var.manager_count
+  max_size            = var.manager_count
+  desired_capacity    = var.manager_count
+  vpc_zone_identifier = var.subnet_ids
+  health_check_type   = "EC2"
+
+  launch_template {
+    id      = aws_launch_template.node["manager"].id
+    version = aws_launch_template.node["manager"].latest_version
+  }
+
+  # A new launch template version affects new instances only. Replace managers one at a time,
+  # each after the last has joined, so that the Raft quorum holds.
+
+  # Instances boot with their permissions in place.
+  depends_on = [aws_iam_role_policy.node]
+}
+
+resource "aws_autoscaling_group" "workers" {
+  name                = local.worker_group
+  min_size            = var.worker_min_size
+  max_size            = var.worker_max_size
+  desired_capacity    = var.worker_desired_capacity
+  vpc_zone_identifier = var.subnet_ids
+  health_check_type   = "EC2"
+
+  launch_template {
+    id      = aws_launch_template.node["worker"].id
+    version = aws_launch_template.node["worker"].latest_version
+  }
+
+  depends_on = [aws_iam_role_policy.node]
+
+  lifecycle {
+    # Scaling policies and people change the size; a plan should not undo it.
+    ignore_changes = [desired_capacity]
+  }
+}
+
+# ---- Termination lifecycle hooks: no instance leaves before its node was drained ------------
+
+# On scale-in, Auto Scaling holds the instance in Terminating:Wait; the agent drains the node
+# (demoting a manager first), leaves the swarm, then completes the action with CONTINUE. While it
+# works it sends heartbeats, each granting heartbeat_timeout more seconds (up to Auto Scaling's
+# global limit of 100 x heartbeat_timeout or 48 h).
+#
+# default_result is what happens when neither a completion nor a heartbeat came in time: the
+# agent died or the instance hung. For a terminating instance CONTINUE and ABANDON both end in
+# termination; ABANDON also cancels the group's other termination hooks, CONTINUE lets them run.
+# An instance that is going away anyway should not cut short another team's hook (log shipping,
+# deregistration), so CONTINUE. The swarm meanwhile sees the node go down, and the managers'
+# dead-node reaper removes it.
+resource "aws_autoscaling_lifecycle_hook" "drain" {
+  for_each = {
+    manager = aws_autoscaling_group.managers.name
+    worker  = aws_autoscaling_group.workers.name
+  }
+  name                   = local.hook_name
+  autoscaling_group_name = each.value
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
+  heartbeat_timeout      = var.lifecycle_heartbeat_timeout
+  default_result         = "CONTINUE"
+}
+
+# ---- Optional: termination events to an SQS queue the managers read ------------------------
+
+# Every lifecycle hook emits an "EC2 Instance-terminate Lifecycle Action" event on EventBridge's
+# default bus; this rule sends the cluster's groups' events to a queue. A manager can then drain a
+# node that cannot do it itself (its agent hung) and complete the action for it.
+resource "aws_sqs_queue" "termination" {
+  count = var.enable_termination_queue ? 1 : 0
+  name  = local.queue_name
+  # A notice older than the hook's limit is moot.
+  message_retention_seconds  = 7200
+  visibility_timeout_seconds = 120
+  receive_wait_time_seconds  = 20
+  # SQS-managed encryption: EventBridge can send to it without a KMS grant.
+  sqs_managed_sse_enabled = true
+}
+
+resource "aws_cloudwatch_event_rule" "termination" {
+  count       = var.enable_termination_queue ? 1 : 0
+  name        = "${var.cluster_name}-swarm-termination"
+  description = "Termination lifecycle actions of swarm-agent cluster ${var.cluster_name}"
+  event_pattern = jsonencode({
+    source        = ["aws.autoscaling"]
+    "detail-type" = ["EC2 Instance-terminate Lifecycle Action"]
+    detail = {
+      AutoScalingGroupName = [local.manager_group, local.worker_group]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "termination" {
+  count = var.enable_termination_queue ? 1 : 0
+  rule  = aws_cloudwatch_event_rule.termination[0].name
+  arn   = aws_sqs_queue.termination[0].arn
+}
+
+data "aws_iam_policy_document" "termination_queue" {
+  count = var.enable_termination_queue ? 1 : 0
+  statement {
+    sid       = "EventBridgeSendsTheRulesEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.termination[0].arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.termination[0].arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "termination" {
+  count     = var.enable_termination_queue ? 1 : 0
+  queue_url = aws_sqs_queue.termination[0].id
+  policy    = data.aws_iam_policy_document.termination_queue[0].json
+}

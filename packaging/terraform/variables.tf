@@ -1,0 +1,123 @@
+variable "region" {
+  type        = string
+  description = "AWS region of the cluster."
+}
+
+variable "cluster_name" {
+  type        = string
+  description = "Cluster name: the agent's --cluster, the SSM path /swarm-agent/NAME/ and the prefix of every resource name."
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$", var.cluster_name))
+    error_message = "The cluster_name must be 1-31 letters, digits, '.', '_' or '-', starting with a letter or digit (the agent allows 64; resource names derived from it are shorter)."
+  }
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "VPC of the cluster; the private hosted zone is associated with it."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Private subnets of the instances, ideally one per availability zone (managers spread over them)."
+
+  validation {
+    condition     = length(var.subnet_ids) > 0
+    error_message = "The subnet_ids list must name at least one subnet."
+  }
+}
+
+variable "ami_id" {
+  type        = string
+  description = "The image built with packaging/packer/swarm-agent.pkr.hcl."
+}
+
+variable "manager_instance_type" {
+  type        = string
+  description = "Instance type of the managers."
+  default     = "t3.medium"
+}
+
+variable "worker_instance_type" {
+  type        = string
+  description = "Instance type of the workers."
+  default     = "t3.large"
+}
+
+variable "manager_count" {
+  type        = number
+  description = "Number of managers: odd, so that the Raft quorum survives floor(n/2) failures."
+  default     = 3
+
+  validation {
+    condition     = contains([1, 3, 5, 7], var.manager_count)
+    error_message = "The manager_count must be 1, 3, 5 or 7."
+  }
+}
+
+variable "worker_min_size" {
+  type        = number
+  description = "Smallest number of workers."
+  default     = 2
+}
+
+variable "worker_max_size" {
+  type        = number
+  description = "Largest number of workers."
+  default     = 10
+}
+
+variable "worker_desired_capacity" {
+  type        = number
+  description = "Workers to start with (later changed by scaling, which this example leaves alone)."
+  default     = 2
+}
+
+variable "zone_name" {
+  type        = string
+  description = "Name of the private hosted zone created for the cluster."
+  default     = "swarm.internal"
+}
+
+variable "managers_record" {
+  type        = string
+  description = "Record name, inside the zone, under which managers publish their addresses."
+  default     = "managers"
+}
+
+variable "worker_labels" {
+  type        = map(string)
+  description = "Node labels of the workers (--labels), e.g. { workload = \"general\" }."
+  default     = {}
+}
+
+variable "manager_labels" {
+  type        = map(string)
+  description = "Node labels of the managers (--labels)."
+  default     = {}
+}
+
+variable "enable_termination_queue" {
+  type        = bool
+  description = "Create the EventBridge rule and SQS queue that deliver 'EC2 Instance-terminate Lifecycle Action' events to the managers."
+  default     = true
+}
+
+variable "lifecycle_heartbeat_timeout" {
+  type        = number
+  description = "Seconds a terminating instance waits in Terminating:Wait between the agent's heartbeats."
+  default     = 300
+
+  validation {
+    condition     = var.lifecycle_heartbeat_timeout >= 30 && var.lifecycle_heartbeat_timeout <= 7200
+    error_message = "The lifecycle_heartbeat_timeout must be 30-7200 seconds (Auto Scaling's range)."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags for every resource."
+  default     = {}
+}
