@@ -75,7 +75,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	d := must[*client.Client](t)(c.Docker(managers[0]))
 	replicas := uint64(4)
 	svc, err := d.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: "api"},
+		Annotations:  swarm.Annotations{Name: "api"},
 		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}}},
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
 	}, QueryRegistry: false})
