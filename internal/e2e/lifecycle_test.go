@@ -209,6 +209,35 @@ func TestIntegrationScaleIn(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("the last manager is not removed", func(t *testing.T) {
+		scaleIn(t, managers[1], leader, nil) // 2 -> 1 keeps quorum
+		last := managers[0]
+		id := c.InstanceID(last)
+		a := agents[last.Name]
+		if err := c.Front.StartScaleIn(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-a.Done():
+		case <-time.After(time.Minute):
+			t.Fatal("the last manager's agent neither refused nor finished within a minute")
+		}
+		if code := a.Code(); code != 9 {
+			t.Errorf("agent exit %d, want 9 (drain refused)", code)
+		}
+		if !strings.Contains(a.Log(), "last manager") {
+			t.Errorf("agent log does not say it refused to remove the last manager:\n%s", tail(a.Log(), 10))
+		}
+		act, _ := c.Front.LifecycleAction(id)
+		if act.Completions != 0 {
+			t.Errorf("%d completions for the last manager, want 0 (the hook's default result applies)", act.Completions)
+		}
+		v := must[localcluster.View](t)(c.View(ctx, []*testbed.Node{last}))
+		if v.Managers != 1 {
+			t.Fatalf("the last manager is no longer a manager: %+v", v)
+		}
+	})
 }
 
 func nodeIDOf(t *testing.T, c *localcluster.Cluster, n *testbed.Node) string {

@@ -346,7 +346,9 @@ func (z *zone) resolve(resp *dns.Msg, name string, qtype uint16) error {
 		cname := dns.CanonicalName(name)
 		byType, exists := z.names[cname]
 		if !exists {
-			resp.Rcode = dns.RcodeNameError
+			if !z.hasDescendant(cname) {
+				resp.Rcode = dns.RcodeNameError
+			}
 			resp.Ns = []dns.RR{z.negativeSOA()}
 			return nil
 		}

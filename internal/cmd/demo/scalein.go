@@ -3,16 +3,30 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 )
 
-// scaleIn starts scaling the last worker in through the Auto Scaling front and shows what AWS
-// then holds: the instance in Terminating:Wait behind the termination hook, its instance
-// metadata saying Terminated. The agent's drain of that node (lifecycle issue) is not wired into
-// the binary yet, so the demo says so instead of pretending; the action then runs out to the
-// hook's DefaultResult, as it would in AWS with no agent.
+// scaleIn starts `swarm-agent run` on every node, scales the last worker in through the Auto
+// Scaling front (instance to Terminating:Wait, instance metadata to Terminated) and shows its
+// agent drain it: the lifecycle action completed, the node gone from the swarm.
 func scaleIn(ctx context.Context, c *localcluster.Cluster, roles map[string]string) error {
+	step("starting `swarm-agent run` on every node (watches instance metadata; managers serve the control API)")
+	var agents []*localcluster.Agent
+	defer func() {
+		for _, a := range agents {
+			a.Stop(10 * time.Second)
+		}
+	}()
+	for _, n := range c.Bed.Nodes {
+		a, err := c.StartRun(ctx, n, "--watch-interval=500ms", "--heartbeat-interval=2s")
+		if err != nil {
+			return err
+		}
+		agents = append(agents, a)
+	}
 	var target string
 	for _, n := range c.Bed.Nodes {
 		if roles[n.Name] == "worker" {
@@ -23,22 +37,40 @@ func scaleIn(ctx context.Context, c *localcluster.Cluster, roles map[string]stri
 		return nil
 	}
 	var id string
-	for _, n := range c.Bed.Nodes {
+	var agent *localcluster.Agent
+	for i, n := range c.Bed.Nodes {
 		if n.Name == target {
-			id = c.InstanceID(n)
+			id, agent = c.InstanceID(n), agents[i]
 		}
 	}
+	time.Sleep(3 * time.Second) // let the agents settle (boot reconcile, control API up)
 	step("scaling in %s (%s) through Auto Scaling", target, id)
 	if err := c.Front.StartScaleIn(ctx, id); err != nil {
 		return fmt.Errorf("start scale-in of %s: %w", id, err)
 	}
-	a, ok := c.Front.LifecycleAction(id)
-	if !ok {
-		return fmt.Errorf("no lifecycle action for %s after scale-in", id)
+	start := time.Now()
+	a, _ := c.Front.LifecycleAction(id)
+	fmt.Printf("  %s: %s behind hook %s (heartbeat timeout %s); instance metadata says Terminated\n", id, a.State, a.Hook, a.HeartbeatTimeout)
+	for {
+		a, _ = c.Front.LifecycleAction(id)
+		if a.Result != "" {
+			break
+		}
+		if time.Since(start) > 3*time.Minute {
+			return fmt.Errorf("lifecycle action of %s not completed after 3 minutes; agent log:\n%s", id, tail(agent.Log(), 20))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	fmt.Printf("  %s: %s, hook %s (heartbeat timeout %s, default %s), IMDS autoscaling/target-lifecycle-state = Terminated\n",
-		id, a.State, a.Hook, a.HeartbeatTimeout, a.DefaultResult)
-	fmt.Println("  not yet: swarm-agent run/drain (drain, heartbeats, demote, leave, remove, CompleteLifecycleAction) is")
-	fmt.Println("  built and unit-tested in lifecycle/ but not wired into the binary; see the open lifecycle issue.")
-	return nil
+	fmt.Printf("  completed %s after %s: result %s, %d heartbeat(s), %d CompleteLifecycleAction call(s)\n",
+		id, time.Since(start).Round(time.Millisecond), a.Result, a.Heartbeats, a.Completions)
+	for _, l := range strings.Split(agent.Log(), "\n") {
+		if strings.Contains(l, `"drain finished"`) || strings.Contains(l, "terminating: draining") {
+			fmt.Printf("  %s: %s\n", target, l)
+		}
+	}
+	return printSwarm(ctx, c, c.Bed.Nodes[0])
 }
