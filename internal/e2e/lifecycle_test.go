@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,21 +25,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 	c := newCluster(t, 3, 5)
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
-	var wg sync.WaitGroup
-	runs := make([]localcluster.Run, len(c.Bed.Nodes))
-	for i, n := range c.Bed.Nodes {
-		role := "worker"
-		if i < 3 {
-			role = "manager"
-		}
-		wg.Go(func() { runs[i] = c.Boot(ctx, n, role) })
-	}
-	wg.Wait()
-	for i, r := range runs {
-		if r.Code != 0 {
-			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
-		}
-	}
+	bootAll(t, c, 3)
 	agents := map[string]*localcluster.Agent{}
 	for _, n := range c.Bed.Nodes {
 		a, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
@@ -61,4 +62,25 @@ func must[T any](t *testing.T) func(T, error) T {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// bootAll boots every node of c at once, the first managers nodes as managers, and fails the
+// test when a boot does.
+func bootAll(t *testing.T, c *localcluster.Cluster, managers int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	runs := make([]localcluster.Run, len(c.Bed.Nodes))
+	for i, n := range c.Bed.Nodes {
+		role := "worker"
+		if i < managers {
+			role = "manager"
+		}
+		wg.Go(func() { runs[i] = c.Boot(t.Context(), n, role) })
+	}
+	wg.Wait()
+	for i, r := range runs {
+		if r.Code != 0 {
+			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
+		}
+	}
 }

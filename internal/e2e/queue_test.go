@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,21 +21,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	c := newCluster(t, 3, 2)
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
-	var wg sync.WaitGroup
-	runs := make([]localcluster.Run, len(c.Bed.Nodes))
-	for i, n := range c.Bed.Nodes {
-		role := "worker"
-		if i < 3 {
-			role = "manager"
-		}
-		wg.Go(func() { runs[i] = c.Boot(ctx, n, role) })
-	}
-	wg.Wait()
-	for i, r := range runs {
-		if r.Code != 0 {
-			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
-		}
-	}
+	bootAll(t, c, 3)
 	q := sqs.NewFromConfig(c.AWS, func(o *sqs.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
 	qo, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("swarm-notices")})
 	if err != nil {
