@@ -500,8 +500,14 @@ type Agent struct {
 // StartRun starts `swarm-agent run` on node n (configured by the file its boot persisted),
 // logging to Dir/<node>.run.log. Stop or Kill it; Close of the cluster does not.
 func (c *Cluster) StartRun(ctx context.Context, n *testbed.Node, extra ...string) (*Agent, error) {
+	return c.StartRunEnv(ctx, n, nil, extra...)
+}
+
+// StartRunEnv is StartRun with extra environment variables (e.g. NOTIFY_SOCKET).
+func (c *Cluster) StartRunEnv(ctx context.Context, n *testbed.Node, env []string, extra ...string) (*Agent, error) {
 	args := append([]string{"run", "--metrics-listen=127.0.0.1:9477"}, extra...)
 	cmd := c.Command(context.WithoutCancel(ctx), n, args...)
+	cmd.Env = append(cmd.Env, env...)
 	path := filepath.Join(c.Dir, n.Name+".run.log")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
