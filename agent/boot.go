@@ -20,7 +20,8 @@ import (
 // bootOptions are the settings boot (and run, which boots first) take.
 var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
 	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
-	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist"}
+	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
+	"daemon-config", "docker-pidfile"}
 
 func bootCmd(e env) *cobra.Command {
 	var cfg Config
@@ -91,6 +92,12 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile)
 	}
 	maps.Copy(labels, cfg.Labels)
 	maps.DeleteFunc(labels, func(_, v string) bool { return v == "" })
+	if !cfg.DryRun {
+		st.stage("configuring docker")
+		if err := configureEngine(ctx, cfg, w, log); err != nil {
+			return bootstrap.Result{}, err
+		}
+	}
 	bcfg := bootstrap.Config{
 		Role:      bootstrap.Role(cfg.Role),
 		Cluster:   cfg.Cluster,

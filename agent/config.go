@@ -60,6 +60,8 @@ type Config struct {
 	WatchInterval    time.Duration
 	HeartbeatEvery   time.Duration
 	QueueURL         string
+	DaemonConfig     string
+	DockerPIDFile    string
 	QueueGrace       time.Duration
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
@@ -165,6 +167,12 @@ var options = map[string]option{
 	}},
 	"heartbeat-interval": {"heartbeat-interval", "drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.HeartbeatEvery, "heartbeat-interval", 0, "")
+	}},
+	"daemon-config": {"daemon-config", "Docker's daemon.json, where boot merges the engine labels (instance id, AZ, instance type, role, --labels) and live-restore=false; \"\" leaves it alone", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.DaemonConfig, "daemon-config", "/etc/docker/daemon.json", "")
+	}},
+	"docker-pidfile": {"docker-pidfile", "dockerd's pid file, to reload daemon.json with SIGHUP when systemd does not run the machine", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.DockerPIDFile, "docker-pidfile", "/var/run/docker.pid", "")
 	}},
 	"queue-url": {"queue-url", "run (leader): SQS queue of termination notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.QueueURL, "queue-url", "", "")

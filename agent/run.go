@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/agent/sdnotify"
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 )
@@ -228,7 +231,8 @@ func (d *daemon) notice(ctx context.Context, dw *drainWiring) (lifecycle.Notice,
 }
 
 // leaderLoop runs the leader's duties every 15 s while this manager leads: keep its own
-// registration true and reap nodes that died.
+// registration true, copy the engine labels the agents set into node labels (az,
+// instance-type, workload=...: usable in placement constraints) and reap nodes that died.
 func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	reaper := &lifecycle.Reaper{
 		Swarm: engineSwarm{dw.engine},
@@ -293,10 +297,34 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 				d.log.Warn().Err(err).Msg("leader: keep own registration")
 			}
 		}
+		if err := copyNodeLabels(ctx, dw.engine); err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("leader: copy engine labels to node labels")
+		}
 		removed, err := reaper.Reap(ctx, time.Now())
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("leader: reap dead nodes")
 		}
 		d.m.reaped.Add(float64(len(removed)))
 	}
+}
+
+// copyNodeLabels sets, on every node, the node labels derived from the engine labels its agent
+// wrote (daemonconfig.NodeLabels) where they are missing or differ.
+func copyNodeLabels(ctx context.Context, e *engine.Engine) error {
+	nodes, err := e.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range nodes {
+		want := daemonconfig.NodeLabels(n.EngineLabels)
+		maps.DeleteFunc(want, func(k, v string) bool { return n.Labels[k] == v })
+		if len(want) == 0 {
+			continue
+		}
+		if err := e.SetNodeLabels(ctx, n.ID, want); err != nil && !engine.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -28,6 +28,9 @@ const (
 	LabelAZ           = LabelPrefix + "az"
 	LabelInstanceType = LabelPrefix + "instance-type"
 	LabelRole         = LabelPrefix + "role"
+	// LabelNodeLabels lists (comma-separated) the operator's label keys the agent wrote, which
+	// managers copy into node labels for placement constraints.
+	LabelNodeLabels = LabelPrefix + "node-labels"
 )
 
 // Owned is what the agent wants in daemon.json. Empty fields are not written.
@@ -73,6 +76,10 @@ func (o Owned) labels() ([]string, map[string]bool, error) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
+	if len(names) > 0 {
+		out = append(out, LabelNodeLabels+"="+strings.Join(names, ","))
+		keys[LabelNodeLabels] = true
+	}
 	for _, k := range names {
 		out = append(out, k+"="+o.Labels[k])
 		keys[k] = true
@@ -318,4 +325,24 @@ func writeAtomic(path string, data []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// NodeLabels derives, from a node's engine labels as the agent wrote them, the node labels that
+// placement constraints use: az, instance-type, the instance id (swarm-agent.instance-id) and
+// the operator's labels (workload=database). Engine labels the agent did not write are ignored.
+func NodeLabels(engine map[string]string) map[string]string {
+	out := map[string]string{}
+	for from, to := range map[string]string{LabelAZ: "az", LabelInstanceType: "instance-type", LabelInstanceID: LabelInstanceID} {
+		if v := engine[from]; v != "" {
+			out[to] = v
+		}
+	}
+	for k := range strings.SplitSeq(engine[LabelNodeLabels], ",") {
+		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, LabelPrefix) {
+			if v, ok := engine[k]; ok {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -150,6 +152,12 @@ func checkInvariants(t *testing.T, in, out []byte, want Owned) {
 }
 
 func ownedLabel(o Owned, l string) bool {
+	if len(o.Labels) > 0 {
+		keys := slices.Sorted(maps.Keys(o.Labels))
+		if l == LabelNodeLabels+"="+strings.Join(keys, ",") {
+			return true
+		}
+	}
 	for _, kv := range [][2]string{{LabelInstanceID, o.InstanceID}, {LabelAZ, o.AZ}, {LabelInstanceType, o.InstanceType}, {LabelRole, o.Role}} {
 		if kv[1] != "" && l == kv[0]+"="+kv[1] {
 			return true
@@ -314,4 +322,21 @@ func FuzzMerge(f *testing.F) {
 			t.Fatalf("Merge not idempotent on %q: changed=%v err=%v", out, changed2, err)
 		}
 	})
+}
+
+func TestNodeLabels(t *testing.T) {
+	engine := map[string]string{
+		LabelInstanceID: "i-1", LabelAZ: "us-east-1a", LabelInstanceType: "t3.medium", LabelRole: "worker",
+		LabelNodeLabels: "workload,tier,swarm-agent.sneaky", "workload": "database", "tier": "gold",
+		"swarm-testbed.node": "node4", "swarm-agent.sneaky": "x",
+	}
+	got := NodeLabels(engine)
+	want := map[string]string{"az": "us-east-1a", "instance-type": "t3.medium", LabelInstanceID: "i-1",
+		"workload": "database", "tier": "gold"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("NodeLabels = %v, want %v", got, want)
+	}
+	if got := NodeLabels(map[string]string{"other": "x"}); len(got) != 0 {
+		t.Fatalf("labels the agent did not write were copied: %v", got)
+	}
 }

@@ -272,6 +272,9 @@ func (c *Cluster) Command(ctx context.Context, n *testbed.Node, args ...string) 
 		"SWARM_AGENT_STATUS_FILE=" + filepath.Join(c.Dir, n.Name+".status.json"),
 		"SWARM_AGENT_LOG_FORMAT=json",
 		"SWARM_AGENT_CLUSTER=" + ClusterName,
+		// Each engine reads its own daemon.json; the agent reloads it with SIGHUP (no systemd).
+		"SWARM_AGENT_DAEMON_CONFIG=" + n.ConfigPath(),
+		"SWARM_AGENT_DOCKER_PIDFILE=" + n.PIDFile(),
 	}
 	return c.Bed.Command(ctx, n, env, c.bin, args...)
 }

@@ -109,6 +109,13 @@ func (n *Node) Socket() string { return filepath.Join(n.Dir, "docker.sock") }
 // LogPath is the engine's log file (dockerd stdout and stderr).
 func (n *Node) LogPath() string { return filepath.Join(n.Dir, "log") }
 
+// ConfigPath is the engine's own daemon.json (dockerd --config-file): the agent merges its
+// engine labels there, as it does into /etc/docker/daemon.json on an instance.
+func (n *Node) ConfigPath() string { return filepath.Join(n.Dir, "daemon.json") }
+
+// PIDFile is the engine's pid file (dockerd --pidfile).
+func (n *Node) PIDFile() string { return filepath.Join(n.Dir, "pid") }
+
 // NetnsPath is the namespace file that nsenter --net takes.
 func (n *Node) NetnsPath() string { return filepath.Join(netnsDir, n.Netns) }
 
@@ -352,6 +359,14 @@ func (b *Bed) StartEngine(ctx context.Context, n *Node) error {
 	defer logf.Close()
 	// nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then finds no
 	// devices cgroup. unshare --uts gives the node its own hostname.
+	// The node label lives in the engine's own daemon.json (a label flag would forbid labels in
+	// the file, where the agent writes its own); written once, kept across restarts.
+	if _, err := os.Stat(n.ConfigPath()); errors.Is(err, os.ErrNotExist) {
+		cfg := fmt.Sprintf("{\n  \"labels\": [\"%s=%s\"]\n}\n", NodeLabel, n.Name)
+		if err := os.WriteFile(n.ConfigPath(), []byte(cfg), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", n.ConfigPath(), err)
+		}
+	}
 	script := `hostname "$0" && exec dockerd "$@"`
 	cmd := exec.Command("nsenter", "--net="+n.NetnsPath(), "--", "unshare", "--uts", "--",
 		"sh", "-c", script, n.Name,
@@ -362,7 +377,7 @@ func (b *Bed) StartEngine(ctx context.Context, n *Node) error {
 		"--iptables=false", "--ip-masq=false", "--bridge=none",
 		"--cgroup-parent", "/"+n.Netns,
 		"--userland-proxy=false",
-		"--label", NodeLabel+"="+n.Name,
+		"--config-file", n.ConfigPath(),
 	)
 	cmd.Args = append(cmd.Args, b.opts.EngineArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf

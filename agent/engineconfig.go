@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+)
+
+// configureEngine merges the agent's engine labels (instance id, AZ, instance type, role and
+// the operator's --labels) and live-restore=false into daemon.json, and when that changed has
+// the engine reload it before any swarm action: both are options dockerd reloads on SIGHUP,
+// so running containers are not disturbed. The reload goes through systemd's D-Bus API when
+// systemd runs the machine, else a SIGHUP to the pid in --docker-pidfile. It then waits until
+// the engine reports the new labels.
+func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Logger) error {
+	if cfg.DaemonConfig == "" {
+		return nil
+	}
+	want := daemonconfig.Owned{InstanceID: w.identity.InstanceID, AZ: w.identity.AZ,
+		InstanceType: w.identity.InstanceType, Role: cfg.Role, Labels: cfg.Labels}
+	changed, err := daemonconfig.Apply(cfg.DaemonConfig, want)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errDocker, err)
+	}
+	if !changed {
+		return nil
+	}
+	log.Info().Str("path", cfg.DaemonConfig).Msg("daemon.json changed: reloading the engine")
+	if err := reloadEngine(ctx, cfg.DockerPIDFile); err != nil {
+		return fmt.Errorf("%w: reload docker after changing %s: %w", errDocker, cfg.DaemonConfig, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return waitEngineLabel(wctx, w.engine, daemonconfig.LabelInstanceID, w.identity.InstanceID)
+}
+
+// reloadEngine asks dockerd to reload daemon.json.
+func reloadEngine(ctx context.Context, pidfile string) error {
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		conn, err := sddbus.NewWithContext(ctx)
+		if err != nil {
+			return fmt.Errorf("connect to systemd: %w", err)
+		}
+		defer conn.Close()
+		done := make(chan string, 1)
+		if _, err := conn.ReloadUnitContext(ctx, "docker.service", "replace", done); err != nil {
+			return fmt.Errorf("reload docker.service: %w", err)
+		}
+		select {
+		case r := <-done:
+			if r != "done" {
+				return fmt.Errorf("reload docker.service: job %s", r)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		return fmt.Errorf("no systemd and no engine pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("engine pid file %s: %q is not a pid", pidfile, strings.TrimSpace(string(b)))
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("SIGHUP to dockerd (pid %d from %s): %w", pid, pidfile, err)
+	}
+	return nil
+}
+
+// waitEngineLabel waits until the engine reports key=value among its labels.
+func waitEngineLabel(ctx context.Context, e *engine.Engine, key, value string) error {
+	for {
+		labels, err := e.EngineLabels(ctx)
+		if err == nil && labels[key] == value {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("label not reported")
+			}
+			return fmt.Errorf("%w: engine did not pick up %s=%s after the reload: %w", errDocker, key, value, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

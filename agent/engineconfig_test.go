@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReloadEngineSignalsThePidfileProcess: without systemd, the reload is a SIGHUP to the
+// process the pid file names (what dockerd reloads daemon.json on).
+func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		t.Skip("systemd runs this machine: the reload would go to docker.service over D-Bus")
+	}
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "hup")
+	cmd := exec.Command("sh", "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	time.Sleep(200 * time.Millisecond) // the trap is set
+	pidfile := filepath.Join(dir, "docker.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadEngine(t.Context(), pidfile); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, err := os.ReadFile(mark); err == nil && strings.TrimSpace(string(b)) == "hup" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process named by the pid file got no SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	for name, content := range map[string]string{"garbage": "dockerd\n", "init": "1\n"} {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(content), 0o644)
+		if err := reloadEngine(t.Context(), p); err == nil || !strings.Contains(err.Error(), "is not a pid") {
+			t.Errorf("pid file %q: err %v, want one saying it is not a pid", content, err)
+		}
+	}
+	if err := reloadEngine(t.Context(), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "pid file") {
+		t.Errorf("missing pid file: %v", err)
+	}
+}
