@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
-	"maps"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"time"
