@@ -3,12 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeDockerSocket serves just enough of the Engine API on a unix socket for the agent's
@@ -17,6 +19,13 @@ import (
 func fakeDockerSocket(t *testing.T, version string) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "docker.sock")
+	serveFakeDocker(t, sock, version)
+	return "unix://" + sock
+}
+
+// serveFakeDocker serves the fake engine on the unix socket sock until the test ends.
+func serveFakeDocker(t *testing.T, sock, version string) {
+	t.Helper()
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +48,6 @@ func fakeDockerSocket(t *testing.T, version string) string {
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return "unix://" + sock
 }
 
 func TestRunBadInputAfterDocker(t *testing.T) {
@@ -79,6 +87,59 @@ func TestRunBadInputAfterDocker(t *testing.T) {
 			last := lastLine(errb.String())
 			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) {
 				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", last, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestBootStartsAStoppedEngine: an engine that does not answer is started (systemd's
+// docker.service in production, a stand-in here) and waited for before boot goes on.
+func TestBootStartsAStoppedEngine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadIMDS := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	saved := startEngine
+	t.Cleanup(func() { startEngine = saved })
+	tests := []struct {
+		name     string
+		start    func(sock string) func(context.Context) (bool, error)
+		wantCode int
+		wantMsg  string
+		calls    int
+	}{
+		{"started, then answers", func(sock string) func(context.Context) (bool, error) {
+			return func(context.Context) (bool, error) {
+				go func() { time.Sleep(1500 * time.Millisecond); serveFakeDocker(t, sock, "20.10.24") }()
+				return true, nil
+			}
+		}, ExitIMDS, "instance metadata", 1},
+		{"no systemd to start it", func(string) func(context.Context) (bool, error) {
+			return func(context.Context) (bool, error) { return false, nil }
+		}, ExitDocker, "not answering", 1},
+		{"start fails", func(string) func(context.Context) (bool, error) {
+			return func(context.Context) (bool, error) { return false, errors.New("unit docker.service not found") }
+		}, ExitDocker, "starting docker.service: unit docker.service not found", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sock := filepath.Join(dir, "docker.sock")
+			calls := 0
+			inner := tt.start(sock)
+			startEngine = func(ctx context.Context) (bool, error) { calls++; return inner(ctx) }
+			var out, errb bytes.Buffer
+			args := []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-host=unix://" + sock,
+				"--config-file=", "--status-file=" + filepath.Join(dir, "st.json"), "--persist=false", "--wait=5s"}
+			code := run(context.Background(), env{stdout: &out, stderr: &errb,
+				environ: []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + deadIMDS}, readFile: os.ReadFile}, args)
+			if code != tt.wantCode || calls != tt.calls {
+				t.Fatalf("exit %d after %d start(s), want %d after %d; stderr:\n%s", code, calls, tt.wantCode, tt.calls, errb.String())
+			}
+			if last := lastLine(errb.String()); !strings.Contains(last, tt.wantMsg) {
+				t.Errorf("last line %q, want it to contain %q", last, tt.wantMsg)
 			}
 		})
 	}

@@ -98,3 +98,76 @@ func waitEngineLabel(ctx context.Context, e *engine.Engine, key, value string) e
 		}
 	}
 }
+
+// startEngine starts (and enables) Docker when its engine does not answer; it reports whether
+// it started anything. A variable so that tests can stand in for systemd.
+var startEngine = startDockerUnit
+
+// engineStartWait bounds the wait for a started engine to answer.
+const engineStartWait = 90 * time.Second
+
+// checkEngine checks the engine; when it does not answer at all, it starts docker.service
+// (systemd's D-Bus API) and waits for it, with a deadline, before checking its version.
+func checkEngine(ctx context.Context, cfg Config, e *engine.Engine, log zerolog.Logger) (engine.Version, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ver, err := e.Check(cctx, cfg.MinDockerVersion)
+	cancel()
+	var ee *engine.Error
+	if err == nil || !errors.As(err, &ee) || !ee.Down {
+		return ver, err
+	}
+	started, serr := startEngine(ctx)
+	if serr != nil {
+		return ver, fmt.Errorf("%w (starting docker.service: %v)", err, serr)
+	}
+	if !started {
+		return ver, err
+	}
+	log.Info().Msg("docker engine was not running: started docker.service, waiting for it")
+	deadline := time.Now().Add(engineStartWait)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ver, err = e.Check(cctx, cfg.MinDockerVersion)
+		cancel()
+		if err == nil || !errors.As(err, &ee) || !ee.Down {
+			return ver, err
+		}
+		if time.Now().After(deadline) {
+			return ver, fmt.Errorf("started docker.service but the engine did not answer within %s: %w", engineStartWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ver, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// startDockerUnit enables and starts docker.service through systemd's D-Bus API; without
+// systemd running the machine it starts nothing.
+func startDockerUnit(ctx context.Context) (bool, error) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return false, nil
+	}
+	conn, err := sddbus.NewWithContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+	if _, _, err := conn.EnableUnitFilesContext(ctx, []string{"docker.service"}, false, true); err != nil {
+		return false, fmt.Errorf("enable docker.service: %w", err)
+	}
+	done := make(chan string, 1)
+	if _, err := conn.StartUnitContext(ctx, "docker.service", "replace", done); err != nil {
+		return false, fmt.Errorf("start docker.service: %w", err)
+	}
+	select {
+	case r := <-done:
+		if r != "done" {
+			return false, fmt.Errorf("start docker.service: job %s", r)
+		}
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}

@@ -56,9 +56,7 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (
 	}
 	w.engine = eng
 	w.closers = append(w.closers, func() { _ = eng.Close() })
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ver, err := eng.Check(cctx, cfg.MinDockerVersion)
-	cancel()
+	ver, err := checkEngine(ctx, cfg, eng, log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDocker, err)
 	}
