@@ -171,7 +171,11 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 		d.m.tick()
 		d.notify.Alive()
 		if n, ok := d.notice(ctx, dw); ok {
-			d.log.Warn().Str("reason", n.Kind).Time("deadline", n.Deadline).Msg("this node is terminating: draining")
+			ev := d.log.Warn().Str("reason", n.Kind)
+			if !n.Deadline.IsZero() {
+				ev = ev.Time("deadline", n.Deadline)
+			}
+			ev.Msg("this node is terminating: draining")
 			_ = d.notify.Status("draining: " + n.Kind)
 			// The drain outlives ctx (its own deadline); keep the watchdog fed meanwhile.
 			stop := d.keepAlive()
