@@ -295,11 +295,8 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			continue
 		}
 		last = time.Now()
-		if dw.deps.Registrar != nil {
-			m := bootstrap.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
-			if err := dw.deps.Registrar.Register(ctx, m); err != nil && ctx.Err() == nil {
-				d.log.Warn().Err(err).Msg("leader: keep own registration")
-			}
+		if err := d.keepDNS(ctx, dw); err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("leader: keep the managers' record true")
 		}
 		if err := copyNodeLabels(ctx, dw.engine); err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("leader: copy engine labels to node labels")
@@ -331,4 +328,39 @@ func copyNodeLabels(ctx context.Context, e *engine.Engine) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dnsReconciler is a discovery provider whose record the leader keeps true (Route 53);
+// providers whose registrations expire by themselves (Consul's checks) do not need it.
+type dnsReconciler interface {
+	Reconcile(ctx context.Context, leader bootstrap.Member, live []bootstrap.Member) error
+}
+
+// keepDNS makes discovery say what the swarm says: the live managers (ready and reachable,
+// labelled with their instance id), with this leader first.
+func (d *daemon) keepDNS(ctx context.Context, dw *drainWiring) error {
+	self := bootstrap.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
+	r, ok := dw.deps.Registrar.(dnsReconciler)
+	if !ok {
+		if dw.deps.Registrar == nil {
+			return nil
+		}
+		return dw.deps.Registrar.Register(ctx, self)
+	}
+	nodes, err := dw.engine.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	live := []bootstrap.Member{self}
+	for _, n := range nodes {
+		ln := lifecycle.Node(n)
+		if ln.Role != "manager" || ln.State != "ready" || ln.Reachability != "reachable" || ln.Leader {
+			continue
+		}
+		if ln.Labels[lifecycle.LabelLeaving] != "" || ln.InstanceID() == "" || ln.Addr == "" {
+			continue
+		}
+		live = append(live, bootstrap.Member{InstanceID: ln.InstanceID(), Addr: ln.Addr, Port: d.cfg.SwarmPort})
+	}
+	return r.Reconcile(ctx, self, live)
 }

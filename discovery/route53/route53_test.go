@@ -295,6 +295,65 @@ func TestConformance(t *testing.T) {
 		}
 	})
 
+	t.Run("leader reconciles the record to the live managers", func(t *testing.T) {
+		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.61"}
+		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.62"}
+		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.63"}
+		mv := e.provider(t, "mode=multivalue")
+		for _, m := range []bootstrap.Member{a, b} {
+			if err := mv.Register(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// a died; b leads; c is a live manager that never registered.
+		if err := mv.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := mv.ConfirmManagers(ctx); !slices.Equal(got, []string{"10.0.0.62:2377", "10.0.0.63:2377"}) {
+			t.Fatalf("multivalue after reconcile: %v", got)
+		}
+		e.Front.ResetRequests()
+		if err := mv.Reconcile(ctx, b, []bootstrap.Member{c, b}); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.Count("route53", "ChangeResourceRecordSets"); n != 0 {
+			t.Fatalf("reconciling a right record made %d changes", n)
+		}
+		if err := mv.Reconcile(ctx, b, nil); err != nil { // clean up
+			t.Fatal(err)
+		}
+
+		fo := e.provider(t, "mode=failover")
+		for _, m := range []bootstrap.Member{a, b} {
+			if err := fo.Register(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// PRIMARY a, SECONDARY b; b becomes leader, a is dead, c live: PRIMARY b, SECONDARY c.
+		if err := fo.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+			t.Fatal(err)
+		}
+		if sets := failoverSets(t, e); sets["PRIMARY"] != b.Addr || sets["SECONDARY"] != c.Addr {
+			t.Fatalf("failover after reconcile: %v", sets)
+		}
+		if got, _ := fo.Managers(ctx); !slices.Equal(got, []string{b.Addr + ":2377"}) {
+			t.Fatalf("DNS answers %v, want the leader", got)
+		}
+		// Leadership moves to c, b still live: the two swap in one batch.
+		if err := fo.Reconcile(ctx, c, []bootstrap.Member{b, c}); err != nil {
+			t.Fatal(err)
+		}
+		if sets := failoverSets(t, e); sets["PRIMARY"] != c.Addr || sets["SECONDARY"] != b.Addr {
+			t.Fatalf("failover after the leader moved: %v", sets)
+		}
+		if err := fo.Reconcile(ctx, bootstrap.Member{}, nil); err != nil { // clean up
+			t.Fatal(err)
+		}
+		if sets := failoverSets(t, e); len(sets) != 0 {
+			t.Fatalf("sets left: %v", sets)
+		}
+	})
+
 	t.Run("mixing routing kinds is refused clearly", func(t *testing.T) {
 		if err := e.provider(t, "mode=failover").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
 			t.Fatal(err)
