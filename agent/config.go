@@ -61,6 +61,7 @@ type Config struct {
 	HeartbeatEvery   time.Duration
 	QueueURL         string
 	DaemonConfig     string
+	DrainOnRebalance bool
 	DockerPIDFile    string
 	QueueGrace       time.Duration
 	// Spec is Discovery parsed.
@@ -173,6 +174,9 @@ var options = map[string]option{
 	}},
 	"docker-pidfile": {"docker-pidfile", "dockerd's pid file, to reload daemon.json with SIGHUP when systemd does not run the machine", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.DockerPIDFile, "docker-pidfile", "/var/run/docker.pid", "")
+	}},
+	"drain-on-rebalance": {"drain-on-rebalance", "run: also drain on an EC2 rebalance recommendation (a spot instance at elevated risk of interruption)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.BoolVar(&c.DrainOnRebalance, "drain-on-rebalance", false, "")
 	}},
 	"queue-url": {"queue-url", "run (leader): SQS queue of termination notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.QueueURL, "queue-url", "", "")

@@ -29,7 +29,7 @@ func init() { extraCommands = append(extraCommands, runCmd) }
 // runOptions: everything boot takes, plus what draining and the daemon take.
 var runOptions = func() []string {
 	out := append([]string(nil), bootOptions...)
-	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace") {
+	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace", "drain-on-rebalance") {
 		seen := false
 		for _, x := range out {
 			if x == o {
@@ -230,6 +230,16 @@ func (d *daemon) notice(ctx context.Context, dw *drainWiring) (lifecycle.Notice,
 		return lifecycle.Notice{Kind: "spot", InstanceID: id, Source: "imds", Deadline: sa.Time}, true
 	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
 		d.log.Warn().Err(err).Msg("read spot instance action")
+	}
+	if d.cfg.DrainOnRebalance {
+		at, err := d.imds.RebalanceRecommendation(ctx)
+		switch {
+		case err == nil:
+			d.log.Info().Time("notice_time", at).Msg("rebalance recommendation")
+			return lifecycle.Notice{Kind: "rebalance", InstanceID: id, Source: "imds"}, true
+		case !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
+			d.log.Warn().Err(err).Msg("read rebalance recommendation")
+		}
 	}
 	return lifecycle.Notice{}, false
 }

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
+	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+)
+
+// TestNoticeFromInstanceMetadata: what run's watch makes of instance metadata.
+func TestNoticeFromInstanceMetadata(t *testing.T) {
+	at := time.Now().Add(2 * time.Minute).UTC().Truncate(time.Second)
+	tests := []struct {
+		name      string
+		set       func(*imdsfake.Instance)
+		rebalance bool
+		wantKind  string // "" = no notice
+	}{
+		{"in service", func(*imdsfake.Instance) {}, true, ""},
+		{"scale-in", func(in *imdsfake.Instance) { in.TargetLifecycleState = "Terminated" }, false, "scale-in"},
+		{"spot", func(in *imdsfake.Instance) { in.SpotAction = &imdsfake.SpotAction{Action: "terminate", Time: at} }, false, "spot"},
+		{"rebalance ignored unless asked", func(in *imdsfake.Instance) { in.RebalanceAt = &at }, false, ""},
+		{"rebalance when asked", func(in *imdsfake.Instance) { in.RebalanceAt = &at }, true, "rebalance"},
+		{"standby is not an end", func(in *imdsfake.Instance) { in.TargetLifecycleState = "Standby" }, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := imdsfake.New()
+			in := imdsfake.Instance{ID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "us-east-1a", Region: "us-east-1", ASG: "workers"}
+			tt.set(&in)
+			s.Put(in)
+			srv := httptest.NewServer(s)
+			defer srv.Close()
+			d := &daemon{cfg: Config{DrainOnRebalance: tt.rebalance}, log: zerolog.Nop(),
+				imds: imds.New(awsimds.New(awsimds.Options{Endpoint: srv.URL, EnableFallback: aws.FalseTernary}))}
+			dw := &drainWiring{wiring: &wiring{identity: bootstrap.Identity{InstanceID: in.ID}}}
+			n, ok := d.notice(t.Context(), dw)
+			if got := map[bool]string{true: n.Kind}[ok]; got != tt.wantKind {
+				t.Fatalf("notice %q (%v), want %q", n.Kind, ok, tt.wantKind)
+			}
+			if ok && n.InstanceID != in.ID {
+				t.Errorf("notice for %q, want %q", n.InstanceID, in.ID)
+			}
+			if tt.wantKind == "spot" && !n.Deadline.Equal(at) {
+				t.Errorf("spot deadline %v, want %v", n.Deadline, at)
+			}
+		})
+	}
+}
