@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -153,6 +152,3 @@ type registrarAdapter struct {
 func (a registrarAdapter) Deregister(ctx context.Context, instanceID, addr string) error {
 	return a.r.Deregister(ctx, bootstrap.Member{InstanceID: instanceID, Addr: addr, Port: a.port})
 }
-
-// errNoSwarm is returned when the node is not in a swarm and there is nothing to drain.
-var errNoSwarm = errors.New("this node is not in a swarm")
