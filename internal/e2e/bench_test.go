@@ -17,7 +17,9 @@ import (
 
 // BenchmarkDrainOverhead measures the agent's own overhead in a scale-in drain on real
 // engines: the time `swarm-agent drain` took from start to CompleteLifecycleAction, minus the
-// time the swarm itself took to move the node's tasks (the drain report's TaskWait).
+// time the swarm itself took to move the node's tasks (the drain report's TaskWait). It also
+// reports the remove step apart: most of it is the swarm noticing that the node left (its
+// heartbeat timeout), which the node removal has to wait for.
 func BenchmarkDrainOverhead(b *testing.B) {
 	if err := testbed.Available(); err != nil {
 		b.Skipf("real engines cannot start here: %v", err)
@@ -62,7 +64,7 @@ func BenchmarkDrainOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	time.Sleep(5 * time.Second) // tasks start
-	var overhead, moving time.Duration
+	var overhead, moving, removal time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		n := c.Bed.Nodes[1+i]
@@ -73,10 +75,22 @@ func BenchmarkDrainOverhead(b *testing.B) {
 		if err != nil {
 			b.Fatalf("drain of %s: %v", n.Name, err)
 		}
-		var rep struct{ Took, TaskWait time.Duration }
+		var rep struct {
+			Took, TaskWait time.Duration
+			Steps          []struct {
+				Name, Outcome string
+				Took          time.Duration
+			}
+		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
 			b.Fatalf("drain report %q: %v", out, err)
+		}
+		for _, st := range rep.Steps {
+			fmt.Printf("bench: step %-10s %-8s %s\n", st.Name, st.Outcome, st.Took.Round(time.Millisecond))
+			if st.Name == "remove" {
+				removal += st.Took // mostly the swarm noticing the node left (its heartbeat timeout)
+			}
 		}
 		overhead += rep.Took - rep.TaskWait
 		moving += rep.TaskWait
@@ -84,5 +98,6 @@ func BenchmarkDrainOverhead(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric((overhead / time.Duration(b.N)).Seconds(), "overhead-s/drain")
 	b.ReportMetric((moving / time.Duration(b.N)).Seconds(), "swarm-move-s/drain")
+	b.ReportMetric((removal / time.Duration(b.N)).Seconds(), "remove-wait-s/drain")
 	fmt.Printf("bench: drain overhead %s per drain (swarm moving tasks: %s)\n", overhead/time.Duration(b.N), moving/time.Duration(b.N))
 }
