@@ -21,7 +21,7 @@ import (
 var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
 	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
 	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
-	"daemon-config", "docker-pidfile"}
+	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts"}
 
 func bootCmd(e env) *cobra.Command {
 	var cfg Config

@@ -62,6 +62,8 @@ type Config struct {
 	QueueURL         string
 	DaemonConfig     string
 	DrainOnRebalance bool
+	DockerLogDriver  string
+	DockerLogOpts    map[string]string
 	DockerPIDFile    string
 	QueueGrace       time.Duration
 	// Spec is Discovery parsed.
@@ -171,6 +173,12 @@ var options = map[string]option{
 	}},
 	"daemon-config": {"daemon-config", "Docker's daemon.json, where boot merges the engine labels (instance id, AZ, instance type, role, --labels) and live-restore=false; \"\" leaves it alone", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.DaemonConfig, "daemon-config", "/etc/docker/daemon.json", "")
+	}},
+	"docker-log-driver": {"docker-log-driver", "log driver written to daemon.json for the engine (e.g. awslogs, journald); empty keeps the file's", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.DockerLogDriver, "docker-log-driver", "", "")
+	}},
+	"docker-log-opts": {"docker-log-opts", "log options written to daemon.json with --docker-log-driver, key=value[,key=value]", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringToStringVar(&c.DockerLogOpts, "docker-log-opts", nil, "")
 	}},
 	"docker-pidfile": {"docker-pidfile", "dockerd's pid file, to reload daemon.json with SIGHUP when systemd does not run the machine", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.DockerPIDFile, "docker-pidfile", "/var/run/docker.pid", "")
@@ -379,6 +387,9 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
 		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")
+	}
+	if has("docker-log-opts") && len(c.DockerLogOpts) > 0 && c.DockerLogDriver == "" {
+		bad("docker-log-opts", fmt.Sprint(c.DockerLogOpts), "needs --docker-log-driver")
 	}
 	if has("queue-url") && c.QueueURL != "" {
 		if u, err := url.Parse(c.QueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

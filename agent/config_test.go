@@ -201,6 +201,7 @@ func TestRunBadInputExitCodes(t *testing.T) {
 		{"unknown command", []string{"bootstrap"}, nil, ExitUsage, "unknown command"},
 		{"drain: bad on-timeout", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--on-timeout=maybe", "--config-file="}, nil, ExitUsage, "must be continue or abandon"},
 		{"run: watch interval too long", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--watch-interval=5m", "--config-file="}, nil, ExitUsage, "must be 100ms..1m"},
+		{"boot: log opts without a driver", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-log-opts=max-size=10m"}, nil, ExitUsage, "needs --docker-log-driver"},
 		{"run: reap grace too short", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--reap-grace=5s", "--config-file="}, nil, ExitUsage, "at least 1m"},
 		{"drain: unreachable docker", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--config-file=",
 			"--docker-host=unix://" + filepath.Join(dir, "nope.sock"), "--identity=static", "--instance-id=i-1", "--private-ip=10.0.0.2"}, nil,

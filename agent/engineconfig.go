@@ -28,13 +28,29 @@ func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Log
 		return nil
 	}
 	want := daemonconfig.Owned{InstanceID: w.identity.InstanceID, AZ: w.identity.AZ,
-		InstanceType: w.identity.InstanceType, Role: cfg.Role, Labels: cfg.Labels}
+		InstanceType: w.identity.InstanceType, Role: cfg.Role, Labels: cfg.Labels,
+		LogDriver: cfg.DockerLogDriver, LogOpts: cfg.DockerLogOpts}
+	restart, err := logSettingsChange(cfg.DaemonConfig, want)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errDocker, err)
+	}
 	changed, err := daemonconfig.Apply(cfg.DaemonConfig, want)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errDocker, err)
 	}
 	if !changed {
 		return nil
+	}
+	if restart {
+		// Log settings are not among what dockerd reloads: they need a restart, which only
+		// systemd can do here (the swarm state survives it; nothing has joined yet).
+		log.Info().Str("path", cfg.DaemonConfig).Msg("daemon.json log settings changed: restarting the engine")
+		if err := restartEngine(ctx); err != nil {
+			return fmt.Errorf("%w: restart docker after changing the log settings in %s: %w", errDocker, cfg.DaemonConfig, err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, engineStartWait)
+		defer cancel()
+		return waitEngineLabel(cctx, w.engine, daemonconfig.LabelInstanceID, w.identity.InstanceID)
 	}
 	log.Info().Str("path", cfg.DaemonConfig).Msg("daemon.json changed: reloading the engine")
 	if err := reloadEngine(ctx, cfg.DockerPIDFile); err != nil {
@@ -169,5 +185,53 @@ func startDockerUnit(ctx context.Context) (bool, error) {
 		return true, nil
 	case <-ctx.Done():
 		return false, ctx.Err()
+	}
+}
+
+// logSettingsChange reports whether merging want into the file at path changes its log
+// settings (which need an engine restart), apart from what a reload covers.
+func logSettingsChange(path string, want daemonconfig.Owned) (bool, error) {
+	if want.LogDriver == "" && len(want.LogOpts) == 0 {
+		return false, nil
+	}
+	existing, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	reloadable := want
+	reloadable.LogDriver, reloadable.LogOpts = "", nil
+	mid, _, err := daemonconfig.Merge(existing, reloadable)
+	if err != nil {
+		return false, fmt.Errorf("docker daemon config %s: %w", path, err)
+	}
+	_, changed, err := daemonconfig.Merge(mid, want)
+	if err != nil {
+		return false, fmt.Errorf("docker daemon config %s: %w", path, err)
+	}
+	return changed, nil
+}
+
+// restartEngine restarts docker.service through systemd's D-Bus API. A variable for tests.
+var restartEngine = func(ctx context.Context) error {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return errors.New("systemd does not run this machine: restart dockerd yourself, then boot again")
+	}
+	conn, err := sddbus.NewWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+	done := make(chan string, 1)
+	if _, err := conn.RestartUnitContext(ctx, "docker.service", "replace", done); err != nil {
+		return fmt.Errorf("restart docker.service: %w", err)
+	}
+	select {
+	case r := <-done:
+		if r != "done" {
+			return fmt.Errorf("restart docker.service: job %s", r)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

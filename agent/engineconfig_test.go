@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,5 +52,39 @@ func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
 	}
 	if err := reloadEngine(t.Context(), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "pid file") {
 		t.Errorf("missing pid file: %v", err)
+	}
+}
+
+// TestLogSettingsChange: only a change of the log settings asks for an engine restart; labels
+// alone are reloaded, and settings already in the file change nothing.
+func TestLogSettingsChange(t *testing.T) {
+	base := daemonconfig.Owned{InstanceID: "i-1", AZ: "us-east-1a"}
+	withLog := base
+	withLog.LogDriver, withLog.LogOpts = "awslogs", map[string]string{"awslogs-group": "swarm"}
+	tests := []struct {
+		name    string
+		file    string
+		want    daemonconfig.Owned
+		restart bool
+	}{
+		{"no log settings asked", `{"log-driver":"journald"}`, base, false},
+		{"labels change only", `{"labels":["swarm-agent.instance-id=i-0"],"log-driver":"awslogs","log-opts":{"awslogs-group":"swarm"}}`, withLog, false},
+		{"log driver changes", `{"log-driver":"journald"}`, withLog, true},
+		{"log opts change", `{"log-driver":"awslogs","log-opts":{"awslogs-group":"old"}}`, withLog, true},
+		{"no file yet", "", withLog, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "daemon.json")
+			if tt.file != "" {
+				if err := os.WriteFile(path, []byte(tt.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := logSettingsChange(path, tt.want)
+			if err != nil || got != tt.restart {
+				t.Fatalf("restart = %v (%v), want %v", got, err, tt.restart)
+			}
+		})
 	}
 }
