@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
 	route53sdk "github.com/aws/aws-sdk-go-v2/service/route53"
@@ -38,59 +34,8 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 			if err := c.Reset(ctx); err != nil {
 				t.Fatal(err)
 			}
-			type job struct {
-				n    *testbed.Node
-				role string
-			}
-			var jobs []job
-			for _, n := range managers {
-				jobs = append(jobs, job{n, "manager"})
-			}
-			for _, n := range workers {
-				jobs = append(jobs, job{n, "worker"})
-			}
-			rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
 			start := time.Now()
-			var wg sync.WaitGroup
-			runs := make([]localcluster.Run, len(jobs))
-			for i, j := range jobs {
-				delay := time.Duration(rand.IntN(300)) * time.Millisecond
-				wg.Go(func() {
-					time.Sleep(delay)
-					runs[i] = c.Boot(ctx, j.n, j.role)
-					saveLog(t, fmt.Sprintf("round%d-%s-%s", round, c.Mode, j.n.Name), runs[i].Stderr)
-				})
-			}
-			wg.Wait()
-			inits := 0
-			for i, r := range runs {
-				if r.Code != 0 {
-					for k, o := range runs {
-						t.Logf("%s (%s) exit %d:\n%s", jobs[k].n.Name, jobs[k].role, o.Code, keyLines(o.Stderr))
-					}
-					t.Fatalf("round %d (%s): boot of %s (%s) exit %d:\n%s", round, c.Mode, jobs[i].n.Name, jobs[i].role, r.Code, r.Stderr)
-				}
-				if r.Result.Action == "init" {
-					inits++
-				}
-			}
-			v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
-			if inits != 1 || len(v.ClusterIDs) != 1 {
-				for i, r := range runs {
-					t.Logf("round %d: %s (%s) -> %s node %s:\n%s", round, jobs[i].n.Name, jobs[i].role, r.Result.Action, r.Result.NodeID, keyLines(r.Stderr))
-				}
-				for _, n := range c.Bed.Nodes {
-					if d, err := c.Docker(n); err == nil {
-						if info, err := d.Info(ctx, client.InfoOptions{}); err == nil {
-							cid := ""
-							if info.Info.Swarm.Cluster != nil {
-								cid = info.Info.Swarm.Cluster.ID
-							}
-							t.Logf("%s: state %s node %s cluster %q managers %v", n.Name, info.Info.Swarm.LocalNodeState, info.Info.Swarm.NodeID, cid, info.Info.Swarm.RemoteManagers)
-						}
-					}
-				}
-			}
+			inits, v := raceRound(t, c, 3, fmt.Sprintf("round%d-%s", round, c.Mode))
 			if inits != 1 || len(v.ClusterIDs) != 1 || v.Managers != 3 || v.Workers != 3 || len(v.Inactive) > 0 {
 				t.Fatalf("round %d (%s): inits=%d clusters=%d managers=%d workers=%d inactive=%v; want exactly one swarm of 3+3",
 					round, c.Mode, inits, len(v.ClusterIDs), v.Managers, v.Workers, v.Inactive)
@@ -317,32 +262,4 @@ func setKeys(sets []r53types.ResourceRecordSet) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// keyLines keeps the log lines that tell what a boot did (for failure reports).
-func keyLines(stderr string) string {
-	var out []string
-	for _, l := range strings.Split(stderr, "\n") {
-		for _, k := range []string{"initialis", "published", "registered", "joined", "join failed", "leaving", "lock", "a manager appeared", "failed", "not yet published"} {
-			if strings.Contains(l, k) {
-				if len(l) > 400 {
-					l = l[:400]
-				}
-				out = append(out, l)
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// saveLog keeps a boot's log under $SWARM_AGENT_TEST_E2E_LOGS (when set) for post-mortems.
-func saveLog(t *testing.T, name, stderr string) {
-	dir := os.Getenv("SWARM_AGENT_TEST_E2E_LOGS")
-	if dir == "" {
-		return
-	}
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, name+".log"), []byte(stderr), 0o644)
-	}
 }

@@ -2,14 +2,11 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
-	"github.com/swarm-agent/swarm-agent/internal/testbed"
 )
 
 // TestIntegrationConsulBoot is the Consul issue's proof on real engines and a real Consul
@@ -26,49 +23,34 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	if err := c.StartConsul(ctx, bin); err != nil {
 		t.Fatal(err)
 	}
-	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
-	type job struct {
-		n    *testbed.Node
-		role string
-	}
-	var jobs []job
-	for _, n := range managers {
-		jobs = append(jobs, job{n, "manager"})
-	}
-	for _, n := range workers {
-		jobs = append(jobs, job{n, "worker"})
-	}
+	managers := c.Bed.Nodes[:3]
 	for round := range 10 {
 		if err := c.Reset(ctx); err != nil {
 			t.Fatal(err)
 		}
-		rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
-		var wg sync.WaitGroup
-		runs := make([]localcluster.Run, len(jobs))
-		for i, j := range jobs {
-			delay := time.Duration(rand.IntN(300)) * time.Millisecond
-			wg.Go(func() {
-				time.Sleep(delay)
-				runs[i] = c.Boot(ctx, j.n, j.role)
-			})
-		}
-		wg.Wait()
-		inits := 0
-		for i, r := range runs {
-			if r.Code != 0 {
-				t.Fatalf("round %d: boot of %s (%s) exit %d:\n%s", round, jobs[i].n.Name, jobs[i].role, r.Code, keyLines(r.Stderr))
-			}
-			if r.Result.Action == "init" {
-				inits++
-			}
-		}
-		v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
+		inits, v := raceRound(t, c, 3, fmt.Sprintf("consul-round%d", round))
 		if inits != 1 || len(v.ClusterIDs) != 1 || v.Managers != 3 || v.Workers != 3 {
 			t.Fatalf("round %d: inits=%d clusters=%d managers=%d workers=%d; want exactly one swarm of 3+3",
 				round, inits, len(v.ClusterIDs), v.Managers, v.Workers)
 		}
 		t.Logf("round %d: one swarm of 3+3", round)
 	}
+
+	// A lock holder that died before swarm init (its session is not renewed) holds the cluster
+	// back for no longer than the session TTL (lock_ttl=10s) and its lock-delay.
+	if err := c.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TakeDeadConsulLock("10s"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	inits, v := raceRound(t, c, 3, "consul-dead-holder")
+	if el := time.Since(start); inits != 1 || len(v.ClusterIDs) != 1 || el < 8*time.Second || el > 60*time.Second {
+		t.Fatalf("after a dead holder: inits=%d clusters=%d in %s; want one swarm, after the holder's session expired", inits, len(v.ClusterIDs), el)
+	}
+	t.Logf("one swarm %s after a dead holder took the lock", time.Since(start).Round(time.Millisecond))
+
 	waitFor(t, 30*time.Second, "3 passing manager instances in Consul", func() error {
 		got, err := c.ConsulManagers()
 		if err == nil && len(got) != 3 {
@@ -78,9 +60,13 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	})
 
 	before := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
-	for _, j := range jobs {
-		if r := c.Boot(ctx, j.n, j.role); r.Code != 0 || r.Result.Action != "reconcile" {
-			t.Fatalf("second boot of %s: exit %d action %q\n%s", j.n.Name, r.Code, r.Result.Action, keyLines(r.Stderr))
+	for i, n := range c.Bed.Nodes {
+		role := "worker"
+		if i < 3 {
+			role = "manager"
+		}
+		if r := c.Boot(ctx, n, role); r.Code != 0 || r.Result.Action != "reconcile" {
+			t.Fatalf("second boot of %s: exit %d action %q\n%s", n.Name, r.Code, r.Result.Action, keyLines(r.Stderr))
 		}
 	}
 	after := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
@@ -112,8 +98,7 @@ func TestIntegrationConsulBoot(t *testing.T) {
 		}
 		return err
 	})
-	v := must[localcluster.View](t)(c.View(ctx, managers[:2]))
-	if v.Managers != 2 {
+	if v := must[localcluster.View](t)(c.View(ctx, managers[:2])); v.Managers != 2 {
 		t.Fatalf("%d managers after one left, want 2", v.Managers)
 	}
 }

@@ -5,10 +5,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
@@ -83,4 +87,81 @@ func bootAll(t *testing.T, c *localcluster.Cluster, managers int) {
 			t.Fatalf("boot of %s: exit %d\n%s", c.Bed.Nodes[i].Name, r.Code, r.Stderr)
 		}
 	}
+}
+
+// raceRound boots every node of c at the same moment, in shuffled order with small random
+// delays (the first managers nodes as managers), fails the test when a boot fails, and returns
+// how many boots reported init and every engine's view afterwards.
+func raceRound(t *testing.T, c *localcluster.Cluster, managers int, label string) (int, localcluster.View) {
+	t.Helper()
+	ctx := t.Context()
+	type job struct {
+		n    *testbed.Node
+		role string
+	}
+	jobs := make([]job, len(c.Bed.Nodes))
+	for i, n := range c.Bed.Nodes {
+		jobs[i] = job{n, "worker"}
+		if i < managers {
+			jobs[i].role = "manager"
+		}
+	}
+	rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
+	var wg sync.WaitGroup
+	runs := make([]localcluster.Run, len(jobs))
+	for i, j := range jobs {
+		delay := time.Duration(rand.IntN(300)) * time.Millisecond
+		wg.Go(func() {
+			time.Sleep(delay)
+			runs[i] = c.Boot(ctx, j.n, j.role)
+			saveLog(label+"-"+j.n.Name, runs[i].Stderr)
+		})
+	}
+	wg.Wait()
+	inits := 0
+	for _, r := range runs {
+		if r.Result.Action == "init" {
+			inits++
+		}
+	}
+	v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
+	failed := slices.ContainsFunc(runs, func(r localcluster.Run) bool { return r.Code != 0 })
+	if failed || inits != 1 || len(v.ClusterIDs) != 1 {
+		for i, r := range runs {
+			t.Logf("%s: %s (%s) exit %d action %q:\n%s", label, jobs[i].n.Name, jobs[i].role, r.Code, r.Result.Action, keyLines(r.Stderr))
+		}
+	}
+	if failed {
+		t.Fatalf("%s: a boot failed (see above)", label)
+	}
+	return inits, v
+}
+
+// saveLog keeps a boot's log under $SWARM_AGENT_TEST_E2E_LOGS (when set) for post-mortems.
+func saveLog(name, stderr string) {
+	dir := os.Getenv("SWARM_AGENT_TEST_E2E_LOGS")
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, name+".log"), []byte(stderr), 0o644)
+	}
+}
+
+// keyLines keeps the log lines that tell what a boot did (for failure reports).
+func keyLines(stderr string) string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		for _, k := range []string{"initialis", "published", "registered", "joined", "join failed", "leaving", "lock",
+			"a manager appeared", "failed", "not yet published", "swarm-agent:"} {
+			if strings.Contains(l, k) {
+				if len(l) > 400 {
+					l = l[:400]
+				}
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

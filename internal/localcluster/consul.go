@@ -133,3 +133,20 @@ func (c *Cluster) ConsulManagers() ([]string, error) {
 	}
 	return out, nil
 }
+
+// TakeDeadConsulLock takes the cluster's bootstrap lock the way a manager does (a session with
+// ttl, behavior delete, KV acquire) and never renews it: what a holder killed before swarm init
+// leaves behind.
+func (c *Cluster) TakeDeadConsulLock(ttl string) error {
+	k := c.consul
+	id, _, err := k.API.Session().Create(&api.SessionEntry{Name: "dead-holder", TTL: ttl, Behavior: api.SessionBehaviorDelete}, nil)
+	if err != nil {
+		return fmt.Errorf("consul session: %w", err)
+	}
+	ok, _, err := k.API.KV().Acquire(&api.KVPair{Key: "swarm-agent/" + ClusterName + "/bootstrap-lock",
+		Value: []byte("i-0000000000000dead"), Session: id}, nil)
+	if err != nil || !ok {
+		return fmt.Errorf("acquire the bootstrap lock as a dead holder: acquired=%v: %v", ok, err)
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
+	"github.com/swarm-agent/swarm-agent/internal/localcluster"
+)
+
+// TestIntegrationReapDeadNode: a worker whose engine dies without warning stays in the node
+// list while Auto Scaling still has its instance, even past the grace period, and the leader
+// removes it once the instance is terminated.
+func TestIntegrationReapDeadNode(t *testing.T) {
+	c := newCluster(t, 1, 1)
+	ctx := t.Context()
+	manager, worker := c.Bed.Nodes[0], c.Bed.Nodes[1]
+	bootAll(t, c, 1)
+	a, err := c.StartRun(ctx, manager, "--reap-grace=1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("manager run log:\n%s", tail(a.Log(), 30))
+		}
+	})
+	nodeID := nodeIDOf(t, c, worker)
+	state := func() string {
+		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, manager)) {
+			if r.ID == nodeID {
+				return r.State
+			}
+		}
+		return "removed"
+	}
+	if err := c.Bed.KillEngine(worker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "the dead worker shown down", func() error {
+		if s := state(); s != "down" {
+			return fmt.Errorf("state %s", s)
+		}
+		return nil
+	})
+	down := time.Now()
+	// Past the grace period, with the instance still InService: not reaped.
+	time.Sleep(time.Minute + 20*time.Second)
+	if s := state(); s != "down" {
+		t.Fatalf("%s after %s down with its instance alive, want still listed as down", s, time.Since(down).Round(time.Second))
+	}
+	if _, err := c.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(c.InstanceID(worker)), ShouldDecrementDesiredCapacity: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the dead worker reaped once its instance is gone", func() error {
+		if s := state(); s != "removed" {
+			return fmt.Errorf("state %s", s)
+		}
+		return nil
+	})
+}
