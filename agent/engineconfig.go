@@ -63,25 +63,10 @@ func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Log
 
 // reloadEngine asks dockerd to reload daemon.json.
 func reloadEngine(ctx context.Context, pidfile string) error {
-	if _, err := os.Stat("/run/systemd/system"); err == nil {
-		conn, err := sddbus.NewWithContext(ctx)
-		if err != nil {
-			return fmt.Errorf("connect to systemd: %w", err)
-		}
-		defer conn.Close()
-		done := make(chan string, 1)
-		if _, err := conn.ReloadUnitContext(ctx, "docker.service", "replace", done); err != nil {
-			return fmt.Errorf("reload docker.service: %w", err)
-		}
-		select {
-		case r := <-done:
-			if r != "done" {
-				return fmt.Errorf("reload docker.service: job %s", r)
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if systemdRuns() {
+		return systemdJob(ctx, "reload docker.service", func(c *sddbus.Conn, done chan<- string) (int, error) {
+			return c.ReloadUnitContext(ctx, "docker.service", "replace", done)
+		})
 	}
 	b, err := os.ReadFile(pidfile)
 	if err != nil {
@@ -162,30 +147,16 @@ func checkEngine(ctx context.Context, cfg Config, e *engine.Engine, log zerolog.
 // startDockerUnit enables and starts docker.service through systemd's D-Bus API; without
 // systemd running the machine it starts nothing.
 func startDockerUnit(ctx context.Context) (bool, error) {
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
+	if !systemdRuns() {
 		return false, nil
 	}
-	conn, err := sddbus.NewWithContext(ctx)
-	if err != nil {
-		return false, fmt.Errorf("connect to systemd: %w", err)
-	}
-	defer conn.Close()
-	if _, _, err := conn.EnableUnitFilesContext(ctx, []string{"docker.service"}, false, true); err != nil {
-		return false, fmt.Errorf("enable docker.service: %w", err)
-	}
-	done := make(chan string, 1)
-	if _, err := conn.StartUnitContext(ctx, "docker.service", "replace", done); err != nil {
-		return false, fmt.Errorf("start docker.service: %w", err)
-	}
-	select {
-	case r := <-done:
-		if r != "done" {
-			return false, fmt.Errorf("start docker.service: job %s", r)
+	err := systemdJob(ctx, "start docker.service", func(c *sddbus.Conn, done chan<- string) (int, error) {
+		if _, _, err := c.EnableUnitFilesContext(ctx, []string{"docker.service"}, false, true); err != nil {
+			return 0, fmt.Errorf("enable: %w", err)
 		}
-		return true, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
+		return c.StartUnitContext(ctx, "docker.service", "replace", done)
+	})
+	return err == nil, err
 }
 
 // logSettingsChange reports whether merging want into the file at path changes its log
@@ -213,22 +184,35 @@ func logSettingsChange(path string, want daemonconfig.Owned) (bool, error) {
 
 // restartEngine restarts docker.service through systemd's D-Bus API. A variable for tests.
 var restartEngine = func(ctx context.Context) error {
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
+	if !systemdRuns() {
 		return errors.New("systemd does not run this machine: restart dockerd yourself, then boot again")
 	}
+	return systemdJob(ctx, "restart docker.service", func(c *sddbus.Conn, done chan<- string) (int, error) {
+		return c.RestartUnitContext(ctx, "docker.service", "replace", done)
+	})
+}
+
+// systemdRuns reports whether systemd runs this machine (sd_booted).
+func systemdRuns() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+// systemdJob queues a job through systemd's D-Bus API and waits for its result.
+func systemdJob(ctx context.Context, what string, queue func(*sddbus.Conn, chan<- string) (int, error)) error {
 	conn, err := sddbus.NewWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to systemd: %w", err)
+		return fmt.Errorf("%s: connect to systemd: %w", what, err)
 	}
 	defer conn.Close()
 	done := make(chan string, 1)
-	if _, err := conn.RestartUnitContext(ctx, "docker.service", "replace", done); err != nil {
-		return fmt.Errorf("restart docker.service: %w", err)
+	if _, err := queue(conn, done); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	select {
 	case r := <-done:
 		if r != "done" {
-			return fmt.Errorf("restart docker.service: job %s", r)
+			return fmt.Errorf("%s: job %s", what, r)
 		}
 		return nil
 	case <-ctx.Done():

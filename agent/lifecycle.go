@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
@@ -83,19 +82,9 @@ type fallbackSwarm struct {
 
 var _ lifecycle.Swarm = fallbackSwarm{}
 
-// notManager reports whether err says this engine is not (or no longer) a manager.
-func notManager(err error) bool {
-	if err == nil {
-		return false
-	}
-	m := err.Error()
-	return strings.Contains(m, "not a swarm manager") || strings.Contains(m, "This node is not a swarm manager") ||
-		strings.Contains(m, "not part of a swarm")
-}
-
 func pick[T any](local, remote func() (T, error), hasRemote bool) (T, error) {
 	v, err := local()
-	if notManager(err) && hasRemote {
+	if engine.IsNotManager(err) && hasRemote {
 		return remote()
 	}
 	return v, err
@@ -103,7 +92,7 @@ func pick[T any](local, remote func() (T, error), hasRemote bool) (T, error) {
 
 func (s fallbackSwarm) do(local, remote func() error) error {
 	err := local()
-	if notManager(err) && s.remote != nil {
+	if engine.IsNotManager(err) && s.remote != nil {
 		return remote()
 	}
 	return err

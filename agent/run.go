@@ -5,13 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"os"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -117,12 +112,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return errors.Join(err, waitGroup(g, ctx))
 	}
 	defer dw.close()
-	d.imds = imds.New(awsimds.New(awsimds.Options{
-		EnableFallback: aws.FalseTernary,
-		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
-		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
-		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
-	}))
+	d.imds = newIMDS()
 
 	if cfg.Role == "manager" {
 		g.Go(func() error { return d.serveControl(gctx, dw) })

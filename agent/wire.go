@@ -84,20 +84,24 @@ func identity(ctx context.Context, cfg Config) (bootstrap.Identity, error) {
 	if cfg.Identity == "static" {
 		return bootstrap.Identity{InstanceID: cfg.InstanceID, PrivateIP: cfg.PrivateIP, AZ: cfg.AZ, Region: cfg.Region}, nil
 	}
-	client := awsimds.New(awsimds.Options{
-		EnableFallback: aws.FalseTernary,
-		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
-		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
-		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
-	})
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	id, err := imds.New(client).Identity(ctx)
+	id, err := newIMDS().Identity(ctx)
 	if err != nil {
 		return bootstrap.Identity{}, fmt.Errorf("%w: %w", errIMDS, err)
 	}
 	return bootstrap.Identity{InstanceID: id.InstanceID, PrivateIP: id.PrivateIP, AZ: id.AZ, Region: id.Region,
 		InstanceType: id.InstanceType, Tags: id.Tags}, nil
+}
+
+// newIMDS is the instance metadata client: IMDSv2 only, short timeouts, a few retries.
+func newIMDS() *imds.Client {
+	return imds.New(awsimds.New(awsimds.Options{
+		EnableFallback: aws.FalseTernary,
+		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
+		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
+	}))
 }
 
 // awsConfig loads the SDK configuration once: region from the flag or instance metadata, and a

@@ -345,3 +345,14 @@ func (e *Engine) RootDir(ctx context.Context) (string, error) {
 	}
 	return res.Info.DockerRootDir, nil
 }
+
+// IsNotManager reports whether err is the engine refusing a manager call because it is not
+// (or no longer) a swarm manager, or not in a swarm at all. The engine says so only in its
+// message (HTTP 503), so this is where that wording is known.
+func IsNotManager(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "not a swarm manager") || strings.Contains(m, "not part of a swarm")
+}

@@ -354,3 +354,19 @@ func TestUnknownNodeIsNotFound(t *testing.T) {
 		t.Fatal("IsNotFound on an unrelated error")
 	}
 }
+
+func TestIsNotManager(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("Error response from daemon: This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state."), true},
+		{errors.New("Error response from daemon: This node is not part of a swarm"), true},
+		{errors.New("connection refused"), false},
+		{nil, false},
+	} {
+		if got := IsNotManager(tt.err); got != tt.want {
+			t.Errorf("IsNotManager(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

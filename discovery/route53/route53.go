@@ -323,7 +323,7 @@ func (p *Provider) sets(ctx context.Context, name string, typ types.RRType) ([]t
 	for {
 		res, err := p.api.ListResourceRecordSets(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, denied(err))
+			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, discovery.MarkDenied(err))
 		}
 		past := false
 		for _, s := range res.ResourceRecordSets {
@@ -350,7 +350,7 @@ func (p *Provider) change(ctx context.Context, what string, changes ...types.Cha
 		ChangeBatch:  &types.ChangeBatch{Comment: aws.String("swarm-agent: " + what), Changes: changes},
 	})
 	if err != nil {
-		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, denied(err))
+		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, discovery.MarkDenied(err))
 	}
 	return nil
 }
@@ -458,17 +458,10 @@ func routing(s types.ResourceRecordSet) string {
 }
 
 func (p *Provider) registerFailover(ctx context.Context, m bootstrap.Member, sets []types.ResourceRecordSet) error {
-	var primary, secondary *types.ResourceRecordSet
-	for i, s := range sets {
-		switch s.Failover {
-		case types.ResourceRecordSetFailoverPrimary:
-			primary = &sets[i]
-		case types.ResourceRecordSetFailoverSecondary:
-			secondary = &sets[i]
-		default:
-			return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
-				bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(s))
-		}
+	primary, secondary, other := failoverPair(sets)
+	if len(other) > 0 {
+		return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
+			bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
 	}
 	if (primary != nil && value(*primary) == m.Addr) || (secondary != nil && value(*secondary) == m.Addr) {
 		return nil
@@ -502,14 +495,8 @@ func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
 			return err
 		}
 		var changes []types.Change
-		var primary, secondary *types.ResourceRecordSet
-		for i, s := range sets {
-			switch s.Failover {
-			case types.ResourceRecordSetFailoverPrimary:
-				primary = &sets[i]
-			case types.ResourceRecordSetFailoverSecondary:
-				secondary = &sets[i]
-			}
+		primary, secondary, _ := failoverPair(sets)
+		for _, s := range sets {
 			mine := value(s) == m.Addr || (s.Failover == "" && aws.ToString(s.SetIdentifier) == m.InstanceID)
 			if mine {
 				cp := s
@@ -536,16 +523,6 @@ func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
 		}
 	}
 	return fmt.Errorf("route53: deregister %s from %s: the record sets kept changing", m.Addr, p.cfg.Name)
-}
-
-// denied marks an IAM refusal with bootstrap.ErrAccessDenied, so that boot stops at once
-// instead of retrying until --wait.
-func denied(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) && (ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "AccessDeniedException") {
-		return fmt.Errorf("%w (%w)", bootstrap.ErrAccessDenied, err)
-	}
-	return err
 }
 
 // Reconcile makes the managers' record say what the swarm says (the leader's duty): in
@@ -609,18 +586,10 @@ func (p *Provider) multivalueChanges(sets []types.ResourceRecordSet, live []boot
 }
 
 func (p *Provider) failoverChanges(sets []types.ResourceRecordSet, leader bootstrap.Member, live []bootstrap.Member) []types.Change {
-	var primary, secondary *types.ResourceRecordSet
+	primary, secondary, other := failoverPair(sets)
 	var changes []types.Change
-	for i, s := range sets {
-		switch s.Failover {
-		case types.ResourceRecordSetFailoverPrimary:
-			primary = &sets[i]
-		case types.ResourceRecordSetFailoverSecondary:
-			secondary = &sets[i]
-		default: // not a failover set: it has no place in this record
-			cp := s
-			changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cp})
-		}
+	for i := range other { // not failover sets: they have no place in this record
+		changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &other[i]})
 	}
 	isLive := func(addr string) bool {
 		return slices.ContainsFunc(live, func(m bootstrap.Member) bool { return m.Addr == addr })
@@ -655,4 +624,20 @@ func (p *Provider) failoverChanges(sets []types.ResourceRecordSet, leader bootst
 	replace(primary, types.ResourceRecordSetFailoverPrimary, leader.Addr)
 	replace(secondary, types.ResourceRecordSetFailoverSecondary, wantSecondary)
 	return changes
+}
+
+// failoverPair splits the record's sets into its PRIMARY, its SECONDARY and the sets that
+// are not failover sets at all.
+func failoverPair(sets []types.ResourceRecordSet) (primary, secondary *types.ResourceRecordSet, other []types.ResourceRecordSet) {
+	for i, s := range sets {
+		switch s.Failover {
+		case types.ResourceRecordSetFailoverPrimary:
+			primary = &sets[i]
+		case types.ResourceRecordSetFailoverSecondary:
+			secondary = &sets[i]
+		default:
+			other = append(other, s)
+		}
+	}
+	return primary, secondary, other
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // API is the part of the SSM client the store uses; *ssm.Client satisfies it.
@@ -62,7 +62,7 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.Joi
 			}
 		}
 		if _, err := s.api.PutParameter(ctx, in); err != nil {
-			return fmt.Errorf("ssm: put parameter %s: %w", name, denied(err))
+			return fmt.Errorf("ssm: put parameter %s: %w", name, discovery.MarkDenied(err))
 		}
 		return nil
 	}
@@ -86,7 +86,7 @@ func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, er
 		if errors.As(err, &pnf) {
 			return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
 		}
-		return "", "", fmt.Errorf("ssm: read parameter %s: %w", name, denied(err))
+		return "", "", fmt.Errorf("ssm: read parameter %s: %w", name, discovery.MarkDenied(err))
 	}
 	var token, cid string
 	for _, p := range out.Parameters {
@@ -101,14 +101,4 @@ func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, er
 		return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
 	}
 	return token, cid, nil
-}
-
-// denied marks an IAM refusal with bootstrap.ErrAccessDenied, so that boot stops at once
-// instead of retrying until --wait.
-func denied(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) && (ae.ErrorCode() == "AccessDeniedException" || ae.ErrorCode() == "AccessDenied") {
-		return fmt.Errorf("%w (%w)", bootstrap.ErrAccessDenied, err)
-	}
-	return err
 }
