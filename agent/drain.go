@@ -45,7 +45,8 @@ margin for the rest).`,
 				return err
 			}
 			defer w.close()
-			rep, err := runDrain(cmd.Context(), w, lifecycle.Notice{Kind: "manual", Source: "command", InstanceID: w.identity.InstanceID}, nil, log, st)
+			st.update(func(s *Status) { s.Role, s.InstanceID = cfg.Role, w.identity.InstanceID })
+			rep, err := runDrain(cmd.Context(), w.drainer, lifecycle.Notice{Kind: "manual", Source: "command", InstanceID: w.identity.InstanceID}, nil, log, st)
 			out, _ := json.Marshal(rep)
 			fmt.Fprintln(e.stdout, string(out))
 			return err
@@ -107,14 +108,15 @@ func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFi
 	return &drainWiring{wiring: w, drainer: d, hook: hook}, nil
 }
 
-// runDrain runs one drain and records it in metrics (may be nil) and the status file.
-func runDrain(ctx context.Context, w *drainWiring, n lifecycle.Notice, m *metrics, log zerolog.Logger, st *statusFile) (lifecycle.DrainReport, error) {
-	st.update(func(s *Status) { s.Stage, s.InstanceID = "draining ("+n.Kind+")", w.identity.InstanceID })
+// runDrain runs one drain with dr and records it in metrics and the status file (either may
+// be nil: the leader's drains on another node's behalf leave its own status alone).
+func runDrain(ctx context.Context, dr *lifecycle.Drainer, n lifecycle.Notice, m *metrics, log zerolog.Logger, st *statusFile) (lifecycle.DrainReport, error) {
+	st.update(func(s *Status) { s.Stage = "draining (" + n.Kind + ")" })
 	if m != nil {
 		m.drainsStarted.Inc()
 	}
 	start := time.Now()
-	rep, err := w.drainer.Drain(ctx, n)
+	rep, err := dr.Drain(ctx, n)
 	result := "completed"
 	switch {
 	case errors.Is(err, lifecycle.ErrDrainTimeout):

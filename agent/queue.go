@@ -82,16 +82,9 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, n lifecycle.
 			InstanceID: n.InstanceID, Remote: true,
 		},
 	}
-	rep, err := dr.Drain(ctx, n)
-	d.m.drainsStarted.Inc()
+	_, err := runDrain(ctx, dr, n, d.m, log, nil)
 	if err != nil && !errors.Is(err, lifecycle.ErrDrainTimeout) {
-		d.m.drainsFinished.WithLabelValues("failed").Inc()
 		return fmt.Errorf("drain instance %s on its behalf: %w", n.InstanceID, err)
-	}
-	d.m.drainsFinished.WithLabelValues("completed").Inc()
-	d.m.heartbeats.Add(float64(rep.Heartbeats))
-	if rep.Result != "" {
-		d.m.hookCompletions.WithLabelValues(rep.Result).Inc()
 	}
 	return nil
 }

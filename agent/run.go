@@ -169,7 +169,7 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 			_ = d.notify.Status("draining: " + n.Kind)
 			// The drain outlives ctx (its own deadline); keep the watchdog fed meanwhile.
 			stop := d.keepAlive()
-			_, err := runDrain(ctx, dw, n, d.m, d.log, d.st)
+			_, err := runDrain(ctx, dw.drainer, n, d.m, d.log, d.st)
 			stop()
 			_ = d.notify.Stopping()
 			return err
