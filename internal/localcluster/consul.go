@@ -135,11 +135,12 @@ func (c *Cluster) ConsulManagers() ([]string, error) {
 }
 
 // TakeDeadConsulLock takes the cluster's bootstrap lock the way a manager does (a session with
-// ttl, behavior delete, KV acquire) and never renews it: what a holder killed before swarm init
-// leaves behind.
+// ttl, behavior delete, a 1 s lock-delay, KV acquire) and never renews it: what a holder killed
+// before swarm init leaves behind.
 func (c *Cluster) TakeDeadConsulLock(ttl string) error {
 	k := c.consul
-	id, _, err := k.API.Session().Create(&api.SessionEntry{Name: "dead-holder", TTL: ttl, Behavior: api.SessionBehaviorDelete}, nil)
+	id, _, err := k.API.Session().Create(&api.SessionEntry{Name: "dead-holder", TTL: ttl,
+		Behavior: api.SessionBehaviorDelete, LockDelay: time.Second}, nil)
 	if err != nil {
 		return fmt.Errorf("consul session: %w", err)
 	}
