@@ -37,10 +37,13 @@ func consulBinary(t *testing.T) string {
 type testAgent struct {
 	Addr       string // host:port of the HTTP API
 	Management string // the initial management token, when ACLs are on
+	Node       string // the agent's node name
 }
 
 // startConsul starts a dev agent whose configuration adds hcl (may be empty), waits until it has
-// a leader (and, with ACLs, until the management token works) and kills it at cleanup.
+// a leader and its own node is in the catalog (sessions need it: before that Consul answers
+// "Missing node registration") and, with ACLs, until the management token works; it kills the
+// agent at cleanup.
 // management is the initial management token that hcl configures, or "".
 func startConsul(t *testing.T, hcl, management string) testAgent {
 	t.Helper()
@@ -60,8 +63,9 @@ func startConsulOn(t *testing.T, httpPort int, hcl, management string) testAgent
 	if httpPort != 0 {
 		ports[0] = httpPort
 	}
+	node := "test-" + strconv.Itoa(ports[0])
 	args := []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-node", "test-" + strconv.Itoa(ports[0]),
+		"-node", node,
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
 		"-server-port", strconv.Itoa(ports[3]),
@@ -95,7 +99,7 @@ func startConsulOn(t *testing.T, httpPort int, hcl, management string) testAgent
 		}
 	})
 
-	a := testAgent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), Management: management}
+	a := testAgent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), Management: management, Node: node}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if a.ready() {
@@ -124,17 +128,30 @@ func (a testAgent) ready() bool {
 	if resp.StatusCode != 200 || strings.Trim(strings.TrimSpace(b.String()), `"`) == "" {
 		return false
 	}
-	if a.Management == "" {
-		return true
+	if a.Management != "" {
+		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/v1/acl/token/self", nil)
+		req.Header.Set("X-Consul-Token", a.Management)
+		resp, err = c.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return false
+		}
 	}
-	req, _ := http.NewRequest("GET", "http://"+a.Addr+"/v1/acl/token/self", nil)
-	req.Header.Set("X-Consul-Token", a.Management)
+	req, _ := http.NewRequest("GET", "http://"+a.Addr+"/v1/catalog/node/"+a.Node, nil)
+	if a.Management != "" {
+		req.Header.Set("X-Consul-Token", a.Management)
+	}
 	resp, err = c.Do(req)
 	if err != nil {
 		return false
 	}
+	b.Reset()
+	_, _ = b.ReadFrom(resp.Body)
 	_ = resp.Body.Close()
-	return resp.StatusCode == 200
+	return resp.StatusCode == 200 && strings.TrimSpace(b.String()) != "null"
 }
 
 // client is a raw api client for test set-up, with token (may be "").

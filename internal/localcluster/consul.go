@@ -75,11 +75,14 @@ func (c *Cluster) StartConsul(ctx context.Context, bin string) error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		// Sessions need the agent's own node in the catalog ("Missing node registration").
 		if leader, err := k.API.Status().Leader(); err == nil && leader != "" {
-			break
+			if n, _, err := k.API.Catalog().Node("local-consul", nil); err == nil && n != nil {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			return errors.New("consul agent elected no leader within 30s")
+			return errors.New("consul agent elected no leader or did not register its node within 30s")
 		}
 		select {
 		case <-k.done:
