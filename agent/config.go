@@ -162,7 +162,7 @@ var options = map[string]option{
 	"control-port": {"control-port", "port of the managers' control API (mutual TLS with the swarm's node certificates)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.IntVar(&c.ControlPort, "control-port", 2380, "")
 	}},
-	"reap-grace": {"reap-grace", "run (leader): how long a node must be down, with its instance gone, before it is removed", true, func(fs *pflag.FlagSet, c *Config) {
+	"reap-grace": {"reap-grace", "run (leader): how long a node must be down, with its instance gone or held by the termination hook, before it is removed", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.ReapGrace, "reap-grace", 5*time.Minute, "")
 	}},
 	"watch-interval": {"watch-interval", "run: how often instance metadata is read for a termination or spot notice", true, func(fs *pflag.FlagSet, c *Config) {

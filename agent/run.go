@@ -241,6 +241,7 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	reaper := &lifecycle.Reaper{
 		Swarm: engineSwarm{dw.engine},
 		Gone:  dw.hook.InstanceGone,
+		Hook:  dw.hook,
 		Grace: d.cfg.ReapGrace,
 		Log:   d.log.With().Str("component", "reaper").Logger(),
 	}

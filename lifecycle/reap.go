@@ -17,6 +17,11 @@ import (
 // instance-id label, Gone says its instance is terminated, and it has been seen down for
 // Grace: an engine restart or a network partition must not cost a node its identity. A
 // manager is demoted before it is removed. The leader's own node is never removed.
+//
+// With Hook set, a node down for Grace whose instance Auto Scaling holds in Terminating:Wait
+// (its agent died before it could drain, and no queue consumer took it over) is removed too,
+// and its lifecycle action completed with CONTINUE, so that the instance does not wait out
+// the hook's timeout. Its tasks were rescheduled when the node went down.
 type Reaper struct {
 	Swarm Swarm
 	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
@@ -29,6 +34,9 @@ type Reaper struct {
 	Log   zerolog.Logger
 	// Registrar withdraws reaped managers from discovery; nil for none.
 	Registrar Registrar
+	// Hook, when set, finds and completes the termination lifecycle actions of dead nodes'
+	// instances (an *asg.Client).
+	Hook Hook
 
 	mu        sync.Mutex
 	downSince map[string]time.Time // node id -> when first seen down
@@ -62,7 +70,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			r.downSince[n.ID] = now
 		}
 		log := r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Str("role", n.Role).Logger()
-		reap, why, err := r.due(ctx, n, now.Sub(first))
+		reap, held, why, err := r.due(ctx, n, now.Sub(first))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 			continue
@@ -80,6 +88,11 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			delete(r.downSince, n.ID)
 			removed = append(removed, n.ID)
 			log.Info().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("reaped down node")
+			if held != nil {
+				if err := r.complete(ctx, n.InstanceID(), *held, log); err != nil {
+					errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
+				}
+			}
 		}
 	}
 	for id := range r.downSince {
@@ -90,28 +103,56 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// due decides whether a down node, down for the given time, is to be reaped now.
-func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (bool, string, error) {
+// due decides whether a down node, down for the given time, is to be reaped now. held is the
+// lifecycle action that still holds its instance, to complete once the node is removed.
+func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (reap bool, held *HookAction, why string, err error) {
 	switch {
 	case n.Leader:
-		return false, "the leader's own node", nil
+		return false, nil, "the leader's own node", nil
 	case n.Labels[LabelLeaving] != "":
-		return true, "leaving since " + n.Labels[LabelLeaving], nil
+		return true, nil, "leaving since " + n.Labels[LabelLeaving], nil
 	case n.InstanceID() == "":
-		return false, "no instance-id label: not ours to remove", nil
+		return false, nil, "no instance-id label: not ours to remove", nil
 	case down < r.Grace:
-		return false, fmt.Sprintf("down for %s of its %s grace", down, r.Grace), nil
+		return false, nil, fmt.Sprintf("down for %s of its %s grace", down, r.Grace), nil
 	case r.Gone == nil:
-		return false, "no way to tell whether its instance is gone", nil
+		return false, nil, "no way to tell whether its instance is gone", nil
 	}
 	gone, err := r.Gone(ctx, n.InstanceID())
 	if err != nil {
-		return false, "", fmt.Errorf("is instance %s gone: %w", n.InstanceID(), err)
+		return false, nil, "", fmt.Errorf("is instance %s gone: %w", n.InstanceID(), err)
 	}
-	if !gone {
-		return false, "its instance is still alive", nil
+	if gone {
+		return true, nil, fmt.Sprintf("instance %s is gone and the node down for %s", n.InstanceID(), down), nil
 	}
-	return true, fmt.Sprintf("instance %s is gone and the node down for %s", n.InstanceID(), down), nil
+	if r.Hook == nil {
+		return false, nil, "its instance is still alive", nil
+	}
+	a, err := r.Hook.Action(ctx, n.InstanceID())
+	switch {
+	case errors.Is(err, ErrNoHook):
+		return false, nil, "its instance is still alive", nil
+	case err != nil:
+		return false, nil, "", fmt.Errorf("lifecycle action of instance %s: %w", n.InstanceID(), err)
+	case a.State != StateTerminatingWait:
+		return false, nil, "its instance is still alive (" + a.State + ")", nil
+	}
+	return true, &a, fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", n.InstanceID(), a.State, a.Hook, down), nil
+}
+
+// complete ends the lifecycle action that holds a reaped node's instance with CONTINUE. An
+// action no longer active (completed by the node's own agent or timed out) is not an error.
+func (r *Reaper) complete(ctx context.Context, instanceID string, a HookAction, log zerolog.Logger) error {
+	err := r.Hook.Complete(ctx, a.ASG, a.Hook, instanceID, ResultContinue)
+	switch {
+	case errors.Is(err, ErrNoAction):
+		log.Info().Str("asg_name", a.ASG).Str("hook_name", a.Hook).Msg("lifecycle action of the reaped node already ended")
+		return nil
+	case err != nil:
+		return fmt.Errorf("complete the lifecycle action of instance %s: %w", instanceID, err)
+	}
+	log.Info().Str("asg_name", a.ASG).Str("hook_name", a.Hook).Str("result", ResultContinue).Msg("lifecycle action of the reaped node completed")
+	return nil
 }
 
 // reap demotes a manager and removes the node. It reports false without error while a

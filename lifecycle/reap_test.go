@@ -301,3 +301,94 @@ func TestReapErrors(t *testing.T) {
 		})
 	})
 }
+
+// TestReapCompletesHeldAction: a node whose agent died and whose instance Auto Scaling holds
+// in Terminating:Wait is removed after the grace period and its lifecycle action completed
+// with CONTINUE, instead of waiting out the hook's timeout.
+func TestReapCompletesHeldAction(t *testing.T) {
+	const grace = 5 * time.Minute
+	tests := []struct {
+		name        string
+		scaleIn     bool
+		failComplete bool
+		want        []string
+		wantErr     bool
+		wantJournal []string
+	}{
+		{name: "held in Terminating:Wait", scaleIn: true, want: []string{"w1"},
+			wantJournal: []string{"remove w1", "complete i-w1 CONTINUE"}},
+		{name: "instance in service: kept", scaleIn: false},
+		{name: "completion fails: removed, error told", scaleIn: true, failComplete: true, want: []string{"w1"}, wantErr: true,
+			wantJournal: []string{"remove w1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(1, 2)
+				hook := newFakeHook(w.j, "i-w1", time.Hour)
+				if tt.failComplete {
+					hook.inject("Complete", failErr, 0)
+				}
+				ec2 := &fakeEC2{gone: map[string]bool{}}
+				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Log: testLogger(t)}
+				w.c.kill("w1")
+				if tt.scaleIn {
+					hook.scaleIn()
+				}
+				if got, err := r.Reap(t.Context(), time.Now()); err != nil || len(got) != 0 {
+					t.Fatalf("first pass = %v, %v; want nothing before the grace period", got, err)
+				}
+				time.Sleep(grace)
+				got, err := r.Reap(t.Context(), time.Now())
+				if (err != nil) != tt.wantErr {
+					t.Errorf("Reap error = %v, want error %t", err, tt.wantErr)
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("removed %v, want %v", got, tt.want)
+				}
+				if j := w.j.all(); !slices.Equal(j, tt.wantJournal) {
+					t.Errorf("journal = %q, want %q", j, tt.wantJournal)
+				}
+				if _, ok := w.c.node("w2"); !ok {
+					t.Errorf("w2, which is up, was removed")
+				}
+			})
+		})
+	}
+	t.Run("action already ended", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(1, 1)
+			hook := newFakeHook(w.j, "i-w1", time.Hour)
+			hook.scaleIn()
+			// The node's own agent completes the action between the reaper's look and its
+			// completion: the node is removed and the late completion is not an error.
+			late := agentCompletesAfterLook{hook, t}
+			r := &Reaper{Swarm: w.c, Gone: (&fakeEC2{gone: map[string]bool{}}).Gone, Hook: late, Log: testLogger(t)}
+			w.c.kill("w1")
+			got, err := r.Reap(t.Context(), time.Now())
+			if err != nil || !slices.Equal(got, []string{"w1"}) {
+				t.Fatalf("Reap = %v, %v; want [w1] and no error", got, err)
+			}
+			if c, _, _ := hook.status(); !slices.Equal(c, []string{ResultContinue}) {
+				t.Errorf("completions %v, want exactly the agent's one", c)
+			}
+		})
+	})
+}
+
+// agentCompletesAfterLook is a Hook whose action the node's own agent completes right after
+// the reaper has looked at it.
+type agentCompletesAfterLook struct {
+	*fakeHook
+	t *testing.T
+}
+
+func (h agentCompletesAfterLook) Action(ctx context.Context, id string) (HookAction, error) {
+	a, err := h.fakeHook.Action(ctx, id)
+	if err == nil {
+		if cerr := h.fakeHook.Complete(ctx, a.ASG, a.Hook, id, ResultContinue); cerr != nil {
+			h.t.Errorf("the agent's completion: %v", cerr)
+		}
+	}
+	return a, err
+}

@@ -325,6 +325,8 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.completeLifecycleAction(c)
 	case "autoscaling.RecordLifecycleActionHeartbeat":
 		f.recordHeartbeat(c)
+	case "autoscaling.TerminateInstanceInAutoScalingGroup":
+		f.terminateInGroup(c)
 	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
 		f.describeWithOverlay(c)
 	default:

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -43,7 +45,13 @@ type Action struct {
 
 type action struct {
 	Action
+	decrement bool // the group's desired capacity goes down when the instance terminates
 }
+
+var (
+	errNotInGroup         = errors.New("instance is in no auto scaling group")
+	errAlreadyTerminating = errors.New("instance is already terminating")
+)
 
 // LifecycleAction returns the instance's lifecycle action, if a scale-in started one.
 func (f *Front) LifecycleAction(instanceID string) (Action, bool) {
@@ -69,21 +77,28 @@ func (f *Front) AdvanceHook(instanceID string, d time.Duration) {
 // StartScaleIn starts terminating an instance the way a scale-in does: the instance goes to
 // Terminating:Wait, IMDS says Terminated, a lifecycle action waits on the group's terminating
 // hook and a notice goes to the notice queue. Without a terminating hook the instance is
-// terminated at once.
+// terminated at once. The group's desired capacity goes down by one, as in a scale-in.
 func (f *Front) StartScaleIn(ctx context.Context, instanceID string) error {
+	_, err := f.startTermination(ctx, instanceID, true)
+	return err
+}
+
+// startTermination is StartScaleIn and TerminateInstanceInAutoScalingGroup: it returns the
+// instance's group. decrement says whether the group's desired capacity goes down with it.
+func (f *Front) startTermination(ctx context.Context, instanceID string, decrement bool) (string, error) {
 	out, err := f.asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{
 		InstanceIds: []string{instanceID},
 	})
 	if err != nil {
-		return fmt.Errorf("scale-in %s: describe instance: %w", instanceID, err)
+		return "", fmt.Errorf("scale-in %s: describe instance: %w", instanceID, err)
 	}
 	if len(out.AutoScalingInstances) == 0 {
-		return fmt.Errorf("scale-in %s: instance is in no auto scaling group", instanceID)
+		return "", fmt.Errorf("scale-in %s: %w", instanceID, errNotInGroup)
 	}
 	group := aws.ToString(out.AutoScalingInstances[0].AutoScalingGroupName)
 	hooks, err := f.asg.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
 	if err != nil {
-		return fmt.Errorf("scale-in %s: describe lifecycle hooks of %s: %w", instanceID, group, err)
+		return "", fmt.Errorf("scale-in %s: describe lifecycle hooks of %s: %w", instanceID, group, err)
 	}
 	_ = f.imds.Update(instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = StateTerminated })
 
@@ -116,25 +131,25 @@ func (f *Front) StartScaleIn(ctx context.Context, instanceID string) error {
 	log := f.log.With().Str("instance_id", instanceID).Str("asg_name", group).Logger()
 	if hook == nil {
 		log.Info().Msg("scale-in without terminating hook: terminating at once")
-		return f.terminate(ctx, instanceID)
+		return group, f.terminate(ctx, instanceID, decrement)
 	}
 	now := time.Now()
 	a := &action{Action{
 		InstanceID: instanceID, ASG: group, Hook: hook.name, Token: newToken(),
 		State: StateTerminatingWait, Deadline: now.Add(hook.hb), GlobalDeadline: now.Add(hook.global),
 		HeartbeatTimeout: hook.hb, DefaultResult: hook.def,
-	}}
+	}, decrement}
 	f.mu.Lock()
 	if old, ok := f.actions[instanceID]; ok && old.State == StateTerminatingWait {
 		f.mu.Unlock()
-		return fmt.Errorf("scale-in %s: a lifecycle action is already waiting", instanceID)
+		return "", fmt.Errorf("scale-in %s: %w", instanceID, errAlreadyTerminating)
 	}
 	f.actions[instanceID] = a
 	queue := f.noticeQueue
 	f.mu.Unlock()
 	log.Info().Str("hook_name", hook.name).Dur("heartbeat_timeout", hook.hb).Msg("scale-in started: Terminating:Wait")
 	if queue == "" {
-		return nil
+		return group, nil
 	}
 	notice := map[string]string{
 		"Origin":               "AutoScalingGroup",
@@ -153,9 +168,9 @@ func (f *Front) StartScaleIn(ctx context.Context, instanceID string) error {
 		notice["NotificationMetadata"] = hook.meta
 	}
 	if err := f.sendNotice(ctx, queue, notice); err != nil {
-		return fmt.Errorf("scale-in %s: %w", instanceID, err)
+		return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
 	}
-	return nil
+	return group, nil
 }
 
 // sendNotice puts a message on a moto SQS queue (JSON protocol, as the SDK speaks it).
@@ -189,12 +204,12 @@ func newToken() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// terminate ends the instance in moto: out of its group (desired capacity decremented) and
-// terminated in EC2.
-func (f *Front) terminate(ctx context.Context, instanceID string) error {
+// terminate ends the instance in moto: out of its group (desired capacity decremented when
+// decrement) and terminated in EC2.
+func (f *Front) terminate(ctx context.Context, instanceID string, decrement bool) error {
 	_, err := f.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId:                     aws.String(instanceID),
-		ShouldDecrementDesiredCapacity: aws.Bool(true),
+		ShouldDecrementDesiredCapacity: aws.Bool(decrement),
 	})
 	if err != nil {
 		return fmt.Errorf("terminate %s in its group: %w", instanceID, err)
@@ -219,7 +234,7 @@ func (f *Front) finish(a *action, result string, timedOut bool) {
 	log := f.log.With().Str("instance_id", a.InstanceID).Str("asg_name", a.ASG).Str("hook_name", a.Hook).Logger()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := f.terminate(ctx, a.InstanceID); err != nil {
+	if err := f.terminate(ctx, a.InstanceID, a.decrement); err != nil {
 		log.Error().Err(err).Msg("terminate after lifecycle action")
 	}
 	f.mu.Lock()
@@ -323,6 +338,50 @@ func (f *Front) recordHeartbeat(c *call) {
 		return
 	}
 	writeASGEmpty(c, "RecordLifecycleActionHeartbeat")
+}
+
+// terminateInGroup is TerminateInstanceInAutoScalingGroup as AWS does it: with a terminating
+// hook the instance waits in Terminating:Wait (IMDS says Terminated, a notice goes out) until
+// the action is completed or times out; moto alone would terminate it at once.
+func (f *Front) terminateInGroup(c *call) {
+	p := c.req.Params
+	id, dec := p["InstanceId"], p["ShouldDecrementDesiredCapacity"]
+	switch {
+	case id == "":
+		c.writeError(http.StatusBadRequest, "ValidationError", "1 validation error detected: Value null at 'instanceId' failed to satisfy constraint: Member must not be null")
+		return
+	case dec != "true" && dec != "false":
+		c.writeError(http.StatusBadRequest, "ValidationError", "1 validation error detected: Value null at 'shouldDecrementDesiredCapacity' failed to satisfy constraint: Member must not be null")
+		return
+	}
+	group, err := f.startTermination(c.r.Context(), id, dec == "true")
+	switch {
+	case errors.Is(err, errNotInGroup):
+		c.writeError(http.StatusBadRequest, "ValidationError", "Instance Id not found - No managed instance found for instance ID: "+id)
+		return
+	case errors.Is(err, errAlreadyTerminating):
+		c.writeError(http.StatusBadRequest, "ValidationError", "Instance "+id+" is already terminating")
+		return
+	case err != nil:
+		c.writeError(http.StatusInternalServerError, "InternalFailure", err.Error())
+		return
+	}
+	const op = "TerminateInstanceInAutoScalingGroup"
+	c.w.Header().Set("Content-Type", "text/xml")
+	c.w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(c.w, `<%sResponse xmlns="%s"><%sResult><Activity><ActivityId>%s</ActivityId>`+
+		`<AutoScalingGroupName>%s</AutoScalingGroupName><Description>Terminating EC2 instance: %s</Description>`+
+		`<Cause>At %s instance %s was taken out of service in response to a user request.</Cause>`+
+		`<StartTime>%s</StartTime><StatusCode>InProgress</StatusCode><Progress>0</Progress><Details>{}</Details>`+
+		`</Activity></%sResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`,
+		op, asgNS, op, newToken(), xmlText(group), xmlText(id), time.Now().UTC().Format(time.RFC3339), xmlText(id),
+		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), op, c.f.nextID("req-"), op)
+}
+
+func xmlText(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
 
 func writeASGEmpty(c *call, op string) {

@@ -12,8 +12,10 @@ import (
 )
 
 // TestIntegrationReapDeadNode: a worker whose engine dies without warning stays in the node
-// list while Auto Scaling still has its instance, even past the grace period, and the leader
-// removes it once the instance is terminated.
+// list while Auto Scaling still has its instance in service, even past the grace period; once
+// Auto Scaling terminates the instance (held by the termination hook in Terminating:Wait, with
+// nobody to drain it: no agent there, no queue), the leader removes the node and completes
+// the lifecycle action instead of leaving the instance to wait out the hook's timeout.
 func TestIntegrationReapDeadNode(t *testing.T) {
 	c := newCluster(t, 1, 1)
 	ctx := t.Context()
@@ -53,14 +55,25 @@ func TestIntegrationReapDeadNode(t *testing.T) {
 	if s := state(); s != "down" {
 		t.Fatalf("%s after %s down with its instance alive, want still listed as down", s, time.Since(down).Round(time.Second))
 	}
+	id := c.InstanceID(worker)
 	if _, err := c.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(c.InstanceID(worker)), ShouldDecrementDesiredCapacity: aws.Bool(true)}); err != nil {
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the dead worker reaped once its instance is gone", func() error {
+	if act, ok := c.Front.LifecycleAction(id); !ok || act.State != "Terminating:Wait" {
+		t.Fatalf("lifecycle action after TerminateInstanceInAutoScalingGroup = %+v, %v; want Terminating:Wait", act, ok)
+	}
+	waitFor(t, time.Minute, "the dead worker reaped and its lifecycle action completed", func() error {
 		if s := state(); s != "removed" {
 			return fmt.Errorf("state %s", s)
 		}
+		if act, _ := c.Front.LifecycleAction(id); act.Result == "" {
+			return fmt.Errorf("lifecycle action %s", act.State)
+		}
 		return nil
 	})
+	// The leader completed it: no waiting out the hook's timeout, and only once.
+	if act, _ := c.Front.LifecycleAction(id); act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
+		t.Fatalf("lifecycle action = %+v, want completed once with CONTINUE by the leader", act)
+	}
 }

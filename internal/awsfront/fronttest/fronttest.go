@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -26,6 +28,8 @@ type Env struct {
 	AWS   aws.Config
 	R53   *route53.Client
 	SSM   *ssm.Client
+	ASG   *autoscaling.Client
+	EC2   *ec2.Client
 }
 
 // Start runs moto and a front (API, IMDS and DNS on 127.0.0.1) until the test ends. limits
@@ -54,6 +58,8 @@ func Start(t testing.TB, limits map[string]awsfront.Limit) *Env {
 	e.AWS = aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	e.R53 = route53.NewFromConfig(e.AWS, func(o *route53.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	e.SSM = ssm.NewFromConfig(e.AWS, func(o *ssm.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
+	e.ASG = autoscaling.NewFromConfig(e.AWS, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
+	e.EC2 = ec2.NewFromConfig(e.AWS, func(o *ec2.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	return e
 }
 
