@@ -37,6 +37,19 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("Token before publish: %v, want ErrNoToken", err)
 		}
 	})
+	t.Run("missing parameters as AWS reports them", func(t *testing.T) {
+		// GetParameters (what Token uses: one call for token and cluster id) lists missing
+		// names in InvalidParameters; GetParameter answers ParameterNotFound.
+		out, err := e.SSM.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{"/swarm-agent/prod/join-token/worker"}, WithDecryption: aws.Bool(true)})
+		if err != nil || len(out.Parameters) != 0 || len(out.InvalidParameters) != 1 || out.InvalidParameters[0] != "/swarm-agent/prod/join-token/worker" {
+			t.Fatalf("GetParameters of a missing name = %+v, %v; want it in InvalidParameters", out, err)
+		}
+		_, err = e.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/swarm-agent/prod/join-token/worker"), WithDecryption: aws.Bool(true)})
+		var pnf *ssmtypes.ParameterNotFound
+		if !errors.As(err, &pnf) {
+			t.Fatalf("GetParameter of a missing name: %v, want *types.ParameterNotFound", err)
+		}
+	})
 	t.Run("put then read each role", func(t *testing.T) {
 		tok := bootstrap.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
 		if err := s.PutTokens(ctx, "cid1", tok); err != nil {
