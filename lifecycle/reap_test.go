@@ -308,12 +308,12 @@ func TestReapErrors(t *testing.T) {
 func TestReapCompletesHeldAction(t *testing.T) {
 	const grace = 5 * time.Minute
 	tests := []struct {
-		name        string
-		scaleIn     bool
+		name         string
+		scaleIn      bool
 		failComplete bool
-		want        []string
-		wantErr     bool
-		wantJournal []string
+		want         []string
+		wantErr      bool
+		wantJournal  []string
 	}{
 		{name: "held in Terminating:Wait", scaleIn: true, want: []string{"w1"},
 			wantJournal: []string{"remove w1", "complete i-w1 CONTINUE"}},

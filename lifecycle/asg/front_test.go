@@ -98,8 +98,7 @@ func TestClientAgainstFront(t *testing.T) {
 		t.Fatalf("heartbeat with no action waiting: %v, want ErrNoAction", err)
 	}
 
-	out, err := e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)})
+	out, err := terminate(t, e, id, true)
 	if err != nil {
 		t.Fatalf("TerminateInstanceInAutoScalingGroup: %v", err)
 	}
@@ -112,8 +111,7 @@ func TestClientAgainstFront(t *testing.T) {
 	if gone, err := c.InstanceGone(ctx, id); err != nil || gone {
 		t.Fatalf("InstanceGone while the hook holds it = %v, %v; want false", gone, err)
 	}
-	if _, err := e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)}); validation(err) == "" {
+	if _, err := terminate(t, e, id, true); validation(err) == "" {
 		t.Fatalf("terminating again while it waits: %v, want a ValidationError", err)
 	}
 	if err := c.Heartbeat(ctx, "workers", "drain", id); err != nil {
@@ -143,8 +141,7 @@ func TestClientAgainstFront(t *testing.T) {
 	}
 
 	// Bad requests: unknown instance.
-	_, err = e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String("i-00000000000000000"), ShouldDecrementDesiredCapacity: aws.Bool(false)})
+	_, err = terminate(t, e, "i-00000000000000000", false)
 	if validation(err) == "" {
 		t.Fatalf("terminating an instance in no group: %v, want a ValidationError", err)
 	}
@@ -155,11 +152,9 @@ func TestClientAgainstFront(t *testing.T) {
 // stays.
 func TestFrontHookTimesOut(t *testing.T) {
 	e := fronttest.Start(t, nil)
-	ctx := t.Context()
 	c := New(e.ASG)
 	id := frontGroup(t, e, "managers", 2, 30)[1]
-	if _, err := e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(false)}); err != nil {
+	if _, err := terminate(t, e, id, false); err != nil {
 		t.Fatal(err)
 	}
 	e.Front.AdvanceHook(id, 31*time.Second)
@@ -182,8 +177,7 @@ func TestFrontNoHook(t *testing.T) {
 	if _, err := c.Action(ctx, id); !errors.Is(err, ErrNoHook) {
 		t.Fatalf("Action in a group without hook: %v, want ErrNoHook", err)
 	}
-	if _, err := e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)}); err != nil {
+	if _, err := terminate(t, e, id, true); err != nil {
 		t.Fatal(err)
 	}
 	if gone, err := c.InstanceGone(ctx, id); err != nil || !gone {
@@ -207,4 +201,9 @@ func waitGone(t *testing.T, c *Client, id string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func terminate(t *testing.T, e *fronttest.Env, id string, decrement bool) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error) {
+	return e.ASG.TerminateInstanceInAutoScalingGroup(t.Context(), &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(decrement)})
 }
