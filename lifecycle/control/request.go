@@ -240,9 +240,13 @@ func parseBody(req *request, body []byte) *apiError {
 			return badRequest("availability request: %v", err)
 		}
 		switch b.Availability {
-		case "active", "pause", "drain":
+		case "drain":
+		case "active", "pause":
+			// A node only ever drains itself; making it active or paused again would undo an
+			// operator's drain, which is the operator's to undo (docker node update).
+			return notAllowed("availability %q: a node may only drain itself; making a node %s is for an operator", b.Availability, b.Availability)
 		default:
-			return badRequest("availability %q: must be active, pause or drain", b.Availability)
+			return badRequest("availability %q: must be drain", b.Availability)
 		}
 		req.availability = b.Availability
 	case opLabels:

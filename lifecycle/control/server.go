@@ -34,7 +34,7 @@ const (
 //	GET    /v1/nodes                      every node               any member of the swarm
 //	GET    /v1/nodes/{id}                 one node                 any member of the swarm
 //	GET    /v1/tasks?node={id}&service={id}  tasks (filters optional) any member of the swarm
-//	POST   /v1/nodes/{id}/availability    {"availability": "drain"|"active"|"pause"}  node {id} only
+//	POST   /v1/nodes/{id}/availability    {"availability": "drain"} (only drain)   node {id} only
 //	POST   /v1/nodes/{id}/labels          {"labels": {"swarm-agent.x": "v"}} (merged) node {id} only
 //	DELETE /v1/nodes/{id}                 remove, never forced; only once the node is down  node {id} only
 //
