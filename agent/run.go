@@ -241,7 +241,7 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	reaper := &lifecycle.Reaper{
 		Swarm: engineSwarm{dw.engine},
 		Gone:  dw.hook.InstanceGone,
-		Hook:  dw.hook,
+		Hook:  countedHook{dw.hook, d.m},
 		Grace: d.cfg.ReapGrace,
 		Log:   d.log.With().Str("component", "reaper").Logger(),
 	}
@@ -308,6 +308,24 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		}
 		d.m.reaped.Add(float64(len(removed)))
 	}
+}
+
+// countedHook counts the reaper's lifecycle completions in the metrics the drains use.
+type countedHook struct {
+	lifecycle.Hook
+	m *metrics
+}
+
+func (h countedHook) Complete(ctx context.Context, asg, hook, instanceID, result string) error {
+	err := h.Hook.Complete(ctx, asg, hook, instanceID, result)
+	switch {
+	case h.m == nil:
+	case err == nil:
+		h.m.hookCompletions.WithLabelValues(result).Inc()
+	case errors.Is(err, lifecycle.ErrNoAction):
+		h.m.hookCompletions.WithLabelValues("already").Inc()
+	}
+	return err
 }
 
 // copyNodeLabels sets, on every node, the node labels derived from the engine labels its agent

@@ -1,16 +1,21 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 )
 
@@ -52,5 +57,35 @@ func TestNoticeFromInstanceMetadata(t *testing.T) {
 				t.Errorf("spot deadline %v, want %v", n.Deadline, at)
 			}
 		})
+	}
+}
+
+// hookAnswers is a lifecycle.Hook whose Complete answers the next error of a list.
+type hookAnswers struct {
+	lifecycle.Hook
+	errs []error
+}
+
+func (h *hookAnswers) Complete(context.Context, string, string, string, string) error {
+	err := h.errs[0]
+	h.errs = h.errs[1:]
+	return err
+}
+
+// TestCountedHook: the reaper's completions show in swarm_agent_lifecycle_completions_total
+// like the drains' ones; failures are not counted as completions.
+func TestCountedHook(t *testing.T) {
+	m := newMetrics()
+	h := countedHook{&hookAnswers{errs: []error{nil, fmt.Errorf("gone: %w", lifecycle.ErrNoAction), errors.New("throttled")}}, m}
+	for range 3 {
+		_ = h.Complete(t.Context(), "g", "drain", "i-1", lifecycle.ResultContinue)
+	}
+	for label, want := range map[string]float64{"CONTINUE": 1, "already": 1} {
+		if got := testutil.ToFloat64(m.hookCompletions.WithLabelValues(label)); got != want {
+			t.Errorf("completions{result=%q} = %v, want %v", label, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.hookCompletions); n != 2 {
+		t.Errorf("%d result labels, want 2 (a failure is no completion)", n)
 	}
 }
