@@ -6,12 +6,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 )
 
 // scaleIn starts `swarm-agent run` on every node, scales the last worker in through the Auto
-// Scaling front (instance to Terminating:Wait, instance metadata to Terminated) and shows its
-// agent drain it: the lifecycle action completed, the node gone from the swarm.
+// Scaling API (the front holds the instance in Terminating:Wait behind the group's hook and
+// instance metadata says Terminated) and shows its agent drain it: the lifecycle action
+// completed, the node gone from the swarm.
 func scaleIn(ctx context.Context, c *localcluster.Cluster, roles map[string]string) error {
 	step("starting `swarm-agent run` on every node (watches instance metadata; managers serve the control API)")
 	var agents []*localcluster.Agent
@@ -44,9 +48,14 @@ func scaleIn(ctx context.Context, c *localcluster.Cluster, roles map[string]stri
 		}
 	}
 	time.Sleep(3 * time.Second) // let the agents settle (boot reconcile, control API up)
-	step("scaling in %s (%s) through Auto Scaling", target, id)
-	if err := c.Front.StartScaleIn(ctx, id); err != nil {
-		return fmt.Errorf("start scale-in of %s: %w", id, err)
+	step("scaling in %s (%s): TerminateInstanceInAutoScalingGroup, as an operator or a scale-in policy does", target, id)
+	out, err := c.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)})
+	if err != nil {
+		return fmt.Errorf("scale in %s: %w", id, err)
+	}
+	if out.Activity != nil {
+		fmt.Printf("  activity: %s (%s)\n", aws.ToString(out.Activity.Description), out.Activity.StatusCode)
 	}
 	start := time.Now()
 	a, _ := c.Front.LifecycleAction(id)
