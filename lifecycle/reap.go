@@ -21,7 +21,9 @@ import (
 // With Hook set, a node down for Grace whose instance Auto Scaling holds in Terminating:Wait
 // (its agent died before it could drain, and no queue consumer took it over) is removed too,
 // and its lifecycle action completed with CONTINUE, so that the instance does not wait out
-// the hook's timeout. Its tasks were rescheduled when the node went down.
+// the hook's timeout. Its tasks were rescheduled when the node went down. The same goes for
+// a leaving node removed at once: if Grace after its removal its instance still waits, its
+// agent died before completing, and the Reaper completes the action for it.
 type Reaper struct {
 	Swarm Swarm
 	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
@@ -40,6 +42,9 @@ type Reaper struct {
 
 	mu        sync.Mutex
 	downSince map[string]time.Time // node id -> when first seen down
+	// leftBehind: instance id -> when its leaving node was removed, while its lifecycle
+	// action may still need completing (Hook set only).
+	leftBehind map[string]time.Time
 }
 
 // Reap does one pass at time now and returns the ids of the nodes it removed. Errors about
@@ -54,6 +59,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 	defer r.mu.Unlock()
 	if r.downSince == nil {
 		r.downSince = map[string]time.Time{}
+		r.leftBehind = map[string]time.Time{}
 	}
 	seen := make(map[string]bool, len(nodes))
 	var removed []string
@@ -88,13 +94,17 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			delete(r.downSince, n.ID)
 			removed = append(removed, n.ID)
 			log.Info().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("reaped down node")
-			if held != nil {
+			switch {
+			case held != nil:
 				if err := r.complete(ctx, n.InstanceID(), *held, log); err != nil {
 					errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 				}
+			case r.Hook != nil && n.Labels[LabelLeaving] != "" && n.InstanceID() != "":
+				r.leftBehind[n.InstanceID()] = now
 			}
 		}
 	}
+	errs = append(errs, r.completeLeftBehind(ctx, now)...)
 	for id := range r.downSince {
 		if !seen[id] {
 			delete(r.downSince, id) // removed by someone else
@@ -138,6 +148,37 @@ func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (reap bool
 		return false, nil, "its instance is still alive (" + a.State + ")", nil
 	}
 	return true, &a, fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", n.InstanceID(), a.State, a.Hook, down), nil
+}
+
+// completeLeftBehind completes the actions still waiting Grace after their leaving node was
+// removed, and forgets the instances whose action ended otherwise.
+func (r *Reaper) completeLeftBehind(ctx context.Context, now time.Time) []error {
+	var errs []error
+	for id, removed := range r.leftBehind {
+		if now.Sub(removed) < r.Grace {
+			continue
+		}
+		log := r.Log.With().Str("instance_id", id).Logger()
+		a, err := r.Hook.Action(ctx, id)
+		switch {
+		case errors.Is(err, ErrNoHook):
+			delete(r.leftBehind, id)
+			continue
+		case err != nil:
+			errs = append(errs, fmt.Errorf("lifecycle action of removed leaving node's instance %s: %w", id, err))
+			continue
+		case a.State != StateTerminatingWait:
+			delete(r.leftBehind, id)
+			continue
+		}
+		log.Warn().Dur("since_removal", now.Sub(removed)).Msg("the removed leaving node's lifecycle action still waits: its agent did not complete it")
+		if err := r.complete(ctx, id, a, log); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(r.leftBehind, id)
+	}
+	return errs
 }
 
 // complete ends the lifecycle action that holds a reaped node's instance with CONTINUE. An

@@ -355,6 +355,47 @@ func TestReapCompletesHeldAction(t *testing.T) {
 			})
 		})
 	}
+	for _, agentCompletes := range []bool{false, true} {
+		name := "leaving node removed, its agent dead: completed after the grace"
+		if agentCompletes {
+			name = "leaving node removed, its agent completes: no second completion"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(1, 1)
+				hook := newFakeHook(w.j, "i-w1", time.Hour)
+				hook.scaleIn()
+				r := &Reaper{Swarm: w.c, Gone: (&fakeEC2{gone: map[string]bool{}}).Gone, Grace: grace, Hook: hook, Log: testLogger(t)}
+				w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
+				w.c.kill("w1") // it left the swarm
+				if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
+					t.Fatalf("first pass = %v, %v; want the leaving node removed at once", got, err)
+				}
+				if agentCompletes {
+					if err := hook.Complete(t.Context(), "asg-1", "drain", "i-w1", ResultContinue); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(grace - time.Second)
+				if _, err := r.Reap(t.Context(), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				if c, _, _ := hook.status(); len(c) != btoi(agentCompletes) {
+					t.Fatalf("completions %v before the grace passed", c)
+				}
+				time.Sleep(time.Second)
+				if _, err := r.Reap(t.Context(), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				if c, _, _ := hook.status(); !slices.Equal(c, []string{ResultContinue}) {
+					t.Errorf("completions %v, want exactly one CONTINUE", c)
+				}
+				if len(r.leftBehind) != 0 {
+					t.Errorf("reaper still watches %v", r.leftBehind)
+				}
+			})
+		})
+	}
 	t.Run("action already ended", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(1, 1)
@@ -391,4 +432,11 @@ func (h agentCompletesAfterLook) Action(ctx context.Context, id string) (HookAct
 		}
 	}
 	return a, err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
