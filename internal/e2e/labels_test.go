@@ -65,7 +65,7 @@ func TestIntegrationEngineLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "the constrained tasks on the database worker", func() error {
-		on, n, err := runningTasks(ctx, d, svc.ID)
+		on, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && (n != 2 || on[dbID] != 2) {
 			err = fmt.Errorf("%d running, %d on the database worker", n, on[dbID])
 		}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -57,7 +56,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 90*time.Second, "6 running tasks", func() error {
-		_, n, err := runningTasks(ctx, d, svc.ID)
+		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && n != 6 {
 			err = fmt.Errorf("%d running", n)
 		}
@@ -87,7 +86,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 			t.Fatalf("%s: result %s timed out %v completions %d; want one CONTINUE by the agent", n.Name, act.Result, act.TimedOut, act.Completions)
 		}
 		md := must[*client.Client](t)(c.Docker(mgr))
-		on, running, err := runningTasks(ctx, md, svc.ID)
+		on, running, err := localcluster.RunningTasks(ctx, md, svc.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +171,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 			}
 			return nil
 		})
-		on, running, err := runningTasks(ctx, d, svc.ID)
+		on, running, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err != nil || running != 6 || on[nodeID] != 0 {
 			t.Fatalf("after the spot drain: %d running, %d on %s (%v)", running, on[nodeID], n.Name, err)
 		}
@@ -236,25 +235,6 @@ func nodeIDOf(t *testing.T, c *localcluster.Cluster, n *testbed.Node) string {
 }
 
 // runningTasks counts a service's running tasks, per node and in all.
-func runningTasks(ctx context.Context, d *client.Client, serviceID string) (map[string]int, int, error) {
-	f := client.Filters{}
-	f.Add("service", serviceID)
-	f.Add("desired-state", "running")
-	res, err := d.TaskList(ctx, client.TaskListOptions{Filters: f})
-	if err != nil {
-		return nil, 0, err
-	}
-	on := map[string]int{}
-	n := 0
-	for _, tk := range res.Items {
-		if tk.Status.State == swarm.TaskStateRunning {
-			on[tk.NodeID]++
-			n++
-		}
-	}
-	return on, n, nil
-}
-
 func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)

@@ -68,7 +68,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 90*time.Second, "4 running tasks", func() error {
-		_, n, err := runningTasks(ctx, d, svc.ID)
+		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && n != 4 {
 			err = fmt.Errorf("%d running", n)
 		}
@@ -89,7 +89,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	if act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
 		t.Fatalf("result %s timed out %v completions %d; want one CONTINUE", act.Result, act.TimedOut, act.Completions)
 	}
-	on, running, err := runningTasks(ctx, d, svc.ID)
+	on, running, err := localcluster.RunningTasks(ctx, d, svc.ID)
 	if err != nil || running != 4 || on[nodeID] != 0 {
 		t.Fatalf("after the drain: %d running, %d on %s (%v)", running, on[nodeID], victim.Name, err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
@@ -561,4 +562,24 @@ func (a *Agent) Stop(d time.Duration) {
 func (a *Agent) Log() string {
 	b, _ := os.ReadFile(a.LogPath)
 	return string(b)
+}
+
+// RunningTasks counts the service's running tasks per node id, through d (a manager's engine).
+func RunningTasks(ctx context.Context, d *client.Client, serviceID string) (map[string]int, int, error) {
+	f := client.Filters{}
+	f.Add("service", serviceID)
+	f.Add("desired-state", "running")
+	res, err := d.TaskList(ctx, client.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, 0, err
+	}
+	on := map[string]int{}
+	n := 0
+	for _, tk := range res.Items {
+		if tk.Status.State == swarm.TaskStateRunning {
+			on[tk.NodeID]++
+			n++
+		}
+	}
+	return on, n, nil
 }
