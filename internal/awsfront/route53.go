@@ -188,15 +188,8 @@ func (f *Front) changeRecordSets(c *call) {
 	lk := f.zoneLock(zone)
 	lk.Lock()
 	defer lk.Unlock()
-	current, status, raw, err := f.motoRecordSets(c.r.Context(), zone)
-	if err != nil {
-		c.writeError(http.StatusInternalServerError, "InternalFailure", "read record sets: "+err.Error())
-		return
-	}
-	if status != http.StatusOK {
-		c.w.Header().Set("Content-Type", "text/xml")
-		c.w.WriteHeader(status)
-		_, _ = c.w.Write(raw)
+	current, ok := f.readRecordSets(c, zone)
+	if !ok {
 		return
 	}
 	state := map[rrKey]*rrset{}
@@ -361,18 +354,28 @@ func (f *Front) getChange(c *call) {
 	writeChangeInfo(c, "GetChangeResponse", id, status, submitted)
 }
 
-// listRecordSets serves ListResourceRecordSets from moto's sets in AWS order and paging.
-func (f *Front) listRecordSets(c *call) {
-	zone := zoneIDFromPath(c.r.URL.Path)
+// readRecordSets reads the zone's sets from moto; on failure it answers the call (moto's own
+// error, such as NoSuchHostedZone, passed through) and reports false.
+func (f *Front) readRecordSets(c *call, zone string) ([]rrset, bool) {
 	sets, status, raw, err := f.motoRecordSets(c.r.Context(), zone)
 	if err != nil {
 		c.writeError(http.StatusInternalServerError, "InternalFailure", "read record sets: "+err.Error())
-		return
+		return nil, false
 	}
 	if status != http.StatusOK {
 		c.w.Header().Set("Content-Type", "text/xml")
 		c.w.WriteHeader(status)
 		_, _ = c.w.Write(raw)
+		return nil, false
+	}
+	return sets, true
+}
+
+// listRecordSets serves ListResourceRecordSets from moto's sets in AWS order and paging.
+func (f *Front) listRecordSets(c *call) {
+	zone := zoneIDFromPath(c.r.URL.Path)
+	sets, ok := f.readRecordSets(c, zone)
+	if !ok {
 		return
 	}
 	q := c.r.URL.Query()
