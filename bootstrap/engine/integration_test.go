@@ -14,27 +14,8 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
-
-// eventually polls cond until it returns nil or the wait ends, and fails with cond's last error.
-func eventually(t *testing.T, wait time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, wait, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 // TestRealSwarm drives three real engines through a swarm's life: check, init, join as
 // worker and manager, labels, a service, drain, demote, leave and remove. The steps build on
@@ -220,7 +201,7 @@ func TestRealSwarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		serviceID = res.ID
-		eventually(t, 60*time.Second, "2 running tasks", func() error {
+		waitfor.Until(t, 60*time.Second, "2 running tasks", func() error {
 			tasks, err := running(TaskFilter{ServiceID: serviceID})
 			if err != nil {
 				return err
@@ -241,7 +222,7 @@ func TestRealSwarm(t *testing.T) {
 		if err := e1.SetAvailability(ctx, victim, "drain"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 60*time.Second, "tasks moved off the drained node", func() error {
+		waitfor.Until(t, 60*time.Second, "tasks moved off the drained node", func() error {
 			on, err := running(TaskFilter{NodeID: victim})
 			if err != nil {
 				return err
@@ -274,7 +255,7 @@ func TestRealSwarm(t *testing.T) {
 		if err := e1.SetRole(ctx, id, "worker"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "node3 no longer a manager", func() error {
+		waitfor.Until(t, 30*time.Second, "node3 no longer a manager", func() error {
 			ln, err := e3.Local(ctx)
 			if err != nil {
 				return err

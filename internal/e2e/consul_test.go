@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationConsulBoot is the Consul issue's proof on real engines and a real Consul
@@ -52,7 +53,7 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	}
 	t.Logf("one swarm %s after a dead holder took the lock", time.Since(start).Round(time.Millisecond))
 
-	waitFor(t, 30*time.Second, "3 passing manager instances in Consul", func() error {
+	waitfor.Until(t, 30*time.Second, "3 passing manager instances in Consul", func() error {
 		got, err := c.ConsulManagers()
 		if err == nil && len(got) != 3 {
 			err = fmt.Errorf("passing: %v", got)
@@ -92,7 +93,7 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("drain of %s: %v\n%s", leaving.Name, err, tail(string(out), 30))
 	}
-	waitFor(t, 30*time.Second, leaving.Name+" gone from Consul", func() error {
+	waitfor.Until(t, 30*time.Second, leaving.Name+" gone from Consul", func() error {
 		got, err := c.ConsulManagers()
 		if err == nil && (len(got) != 2 || slices.Contains(got, leaving.IP)) {
 			err = fmt.Errorf("passing: %v", got)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationEngineLabels: boot merges the engine labels into the engine's daemon.json and
@@ -40,7 +41,7 @@ func TestIntegrationEngineLabels(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Stop(10 * time.Second) })
 	dbID := nodeIDOf(t, c, db)
-	waitFor(t, 60*time.Second, "node labels copied by the leader", func() error {
+	waitfor.Until(t, 60*time.Second, "node labels copied by the leader", func() error {
 		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, manager)) {
 			if r.ID == dbID {
 				if r.Labels["workload"] == "database" && r.Labels["az"] != "" && r.Labels["instance-type"] == "t3.medium" {
@@ -64,7 +65,7 @@ func TestIntegrationEngineLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the constrained tasks on the database worker", func() error {
+	waitfor.Until(t, 60*time.Second, "the constrained tasks on the database worker", func() error {
 		on, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && (n != 2 || on[dbID] != 2) {
 			err = fmt.Errorf("%d running, %d on the database worker", n, on[dbID])

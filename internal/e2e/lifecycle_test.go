@@ -14,6 +14,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationScaleIn is the lifecycle issue's proof on real engines: `swarm-agent run` on
@@ -55,7 +56,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 90*time.Second, "6 running tasks", func() error {
+	waitfor.Until(t, 90*time.Second, "6 running tasks", func() error {
 		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && n != 6 {
 			err = fmt.Errorf("%d running", n)
@@ -74,7 +75,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 			during()
 		}
 		var act awsfront.Action
-		waitFor(t, 3*time.Minute, "lifecycle action of "+n.Name+" completed", func() error {
+		waitfor.Until(t, 3*time.Minute, "lifecycle action of "+n.Name+" completed", func() error {
 			a, ok := c.Front.LifecycleAction(id)
 			if !ok || a.Result == "" {
 				return fmt.Errorf("action %+v", a)
@@ -118,7 +119,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		n := workers[1]
 		a := agents[n.Name]
 		scaleIn(t, n, leader, func() {
-			waitFor(t, time.Minute, "drain started on "+n.Name, func() error {
+			waitfor.Until(t, time.Minute, "drain started on "+n.Name, func() error {
 				if !strings.Contains(a.Log(), `"drain"`) && !strings.Contains(a.Log(), "draining") {
 					return fmt.Errorf("not yet")
 				}
@@ -134,7 +135,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		n := workers[3]
 		a := agents[n.Name]
 		act := scaleIn(t, n, leader, func() {
-			waitFor(t, time.Minute, "drain started on "+n.Name, func() error {
+			waitfor.Until(t, time.Minute, "drain started on "+n.Name, func() error {
 				if !strings.Contains(a.Log(), "draining") {
 					return fmt.Errorf("not yet")
 				}
@@ -163,7 +164,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		if err := c.Front.SpotNotice(c.InstanceID(n), start.Add(2*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Minute, n.Name+" gone from the node list", func() error {
+		waitfor.Until(t, 2*time.Minute, n.Name+" gone from the node list", func() error {
 			for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, leader)) {
 				if r.ID == nodeID {
 					return fmt.Errorf("%s is %s/%s", n.Name, r.State, r.Availability)
@@ -185,7 +186,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		if v.Managers != 2 || len(v.ClusterIDs) != 1 {
 			t.Fatalf("after a manager left: %d managers in %d swarms", v.Managers, len(v.ClusterIDs))
 		}
-		waitFor(t, 30*time.Second, "DNS without the manager", func() error {
+		waitfor.Until(t, 30*time.Second, "DNS without the manager", func() error {
 			dns := c.DNSManagers(ctx)
 			if len(dns) != 2 || slices.Contains(dns, n.IP) {
 				return fmt.Errorf("DNS answers %v", dns)
@@ -232,22 +233,6 @@ func nodeIDOf(t *testing.T, c *localcluster.Cluster, n *testbed.Node) string {
 		t.Fatalf("%s is not in a swarm", n.Name)
 	}
 	return id
-}
-
-// runningTasks counts a service's running tasks, per node and in all.
-func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s: %v", d, what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {

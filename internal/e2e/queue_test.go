@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationQueueMode: a worker whose own agent is stopped is still drained on scale-in:
@@ -47,7 +48,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	victim := workers[1]
 	id := c.InstanceID(victim)
 	nodeID := nodeIDOf(t, c, victim)
-	waitFor(t, 90*time.Second, victim.Name+" labelled with its instance id through the control API", func() error {
+	waitfor.Until(t, 90*time.Second, victim.Name+" labelled with its instance id through the control API", func() error {
 		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, managers[0])) {
 			if r.ID == nodeID && r.Labels["swarm-agent.instance-id"] == id {
 				return nil
@@ -67,7 +68,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 90*time.Second, "4 running tasks", func() error {
+	waitfor.Until(t, 90*time.Second, "4 running tasks", func() error {
 		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
 		if err == nil && n != 4 {
 			err = fmt.Errorf("%d running", n)
@@ -78,7 +79,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	if err := c.Front.StartScaleIn(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Minute, "the lifecycle action completed by the leader", func() error {
+	waitfor.Until(t, 3*time.Minute, "the lifecycle action completed by the leader", func() error {
 		a, ok := c.Front.LifecycleAction(id)
 		if !ok || a.Result == "" {
 			return fmt.Errorf("action %+v", a)
@@ -97,7 +98,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	if err := c.Bed.KillEngine(victim); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Minute, victim.Name+" reaped", func() error {
+	waitfor.Until(t, 2*time.Minute, victim.Name+" reaped", func() error {
 		for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, managers[0])) {
 			if r.ID == nodeID {
 				return fmt.Errorf("%s is %s", victim.Name, r.State)

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationReapDeadNode: a worker whose engine dies without warning stays in the node
@@ -43,7 +44,7 @@ func TestIntegrationReapDeadNode(t *testing.T) {
 	if err := c.Bed.KillEngine(worker); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 90*time.Second, "the dead worker shown down", func() error {
+	waitfor.Until(t, 90*time.Second, "the dead worker shown down", func() error {
 		if s := state(); s != "down" {
 			return fmt.Errorf("state %s", s)
 		}
@@ -63,7 +64,7 @@ func TestIntegrationReapDeadNode(t *testing.T) {
 	if act, ok := c.Front.LifecycleAction(id); !ok || act.State != "Terminating:Wait" {
 		t.Fatalf("lifecycle action after TerminateInstanceInAutoScalingGroup = %+v, %v; want Terminating:Wait", act, ok)
 	}
-	waitFor(t, time.Minute, "the dead worker reaped and its lifecycle action completed", func() error {
+	waitfor.Until(t, time.Minute, "the dead worker reaped and its lifecycle action completed", func() error {
 		if s := state(); s != "removed" {
 			return fmt.Errorf("state %s", s)
 		}

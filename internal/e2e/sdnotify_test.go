@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationSystemdNotify runs `swarm-agent run` on a node that is not in a swarm yet,
@@ -66,7 +68,7 @@ func TestIntegrationSystemdNotify(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Stop(10 * time.Second) })
 	var ready msg
-	waitFor(t, 90*time.Second, "READY=1", func() error {
+	waitfor.Until(t, 90*time.Second, "READY=1", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range msgs {
