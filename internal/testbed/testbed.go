@@ -343,9 +343,19 @@ func (b *Bed) StartEngine(ctx context.Context, n *Node) error {
 			return fmt.Errorf("engine of %s already runs (pid %d)", n.Name, n.engine.Process.Pid)
 		}
 	}
-	// A pid file whose process is gone or a zombie (an init that does not reap leaves the
-	// containerd that died with a killed dockerd as a zombie) would make dockerd wait for it.
-	for _, f := range []string{filepath.Join(n.Dir, "pid"), filepath.Join(n.Dir, "exec", "containerd", "containerd.pid")} {
+	// dockerd starts its containerd with Pdeathsig SIGKILL, so the containerd of a killed
+	// dockerd dies too, but not at once: until it is gone (it may sit in the kernel for a
+	// while), a new dockerd would find its pid alive and dial its dying socket until it gives
+	// up ("timeout waiting for containerd to start"). Wait for it, then drop the pid files of
+	// processes gone or zombies (an init that does not reap leaves the dead containerd as a
+	// zombie), which would make dockerd wait for them.
+	ctrdPID := filepath.Join(n.Dir, "exec", "containerd", "containerd.pid")
+	if n.engine != nil {
+		if err := waitGone(ctrdPID, containerdExit); err != nil {
+			return fmt.Errorf("engine of %s: containerd of the previous engine: %w", n.Name, err)
+		}
+	}
+	for _, f := range []string{filepath.Join(n.Dir, "pid"), ctrdPID} {
 		if data, err := os.ReadFile(f); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || !alive(pid) {
 				_ = os.Remove(f)
@@ -390,6 +400,34 @@ func (b *Bed) StartEngine(ctx context.Context, n *Node) error {
 	n.engine, n.exited = cmd, exited
 	b.logf("%s: dockerd pid %d, %s", n.Name, cmd.Process.Pid, n.Host)
 	return waitEngine(ctx, n, exited)
+}
+
+// containerdExit bounds the wait for a dead engine's containerd to exit.
+const containerdExit = 30 * time.Second
+
+// waitGone waits until the process named by pidFile (if any) has exited, SIGKILLing it
+// once halfway through the wait.
+func waitGone(pidFile string, wait time.Duration) error {
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil
+	}
+	deadline, killed := time.Now().Add(wait), false
+	for alive(pid) {
+		if !killed && time.Until(deadline) < wait/2 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killed = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d (%s) still alive after %s", pid, pidFile, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 // waitEngine polls n's socket until the engine answers, it exits or the deadline passes.
