@@ -40,7 +40,7 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 			if cfg.DryRun {
 				st = nil
 			}
-			res, err := doBoot(cmd.Context(), cfg, log, st)
+			res, err := doBoot(cmd.Context(), cfg, log, st, nil)
 			if err != nil {
 				st.update(func(s *Status) { s.Error = err.Error() })
 				return err
@@ -75,9 +75,9 @@ func loadConfig(fs *pflag.FlagSet, e env, cfg *Config) error {
 }
 
 // doBoot wires the collaborators and runs one boot.
-func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (bootstrap.Result, error) {
+func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (bootstrap.Result, error) {
 	start := time.Now()
-	w, err := wire(ctx, cfg, log, st)
+	w, err := wire(ctx, cfg, log, st, m)
 	if err != nil {
 		return bootstrap.Result{}, err
 	}

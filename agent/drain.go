@@ -40,7 +40,7 @@ margin for the rest).`,
 			}
 			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 			st := newStatusFile(cfg.StatusFile, "drain")
-			w, err := wireDrain(cmd.Context(), cfg, log, st)
+			w, err := wireDrain(cmd.Context(), cfg, log, st, nil)
 			if err != nil {
 				return err
 			}
@@ -66,8 +66,8 @@ type drainWiring struct {
 // wireDrain builds the Drainer for this node: the local engine as Swarm on a manager (with
 // the other managers' control API once it is demoted), the control API on a worker, Auto
 // Scaling for the hook, discovery for deregistration.
-func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (*drainWiring, error) {
-	w, err := wire(ctx, cfg, log, st)
+func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (*drainWiring, error) {
+	w, err := wire(ctx, cfg, log, st, m)
 	if err != nil {
 		return nil, err
 	}

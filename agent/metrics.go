@@ -12,8 +12,11 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 )
 
 // metrics are the agent's Prometheus series. Names are a public interface (README).
@@ -26,7 +29,7 @@ type metrics struct {
 	hookCompletions *prometheus.CounterVec // result=CONTINUE|ABANDON|already
 	reaped          prometheus.Counter
 	awsErrors       *prometheus.CounterVec // service, code
-	dockerErrors    *prometheus.CounterVec // op
+	dockerErrors    *prometheus.CounterVec // op, kind
 	inSwarm         prometheus.Gauge
 	lastLoop        atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
 }
@@ -41,10 +44,10 @@ func newMetrics() *metrics {
 	m.hookCompletions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_completions_total", Help: "CompleteLifecycleAction outcomes."}, []string{"result"})
 	m.reaped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_reaped_nodes_total", Help: "Dead nodes removed from the swarm."})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
-	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation."}, []string{"op"})
+	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped,
-		m.awsErrors, m.dockerErrors, m.inSwarm, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -87,8 +90,23 @@ func (m *metrics) serve(ctx context.Context, addr string, log zerolog.Logger, st
 	}
 }
 
-// countAWSErrors adds a middleware that counts every AWS API error by service and code.
+// dockerError counts one failed engine call (an engine.ErrorObserver).
+func (m *metrics) dockerError(op, kind string) { m.dockerErrors.WithLabelValues(op, kind).Inc() }
+
+// engineOptions are the engine options that feed these metrics; none for a nil m.
+func (m *metrics) engineOptions() []engine.Option {
+	if m == nil {
+		return nil
+	}
+	return []engine.Option{engine.WithErrorObserver(m.dockerError)}
+}
+
+// countAWSErrors adds a middleware that counts every AWS API error by service and code; a nil
+// m adds nothing.
 func (m *metrics) countAWSErrors(cfg *aws.Config) {
+	if m == nil {
+		return
+	}
 	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("swarmAgentErrorMetrics",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {

@@ -97,7 +97,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// Boot first: the unit is READY only once the node is in the swarm.
 	status("booting")
 	cfg.Persist = false
-	res, err := doBoot(ctx, cfg, log, d.st)
+	res, err := doBoot(ctx, cfg, log, d.st, d.m)
 	if err != nil {
 		_ = n.Stopping()
 		return errors.Join(err, waitGroup(g, ctx))
@@ -106,7 +106,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_ = n.Ready()
 	status(fmt.Sprintf("in swarm as %s (node %s)", cfg.Role, res.NodeID))
 
-	dw, err := wireDrain(ctx, cfg, log, d.st)
+	dw, err := wireDrain(ctx, cfg, log, d.st, d.m)
 	if err != nil {
 		_ = n.Stopping()
 		return errors.Join(err, waitGroup(g, ctx))

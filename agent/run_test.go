@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
@@ -87,5 +92,73 @@ func TestCountedHook(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.hookCompletions); n != 2 {
 		t.Errorf("%d result labels, want 2 (a failure is no completion)", n)
+	}
+}
+
+// TestAWSErrorMetrics: every AWS client built from the run's configuration counts its errors
+// by service and code (through the wiring's awsConfig, as run builds them).
+func TestAWSErrorMetrics(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"__type":"ParameterNotFound","message":"no such parameter"}`))
+	}))
+	defer srv.Close()
+	m := newMetrics()
+	w := &wiring{m: m, identity: bootstrap.Identity{Region: "us-east-1"}}
+	ac, err := w.awsConfig(t.Context(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ssm.NewFromConfig(ac, func(o *ssm.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	if _, err := c.GetParameter(t.Context(), &ssm.GetParameterInput{Name: aws.String("/x")}); err == nil {
+		t.Fatal("GetParameter: no error")
+	}
+	if got := testutil.ToFloat64(m.awsErrors.WithLabelValues("SSM", "ParameterNotFound")); got != 1 {
+		t.Fatalf("swarm_agent_aws_errors_total{service=SSM,code=ParameterNotFound} = %v, want 1", got)
+	}
+	// Without metrics (boot, drain commands) nothing is added.
+	var none *metrics
+	before := len(ac.APIOptions)
+	none.countAWSErrors(&ac)
+	if len(ac.APIOptions) != before {
+		t.Fatal("a nil metrics added a middleware")
+	}
+}
+
+// TestDockerErrorMetrics: the engine run builds reports its failed calls to the metrics.
+func TestDockerErrorMetrics(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_ping" {
+			w.Header().Set("Api-Version", "1.47")
+			return
+		}
+		http.Error(w, `{"message":"This node is not a swarm manager."}`, http.StatusServiceUnavailable)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() { _ = srv.Close() }()
+	m := newMetrics()
+	e, err := engine.New("unix://"+sock, m.engineOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	if _, err := e.Nodes(t.Context()); err == nil {
+		t.Fatal("Nodes: no error")
+	}
+	if got := testutil.ToFloat64(m.dockerErrors.WithLabelValues("GET /nodes", "5xx")); got != 1 {
+		t.Fatalf(`swarm_agent_docker_errors_total{op="GET /nodes",kind="5xx"} = %v, want 1`, got)
+	}
+	if (*metrics)(nil).engineOptions() != nil {
+		t.Fatal("a nil metrics gave engine options")
 	}
 }

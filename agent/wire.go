@@ -31,6 +31,7 @@ type wiring struct {
 	aws      *aws.Config // nil until needed
 	deps     bootstrap.Deps
 	closers  []func()
+	m        *metrics // nil outside run: no metrics
 }
 
 func (w *wiring) close() {
@@ -40,9 +41,10 @@ func (w *wiring) close() {
 }
 
 // wire builds the engine, identity, discovery and token store for cfg. Errors are typed for
-// ExitCode: errDocker, errIMDS, errDiscovery, ErrUsage.
-func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (*wiring, error) {
-	w := &wiring{}
+// ExitCode: errDocker, errIMDS, errDiscovery, ErrUsage. m (nil for none) counts the engine's
+// and AWS's errors.
+func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (*wiring, error) {
+	w := &wiring{m: m}
 	ok := false
 	defer func() {
 		if !ok {
@@ -50,7 +52,7 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (
 		}
 	}()
 	st.stage("checking docker")
-	eng, err := engine.New(cfg.DockerHost)
+	eng, err := engine.New(cfg.DockerHost, m.engineOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDocker, err)
 	}
@@ -123,6 +125,7 @@ func (w *wiring) awsConfig(ctx context.Context, cfg Config) (aws.Config, error) 
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("%w: load AWS configuration: %w", errDiscovery, err)
 	}
+	w.m.countAWSErrors(&ac)
 	w.aws = &ac
 	return ac, nil
 }

@@ -36,14 +36,30 @@ type Engine struct {
 
 // New connects to the engine at host ("unix:///var/run/docker.sock", "tcp://10.0.0.5:2375");
 // "" means DOCKER_HOST or the default socket. The API version is negotiated on first use.
-func New(host string) (*Engine, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+func New(host string, with ...Option) (*Engine, error) {
+	var o options
+	for _, opt := range with {
+		opt(&o)
+	}
+	opts := []client.Opt{client.FromEnv}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
 	c, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	if o.observe != nil {
+		// The observer needs the host as the client resolved it (flag, DOCKER_HOST or default).
+		resolved := c.DaemonHost()
+		_ = c.Close()
+		obs, err := observerOpts(resolved, o.observe)
+		if err != nil {
+			return nil, fmt.Errorf("docker client for %q: %w", resolved, err)
+		}
+		if c, err = client.New(append(opts, obs...)...); err != nil {
+			return nil, fmt.Errorf("docker client for %q: %w", host, err)
+		}
 	}
 	return &Engine{c: c, host: c.DaemonHost(), pollEvery: 250 * time.Millisecond}, nil
 }
