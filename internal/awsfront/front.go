@@ -55,9 +55,6 @@ func DefaultLimits() map[string]Limit {
 	}
 }
 
-// Services the front recognises from the SigV4 credential scope.
-var knownServices = []string{"route53", "ssm", "autoscaling", "sqs", "ec2"}
-
 // Front is a running front. Close stops it.
 type Front struct {
 	cfg  Config

@@ -279,13 +279,11 @@ func routingConflicts(state map[rrKey]*rrset, touched map[rrKey]bool) []string {
 	for _, nt := range keys {
 		kinds := map[string]bool{}
 		failover := map[string][]string{}
-		var ids []string
 		for k, s := range state {
 			if k.name != nt.name || k.typ != nt.typ {
 				continue
 			}
 			kinds[s.routing()] = true
-			ids = append(ids, k.id)
 			if s.Failover != "" {
 				failover[s.Failover] = append(failover[s.Failover], k.id)
 			}
