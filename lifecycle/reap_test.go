@@ -427,7 +427,7 @@ type agentCompletesAfterLook struct {
 func (h agentCompletesAfterLook) Action(ctx context.Context, id string) (HookAction, error) {
 	a, err := h.fakeHook.Action(ctx, id)
 	if err == nil {
-		if cerr := h.fakeHook.Complete(ctx, a.ASG, a.Hook, id, ResultContinue); cerr != nil {
+		if cerr := h.Complete(ctx, a.ASG, a.Hook, id, ResultContinue); cerr != nil {
 			h.t.Errorf("the agent's completion: %v", cerr)
 		}
 	}
