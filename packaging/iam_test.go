@@ -51,8 +51,7 @@ func renderPolicy(raw []byte, vars map[string]string) ([]byte, error) {
 	}
 	var errs []error
 	out := placeholderRE.ReplaceAllFunc(raw, func(m []byte) []byte {
-		name := string(m[2 : len(m)-1])
-		v, ok := vars[name]
+		v, ok := vars[string(m[2:len(m)-1])]
 		if !ok {
 			errs = append(errs, fmt.Errorf("unknown placeholder %s (known: %s)", m, strings.Join(slices.Sorted(maps.Keys(vars)), ", ")))
 		}
