@@ -312,7 +312,7 @@ func (c *Cluster) Docker(n *testbed.Node) (*client.Client, error) {
 	if d, ok := c.docker[n.Name]; ok {
 		return d, nil
 	}
-	d, err := client.New(client.WithHost(n.Host), client.WithAPIVersionNegotiation())
+	d, err := client.New(client.WithHost(n.Host))
 	if err != nil {
 		return nil, err
 	}

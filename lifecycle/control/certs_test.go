@@ -40,33 +40,33 @@ func TestCertsErrors(t *testing.T) {
 		{name: "no directory", setup: func(t *testing.T, dir string) { os.RemoveAll(dir) }, want: "no such file"},
 		{name: "no key", setup: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, NodeKeyFile)) }, want: NodeKeyFile},
 		{name: "root CA not PEM", setup: func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, RootCAFile), []byte("junk"), 0o600)
+			mustWrite(t, filepath.Join(dir, RootCAFile), []byte("junk"))
 		}, want: "no PEM certificate"},
 		{name: "root CA is a node certificate", setup: func(t *testing.T, dir string) {
 			c, _ := ca.issue(t, worker1, OUWorker, clusterA)
-			os.WriteFile(filepath.Join(dir, RootCAFile), c, 0o600)
+			mustWrite(t, filepath.Join(dir, RootCAFile), c)
 		}, want: "is no CA"},
 		{name: "key of another pair", setup: func(t *testing.T, dir string) {
 			_, k := ca.issue(t, worker1, OUWorker, clusterA)
-			os.WriteFile(filepath.Join(dir, NodeKeyFile), k, 0o600)
+			mustWrite(t, filepath.Join(dir, NodeKeyFile), k)
 		}, want: "private key does not match"},
 		{name: "encrypted key (autolock)", setup: func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, NodeKeyFile), pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}), 0o600)
+			mustWrite(t, filepath.Join(dir, NodeKeyFile), pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}))
 		}, want: "autolock"},
 		{name: "not a swarm role", setup: func(t *testing.T, dir string) {
 			c, k := ca.issue(t, worker1, "swarm-admin", clusterA)
-			os.WriteFile(filepath.Join(dir, NodeCertFile), c, 0o600)
-			os.WriteFile(filepath.Join(dir, NodeKeyFile), k, 0o600)
+			mustWrite(t, filepath.Join(dir, NodeCertFile), c)
+			mustWrite(t, filepath.Join(dir, NodeKeyFile), k)
 		}, want: `OU ["swarm-admin"]`},
 		{name: "no cluster", setup: func(t *testing.T, dir string) {
 			c, k := ca.issue(t, worker1, OUWorker, "")
-			os.WriteFile(filepath.Join(dir, NodeCertFile), c, 0o600)
-			os.WriteFile(filepath.Join(dir, NodeKeyFile), k, 0o600)
+			mustWrite(t, filepath.Join(dir, NodeCertFile), c)
+			mustWrite(t, filepath.Join(dir, NodeKeyFile), k)
 		}, want: "want one swarm cluster id"},
 		{name: "CN not a node id", setup: func(t *testing.T, dir string) {
 			c, k := ca.issue(t, "node/1", OUWorker, clusterA)
-			os.WriteFile(filepath.Join(dir, NodeCertFile), c, 0o600)
-			os.WriteFile(filepath.Join(dir, NodeKeyFile), k, 0o600)
+			mustWrite(t, filepath.Join(dir, NodeCertFile), c)
+			mustWrite(t, filepath.Join(dir, NodeKeyFile), k)
 		}, want: "not a swarm node id"},
 	}
 	for _, tt := range tests {
@@ -143,5 +143,12 @@ func TestIdentityOfRejectsMultipleValues(t *testing.T) {
 		if id, err := identityOf(&cert); err == nil {
 			t.Errorf("identityOf(%v) = %+v, want an error", s, id)
 		}
+	}
+}
+
+func mustWrite(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // handles that change on every receive, long polls, and SQS's parameter bounds. It runs on the
 // clock of the synctest bubble it is used in.
 type fakeSQS struct {
-	sqsAPI // anything not implemented panics
+	sqsAPI //nolint:unused // embedded so that any call the fake does not implement panics
 
 	url string
 

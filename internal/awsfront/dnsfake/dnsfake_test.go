@@ -476,7 +476,9 @@ func TestWeighted(t *testing.T) {
 					t.Fatalf("answer %v, want exactly one record", r.Answer)
 				}
 				var i int
-				fmt.Sscanf(r.Answer[0].(*dns.A).A.String(), "10.0.0.%d", &i)
+				if _, err := fmt.Sscanf(r.Answer[0].(*dns.A).A.String(), "10.0.0.%d", &i); err != nil || i < 0 || i >= len(counts) {
+					t.Fatalf("answer %v: not one of the weighted sets (%v)", r.Answer[0], err)
+				}
 				counts[i]++
 			}
 			for i, want := range tt.wantShare {
