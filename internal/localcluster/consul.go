@@ -96,6 +96,9 @@ func (c *Cluster) StartConsul(ctx context.Context, bin string) error {
 	return nil
 }
 
+// StopConsul kills the Consul agent (as a lost Consul would look to the nodes).
+func (c *Cluster) StopConsul() { c.consul.stop() }
+
 func (k *Consul) stop() {
 	if k == nil || k.cmd.Process == nil {
 		return
