@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/lifecycle/control"
 )
 
 // EnvPrefix prefixes every environment variable (and config-file key) the agent reads.
@@ -160,7 +161,7 @@ var options = map[string]option{
 		fs.BoolVar(&c.ForceLastManager, "force-last-manager", false, "")
 	}},
 	"control-port": {"control-port", "port of the managers' control API (mutual TLS with the swarm's node certificates)", true, func(fs *pflag.FlagSet, c *Config) {
-		fs.IntVar(&c.ControlPort, "control-port", 2380, "")
+		fs.IntVar(&c.ControlPort, "control-port", control.DefaultPort, "")
 	}},
 	"reap-grace": {"reap-grace", "run (leader): how long a node must be down, with its instance gone or held by the termination hook, before it is removed", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.ReapGrace, "reap-grace", 5*time.Minute, "")

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/swarm-agent/swarm-agent/lifecycle/control"
 )
 
 const terraformDir = "terraform"
@@ -314,6 +316,9 @@ func TestTerraformPromises(t *testing.T) {
 		"EventBridge rule for the hooks' events":    `"detail-type" = \["EC2 Instance-terminate Lifecycle Action"\]`,
 		"policies from packaging/iam":               `templatefile\("\$\{path\.module\}/\.\./iam/\$\{each\.key\}-policy\.json", local\.policy_vars\)`,
 		"managers' ASG one size (quorum)":           `min_size\s+= var\.manager_count\s+max_size\s+= var\.manager_count`,
+		// Workers drain through the managers' control API: without it open among members, a
+		// worker's drain cannot start on AWS.
+		"the agent's control API port among members": fmt.Sprintf(`control-api\s+= \{ protocol = "tcp", port = %d,`, control.DefaultPort),
 	} {
 		if !regexp.MustCompile(re).MatchString(src) {
 			t.Errorf("main.tf: %s: no match for %s", what, re)

@@ -139,6 +139,7 @@ resource "aws_vpc_security_group_ingress_rule" "swarm" {
     gossip-udp    = { protocol = "udp", port = 7946, what = "node gossip" }
     overlay-vxlan = { protocol = "udp", port = 4789, what = "overlay network data (VXLAN)" }
     overlay-esp   = { protocol = "50", port = null, what = "encrypted overlay networks (IPsec ESP)" }
+    control-api   = { protocol = "tcp", port = 2380, what = "swarm-agent control API on managers (mTLS, swarm PKI; --control-port)" }
   }
   security_group_id            = aws_security_group.swarm.id
   referenced_security_group_id = aws_security_group.swarm.id
