@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,9 +91,10 @@ func TestUnreachableSocket(t *testing.T) {
 // node inspect and update with versions, leave.
 type fakeDaemon struct {
 	mu sync.Mutex
-	// join answers with this error message (500) when set; the join then goes on "in the
-	// background": after pendingInfos /info calls the state becomes finalState.
+	// join answers with this error message (joinStatus, default 500) when set; the join then
+	// goes on "in the background": after pendingInfos /info calls the state becomes finalState.
 	joinErr      string
+	joinStatus   int
 	pendingInfos int
 	finalState   swarm.LocalNodeState
 	finalErr     string
@@ -128,7 +130,7 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(map[string]any{"Version": "20.10.24+dfsg1", "ApiVersion": "1.41", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64"})
 	case path == "/swarm/join" && r.Method == http.MethodPost:
 		if f.joinErr != "" {
-			fail(http.StatusInternalServerError, f.joinErr)
+			fail(cmp.Or(f.joinStatus, http.StatusInternalServerError), f.joinErr)
 			return
 		}
 		f.inSwarm = true
@@ -186,6 +188,13 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve runs f on a unix socket and returns an Engine pointed at it.
 func serve(t *testing.T, f *fakeDaemon) *Engine {
 	t.Helper()
+	e, _ := serveWith(t, f)
+	return e
+}
+
+// serveWith is serve with Engine options; it also returns the server, to stop it early.
+func serveWith(t *testing.T, f *fakeDaemon, opts ...Option) (*Engine, *http.Server) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -194,13 +203,13 @@ func serve(t *testing.T, f *fakeDaemon) *Engine {
 	srv := &http.Server{Handler: f}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	e, err := New("unix://" + sock)
+	e, err := New("unix://"+sock, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.pollEvery = time.Millisecond
 	t.Cleanup(func() { _ = e.Close() })
-	return e
+	return e, srv
 }
 
 const engineTimeout = "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node."

@@ -1,43 +1,19 @@
 package engine
 
 import (
-	"context"
-	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 
-	"github.com/moby/moby/client"
+	"github.com/moby/moby/api/types/swarm"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap"
 )
 
 // TestErrorObserver: the engine's failed calls reach the observer with their kind and an op
 // free of ids; answers (2xx, 404) do not.
 func TestErrorObserver(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "docker.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/_ping", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Api-Version", "1.47")
-		_, _ = w.Write([]byte("OK"))
-	})
-	mux.HandleFunc("/v1.47/nodes/abcdefghijklmnopqrstuvwxy", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, `{"message":"node abcdefghijklmnopqrstuvwxy not found"}`, http.StatusNotFound)
-	})
-	mux.HandleFunc("/v1.47/nodes", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, `{"message":"This node is not a swarm manager."}`, http.StatusServiceUnavailable)
-	})
-	mux.HandleFunc("/v1.47/info", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, `{"message":"bad"}`, http.StatusBadRequest)
-	})
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
 	var mu sync.Mutex
 	var got []string
 	observe := func(op, kind string) {
@@ -45,28 +21,28 @@ func TestErrorObserver(t *testing.T) {
 		defer mu.Unlock()
 		got = append(got, kind+" "+op)
 	}
-	e, err := New("unix://"+sock, WithErrorObserver(observe))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = e.Close() }()
-	ctx := context.Background()
-	if _, err := e.Nodes(ctx); err == nil {
-		t.Fatal("Nodes: no error from a 503")
-	}
+	f := &fakeDaemon{nodes: map[string]*swarm.Node{}, joinErr: "invalid join token", joinStatus: http.StatusBadRequest}
+	e, srv := serveWith(t, f, WithErrorObserver(observe))
+	ctx := t.Context()
 	if _, err := e.Node(ctx, "abcdefghijklmnopqrstuvwxy"); !IsNotFound(err) {
 		t.Fatalf("Node: %v, want not found", err)
 	}
-	if _, err := e.c.Info(ctx, client.InfoOptions{}); err == nil {
-		t.Fatal("Info: no error from a 400")
+	if err := e.Join(ctx, bootstrap.JoinRequest{RemoteAddrs: []string{"10.0.0.1:2377"}, Token: "SWMTKN-1-x"}); err == nil {
+		t.Fatal("Join: no error from a 400")
+	}
+	f.mu.Lock()
+	f.joinErr, f.joinStatus = "rpc error: code = Unavailable desc = all SubConns are in TransientFailure", 0
+	f.mu.Unlock()
+	if err := e.Join(ctx, bootstrap.JoinRequest{RemoteAddrs: []string{"10.0.0.1:2377"}, Token: "SWMTKN-1-x"}); err == nil {
+		t.Fatal("Join: no error from a 500")
 	}
 	_ = srv.Close()
-	if _, err := e.Nodes(ctx); err == nil {
-		t.Fatal("Nodes: no error with the engine gone")
+	if _, err := e.Node(ctx, "abcdefghijklmnopqrstuvwxy"); err == nil {
+		t.Fatal("Node: no error with the engine gone")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"5xx GET /nodes", "4xx GET /info", "unreachable dial"}
+	want := []string{"4xx POST /swarm/join", "5xx POST /swarm/join", "unreachable dial"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("observed %q, want %q", got, want)
 	}
