@@ -54,9 +54,9 @@ vuln: ## govulncheck
 package: build ## .deb and .rpm into dist/
 	bash packaging/package.sh
 
-demo: build ## local cluster: 3 managers + 2 workers on real engines, moto and the AWS front; boot, scale-in, clean up
+demo: build ## local cluster: 3 managers + 2 workers on real engines, moto and the AWS front; boot, scale-in, clean up (DEMO_FLAGS=-mode=consul: a real Consul agent)
 	bash tools/prepare.sh
-	$(GO) run ./internal/cmd/demo
+	$(GO) run ./internal/cmd/demo $(DEMO_FLAGS)
 
 clean: ## remove build output
 	rm -rf bin/swarm-agent dist/

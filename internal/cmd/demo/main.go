@@ -28,7 +28,7 @@ func main() {
 	managers := flag.Int("managers", 3, "manager nodes")
 	workers := flag.Int("workers", 2, "worker nodes")
 	bin := flag.String("agent", "bin/swarm-agent", "swarm-agent binary (built if missing)")
-	mode := flag.String("mode", "multivalue", "Route 53 record mode: multivalue or failover")
+	mode := flag.String("mode", "multivalue", "discovery: Route 53 records multivalue or failover, or consul (a real Consul agent)")
 	keep := flag.Bool("keep", false, "keep the cluster running until Ctrl-C")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -69,7 +69,20 @@ func run(ctx context.Context, nm, nw int, bin, mode string, keep bool) error {
 		c.Close()
 		fmt.Println("engines stopped, namespaces and bridge removed, moto stopped")
 	}()
-	c.Mode = mode
+	switch mode {
+	case "multivalue", "failover":
+		c.Mode = mode
+	case "consul":
+		consul, err := localcluster.ConsulBinary(".")
+		if err != nil {
+			return err
+		}
+		if err := c.StartConsul(ctx, consul); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-mode %q: want multivalue, failover or consul", mode)
+	}
 	fmt.Printf("ready in %s: front API %s, IMDS %s, DNS %s, zone %s\n", time.Since(start).Round(time.Millisecond),
 		c.Front.APIURL(), c.Front.IMDSURL(), c.Front.DNSAddr(), c.ZoneID)
 	for _, n := range c.Bed.Nodes {
@@ -167,6 +180,20 @@ func printSwarm(ctx context.Context, c *localcluster.Cluster, mgr *testbed.Node)
 		return err
 	}
 	fmt.Printf("swarms formed: %d; managers %d, workers %d\n", len(v.ClusterIDs), v.Managers, v.Workers)
+	if c.Provider == "consul" {
+		step("passing instances of the managers' service in Consul (TCP checks on 2377 every 5 s)")
+		var addrs []string
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
+			if addrs, err = c.ConsulManagers(); err != nil {
+				return err
+			}
+			if len(addrs) >= v.Managers || time.Now().After(deadline) {
+				break
+			}
+		}
+		fmt.Printf("  %v\n", addrs)
+		return nil
+	}
 	step("DNS answers for %s (the front's resolver, as a VPC resolver would)", localcluster.ManagersName)
 	fmt.Printf("  %v\n", c.DNSManagers(ctx))
 	sets, err := c.RecordSets(ctx)
