@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/bootstrap/install"
 )
 
 // configureEngine merges the agent's engine labels (instance id, AZ, instance type, role and
@@ -68,13 +67,9 @@ func reloadEngine(ctx context.Context, pidfile string) error {
 			return c.ReloadUnitContext(ctx, "docker.service", "replace", done)
 		})
 	}
-	b, err := os.ReadFile(pidfile)
+	pid, err := install.DockerdPID(pidfile, nil)
 	if err != nil {
-		return fmt.Errorf("no systemd and no engine pid file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("engine pid file %s: %q is not a pid", pidfile, strings.TrimSpace(string(b)))
+		return fmt.Errorf("no systemd, and no dockerd to send SIGHUP to: %w", err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("SIGHUP to dockerd (pid %d from %s): %w", pid, pidfile, err)

@@ -12,14 +12,23 @@ import (
 )
 
 // TestReloadEngineSignalsThePidfileProcess: without systemd, the reload is a SIGHUP to the
-// process the pid file names (what dockerd reloads daemon.json on).
+// process the pid file names (what dockerd reloads daemon.json on), only if it is a dockerd.
 func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
 		t.Skip("systemd runs this machine: the reload would go to docker.service over D-Bus")
 	}
 	dir := t.TempDir()
 	mark := filepath.Join(dir, "hup")
-	cmd := exec.Command("sh", "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark)
+	// A shell named dockerd (its /proc/PID/comm) stands for the engine.
+	dockerd := filepath.Join(dir, "dockerd")
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sh, dockerd); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dockerd, "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +59,26 @@ func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
 			t.Errorf("pid file %q: err %v, want one saying it is not a pid", content, err)
 		}
 	}
-	if err := reloadEngine(t.Context(), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "pid file") {
+	if err := reloadEngine(t.Context(), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no dockerd") {
 		t.Errorf("missing pid file: %v", err)
+	}
+	// A stale pid file naming another live process: no signal to it.
+	other := exec.Command("sh", "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark+"2")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	stale := filepath.Join(dir, "stale.pid")
+	if err := os.WriteFile(stale, []byte(strconv.Itoa(other.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadEngine(t.Context(), stale); err == nil || !strings.Contains(err.Error(), "not a running dockerd") {
+		t.Errorf("stale pid file: %v, want an error saying it is not a running dockerd", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := os.Stat(mark + "2"); err == nil {
+		t.Error("the process a stale pid file named got a SIGHUP")
 	}
 }
 

@@ -413,20 +413,32 @@ func (in *installer) checkSwarmState() (swarmState, error) {
 // enginePID returns the pid of a live dockerd named by the pid file, or 0. A stale pid file, or
 // one naming a reused pid, does not count.
 func (in *installer) enginePID() int {
-	data, err := os.ReadFile(in.o.PIDFile)
+	pid, err := DockerdPID(in.o.PIDFile, in.o.ProcessName)
 	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	name, err := in.o.ProcessName(pid)
-	if err != nil || name != "dockerd" {
-		in.log.Debug().Int("pid", pid).Str("path", in.o.PIDFile).Msg("stale docker pid file: engine not running")
+		in.log.Debug().Err(err).Str("path", in.o.PIDFile).Msg("engine not running")
 		return 0
 	}
 	return pid
+}
+
+// DockerdPID returns the pid that pidFile names if that process is a live dockerd; an error
+// says why not (no file, not a pid, stale or reused pid). processName nil reads /proc/PID/comm.
+func DockerdPID(pidFile string, processName func(pid int) (string, error)) (int, error) {
+	if processName == nil {
+		processName = procName
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("engine pid file %s: %q is not a pid", pidFile, strings.TrimSpace(string(data)))
+	}
+	if name, err := processName(pid); err != nil || name != "dockerd" {
+		return 0, fmt.Errorf("engine pid file %s is stale: pid %d is not a running dockerd", pidFile, pid)
+	}
+	return pid, nil
 }
 
 func (in *installer) removeSwarmState(ctx context.Context, s swarmState, systemd bool) error {
