@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
@@ -374,14 +373,8 @@ func (f *Front) terminateInGroup(c *call) {
 		`<Cause>At %s instance %s was taken out of service in response to a user request.</Cause>`+
 		`<StartTime>%s</StartTime><StatusCode>InProgress</StatusCode><Progress>0</Progress><Details>{}</Details>`+
 		`</Activity></%sResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`,
-		op, asgNS, op, newToken(), xmlText(group), xmlText(id), time.Now().UTC().Format(time.RFC3339), xmlText(id),
+		op, asgNS, op, newToken(), xmlEsc(group), xmlEsc(id), time.Now().UTC().Format(time.RFC3339), xmlEsc(id),
 		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), op, c.f.nextID("req-"), op)
-}
-
-func xmlText(s string) string {
-	var b bytes.Buffer
-	_ = xml.EscapeText(&b, []byte(s))
-	return b.String()
 }
 
 func writeASGEmpty(c *call, op string) {
