@@ -125,29 +125,37 @@ func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (reap bool
 		return false, nil, "no instance-id label: not ours to remove", nil
 	case down < r.Grace:
 		return false, nil, fmt.Sprintf("down for %s of its %s grace", down, r.Grace), nil
-	case r.Gone == nil:
+	case r.Gone == nil && r.Hook == nil:
 		return false, nil, "no way to tell whether its instance is gone", nil
 	}
-	gone, err := r.Gone(ctx, n.InstanceID())
+	id := n.InstanceID()
+	if r.Hook != nil {
+		// One look at Auto Scaling answers both questions for an instance in a hooked group.
+		a, err := r.Hook.Action(ctx, id)
+		switch {
+		case errors.Is(err, ErrNoHook):
+			// In no group, or a group without a termination hook: Gone tells.
+		case err != nil:
+			return false, nil, "", fmt.Errorf("lifecycle action of instance %s: %w", id, err)
+		case a.State == StateTerminatingWait:
+			return true, &a, fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", id, a.State, a.Hook, down), nil
+		case a.State == StateTerminatingProceed || a.State == StateTerminated:
+			return true, nil, fmt.Sprintf("instance %s is %s and the node down for %s", id, a.State, down), nil
+		default:
+			return false, nil, "its instance is still alive (" + a.State + ")", nil
+		}
+	}
+	if r.Gone == nil {
+		return false, nil, "its instance is in no hooked group and there is no other way to tell whether it is gone", nil
+	}
+	gone, err := r.Gone(ctx, id)
 	if err != nil {
-		return false, nil, "", fmt.Errorf("is instance %s gone: %w", n.InstanceID(), err)
+		return false, nil, "", fmt.Errorf("is instance %s gone: %w", id, err)
 	}
-	if gone {
-		return true, nil, fmt.Sprintf("instance %s is gone and the node down for %s", n.InstanceID(), down), nil
-	}
-	if r.Hook == nil {
+	if !gone {
 		return false, nil, "its instance is still alive", nil
 	}
-	a, err := r.Hook.Action(ctx, n.InstanceID())
-	switch {
-	case errors.Is(err, ErrNoHook):
-		return false, nil, "its instance is still alive", nil
-	case err != nil:
-		return false, nil, "", fmt.Errorf("lifecycle action of instance %s: %w", n.InstanceID(), err)
-	case a.State != StateTerminatingWait:
-		return false, nil, "its instance is still alive (" + a.State + ")", nil
-	}
-	return true, &a, fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", n.InstanceID(), a.State, a.Hook, down), nil
+	return true, nil, fmt.Sprintf("instance %s is gone and the node down for %s", id, down), nil
 }
 
 // completeLeftBehind completes the actions still waiting Grace after their leaving node was

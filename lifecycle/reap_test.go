@@ -311,6 +311,8 @@ func TestReapCompletesHeldAction(t *testing.T) {
 		name         string
 		scaleIn      bool
 		failComplete bool
+		noHook, gone bool // the instance is in no hooked group; EC2 says it is gone
+		wantAsked    int  // Gone calls: none when Auto Scaling's hook answered
 		want         []string
 		wantErr      bool
 		wantJournal  []string
@@ -318,6 +320,9 @@ func TestReapCompletesHeldAction(t *testing.T) {
 		{name: "held in Terminating:Wait", scaleIn: true, want: []string{"w1"},
 			wantJournal: []string{"remove w1", "complete i-w1 CONTINUE"}},
 		{name: "instance in service: kept", scaleIn: false},
+		{name: "no hooked group: EC2 says gone", noHook: true, gone: true, wantAsked: 1, want: []string{"w1"},
+			wantJournal: []string{"remove w1"}},
+		{name: "no hooked group: EC2 says alive", noHook: true, wantAsked: 1},
 		{name: "completion fails: removed, error told", scaleIn: true, failComplete: true, want: []string{"w1"}, wantErr: true,
 			wantJournal: []string{"remove w1"}},
 	}
@@ -329,7 +334,8 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				if tt.failComplete {
 					hook.inject("Complete", failErr, 0)
 				}
-				ec2 := &fakeEC2{gone: map[string]bool{}}
+				hook.noHook = tt.noHook
+				ec2 := &fakeEC2{gone: map[string]bool{"i-w1": tt.gone}}
 				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Log: testLogger(t)}
 				w.c.kill("w1")
 				if tt.scaleIn {
@@ -351,6 +357,9 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				}
 				if _, ok := w.c.node("w2"); !ok {
 					t.Errorf("w2, which is up, was removed")
+				}
+				if len(ec2.asked) != tt.wantAsked {
+					t.Errorf("Gone asked %d times, want %d (Auto Scaling is asked once when its hook answers)", len(ec2.asked), tt.wantAsked)
 				}
 			})
 		})
