@@ -1,14 +1,17 @@
 package agent
 
 import (
-	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 )
 
 // TestReloadEngineSignalsThePidfileProcess: without systemd, the reload is a SIGHUP to the
@@ -18,43 +21,32 @@ func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
 		t.Skip("systemd runs this machine: the reload would go to docker.service over D-Bus")
 	}
 	dir := t.TempDir()
-	mark := filepath.Join(dir, "hup")
 	// A shell named dockerd (its /proc/PID/comm) stands for the engine.
-	dockerd := filepath.Join(dir, "dockerd")
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Fatal(err)
 	}
+	dockerd := filepath.Join(dir, "dockerd")
 	if err := os.Symlink(sh, dockerd); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(dockerd, "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	time.Sleep(200 * time.Millisecond) // the trap is set
+	engine := startTrapShell(t, dockerd)
 	pidfile := filepath.Join(dir, "docker.pid")
-	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(engine.pid)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := reloadEngine(t.Context(), pidfile); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if b, err := os.ReadFile(mark); err == nil && strings.TrimSpace(string(b)) == "hup" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the process named by the pid file got no SIGHUP")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if got := engine.next(t); got != "hup" {
+		t.Fatalf("the process named by the pid file reported %q, want hup (a SIGHUP)", got)
 	}
 
 	for name, content := range map[string]string{"garbage": "dockerd\n", "init": "1\n"} {
 		p := filepath.Join(dir, name)
-		_ = os.WriteFile(p, []byte(content), 0o644)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := reloadEngine(t.Context(), p); err == nil || !strings.Contains(err.Error(), "is not a pid") {
 			t.Errorf("pid file %q: err %v, want one saying it is not a pid", content, err)
 		}
@@ -63,23 +55,67 @@ func TestReloadEngineSignalsThePidfileProcess(t *testing.T) {
 		t.Errorf("missing pid file: %v", err)
 	}
 	// A stale pid file naming another live process: no signal to it.
-	other := exec.Command("sh", "-c", `trap 'echo hup > "$0"' HUP; while :; do sleep 0.05; done`, mark+"2")
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	other := startTrapShell(t, sh)
 	stale := filepath.Join(dir, "stale.pid")
-	if err := os.WriteFile(stale, []byte(strconv.Itoa(other.Process.Pid)), 0o644); err != nil {
+	if err := os.WriteFile(stale, []byte(strconv.Itoa(other.pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := reloadEngine(t.Context(), stale); err == nil || !strings.Contains(err.Error(), "not a running dockerd") {
 		t.Errorf("stale pid file: %v, want an error saying it is not a running dockerd", err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if _, err := os.Stat(mark + "2"); err == nil {
-		t.Error("the process a stale pid file named got a SIGHUP")
+	// The shell reports its pending signals lowest number first: a SIGHUP sent before this
+	// SIGUSR1 would be reported before it.
+	if err := syscall.Kill(other.pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
 	}
+	if got := other.next(t); got != "usr1" {
+		t.Errorf("the process a stale pid file named reported %q before usr1: it got a signal", got)
+	}
+}
+
+// trapShell is a shell (started as the program at path) that reports each SIGHUP and SIGUSR1
+// as a line on its standard output.
+type trapShell struct {
+	pid   int
+	out   *os.File
+	lines *bufio.Reader
+}
+
+// startTrapShell starts a trapShell and returns once its traps are set: it says "ready" only
+// then, so no signal can reach it before and kill it instead.
+func startTrapShell(t *testing.T, path string) *trapShell {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path, "-c", `trap 'echo hup' HUP; trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done`)
+	cmd.Stdout = w
+	err = cmd.Start()
+	_ = w.Close()
+	if err != nil {
+		_ = r.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = r.Close() })
+	s := &trapShell{pid: cmd.Process.Pid, out: r, lines: bufio.NewReader(r)}
+	if got := s.next(t); got != "ready" {
+		t.Fatalf("stand-in shell said %q, want ready", got)
+	}
+	return s
+}
+
+// next returns the shell's next line, failing the test after 10 s without one.
+func (s *trapShell) next(t *testing.T) string {
+	t.Helper()
+	if err := s.out.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := s.lines.ReadString('\n')
+	if err != nil {
+		t.Fatalf("stand-in shell (pid %d): no line: %v", s.pid, err)
+	}
+	return strings.TrimSpace(line)
 }
 
 // TestLogSettingsChange: only a change of the log settings asks for an engine restart; labels
