@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
@@ -208,6 +212,14 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 	default:
 		return &ConfigError{[]string{fmt.Sprintf("--discovery: unknown provider %q", spec.Provider)}}
 	}
+	if role == "manager" && cfg.Identity != "static" && w.deps.Locker != nil {
+		// EC2 tells whether a silent lock holder or registered manager is really gone.
+		ac, err := w.awsConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		w.deps.InstanceGone = ec2InstanceGone(ec2.NewFromConfig(ac))
+	}
 	switch store {
 	case "consul":
 		if consulP == nil {
@@ -226,4 +238,40 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 		w.deps.Tokens = ts
 	}
 	return nil
+}
+
+// ec2Describer is the part of the EC2 client that ec2InstanceGone uses.
+type ec2Describer interface {
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+}
+
+// ec2InstanceGone reports an instance gone when EC2 does not know it or says it is
+// shutting down or terminated. Any other answer (pending, running, stopping, stopped: an
+// instance that may come back with its swarm state) and any error leave it alive.
+func ec2InstanceGone(api ec2Describer) func(ctx context.Context, id string) (bool, error) {
+	return func(ctx context.Context, id string) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		out, err := api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+		if err != nil {
+			var ae smithy.APIError
+			if errors.As(err, &ae) && ae.ErrorCode() == "InvalidInstanceID.NotFound" {
+				return true, nil
+			}
+			return false, fmt.Errorf("ec2 describe instance %s: %w", id, err)
+		}
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				if aws.ToString(in.InstanceId) != id || in.State == nil {
+					continue
+				}
+				switch in.State.Name {
+				case ec2types.InstanceStateNameShuttingDown, ec2types.InstanceStateNameTerminated:
+					return true, nil
+				}
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 }

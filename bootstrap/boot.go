@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -24,12 +22,6 @@ type Identity struct {
 	Region       string
 	InstanceType string
 	Tags         map[string]string
-}
-
-// Confirmer is implemented by discoverers that can read the source of truth directly,
-// bypassing resolver caches. The boot loop uses it once it holds the bootstrap lock.
-type Confirmer interface {
-	ConfirmManagers(ctx context.Context) ([]string, error)
 }
 
 // Config is what a boot needs besides its collaborators.
@@ -47,7 +39,14 @@ type Config struct {
 	DryRun bool
 	// PollMin and PollMax bound the jittered wait between rounds.
 	PollMin, PollMax time.Duration
+	// Settle is how long a pending or error state without a node identity (a join that never
+	// completed) may last before boot leaves it; 0 means DefaultSettle. State WITH a node
+	// identity is never left on a timer.
+	Settle time.Duration
 }
+
+// DefaultSettle is Config.Settle's default: longer than the engine's own join timeout (20 s).
+const DefaultSettle = time.Minute
 
 // Deps are the collaborators of a boot.
 type Deps struct {
@@ -56,9 +55,12 @@ type Deps struct {
 	Registrar  Registrar // may be nil (static discovery)
 	Locker     Locker    // may be nil: then no node may init
 	Tokens     TokenStore
-	// Reachable reports whether a manager address accepts connections; nil means TCP dial.
-	Reachable func(ctx context.Context, addr string) bool
-	Log       zerolog.Logger
+	// Probe asks a manager address who it is; nil means TLSProbe.
+	Probe ProbeFunc
+	// InstanceGone tells whether EC2 says an instance is gone (terminated, shutting down or
+	// unknown); nil when no such source exists (then only a silent swarm port counts).
+	InstanceGone func(ctx context.Context, instanceID string) (bool, error)
+	Log          zerolog.Logger
 	// Stage is told each stage for status reporting (sd_notify STATUS); may be nil.
 	Stage func(stage string)
 }
@@ -85,8 +87,11 @@ func Boot(ctx context.Context, cfg Config, d Deps) (Result, error) {
 	if cfg.PollMax == 0 {
 		cfg.PollMax = 5 * time.Second
 	}
-	if d.Reachable == nil {
-		d.Reachable = tcpReachable
+	if d.Probe == nil {
+		d.Probe = TLSProbe
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = DefaultSettle
 	}
 	if d.Stage == nil {
 		d.Stage = func(string) {}
@@ -130,6 +135,9 @@ type booter struct {
 	log     zerolog.Logger
 	waiting string // what the last round waited for, for the final error
 	lastErr error
+	// unsettledSince is when this boot first saw the current pending or error state.
+	unsettledSince time.Time
+	unsettledState SwarmState
 }
 
 func (b *booter) timeoutErr(ctx context.Context, start time.Time) error {
@@ -165,22 +173,19 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read local swarm state: %w", err)
 	}
-	obs := Observation{Role: b.cfg.Role, Local: local.State}
-	var managers []string
-	if local.State == StateInactive || local.State == StateActive {
+	obs := Observation{Role: b.cfg.Role, Local: local.State, HasNodeID: local.NodeID != "", Settle: b.cfg.Settle}
+	obs.Unsettled = b.unsettled(local.State)
+	var seen observed
+	if local.State != StateLocked {
 		b.d.Stage("discovering managers")
-		managers, err = b.reachableManagers(ctx, local)
+		seen, err = b.observe(ctx, local)
 		if err != nil {
 			return false, err
 		}
-		obs.Managers = len(managers) > 0
-		res.Managers = managers
-	}
-	if local.State == StateActive {
-		obs.Foreign, err = b.foreign(ctx, local, managers)
-		if err != nil {
-			return false, err
-		}
+		obs.Managers = len(seen.answering) > 0
+		obs.Registered = len(seen.silent) > 0
+		obs.Membership = seen.membership
+		res.Managers = seen.answering
 	}
 	var token string
 	if local.State == StateInactive && obs.Managers {
@@ -195,11 +200,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	}
 	act := Decide(obs)
 	b.log.Info().Str("state", string(local.State)).Bool("managers_found", obs.Managers).
+		Bool("registered_silent", obs.Registered).Str("membership", string(obs.Membership)).
 		Bool("token_ready", obs.TokenReady).Str("action", string(act)).Msg("boot decision")
 
 	if b.cfg.DryRun {
 		res.Action = act
-		res.Decision = explain(obs, act, b.d.Locker != nil)
+		res.Decision = explain(obs, act, b.d.Locker != nil, local, seen)
 		return true, nil
 	}
 
@@ -208,10 +214,22 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		return true, permanent{ErrSwarmLocked}
 	case ActLeave:
 		b.d.Stage("leaving stale swarm state")
-		b.log.Warn().Str("state", string(local.State)).Bool("foreign", obs.Foreign).Msg("leaving stale swarm state")
+		b.log.Warn().Str("state", string(local.State)).Str("membership", string(obs.Membership)).
+			Str("node_id", local.NodeID).Strs("cluster_ids", seen.clusterIDs).Msg("leaving swarm state proven stale")
 		if err := b.d.Engine.Leave(ctx, true); err != nil {
 			return false, fmt.Errorf("leave stale swarm state: %w", err)
 		}
+		return false, nil
+	case ActSettle:
+		b.waiting = fmt.Sprintf("the engine's swarm state %s (node %s) to settle: a manager waiting for its quorum or a node reconnecting is not proven stale, so it is left alone", local.State, orNone(local.NodeID))
+		if local.Error != "" {
+			b.waiting += " (engine says: " + cut(local.Error, 200) + ")"
+		}
+		b.d.Stage("waiting for " + b.waiting)
+		return false, nil
+	case ActHold:
+		b.waiting = fmt.Sprintf("proof that this node's swarm (node %s) is this cluster's or another's: managers %v answer but this node's cluster id is unknown, so its swarm state is left alone", orNone(local.NodeID), seen.answering)
+		b.d.Stage("waiting for " + b.waiting)
 		return false, nil
 	case ActReconcile:
 		b.d.Stage("reconciling")
@@ -221,11 +239,14 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		res.Action, res.NodeID = ActReconcile, local.NodeID
 		return true, nil
 	case ActJoin:
-		return b.join(ctx, res, managers, token)
+		return b.join(ctx, res, seen.answering, token)
 	case ActWait:
-		if obs.Managers {
+		switch {
+		case obs.Managers:
 			b.waiting = fmt.Sprintf("the %s join token to be published", b.cfg.Role)
-		} else {
+		case obs.Registered:
+			b.waiting = fmt.Sprintf("registered managers that do not answer on the swarm port and are not proven gone (%s); not creating a second swarm", strings.Join(seen.silentWhy, "; "))
+		default:
 			b.waiting = "a manager to appear in discovery"
 		}
 		b.d.Stage("waiting for " + b.waiting)
@@ -236,99 +257,65 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	return false, fmt.Errorf("unexpected action %q", act)
 }
 
-func explain(o Observation, a Action, canLock bool) string {
+// unsettled tracks how long this boot has seen the engine pending or in error.
+func (b *booter) unsettled(s SwarmState) time.Duration {
+	if s != StatePending && s != StateError {
+		b.unsettledSince, b.unsettledState = time.Time{}, ""
+		return 0
+	}
+	if b.unsettledSince.IsZero() || b.unsettledState != s {
+		b.unsettledSince, b.unsettledState = time.Now(), s
+	}
+	return time.Since(b.unsettledSince)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// cut shortens a value shown in a message to n bytes, saying how long it was.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:n], len(s))
+}
+
+func explain(o Observation, a Action, canLock bool, local LocalNode, seen observed) string {
 	switch a {
 	case ActLock:
 		if !canLock {
 			return "no manager found and this discovery provider has no bootstrap lock: would wait for a manager"
 		}
-		return "no manager answers: would take the bootstrap lock, look again and init the swarm if still alone"
+		return "no manager answers or is registered: would take the bootstrap lock, read the registry again and init the swarm if still alone"
 	case ActJoin:
 		return fmt.Sprintf("a manager answers and the %s token is published: would join as %s", o.Role, o.Role)
 	case ActWait:
-		if o.Managers {
+		switch {
+		case o.Managers:
 			return "a manager answers but the join token is not published yet: would wait"
+		case o.Registered:
+			return fmt.Sprintf("registered managers do not answer and are not proven gone (%s): would wait, never init a second swarm", strings.Join(seen.silentWhy, "; "))
 		}
 		return "no manager answers and this node is a worker: would wait for a manager"
 	case ActReconcile:
 		return "already active in this cluster's swarm: would only reconcile registration and labels"
 	case ActLeave:
-		return fmt.Sprintf("local swarm state %s is stale: would leave it and then join", o.Local)
+		if o.Membership == MemberForeign {
+			return fmt.Sprintf("local swarm state %s belongs to another swarm (managers show %v): would leave it and then join", o.Local, seen.clusterIDs)
+		}
+		return fmt.Sprintf("local swarm state %s has no node identity after %s (a join that never completed): would leave it and then join", o.Local, o.Settle)
+	case ActSettle:
+		return fmt.Sprintf("local swarm state %s with node %s is not proven stale: would wait for it to settle and never force-leave it", o.Local, orNone(local.NodeID))
+	case ActHold:
+		return "active in a swarm that no answering manager shows to be this cluster's or another's: would leave it alone and report"
 	case ActFail:
 		return "the swarm is locked: needs its unlock key"
 	}
 	return string(a)
-}
-
-// reachableManagers asks discovery and keeps the addresses that accept connections,
-// leaving out this node itself.
-func (b *booter) reachableManagers(ctx context.Context, local LocalNode) ([]string, error) {
-	addrs, err := b.d.Discoverer.Managers(ctx)
-	if err != nil {
-		if errors.Is(err, ErrDiscoveryConfig) {
-			return nil, permanent{err}
-		}
-		return nil, fmt.Errorf("discover managers: %w", err)
-	}
-	return b.filterReachable(ctx, addrs), nil
-}
-
-func (b *booter) filterReachable(ctx context.Context, addrs []string) []string {
-	self := net.JoinHostPort(b.cfg.Identity.PrivateIP, strconv.Itoa(b.cfg.SwarmPort))
-	var (
-		mu  sync.Mutex
-		out []string
-		wg  sync.WaitGroup
-	)
-	seen := map[string]bool{self: true}
-	for _, a := range addrs {
-		a = withPort(a, b.cfg.SwarmPort)
-		if seen[a] {
-			continue
-		}
-		seen[a] = true
-		wg.Go(func() {
-			if b.d.Reachable(ctx, a) {
-				mu.Lock()
-				out = append(out, a)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	slices.Sort(out)
-	out = slices.Compact(out)
-	return out
-}
-
-func withPort(a string, port int) string {
-	if _, _, err := net.SplitHostPort(a); err == nil {
-		return a
-	}
-	return net.JoinHostPort(strings.Trim(a, "[]"), strconv.Itoa(port))
-}
-
-// foreign tells whether an active local swarm belongs to another cluster.
-func (b *booter) foreign(ctx context.Context, local LocalNode, managers []string) (bool, error) {
-	if len(managers) == 0 {
-		return false, nil // nothing to compare against: keep what we have
-	}
-	if local.IsManager {
-		_, cid, err := b.d.Tokens.Token(ctx, RoleManager)
-		if errors.Is(err, ErrNoToken) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("read cluster id from token store: %w", err)
-		}
-		return cid != "" && local.ClusterID != "" && cid != local.ClusterID, nil
-	}
-	for _, m := range managers {
-		if slices.Contains(local.RemoteManagers, m) {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // join tries the managers in random order with the token read in this round (one token
@@ -366,118 +353,19 @@ func (b *booter) join(ctx context.Context, res *Result, managers []string, token
 	return false, errors.Join(errs...)
 }
 
-func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) (bool, error) {
-	if b.d.Locker == nil {
-		b.waiting = "a manager (this discovery provider cannot elect the first one)"
-		return false, nil
-	}
-	b.d.Stage("taking the bootstrap lock")
-	lock, err := b.d.Locker.TryLock(ctx, b.cfg.Identity.InstanceID)
-	if errors.Is(err, ErrLockHeld) {
-		b.log.Info().Msg("bootstrap lock held elsewhere; waiting")
-		b.waiting = "the node holding the bootstrap lock to create the swarm"
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("take bootstrap lock: %w", err)
-	}
-	b.log.Info().Msg("bootstrap lock acquired")
-	// Release with its own deadline so that a cancelled boot still frees the lock, unless the
-	// swarm was created but not published (keepLock): then it must expire instead.
-	keep := false
-	keepLock := &keep
-	defer func() {
-		if keep {
-			b.log.Warn().Msg("leaving the bootstrap lock to expire: this node's swarm is not published")
-			return
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := lock.Release(rctx); err != nil {
-			b.log.Warn().Err(err).Msg("release bootstrap lock (it will expire)")
-		}
-	}()
-
-	// Look again, from the source of truth where possible: a manager may have finished
-	// between our first look and the lock.
-	addrs, err := b.confirm(ctx)
-	if err != nil {
-		return false, err
-	}
-	managers := b.filterReachable(ctx, addrs)
-	obs := Observation{Role: b.cfg.Role, Local: local.State, Managers: len(managers) > 0, Lock: LockAcquired}
-	if act := Decide(obs); act != ActInit {
-		b.log.Info().Strs("managers", managers).Msg("a manager appeared while taking the lock; joining instead")
-		return false, nil
-	}
-
-	b.d.Stage("initialising the swarm")
-	b.log.Info().Str("advertise_addr", b.cfg.Identity.PrivateIP).Msg("initialising swarm")
-	nodeID, err := b.d.Engine.Init(ctx, InitRequest{
-		AdvertiseAddr: b.cfg.Identity.PrivateIP,
-		ListenAddr:    "0.0.0.0:" + strconv.Itoa(b.cfg.SwarmPort),
-	})
-	if err != nil {
-		// The engine may have created the swarm and failed only to answer in time.
-		if l, lerr := b.d.Engine.Local(ctx); lerr != nil || l.State != StateActive {
-			return false, fmt.Errorf("swarm init: %w", err)
-		}
-		b.log.Warn().Err(err).Msg("swarm init answered with an error but the swarm exists: going on")
-	}
-	// Until this manager is published (tokens and registration), nobody else can find the
-	// swarm: releasing the lock now would let another manager create a second one. So keep the
-	// lock and retry; if the boot ends first, leave the lock to expire instead of releasing it.
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval = b.cfg.PollMin, b.cfg.PollMax
-	for attempt := 1; ; attempt++ {
-		local, err = b.d.Engine.Local(ctx)
-		if err == nil {
-			if err = b.afterJoin(ctx, local, false); err == nil {
-				break
-			}
-		} else {
-			err = fmt.Errorf("read local swarm state after init: %w", err)
-		}
-		b.log.Warn().Err(err).Int("attempt", attempt).Msg("swarm initialised but not yet published: retrying while holding the bootstrap lock")
-		if !retryable(err) {
-			*keepLock = true
-			return true, err
-		}
-		select {
-		case <-ctx.Done():
-			*keepLock = true
-			return true, fmt.Errorf("swarm initialised but not published before the boot ended (the bootstrap lock is left to expire): %w", err)
-		case <-time.After(bo.NextBackOff()):
-		}
-	}
-	if nodeID == "" {
-		nodeID = local.NodeID
-	}
-	res.Action, res.NodeID = ActInit, nodeID
-	b.log.Info().Str("node_id", nodeID).Msg("swarm initialised")
-	return true, nil
-}
-
-func (b *booter) confirm(ctx context.Context) ([]string, error) {
-	if c, ok := b.d.Discoverer.(Confirmer); ok {
-		addrs, err := c.ConfirmManagers(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("confirm managers: %w", err)
-		}
-		return addrs, nil
-	}
-	addrs, err := b.d.Discoverer.Managers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("discover managers: %w", err)
-	}
-	return addrs, nil
-}
-
-// afterJoin publishes tokens (managers), registers the manager and labels the node. It is
-// idempotent: reconcile runs it on every boot.
+// afterJoin registers the manager, publishes the tokens and labels the node. It is
+// idempotent: reconcile runs it on every boot. Registration comes first: it is what makes a
+// new swarm findable, and findable is what stops another manager from creating one.
 func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool) error {
 	if !local.IsManager {
 		return nil
+	}
+	if b.d.Registrar != nil {
+		b.d.Stage("registering in discovery")
+		m := Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
+		if err := b.d.Registrar.Register(ctx, m); err != nil {
+			return fmt.Errorf("register manager: %w", err)
+		}
 	}
 	b.d.Stage("publishing join tokens")
 	tokens, clusterID, err := b.d.Engine.JoinTokens(ctx)
@@ -496,13 +384,6 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 		}
 		b.log.Info().Str("cluster_id", clusterID).Msg("join tokens published")
 	}
-	if b.d.Registrar != nil {
-		b.d.Stage("registering in discovery")
-		m := Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
-		if err := b.d.Registrar.Register(ctx, m); err != nil {
-			return fmt.Errorf("register manager: %w", err)
-		}
-	}
 	if len(b.cfg.Labels) > 0 && local.NodeID != "" {
 		b.d.Stage("labelling node")
 		if err := b.d.Engine.SetNodeLabels(ctx, local.NodeID, b.cfg.Labels); err != nil {
@@ -511,16 +392,4 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 	}
 	_ = reconcile
 	return nil
-}
-
-func tcpReachable(ctx context.Context, addr string) bool {
-	var d net.Dialer
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return false
-	}
-	_ = c.Close()
-	return true
 }

@@ -23,8 +23,18 @@ type world struct {
 	nodes     map[string]*fakeEngine
 	records   map[string]string // instance id -> addr:port registered as manager
 	lockOwner string
+	lockAddr  string
 	lockUntil time.Time
 	lockTTL   time.Duration
+	lockTakes int
+	renewals  int
+	// stealAfterLock, when set, gives the lock to that owner right after the next TryLock
+	// grants it: the holder's lease is lost before it can act.
+	stealAfterLock string
+	// registerDelay slows every Register (a slow or throttled Route 53).
+	registerDelay time.Duration
+	// gone are instances EC2 says are gone.
+	gone      map[string]bool
 	tokens    map[Role]string
 	clusterID string
 	inits     int
@@ -42,7 +52,7 @@ type fakeSwarm struct {
 
 func newWorld() *world {
 	return &world{swarms: map[string]*fakeSwarm{}, nodes: map[string]*fakeEngine{}, records: map[string]string{},
-		tokens: map[Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}}
+		tokens: map[Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}, gone: map[string]bool{}}
 }
 
 type fakeEngine struct {
@@ -57,6 +67,8 @@ type fakeEngine struct {
 	joins  int
 	// dieBeforeInit makes Init block until ctx ends (a holder killed before init).
 	dieBeforeInit bool
+	// noCert: the agent cannot read the node's certificate (an engine on another host).
+	noCert bool
 }
 
 func (w *world) engine(addr string) *fakeEngine {
@@ -71,6 +83,9 @@ func (e *fakeEngine) Local(ctx context.Context) (LocalNode, error) {
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
 	ln := LocalNode{State: e.state, NodeID: e.nodeID, IsManager: e.mgr, NodeAddr: e.addr}
+	if e.nodeID != "" && !e.noCert {
+		ln.CertClusterID = e.swarm
+	}
 	if s := e.w.swarms[e.swarm]; s != nil && e.state == StateActive {
 		if e.mgr {
 			ln.ClusterID = s.id
@@ -176,7 +191,29 @@ func (d fakeDisc) Managers(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// Registered is the registry's source of truth, with instance ids.
+func (d fakeDisc) Registered(ctx context.Context) ([]Member, error) {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	var out []Member
+	for id, a := range d.w.records {
+		host, _, _ := strings.Cut(a, ":")
+		out = append(out, Member{InstanceID: id, Addr: host, Port: 2377})
+	}
+	return out, nil
+}
+
 func (d fakeDisc) Register(ctx context.Context, m Member) error {
+	d.w.mu.Lock()
+	delay := d.w.registerDelay
+	d.w.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	if d.w.registerFails > 0 {
@@ -199,16 +236,46 @@ type fakeLock struct {
 	owner string
 }
 
-func (d fakeDisc) TryLock(ctx context.Context, owner string) (Lock, error) {
+// TryLock is a lease on the world's clock: an unexpired lock is held; an expired one is taken
+// over only when alive says its holder is gone.
+func (d fakeDisc) TryLock(ctx context.Context, me Holder, alive AliveFunc) (Lock, error) {
+	d.w.mu.Lock()
+	now := time.Now()
+	owner, addr, until := d.w.lockOwner, d.w.lockAddr, d.w.lockUntil
+	d.w.mu.Unlock()
+	if owner != "" && owner != me.InstanceID {
+		if now.Before(until) {
+			return nil, fmt.Errorf("held by %s: %w", owner, ErrLockHeld)
+		}
+		if ok, why := alive(ctx, Holder{InstanceID: owner, Addr: addr}); ok {
+			return nil, fmt.Errorf("held by %s, expired, but alive (%s): %w", owner, why, ErrLockHeld)
+		}
+	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
-	now := time.Now()
-	if d.w.lockOwner != "" && d.w.lockOwner != owner && now.Before(d.w.lockUntil) {
-		return nil, ErrLockHeld
+	if d.w.lockOwner != owner || d.w.lockUntil != until {
+		return nil, fmt.Errorf("changed while taking it: %w", ErrLockHeld)
 	}
-	d.w.lockOwner, d.w.lockUntil = owner, now.Add(d.w.lockTTL)
-	return &fakeLock{w: d.w, owner: owner}, nil
+	d.w.lockOwner, d.w.lockAddr, d.w.lockUntil = me.InstanceID, me.Addr, now.Add(d.w.lockTTL)
+	d.w.lockTakes++
+	if d.w.stealAfterLock != "" {
+		d.w.lockOwner, d.w.stealAfterLock = d.w.stealAfterLock, ""
+	}
+	return &fakeLock{w: d.w, owner: me.InstanceID}, nil
 }
+
+func (l *fakeLock) Renew(ctx context.Context) error {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	if l.w.lockOwner != l.owner {
+		return fmt.Errorf("%w: taken by %s", ErrLockLost, l.w.lockOwner)
+	}
+	l.w.lockUntil = time.Now().Add(l.w.lockTTL)
+	l.w.renewals++
+	return nil
+}
+
+func (l *fakeLock) TTL() time.Duration { return l.w.lockTTL }
 
 func (l *fakeLock) Release(ctx context.Context) error {
 	l.w.mu.Lock()
@@ -236,21 +303,38 @@ func (d fakeDisc) Token(ctx context.Context, r Role) (string, string, error) {
 	return t, d.w.clusterID, nil
 }
 
-func (w *world) reachable(ctx context.Context, addr string) bool {
+// probe answers like a swarm port: a manager of an active swarm presents its cluster id.
+func (w *world) probe(ctx context.Context, addr string) Probe {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	host := strings.TrimSuffix(addr, ":2377")
 	e := w.nodes[host]
-	return e != nil && !w.down[host] && e.state == StateActive && e.mgr
+	if e == nil || w.down[host] || e.state != StateActive || !e.mgr {
+		return Probe{}
+	}
+	return Probe{Answers: true, ClusterID: e.swarm, Manager: true}
 }
 
-func (w *world) boot(ctx context.Context, e *fakeEngine, role Role, wait time.Duration) (Result, error) {
+func (w *world) instanceGone(ctx context.Context, id string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone[id], nil
+}
+
+func (w *world) deps() Deps {
 	d := fakeDisc{w}
+	return Deps{Discoverer: d, Registrar: d, Locker: d, Tokens: d, Probe: w.probe, InstanceGone: w.instanceGone, Log: zerolog.New(io.Discard)}
+}
+
+func instanceOf(addr string) string { return "i-" + strings.ReplaceAll(addr, ".", "") }
+
+func (w *world) boot(ctx context.Context, e *fakeEngine, role Role, wait time.Duration) (Result, error) {
 	cfg := Config{Role: role, Cluster: "test", Wait: wait,
-		Identity: Identity{InstanceID: "i-" + strings.ReplaceAll(e.addr, ".", ""), PrivateIP: e.addr},
+		Identity: Identity{InstanceID: instanceOf(e.addr), PrivateIP: e.addr},
 		Labels:   map[string]string{"az": "us-east-1a"}}
-	return Boot(ctx, cfg, Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d,
-		Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+	d := w.deps()
+	d.Engine = e
+	return Boot(ctx, cfg, d)
 }
 
 func (w *world) swarmCount() int {
@@ -390,6 +474,7 @@ func TestBootDeadLockHolderDoesNotBlock(t *testing.T) {
 		synctest.Wait()
 		w.mu.Lock()
 		w.lockOwner, w.lockUntil = owner, time.Now().Add(w.lockTTL)
+		w.gone[owner] = true // its instance was terminated
 		w.mu.Unlock()
 
 		other := w.engine("10.0.0.2")
@@ -412,8 +497,8 @@ func TestBootLeavesStaleState(t *testing.T) {
 		name  string
 		setup func(w *world, e *fakeEngine)
 	}{
-		{"pending", func(w *world, e *fakeEngine) { e.state = StatePending }},
-		{"error", func(w *world, e *fakeEngine) { e.state = StateError }},
+		{"pending join without identity, stuck", func(w *world, e *fakeEngine) { e.state = StatePending }},
+		{"error without identity, stuck", func(w *world, e *fakeEngine) { e.state = StateError }},
 		{"worker of another swarm", func(w *world, e *fakeEngine) {
 			w.swarms["old"] = &fakeSwarm{id: "old", managers: map[string]string{"x": "10.9.9.9"}, workers: map[string]string{"n": e.addr}}
 			e.state, e.swarm, e.nodeID = StateActive, "old", "n"
@@ -421,6 +506,10 @@ func TestBootLeavesStaleState(t *testing.T) {
 		{"manager of another swarm", func(w *world, e *fakeEngine) {
 			w.swarms["old"] = &fakeSwarm{id: "old", managers: map[string]string{"n": e.addr}, workers: map[string]string{}}
 			e.state, e.swarm, e.nodeID, e.mgr = StateActive, "old", "n", true
+		}},
+		{"pending node of another swarm", func(w *world, e *fakeEngine) {
+			w.swarms["old"] = &fakeSwarm{id: "old", managers: map[string]string{"n": e.addr}, workers: map[string]string{}}
+			e.state, e.swarm, e.nodeID, e.mgr = StatePending, "old", "n", true
 		}},
 	}
 	for _, tt := range tests {
@@ -437,7 +526,7 @@ func TestBootLeavesStaleState(t *testing.T) {
 				if e.mgr {
 					role = RoleManager
 				}
-				res, err := w.boot(t.Context(), e, role, time.Minute)
+				res, err := w.boot(t.Context(), e, role, 5*time.Minute)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -447,6 +536,99 @@ func TestBootLeavesStaleState(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestBootNeverLeavesUnprovenState is the staggered power-on: every engine of a formed swarm
+// comes back pending or in error with its identity, no manager answering yet, or answering
+// but without proof. Boot waits, says why, and never leaves; once the engines settle, it
+// reconciles and the swarm is the same.
+func TestBootNeverLeavesUnprovenState(t *testing.T) {
+	for _, st := range []SwarmState{StatePending, StateError} {
+		t.Run(string(st), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld()
+				var ms []*fakeEngine
+				for i := range 3 {
+					e := w.engine(fmt.Sprintf("10.0.0.%d", 10+i))
+					if _, err := w.boot(t.Context(), e, RoleManager, time.Minute); err != nil {
+						t.Fatal(err)
+					}
+					ms = append(ms, e)
+				}
+				wk := w.engine("10.0.1.1")
+				if _, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				cluster := ms[0].swarm
+				// Power cut: every engine comes back unsettled; the worker's certificate cannot
+				// be read here (an engine elsewhere), so only the managers could prove anything.
+				w.mu.Lock()
+				for _, e := range append(ms, wk) {
+					e.state = st
+				}
+				wk.noCert = true
+				w.mu.Unlock()
+				var wg sync.WaitGroup
+				errs := make([]error, 4)
+				for i, e := range append(ms, wk) {
+					role := RoleManager
+					if e == wk {
+						role = RoleWorker
+					}
+					wg.Go(func() { _, errs[i] = w.boot(t.Context(), e, role, 10*time.Minute) })
+				}
+				time.Sleep(5 * time.Minute) // long past the settle time
+				synctest.Wait()
+				for _, e := range append(ms, wk) {
+					if e.leaves != 0 || e.swarm != cluster {
+						t.Fatalf("%s left (%d) or changed swarm (%s) while unsettled", e.addr, e.leaves, e.swarm)
+					}
+				}
+				// The first manager settles (its quorum is back): the others still wait.
+				w.mu.Lock()
+				ms[0].state = StateActive
+				w.mu.Unlock()
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				w.mu.Lock()
+				for _, e := range append(ms, wk) {
+					e.state = StateActive
+				}
+				w.mu.Unlock()
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("boot %d: %v", i, err)
+					}
+				}
+				if w.inits != 1 || w.swarmCount() != 1 {
+					t.Fatalf("inits=%d swarms=%d", w.inits, w.swarmCount())
+				}
+				for _, e := range append(ms, wk) {
+					if e.leaves != 0 || e.swarm != cluster {
+						t.Fatalf("%s left or changed swarm", e.addr)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestBootUnsettledReportsWhy: a node that never settles ends the boot with ErrWaitElapsed
+// naming its state, and its state is untouched.
+func TestBootUnsettledReportsWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		e := w.engine("10.0.0.1")
+		e.state, e.nodeID, e.swarm, e.mgr = StatePending, "n1", "c1", true
+		_, err := w.boot(t.Context(), e, RoleManager, 3*time.Minute)
+		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "pending (node n1) to settle") {
+			t.Fatalf("err = %v, want ErrWaitElapsed naming the pending state", err)
+		}
+		if e.leaves != 0 || w.inits != 0 || w.lockTakes != 0 {
+			t.Fatalf("leaves=%d inits=%d lock takes=%d; want nothing touched", e.leaves, w.inits, w.lockTakes)
+		}
+	})
 }
 
 func TestBootLockedFails(t *testing.T) {
@@ -464,7 +646,7 @@ func TestBootDryRunChangesNothing(t *testing.T) {
 	e := w.engine("10.0.0.1")
 	d := fakeDisc{w}
 	res, err := Boot(t.Context(), Config{Role: RoleManager, DryRun: true, Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
-		Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d, Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+		Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,16 +658,94 @@ func TestBootDryRunChangesNothing(t *testing.T) {
 	}
 }
 
-func TestBootUnreachableRegisteredManagerIsIgnored(t *testing.T) {
+// TestBootSilentRegisteredManager: a registered manager that does not answer (partition,
+// security group, no quorum) is not "no manager": a new manager waits and never inits while
+// EC2 says its instance runs; once EC2 says it is gone, the new manager inits.
+func TestBootSilentRegisteredManager(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld()
-		// A stale record of a dead manager: the new manager must not wait on it forever.
-		w.records["i-dead"] = "10.0.0.99:2377"
+		w.records["i-silent"] = "10.0.0.99:2377"
 		w.down["10.0.0.99"] = true
 		e := w.engine("10.0.0.1")
+		_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "10.0.0.99:2377 does not answer but its instance i-silent is still running") {
+			t.Fatalf("err = %v, want ErrWaitElapsed naming the silent manager", err)
+		}
+		if w.inits != 0 || e.state != StateInactive {
+			t.Fatalf("inits=%d state=%s: a second swarm next to a silent manager", w.inits, e.state)
+		}
+		w.mu.Lock()
+		w.gone["i-silent"] = true
+		w.mu.Unlock()
 		res, err := w.boot(t.Context(), e, RoleManager, time.Minute)
 		if err != nil || res.Action != ActInit {
-			t.Fatalf("%v, action %s; want init", err, res.Action)
+			t.Fatalf("%v, action %s; want init once the silent manager's instance is gone", err, res.Action)
+		}
+	})
+}
+
+// TestBootSlowPublishKeepsOneSwarm: the initialising manager's registration takes three lock
+// TTLs (a slow or throttled AWS); its lease is renewed meanwhile, so the managers racing it
+// never take the lock over and there is exactly one swarm.
+func TestBootSlowPublishKeepsOneSwarm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.lockTTL = 10 * time.Second
+		w.registerDelay = 30 * time.Second
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i := range 3 {
+			e := w.engine(fmt.Sprintf("10.0.0.%d", 10+i))
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * 100 * time.Millisecond)
+				_, errs[i] = w.boot(t.Context(), e, RoleManager, 10*time.Minute)
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("manager %d: %v", i, err)
+			}
+		}
+		if w.inits != 1 || w.swarmCount() != 1 {
+			t.Fatalf("inits=%d swarms=%d, want one", w.inits, w.swarmCount())
+		}
+		if w.renewals < 3 {
+			t.Fatalf("%d renewals during a 30 s publish with a 10 s lease", w.renewals)
+		}
+	})
+}
+
+// TestBootLostLeaseNeverInits: a holder whose lease is taken over before it acts (it was
+// paused, its renewal lost the compare-and-swap) never inits.
+func TestBootLostLeaseNeverInits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.stealAfterLock = "i-thief"
+		e := w.engine("10.0.0.1")
+		_, err := w.boot(t.Context(), e, RoleManager, 20*time.Second)
+		if !errors.Is(err, ErrWaitElapsed) {
+			t.Fatalf("err = %v, want ErrWaitElapsed", err)
+		}
+		if w.inits != 0 || e.state != StateInactive {
+			t.Fatalf("inits=%d state=%s after the lease was lost", w.inits, e.state)
+		}
+	})
+}
+
+// TestBootLiveHolderIsNotDisplaced: a lock not renewed past its TTL whose holder's instance
+// still runs (EC2) is not taken over, even after many TTLs.
+func TestBootLiveHolderIsNotDisplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.lockOwner, w.lockAddr, w.lockUntil = "i-paused", "10.0.0.50", time.Now().Add(w.lockTTL)
+		e := w.engine("10.0.0.1")
+		_, err := w.boot(t.Context(), e, RoleManager, 10*w.lockTTL)
+		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "i-paused") {
+			t.Fatalf("err = %v, want ErrWaitElapsed naming the holder", err)
+		}
+		if w.inits != 0 || w.lockOwner != "i-paused" {
+			t.Fatalf("inits=%d owner=%s: a live holder was displaced", w.inits, w.lockOwner)
 		}
 	})
 }
@@ -504,7 +764,7 @@ func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
 	start := time.Now()
 	_, err := Boot(t.Context(), Config{Role: RoleWorker, Cluster: "test", Wait: time.Minute,
 		Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
-		Deps{Engine: e, Discoverer: d, Tokens: d, Reachable: w.reachable, Log: zerolog.New(io.Discard)})
+		Deps{Engine: e, Discoverer: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
 	if !errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
 		t.Fatalf("err = %v, want ErrAccessDenied without waiting", err)
 	}

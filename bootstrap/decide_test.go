@@ -3,10 +3,12 @@ package bootstrap
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestDecideTable(t *testing.T) {
 	M, W := RoleManager, RoleWorker
+	settle := time.Minute
 	tests := []struct {
 		name string
 		obs  Observation
@@ -14,13 +16,22 @@ func TestDecideTable(t *testing.T) {
 	}{
 		{"locked manager", Observation{Role: M, Local: StateLocked, Managers: true}, ActFail},
 		{"locked worker", Observation{Role: W, Local: StateLocked}, ActFail},
-		{"pending manager leaves", Observation{Role: M, Local: StatePending, Managers: true}, ActLeave},
-		{"error worker leaves", Observation{Role: W, Local: StateError}, ActLeave},
-		{"active in cluster reconciles", Observation{Role: M, Local: StateActive, Managers: true}, ActReconcile},
-		{"active alone reconciles", Observation{Role: M, Local: StateActive}, ActReconcile},
-		{"active worker reconciles", Observation{Role: W, Local: StateActive, Managers: true, TokenReady: true}, ActReconcile},
-		{"active in foreign swarm leaves", Observation{Role: W, Local: StateActive, Foreign: true, Managers: true}, ActLeave},
-		{"active foreign manager leaves", Observation{Role: M, Local: StateActive, Foreign: true, Managers: true}, ActLeave},
+		{"pending manager with identity settles", Observation{Role: M, Local: StatePending, HasNodeID: true, Managers: true, Settle: settle}, ActSettle},
+		{"pending manager with identity settles forever", Observation{Role: M, Local: StatePending, HasNodeID: true, Unsettled: time.Hour, Settle: settle}, ActSettle},
+		{"pending of this cluster settles", Observation{Role: M, Local: StatePending, HasNodeID: true, Membership: MemberSame, Unsettled: time.Hour, Settle: settle}, ActSettle},
+		{"pending unproven settles", Observation{Role: W, Local: StatePending, HasNodeID: true, Membership: MemberUnproven, Unsettled: time.Hour, Settle: settle}, ActSettle},
+		{"error worker with identity settles", Observation{Role: W, Local: StateError, HasNodeID: true, Settle: settle}, ActSettle},
+		{"pending of another cluster leaves", Observation{Role: M, Local: StatePending, HasNodeID: true, Membership: MemberForeign, Settle: settle}, ActLeave},
+		{"error of another cluster leaves", Observation{Role: W, Local: StateError, HasNodeID: true, Membership: MemberForeign, Settle: settle}, ActLeave},
+		{"pending join without identity settles a while", Observation{Role: W, Local: StatePending, Unsettled: 10 * time.Second, Settle: settle}, ActSettle},
+		{"pending join without identity leaves once stuck", Observation{Role: W, Local: StatePending, Unsettled: settle, Settle: settle}, ActLeave},
+		{"error without identity leaves once stuck", Observation{Role: M, Local: StateError, Unsettled: 2 * settle, Settle: settle}, ActLeave},
+		{"active in cluster reconciles", Observation{Role: M, Local: StateActive, HasNodeID: true, Membership: MemberSame, Managers: true}, ActReconcile},
+		{"active alone reconciles", Observation{Role: M, Local: StateActive, HasNodeID: true}, ActReconcile},
+		{"active worker reconciles", Observation{Role: W, Local: StateActive, HasNodeID: true, Membership: MemberSame, Managers: true, TokenReady: true}, ActReconcile},
+		{"active in foreign swarm leaves", Observation{Role: W, Local: StateActive, HasNodeID: true, Membership: MemberForeign, Managers: true}, ActLeave},
+		{"active foreign manager leaves", Observation{Role: M, Local: StateActive, HasNodeID: true, Membership: MemberForeign, Managers: true}, ActLeave},
+		{"active unproven holds", Observation{Role: W, Local: StateActive, HasNodeID: true, Membership: MemberUnproven, Managers: true}, ActHold},
 		{"worker joins", Observation{Role: W, Local: StateInactive, Managers: true, TokenReady: true}, ActJoin},
 		{"manager joins", Observation{Role: M, Local: StateInactive, Managers: true, TokenReady: true}, ActJoin},
 		{"worker waits for token", Observation{Role: W, Local: StateInactive, Managers: true}, ActWait},
@@ -28,6 +39,8 @@ func TestDecideTable(t *testing.T) {
 		{"worker without managers waits", Observation{Role: W, Local: StateInactive}, ActWait},
 		{"worker never inits even with lock", Observation{Role: W, Local: StateInactive, Lock: LockAcquired}, ActWait},
 		{"manager alone tries lock", Observation{Role: M, Local: StateInactive}, ActLock},
+		{"manager with silent registered managers waits", Observation{Role: M, Local: StateInactive, Registered: true}, ActWait},
+		{"manager with lock and silent registered managers releases", Observation{Role: M, Local: StateInactive, Registered: true, Lock: LockAcquired}, ActRelease},
 		{"manager with lock still alone inits", Observation{Role: M, Local: StateInactive, Lock: LockAcquired}, ActInit},
 		{"manager with lock sees a manager", Observation{Role: M, Local: StateInactive, Managers: true, Lock: LockAcquired}, ActRelease},
 		{"manager with lock sees a manager, token ready", Observation{Role: M, Local: StateInactive, Managers: true, TokenReady: true, Lock: LockAcquired}, ActRelease},
@@ -44,40 +57,32 @@ func TestDecideTable(t *testing.T) {
 	}
 }
 
-// TestDecideInvariants walks every combination of role, local state, discovery answer, token
-// and lock outcome and checks the safety rules that "exactly one swarm" rests on.
+// TestDecideInvariants walks every combination of role, local state, node identity, how long
+// the state has been unsettled, membership, discovery answers, token and lock outcome, and
+// checks the rules that "exactly one swarm" and "never destroy what is not proven stale" rest
+// on.
 func TestDecideInvariants(t *testing.T) {
 	roles := []Role{RoleManager, RoleWorker}
 	states := []SwarmState{StateInactive, StatePending, StateActive, StateError, StateLocked}
+	members := []Membership{MemberUnknown, MemberSame, MemberForeign, MemberUnproven}
 	locks := []LockOutcome{LockNotTried, LockAcquired, LockHeld}
+	settle := time.Minute
 	n := 0
 	for _, role := range roles {
 		for _, st := range states {
-			for _, foreign := range []bool{false, true} {
-				for _, mgr := range []bool{false, true} {
-					for _, tok := range []bool{false, true} {
-						for _, lk := range locks {
-							o := Observation{Role: role, Local: st, Foreign: foreign, Managers: mgr, TokenReady: tok, Lock: lk}
-							a := Decide(o)
-							n++
-							name := fmt.Sprintf("%+v", o)
-							if a == ActInit && !(role == RoleManager && st == StateInactive && !mgr && lk == LockAcquired) {
-								t.Errorf("%s: init without (manager, inactive, no manager found, lock held)", name)
-							}
-							if a == ActJoin && !(st == StateInactive && mgr && tok) {
-								t.Errorf("%s: join without a reachable manager and a token", name)
-							}
-							if a == ActLock && role != RoleManager {
-								t.Errorf("%s: a worker went for the lock", name)
-							}
-							if st == StateActive && !foreign && a != ActReconcile {
-								t.Errorf("%s: node in this swarm did %s, want reconcile", name, a)
-							}
-							if (st == StatePending || st == StateError || (st == StateActive && foreign)) && a != ActLeave {
-								t.Errorf("%s: stale state not left (did %s)", name, a)
-							}
-							if st == StateLocked && a != ActFail {
-								t.Errorf("%s: locked swarm did %s", name, a)
+			for _, id := range []bool{false, true} {
+				for _, unsettled := range []time.Duration{0, settle, time.Hour} {
+					for _, ms := range members {
+						for _, mgr := range []bool{false, true} {
+							for _, reg := range []bool{false, true} {
+								for _, tok := range []bool{false, true} {
+									for _, lk := range locks {
+										o := Observation{Role: role, Local: st, HasNodeID: id, Unsettled: unsettled, Settle: settle,
+											Membership: ms, Managers: mgr, Registered: reg, TokenReady: tok, Lock: lk}
+										checkInvariants(t, o, Decide(o))
+										n++
+									}
+								}
 							}
 						}
 					}
@@ -85,7 +90,39 @@ func TestDecideInvariants(t *testing.T) {
 			}
 		}
 	}
-	if n != 2*5*2*2*2*3 {
+	if n != 2*5*2*3*4*2*2*2*3 {
 		t.Fatalf("walked %d combinations", n)
+	}
+}
+
+func checkInvariants(t *testing.T, o Observation, a Action) {
+	t.Helper()
+	name := fmt.Sprintf("%+v", o)
+	if a == ActInit && !(o.Role == RoleManager && o.Local == StateInactive && !o.Managers && !o.Registered && o.Lock == LockAcquired) {
+		t.Errorf("%s: init without (manager, inactive, no manager answering or registered, lock held)", name)
+	}
+	if a == ActJoin && !(o.Local == StateInactive && o.Managers && o.TokenReady) {
+		t.Errorf("%s: join without an answering manager and a token", name)
+	}
+	if a == ActLock && (o.Role != RoleManager || o.Registered || o.Managers) {
+		t.Errorf("%s: went for the lock (worker, or managers exist)", name)
+	}
+	// Never destroy what is not proven stale: leave only another cluster's swarm, or a join
+	// that never got an identity and stayed stuck past the settle time.
+	if a == ActLeave {
+		proven := o.Membership == MemberForeign && o.Local != StateInactive && o.Local != StateLocked
+		stuckJoin := !o.HasNodeID && (o.Local == StatePending || o.Local == StateError) && o.Unsettled >= o.Settle
+		if !proven && !stuckJoin {
+			t.Errorf("%s: left swarm state that is not proven stale", name)
+		}
+	}
+	if o.HasNodeID && (o.Local == StatePending || o.Local == StateError) && o.Membership != MemberForeign && a != ActSettle {
+		t.Errorf("%s: a node with an identity did %s, want settle", name, a)
+	}
+	if o.Local == StateActive && (o.Membership == MemberSame || o.Membership == MemberUnknown) && a != ActReconcile {
+		t.Errorf("%s: node in this swarm did %s, want reconcile", name, a)
+	}
+	if o.Local == StateLocked && a != ActFail {
+		t.Errorf("%s: locked swarm did %s", name, a)
 	}
 }

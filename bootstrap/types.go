@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Role is the swarm role a node boots into.
@@ -43,9 +44,13 @@ const (
 type LocalNode struct {
 	State     SwarmState
 	NodeID    string
-	ClusterID string // only known on managers
-	IsManager bool   // ControlAvailable
-	NodeAddr  string
+	ClusterID string // only known on managers with a working control plane
+	// CertClusterID is the cluster id in the node's own swarm certificate on disk, known
+	// whenever the node has an identity and the agent runs beside the engine (workers,
+	// managers without quorum, nodes reconnecting): what the swarm itself says this node is.
+	CertClusterID string
+	IsManager     bool // ControlAvailable
+	NodeAddr      string
 	// RemoteManagers are the manager addresses (ip:port) the engine knows.
 	RemoteManagers []string
 	Error          string
@@ -118,16 +123,51 @@ type Registrar interface {
 	Deregister(ctx context.Context, m Member) error
 }
 
-// Locker hands out the bootstrap lock that guards swarm init.
-type Locker interface {
-	// TryLock takes the lock for owner or returns ErrLockHeld. The lock expires by itself if
-	// its holder dies.
-	TryLock(ctx context.Context, owner string) (Lock, error)
+// Holder names a node that takes the bootstrap lock: the lock records it so that a node that
+// finds the lock expired can check whether its holder is really gone before taking it over.
+type Holder struct {
+	InstanceID string
+	Addr       string // private IPv4, no port; "" when unknown (older lock records)
 }
 
-// Lock is a held bootstrap lock.
+// AliveFunc tells whether a lock holder (or a registered manager) may still be alive, with the
+// reason. It errs on the side of alive: only a holder proven gone may be displaced.
+type AliveFunc func(ctx context.Context, h Holder) (alive bool, why string)
+
+// Locker hands out the bootstrap lock that guards swarm init. Every provider keeps one
+// contract (bootstrap/locktest runs it against each): a lock is a lease of TTL that its holder
+// renews; a lease that is not renewed expires by itself; an expired lock is taken over only
+// when alive says its holder is gone; a holder's clock cannot shorten its lease in the eyes of
+// others (they time it on their own clocks).
+type Locker interface {
+	// TryLock takes the lock for me or returns an error wrapping ErrLockHeld (naming the
+	// holder and why it counts as alive).
+	TryLock(ctx context.Context, me Holder, alive AliveFunc) (Lock, error)
+}
+
+// Lock is a held bootstrap lock: a lease that lasts TTL from its last renewal.
 type Lock interface {
+	// Renew extends the lease by TTL from now. It returns an error wrapping ErrLockLost when
+	// the lock is no longer this holder's (expired and taken over, session invalidated); any
+	// other error leaves the question open (the lease runs out unless a later renewal works).
+	Renew(ctx context.Context) error
+	// TTL is the lease's length; 0 means it never expires (static discovery).
+	TTL() time.Duration
+	// Release gives the lock up; releasing a lock that is no longer ours changes nothing.
 	Release(ctx context.Context) error
+}
+
+// LossNotifier is implemented by locks whose provider tells at once when the lease is lost
+// (Consul's blocking queries); the lease keeper watches it besides renewing.
+type LossNotifier interface {
+	Lost() <-chan struct{}
+}
+
+// Registry is implemented by discoverers that read the registered managers from the source
+// of truth (Route 53's API, Consul's catalog), past resolver caches, with their instance ids
+// where the registry knows them. The lock holder asks it right before init.
+type Registry interface {
+	Registered(ctx context.Context) ([]Member, error)
 }
 
 // TokenStore keeps the join tokens where only the right role can read them.
@@ -141,6 +181,7 @@ type TokenStore interface {
 // Sentinel errors; the agent maps them to exit codes.
 var (
 	ErrLockHeld        = errors.New("bootstrap lock held by another node")
+	ErrLockLost        = errors.New("bootstrap lock lost")
 	ErrNoToken         = errors.New("no join token published yet")
 	ErrNoManager       = errors.New("no manager found")
 	ErrSwarmLocked     = errors.New("swarm is locked (autolock): unlock it with the unlock key")

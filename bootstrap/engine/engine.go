@@ -4,10 +4,14 @@ package engine
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	cerrdefs "github.com/containerd/errdefs"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -159,7 +163,29 @@ func (e *Engine) Local(ctx context.Context) (bootstrap.LocalNode, error) {
 	if err != nil {
 		return bootstrap.LocalNode{}, e.wrap("read swarm state", err)
 	}
-	return localNode(res.Info.Swarm), nil
+	ln := localNode(res.Info.Swarm)
+	if ln.NodeID != "" && res.Info.DockerRootDir != "" {
+		ln.CertClusterID = certClusterID(filepath.Join(res.Info.DockerRootDir, "swarm", "certificates", "swarm-node.crt"))
+	}
+	return ln, nil
+}
+
+// certClusterID reads the cluster id from a node certificate (swarmkit: Subject O = cluster
+// id); "" when the file cannot be read (an engine on another host) or parsed.
+func certClusterID(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || len(c.Subject.Organization) != 1 {
+		return ""
+	}
+	return c.Subject.Organization[0]
 }
 
 func localNode(s swarm.Info) bootstrap.LocalNode {

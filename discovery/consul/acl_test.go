@@ -109,7 +109,7 @@ func TestACL(t *testing.T) {
 	}
 
 	t.Run("manager policy does its work", func(t *testing.T) {
-		l, err := mgr.TryLock(ctx, "i-manager")
+		l, err := mgr.TryLock(ctx, bootstrap.Holder{InstanceID: "i-manager"}, gone)
 		if err != nil {
 			t.Fatalf("TryLock: %v", err)
 		}
@@ -144,7 +144,7 @@ func TestACL(t *testing.T) {
 		denied(t, "worker Token(manager)", err, "consul: read key swarm-agent/prod/join-token/manager: denied by consul ACL: "+
 			"the ACL token from CONSUL_HTTP_TOKEN lacks key read on swarm-agent/prod/join-token/manager")
 		t.Logf("worker reading the manager token: %v", err)
-		_, err = wrk.TryLock(ctx, "i-worker")
+		_, err = wrk.TryLock(ctx, bootstrap.Holder{InstanceID: "i-worker"}, gone)
 		denied(t, "worker TryLock", err, "lacks session write and key write on swarm-agent/prod/bootstrap-lock")
 		err = wrk.PutTokens(ctx, "cluster-2", tokens)
 		denied(t, "worker PutTokens", err, "lacks key write on swarm-agent/prod/")

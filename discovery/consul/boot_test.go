@@ -53,7 +53,9 @@ func TestBootRace(t *testing.T) {
 		}
 		boot := func(ctx context.Context, n *node) (bootstrap.Result, error) {
 			d := bootstrap.Deps{Engine: n.eng, Discoverer: n.p, Tokens: n.p, Log: testLogger(t),
-				Reachable: func(_ context.Context, addr string) bool { return w.isManager(addr) }}
+				Probe: func(_ context.Context, addr string) bootstrap.Probe {
+					return bootstrap.Probe{Answers: w.isManager(addr)}
+				}}
 			if n.role == bootstrap.RoleManager {
 				d.Registrar, d.Locker = n.p, n.p
 			}
@@ -235,7 +237,9 @@ func TestBootWaitsForConsul(t *testing.T) {
 			Identity:  bootstrap.Identity{InstanceID: "i-1", PrivateIP: "127.0.0.1"},
 			SwarmPort: sp.Port, Wait: wait, PollMin: 50 * time.Millisecond, PollMax: 500 * time.Millisecond},
 			bootstrap.Deps{Engine: eng, Discoverer: p, Registrar: p, Locker: p, Tokens: p, Log: testLogger(t),
-				Reachable: func(_ context.Context, addr string) bool { return w.isManager(addr) }})
+				Probe: func(_ context.Context, addr string) bootstrap.Probe {
+					return bootstrap.Probe{Answers: w.isManager(addr)}
+				}})
 	}
 
 	t.Run("down for good", func(t *testing.T) {

@@ -36,7 +36,7 @@ var (
 		"(give token_file=PATH, " + EnvToken + " or " + EnvHTTPToken + ")")
 )
 
-// Provider is a Consul Discoverer, Confirmer, Registrar, Locker and TokenStore.
+// Provider is a Consul Discoverer, Registry, Registrar, Locker and TokenStore.
 type Provider struct {
 	cfg Config
 	c   *api.Client
@@ -45,7 +45,7 @@ type Provider struct {
 
 var (
 	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Confirmer  = (*Provider)(nil)
+	_ bootstrap.Registry   = (*Provider)(nil)
 	_ bootstrap.Registrar  = (*Provider)(nil)
 	_ bootstrap.Locker     = (*Provider)(nil)
 	_ bootstrap.TokenStore = (*Provider)(nil)
@@ -92,7 +92,8 @@ func (p *Provider) Config() Config { return p.cfg }
 
 // Managers lists the passing instances of the managers' service as host:port.
 func (p *Provider) Managers(ctx context.Context) ([]string, error) {
-	return p.managers(ctx, false)
+	ms, err := p.managers(ctx, false)
+	return addrs(ms), err
 }
 
 // ConfirmManagers lists every registered instance of the managers' service, passing or not,
@@ -102,10 +103,25 @@ func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 // would let the next lock holder create a second swarm. The boot loop keeps the addresses that
 // accept connections, so dead instances do not count.
 func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
+	ms, err := p.managers(ctx, true)
+	return addrs(ms), err
+}
+
+// Registered is ConfirmManagers with each instance's id (service meta instance_id).
+func (p *Provider) Registered(ctx context.Context) ([]bootstrap.Member, error) {
 	return p.managers(ctx, true)
 }
 
-func (p *Provider) managers(ctx context.Context, confirm bool) ([]string, error) {
+func addrs(ms []bootstrap.Member) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (p *Provider) managers(ctx context.Context, confirm bool) ([]bootstrap.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	q := &api.QueryOptions{RequireConsistent: confirm}
@@ -132,7 +148,7 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]string, error)
 	if qm != nil && qm.ResultsFilteredByACLs {
 		p.log.Warn().Msg("consul left some manager instances out: the ACL token lacks node read on some nodes")
 	}
-	out := make([]string, 0, len(entries))
+	out := make([]bootstrap.Member, 0, len(entries))
 	for _, e := range entries {
 		if e.Service == nil {
 			continue
@@ -148,10 +164,9 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]string, error)
 		if port == 0 {
 			port = p.cfg.Port
 		}
-		out = append(out, net.JoinHostPort(host, strconv.Itoa(port)))
+		out = append(out, bootstrap.Member{InstanceID: e.Service.Meta["instance_id"], Addr: host, Port: port})
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return out, nil
 }
 
 // anonymous tells whether requests without a token run as Consul's anonymous token, that is

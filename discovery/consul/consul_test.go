@@ -8,12 +8,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
 )
 
 // The tests below run a real Consul agent (bin/consul); they skip when it is not built.
@@ -41,7 +43,7 @@ func TestLockExclusive(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				time.Sleep(jitter)
-				l, err := p.TryLock(t.Context(), owner)
+				l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: owner}, gone)
 				results <- result{owner, l, err}
 			})
 		}
@@ -81,11 +83,11 @@ func TestLockExclusive(t *testing.T) {
 func TestLockReleaseThenReacquire(t *testing.T) {
 	a := startConsul(t, "", "")
 	p1, p2 := a.provider(t, 10*time.Second, ""), a.provider(t, 10*time.Second, "")
-	l1, err := p1.TryLock(t.Context(), "i-first")
+	l1, err := p1.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-first"}, gone)
 	if err != nil {
 		t.Fatalf("first TryLock: %v", err)
 	}
-	_, err = p2.TryLock(t.Context(), "i-second")
+	_, err = p2.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-second"}, gone)
 	if !errors.Is(err, bootstrap.ErrLockHeld) {
 		t.Fatalf("second TryLock while held: got %v, want ErrLockHeld", err)
 	}
@@ -99,7 +101,7 @@ func TestLockReleaseThenReacquire(t *testing.T) {
 		t.Errorf("second release: %v, want nil", err)
 	}
 	// A released lock is free at once: no lock-delay after an explicit release.
-	l2, err := p2.TryLock(t.Context(), "i-second")
+	l2, err := p2.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-second"}, gone)
 	if err != nil {
 		t.Fatalf("TryLock after release: %v", err)
 	}
@@ -115,35 +117,45 @@ func TestLockReleaseThenReacquire(t *testing.T) {
 	}
 }
 
-// A holder that keeps renewing keeps the lock past its TTL; one that dies (stops renewing
-// without releasing) loses it within about twice the TTL plus the lock-delay.
-func TestLockExpiresWhenHolderDies(t *testing.T) {
-	a := startConsul(t, "", "")
-	const ttl = 2 * time.Second
-	holder, other := a.provider(t, ttl, ""), a.provider(t, ttl, "")
-	l, err := holder.TryLock(t.Context(), "i-holder")
-	if err != nil {
-		t.Fatalf("TryLock: %v", err)
-	}
-	time.Sleep(3 * ttl)
-	if _, err := other.TryLock(t.Context(), "i-other"); !errors.Is(err, bootstrap.ErrLockHeld) {
-		t.Fatalf("TryLock %s after a renewed lock was taken: got %v, want ErrLockHeld", 3*ttl, err)
-	}
+func gone(context.Context, bootstrap.Holder) (bool, string) { return false, "gone (test)" }
 
-	l.(*lock).stopRenewing() // the holder dies before init
-	died := time.Now()
-	limit := 2*ttl + lockDelay + 3*time.Second
-	var got bootstrap.Lock
-	eventually(t, limit, func() string {
-		got, err = other.TryLock(t.Context(), "i-other")
-		if err != nil {
-			return fmt.Sprintf("lock still not free %s after its holder died: %v", time.Since(died).Round(time.Millisecond), err)
-		}
-		return ""
+// TestLockContract runs the contract every lock provider passes against a real Consul agent.
+// The agent allows short session TTLs (session_ttl_min 1s); Consul may take up to twice the
+// TTL to invalidate a session, then the lock-delay (the TTL) holds the key.
+func TestLockContract(t *testing.T) {
+	a := startConsul(t, "", "")
+	const ttl = 3 * time.Second
+	var n atomic.Int64
+	locktest.Run(t, locktest.Env{
+		TTL:    ttl,
+		Margin: 2*ttl + 2*time.Second,
+		Namespace: func(t *testing.T) func(time.Duration) bootstrap.Locker {
+			prefix := fmt.Sprintf("swarm-agent/contract%d", n.Add(1))
+			return func(time.Duration) bootstrap.Locker {
+				p := a.provider(t, ttl, "")
+				p.cfg.Prefix = prefix
+				return p
+			}
+		},
 	})
-	t.Logf("lock free %s after its holder died (TTL %s)", time.Since(died).Round(100*time.Millisecond), ttl)
-	if err := got.Release(t.Context()); err != nil {
-		t.Fatalf("release: %v", err)
+}
+
+// TestLockDelayIsTheTTL: the session's lock-delay is the TTL (Consul caps it at 60 s), so that
+// a holder that lost its session has a whole lease to notice before anyone else acts.
+func TestLockDelayIsTheTTL(t *testing.T) {
+	a := startConsul(t, "", "")
+	p := a.provider(t, 3*time.Second, "")
+	l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-1"}, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Release(context.WithoutCancel(t.Context())) }()
+	s, _, err := a.client(t, "").Session().Info(l.(*lock).session, nil)
+	if err != nil || s == nil {
+		t.Fatalf("session info: %v", err)
+	}
+	if s.LockDelay != 3*time.Second {
+		t.Fatalf("lock-delay %s, want the TTL (3s)", s.LockDelay)
 	}
 }
 
@@ -300,7 +312,7 @@ func TestUnreachable(t *testing.T) {
 		}
 	}
 	check("Managers", err, "consul: list passing instances of service swarm-manager: ")
-	_, err = p.TryLock(ctx, "i-1")
+	_, err = p.TryLock(ctx, bootstrap.Holder{InstanceID: "i-1"}, gone)
 	check("TryLock", err, "consul: create session for lock swarm-agent/prod/bootstrap-lock: ")
 	_, _, err = p.Token(ctx, bootstrap.RoleWorker)
 	check("Token", err, "consul: read key swarm-agent/prod/join-token/worker: ")

@@ -185,7 +185,7 @@ type API interface {
 	ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error)
 }
 
-// Provider is a Route 53 Discoverer, Confirmer, Registrar and Locker.
+// Provider is a Route 53 Discoverer, Registry, Registrar and Locker.
 type Provider struct {
 	cfg      Config
 	api      API
@@ -196,11 +196,13 @@ type Provider struct {
 	mu            sync.Mutex
 	negativeSince time.Time // first negative DNS answer of the current run of them
 	nextAPI       time.Time // earliest next API read after negative answers
+	lockSeen      string    // the lock value last seen by TryLock
+	lockSeenAt    time.Time // when (this node's clock) it was first seen
 }
 
 var (
 	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Confirmer  = (*Provider)(nil)
+	_ bootstrap.Registry   = (*Provider)(nil)
 	_ bootstrap.Registrar  = (*Provider)(nil)
 	_ bootstrap.Locker     = (*Provider)(nil)
 )
@@ -313,6 +315,26 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// Registered reads the managers' A record sets through the API: multivalue sets carry the
+// manager's instance id as SetIdentifier; failover sets (PRIMARY, SECONDARY) do not.
+func (p *Provider) Registered(ctx context.Context) ([]bootstrap.Member, error) {
+	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+	if err != nil {
+		return nil, err
+	}
+	var out []bootstrap.Member
+	for _, s := range sets {
+		id := aws.ToString(s.SetIdentifier)
+		if s.Failover != "" {
+			id = ""
+		}
+		for _, r := range s.ResourceRecords {
+			out = append(out, bootstrap.Member{InstanceID: id, Addr: aws.ToString(r.Value), Port: p.cfg.Port})
+		}
+	}
+	return out, nil
 }
 
 // sets lists the record sets of exactly (name, type), following pages.

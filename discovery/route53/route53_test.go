@@ -1,11 +1,13 @@
 package route53_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
@@ -61,6 +64,36 @@ func TestFromSpec(t *testing.T) {
 			}
 		})
 	}
+}
+
+func holder(id string) bootstrap.Holder { return bootstrap.Holder{InstanceID: id, Addr: "192.0.2.1"} }
+
+func gone(context.Context, bootstrap.Holder) (bool, string) { return false, "gone (test)" }
+
+// TestLockContract runs the contract every lock provider passes against moto and the front.
+func TestLockContract(t *testing.T) {
+	e := start(t, unlimited)
+	var n atomic.Int64
+	locktest.Run(t, locktest.Env{
+		TTL:    5 * time.Second,
+		Margin: 2 * time.Second,
+		Namespace: func(t *testing.T) func(time.Duration) bootstrap.Locker {
+			name := fmt.Sprintf("lock%d.swarm.internal", n.Add(1))
+			return func(skew time.Duration) bootstrap.Locker {
+				spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s lock_ttl=5s", e.zone, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := route53.FromSpec(spec, "manager")
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := route53.New(cfg, e.R53, zerolog.Nop())
+				route53.SetClock(p, func() time.Time { return time.Now().Add(-skew) })
+				return p
+			}
+		},
+	})
 }
 
 type env struct {
@@ -119,7 +152,7 @@ func TestConformance(t *testing.T) {
 		var held int
 		for i := range 6 {
 			wg.Go(func() {
-				l, err := e.provider(t, "").TryLock(ctx, fmt.Sprintf("i-%017x", i+1))
+				l, err := e.provider(t, "").TryLock(ctx, holder(fmt.Sprintf("i-%017x", i+1)), gone)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -136,13 +169,13 @@ func TestConformance(t *testing.T) {
 		if len(won) != 1 || held != 5 {
 			t.Fatalf("%d winners and %d ErrLockHeld, want 1 and 5", len(won), held)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, "i-0000000000000000f"); !errors.Is(err, bootstrap.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone); !errors.Is(err, bootstrap.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
 			t.Fatalf("TryLock while held: %v, want ErrLockHeld naming the holder", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
 			t.Fatalf("release: %v", err)
 		}
-		l, err := e.provider(t, "").TryLock(ctx, "i-0000000000000000f")
+		l, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone)
 		if err != nil {
 			t.Fatalf("TryLock after release: %v", err)
 		}
@@ -152,20 +185,26 @@ func TestConformance(t *testing.T) {
 	})
 
 	t.Run("expired lock is taken over by exactly one", func(t *testing.T) {
-		dead, err := e.provider(t, "lock_ttl=5s").TryLock(ctx, "i-0000000000000dead")
+		dead, err := e.provider(t, "lock_ttl=5s").TryLock(ctx, holder("i-0000000000000dead"), gone)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, "i-00000000000000001"); !errors.Is(err, bootstrap.ErrLockHeld) {
-			t.Fatalf("before expiry: %v, want ErrLockHeld", err)
+		// Each contender times the lock on its own clock from the moment it first sees it.
+		var contenders []*route53.Provider
+		for range 4 {
+			p := e.provider(t, "lock_ttl=5s")
+			if _, err := p.TryLock(ctx, holder("i-00000000000000001"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
+				t.Fatalf("before expiry: %v, want ErrLockHeld", err)
+			}
+			contenders = append(contenders, p)
 		}
 		time.Sleep(6 * time.Second)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var won []bootstrap.Lock
-		for i := range 4 {
+		for i, p := range contenders {
 			wg.Go(func() {
-				l, err := e.provider(t, "").TryLock(ctx, fmt.Sprintf("i-%017x", i+100))
+				l, err := p.TryLock(ctx, holder(fmt.Sprintf("i-%017x", i+100)), gone)
 				if err != nil && !errors.Is(err, bootstrap.ErrLockHeld) {
 					t.Errorf("TryLock: %v", err)
 				}
@@ -184,7 +223,7 @@ func TestConformance(t *testing.T) {
 		if err := dead.Release(ctx); err != nil {
 			t.Fatalf("late release: %v", err)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, "i-00000000000000002"); !errors.Is(err, bootstrap.ErrLockHeld) {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-00000000000000002"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
 			t.Fatalf("after the old holder's late release: %v, want the new holder to still hold it", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
@@ -276,7 +315,7 @@ func TestConformance(t *testing.T) {
 		// A record sorting after the managers' name (the lock) must not make Route 53 (or the
 		// doubles) refuse re-creating a set that was deleted: seen with moto's change journal.
 		p := e.provider(t, "mode=failover")
-		l, err := p.TryLock(ctx, "i-0000000000000000a")
+		l, err := p.TryLock(ctx, holder("i-0000000000000000a"), gone)
 		if err != nil {
 			t.Fatal(err)
 		}

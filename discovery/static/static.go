@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
@@ -114,6 +115,7 @@ type Provider struct {
 var (
 	_ bootstrap.Discoverer = (*Provider)(nil)
 	_ bootstrap.Locker     = (*Provider)(nil)
+	_ bootstrap.Registry   = (*Provider)(nil)
 )
 
 // New parses spec and returns a provider for the node whose private IP is selfIP.
@@ -140,7 +142,7 @@ func (p *Provider) Managers(context.Context) ([]string, error) {
 // TryLock grants the bootstrap lock only to the init node; every other node gets
 // bootstrap.ErrLockHeld and waits for it. The lock is a fixed rule, so it never expires and
 // releasing it does nothing.
-func (p *Provider) TryLock(_ context.Context, owner string) (bootstrap.Lock, error) {
+func (p *Provider) TryLock(context.Context, bootstrap.Holder, bootstrap.AliveFunc) (bootstrap.Lock, error) {
 	if p.self != p.cfg.Init {
 		return nil, fmt.Errorf("static discovery: only %s may create the swarm (this node is %s): %w", p.cfg.Init, p.self, bootstrap.ErrLockHeld)
 	}
@@ -149,4 +151,12 @@ func (p *Provider) TryLock(_ context.Context, owner string) (bootstrap.Lock, err
 
 type lock struct{}
 
+func (lock) Renew(context.Context) error   { return nil }
+func (lock) TTL() time.Duration            { return 0 }
 func (lock) Release(context.Context) error { return nil }
+
+// Registered is empty: the static list names who may be a manager, nobody registers in it, so
+// a listed manager that does not answer is not known to exist. The init node creates the swarm
+// when no listed manager answers (the operator's list is the truth); a restarted init node
+// whose engine still has swarm state never does (boot waits for that state to settle).
+func (p *Provider) Registered(context.Context) ([]bootstrap.Member, error) { return nil, nil }

@@ -96,7 +96,7 @@ func TestProviderLock(t *testing.T) {
 			if again, _ := p.Managers(t.Context()); again[0] != "10.0.0.1:2377" {
 				t.Errorf("Managers shares its slice with callers: %v", again)
 			}
-			l, err := p.TryLock(t.Context(), "i-0123456789abcdef0")
+			l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-0123456789abcdef0"}, nil)
 			if tt.wantOK {
 				if err != nil {
 					t.Fatalf("TryLock on the init node: %v", err)
@@ -105,7 +105,7 @@ func TestProviderLock(t *testing.T) {
 					t.Errorf("Release: %v", err)
 				}
 				// The rule holds on every boot, also after a release.
-				if _, err := p.TryLock(t.Context(), "i-0123456789abcdef0"); err != nil {
+				if _, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-0123456789abcdef0"}, nil); err != nil {
 					t.Errorf("second TryLock on the init node: %v", err)
 				}
 				return

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	route53sdk "github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 
+	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
@@ -192,9 +194,15 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		}
 		api := route53sdk.NewFromConfig(c.AWS,
 			func(o *route53sdk.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
-		if _, err := route53.New(cfg, api, zerolog.Nop()).TryLock(ctx, "i-0000000000000dead"); err != nil {
+		deadHolder := bootstrap.Holder{InstanceID: "i-0000000000000dead", Addr: "10.99.254.254"}
+		gone := func(context.Context, bootstrap.Holder) (bool, string) { return false, "" }
+		if _, err := route53.New(cfg, api, zerolog.Nop()).TryLock(ctx, deadHolder, gone); err != nil {
 			t.Fatalf("take lock as the dead holder: %v", err)
 		}
+		// The agents time the lock on their own clocks with their own lock_ttl.
+		saved := c.Extra
+		c.Extra = "lock_ttl=8s"
+		defer func() { c.Extra = saved }()
 		start := time.Now()
 		var wg sync.WaitGroup
 		runs := make([]localcluster.Run, 3)

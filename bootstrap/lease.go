@@ -1,0 +1,183 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// lease keeps a held Lock alive: one goroutine, owned by the lease, renews it three times per
+// TTL for as long as the holder works, and marks it lost the moment a renewal says it is no
+// longer ours, or when the time covered by the last successful renewal has run out (the
+// holder was slow or paused). The holder asks Fresh before every step that must be fenced
+// (init, publishing): a lost lease is never used again.
+//
+// The time left is measured on this process's monotonic clock from the start of the renewal
+// request that succeeded, so it never exceeds what other nodes grant (they time the lease on
+// their own clocks from the moment they see the renewed record, which is later).
+type lease struct {
+	lock  Lock
+	ttl   time.Duration
+	log   zerolog.Logger
+	now   func() time.Time
+	lostC <-chan struct{} // from a LossNotifier, or nil
+
+	rmu sync.Mutex // one renewal at a time: two compare-and-swaps would fence each other out
+
+	mu         sync.Mutex
+	validUntil time.Time
+	lost       error // non-nil once lost
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// keep starts keeping l, just acquired at acquiredAt. Stop must be called (Release does).
+func keep(ctx context.Context, l Lock, acquiredAt time.Time, log zerolog.Logger) *lease {
+	ls := &lease{lock: l, ttl: l.TTL(), log: log, now: time.Now, done: make(chan struct{})}
+	if n, ok := l.(LossNotifier); ok {
+		ls.lostC = n.Lost()
+	}
+	if ls.ttl > 0 {
+		ls.validUntil = acquiredAt.Add(ls.ttl)
+	}
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ls.stop = stop
+	if ls.ttl <= 0 {
+		close(ls.done)
+		return ls
+	}
+	go ls.run(rctx)
+	return ls
+}
+
+func (ls *lease) run(ctx context.Context) {
+	defer close(ls.done)
+	t := time.NewTimer(ls.ttl / 3)
+	defer t.Stop()
+	for {
+		ls.mu.Lock()
+		deadline := ls.validUntil
+		ls.mu.Unlock()
+		left := deadline.Sub(ls.now())
+		if left <= 0 {
+			ls.markLost(fmt.Errorf("%w: no renewal succeeded within its %s lease (the holder was slow, paused or cut off)", ErrLockLost, ls.ttl))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ls.lostC:
+			ls.markLost(fmt.Errorf("%w: the provider reports the lease gone", ErrLockLost))
+			return
+		case <-time.After(left):
+			continue // re-check: lost unless a renewal landed meanwhile
+		case <-t.C:
+		}
+		if err := ls.renew(ctx); err != nil {
+			if errors.Is(err, ErrLockLost) {
+				return
+			}
+			ls.log.Warn().Err(err).Msg("renew bootstrap lock failed; retrying while the lease lasts")
+			t.Reset(ls.ttl / 10)
+			continue
+		}
+		t.Reset(ls.ttl / 3)
+	}
+}
+
+// renew renews once; on success the lease covers TTL from the request's start.
+func (ls *lease) renew(ctx context.Context) error {
+	if err := ls.err(); err != nil {
+		return err
+	}
+	ls.rmu.Lock()
+	defer ls.rmu.Unlock()
+	start := ls.now()
+	rctx, cancel := context.WithTimeout(ctx, ls.ttl/3)
+	err := ls.lock.Renew(rctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, ErrLockLost) {
+			ls.markLost(err)
+		}
+		return err
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.lost != nil {
+		return ls.lost
+	}
+	if until := start.Add(ls.ttl); until.After(ls.validUntil) {
+		ls.validUntil = until
+	}
+	return nil
+}
+
+func (ls *lease) markLost(err error) {
+	ls.mu.Lock()
+	first := ls.lost == nil
+	if first {
+		ls.lost = err
+	}
+	ls.mu.Unlock()
+	if first {
+		ls.log.Warn().Err(err).Msg("bootstrap lock lost: this node stops acting on it")
+	}
+}
+
+func (ls *lease) err() error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.lost == nil && ls.ttl > 0 && !ls.now().Before(ls.validUntil) {
+		ls.lost = fmt.Errorf("%w: its %s lease ran out before it was renewed", ErrLockLost, ls.ttl)
+	}
+	return ls.lost
+}
+
+// Fresh renews the lease now and checks that at least half of it is left: the fence before a
+// step that only the holder may take. It returns an error wrapping ErrLockLost when the lease
+// is gone or too short to trust.
+func (ls *lease) Fresh(ctx context.Context) error {
+	if ls.ttl <= 0 {
+		return nil
+	}
+	if err := ls.renew(ctx); err != nil {
+		if errors.Is(err, ErrLockLost) {
+			return err
+		}
+		return fmt.Errorf("%w: renewal before acting failed: %w", ErrLockLost, err)
+	}
+	if err := ls.err(); err != nil {
+		return err
+	}
+	ls.mu.Lock()
+	left := ls.validUntil.Sub(ls.now())
+	ls.mu.Unlock()
+	if left < ls.ttl/2 {
+		return fmt.Errorf("%w: only %s of the %s lease left after renewing (slow provider)", ErrLockLost, left.Round(time.Millisecond), ls.ttl)
+	}
+	return nil
+}
+
+// Held reports whether the lease is still this holder's, without asking the provider.
+func (ls *lease) Held() error { return ls.err() }
+
+// Stop ends the renewals without releasing (the lock then expires by itself).
+func (ls *lease) Stop() {
+	ls.stop()
+	<-ls.done
+}
+
+// Release stops the renewals and releases the lock, with its own deadline so that a cancelled
+// boot still frees it.
+func (ls *lease) Release(ctx context.Context) error {
+	ls.Stop()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	return ls.lock.Release(rctx)
+}
