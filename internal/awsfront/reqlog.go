@@ -281,9 +281,6 @@ func (r *recorder) errorCode() string {
 	if m := xmlCodeRe.FindSubmatch(b); m != nil {
 		return string(m[1])
 	}
-	if bytes.Contains(b, []byte("<InvalidChangeBatch")) {
-		return "InvalidChangeBatch"
-	}
 	if m := jsonTypeRe.FindSubmatch(b); m != nil {
 		t := string(m[1])
 		if i := strings.LastIndexAny(t, "#:"); i >= 0 && strings.Contains(t, "#") {

@@ -181,7 +181,7 @@ func (f *Front) changeRecordSets(c *call) {
 		}
 	}
 	if len(badSets) > 0 {
-		c.writeError(http.StatusBadRequest, "InvalidChangeBatch", strings.Join(badSets, "; "))
+		writeInvalidChangeBatch(c, badSets)
 		return
 	}
 
@@ -197,12 +197,11 @@ func (f *Front) changeRecordSets(c *call) {
 		state[current[i].key()] = &current[i]
 	}
 	var msgs []string
-	touched := map[rrKey]bool{}
+	var written []rrKey // sets the batch creates or replaces, in batch order
 	for i := range req.Changes {
 		ch := &req.Changes[i]
 		s := &ch.Set
 		k := s.key()
-		touched[rrKey{k.name, k.typ, ""}] = true
 		cur := state[k]
 		switch strings.ToUpper(ch.Action) {
 		case "CREATE":
@@ -211,6 +210,7 @@ func (f *Front) changeRecordSets(c *call) {
 				continue
 			}
 			state[k] = s
+			written = append(written, k)
 		case "DELETE":
 			switch {
 			case cur == nil:
@@ -223,12 +223,13 @@ func (f *Front) changeRecordSets(c *call) {
 			delete(state, k)
 		case "UPSERT":
 			state[k] = s
+			written = append(written, k)
 		default:
 			c.writeError(http.StatusBadRequest, "InvalidInput", fmt.Sprintf("Invalid change action %q", ch.Action))
 			return
 		}
 	}
-	msgs = append(msgs, routingConflicts(state, touched)...)
+	msgs = append(msgs, batchConflicts(state, written, zoneApex(current))...)
 	if len(msgs) > 0 {
 		writeInvalidChangeBatch(c, msgs)
 		return
@@ -268,58 +269,106 @@ func (f *Front) changeRecordSets(c *call) {
 	writeChangeInfo(c, "ChangeResourceRecordSetsResponse", id, "PENDING", now)
 }
 
-// routingConflicts checks the routing rules for every (name, type) the batch touched.
-func routingConflicts(state map[rrKey]*rrset, touched map[rrKey]bool) []string {
-	var msgs []string
-	keys := make([]rrKey, 0, len(touched))
-	for k := range touched {
-		keys = append(keys, k)
+// zoneApex is the zone's own name, from its SOA set (every zone has one).
+func zoneApex(sets []rrset) string {
+	for i := range sets {
+		if strings.EqualFold(sets[i].Type, "SOA") {
+			return fqdn(sets[i].Name)
+		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].name+keys[i].typ < keys[j].name+keys[j].typ })
-	for _, nt := range keys {
-		kinds := map[string]bool{}
-		failover := map[string][]string{}
-		for k, s := range state {
-			if k.name != nt.name || k.typ != nt.typ {
-				continue
-			}
-			kinds[s.routing()] = true
-			if s.Failover != "" {
-				failover[s.Failover] = append(failover[s.Failover], k.id)
+	return ""
+}
+
+// routingKind names a routing policy as Route 53's messages do.
+func routingKind(s *rrset) string {
+	if s.routing() == "multivalue" {
+		return "multivalue answer"
+	}
+	return s.routing()
+}
+
+// batchConflicts checks the sets the batch wrote against the zone as the batch leaves it, with
+// Route 53's messages: a CNAME shares its name with no other record; a set without
+// SetIdentifier shares its name and type with no other set; sets with identifiers that share a
+// name and type share one routing policy; a failover pair has one PRIMARY and one SECONDARY.
+// The zone is judged after the whole batch, so a batch that deletes the old set and creates
+// its replacement passes in either order.
+func batchConflicts(state map[rrKey]*rrset, written []rrKey, zone string) []string {
+	isNew := map[rrKey]bool{}
+	for _, k := range written {
+		isNew[k] = true
+	}
+	byName := map[string][]rrKey{}
+	for k := range state {
+		byName[k.name] = append(byName[k.name], k)
+	}
+	var msgs []string
+	seen, judged := map[string]bool{}, map[rrKey]bool{}
+	add := func(m string) {
+		if !seen[m] {
+			seen[m] = true
+			msgs = append(msgs, m)
+		}
+	}
+	for _, k := range written {
+		s := state[k]
+		if s == nil || judged[k] {
+			continue // deleted again later in the batch, or already judged
+		}
+		judged[k] = true
+		name := fqdn(k.name)
+		var otherType, oldCNAME bool
+		var peers []*rrset
+		for _, o := range byName[k.name] {
+			switch {
+			case o == k:
+			case o.typ != k.typ:
+				otherType = true
+				oldCNAME = oldCNAME || (o.typ == "CNAME" && !isNew[o])
+			default:
+				peers = append(peers, state[o])
 			}
 		}
-		desc := fmt.Sprintf("[name='%s', type='%s']", nt.name+".", nt.typ)
-		if len(kinds) > 1 {
-			names := make([]string, 0, len(kinds))
-			for k := range kinds {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			msgs = append(msgs, fmt.Sprintf("RRSet of type %s with DNS name %s. has conflicting routing policies (%s): a set without SetIdentifier and sets of different routing kinds cannot share a name and type %s",
-				nt.typ, nt.name, strings.Join(names, ", "), desc))
+		// Wording quoted from Route 53 answers (see the package's conformance test).
+		switch {
+		case k.typ == "CNAME" && otherType:
+			add(fmt.Sprintf("RRSet of type CNAME with DNS name %s is not permitted as it conflicts with other records with the same DNS name in zone %s", name, zone))
+		case k.typ != "CNAME" && oldCNAME:
+			add(fmt.Sprintf("RRSet of type %s with DNS name %s is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists in zone %s", k.typ, name, zone))
 		}
-		for _, role := range []string{"PRIMARY", "SECONDARY"} {
-			if ids := failover[role]; len(ids) > 1 {
-				sort.Strings(ids)
-				msgs = append(msgs, fmt.Sprintf("RRSet with DNS name %s., type %s cannot have more than one %s failover record set (set identifiers %s)",
-					nt.name, nt.typ, role, strings.Join(ids, ", ")))
+		if len(peers) == 0 {
+			continue
+		}
+		if s.SetIdentifier == "" {
+			add(fmt.Sprintf("RRSet with DNS name %s, type %s cannot be created as other RRSets exist with the same name and type.", name, k.typ))
+			continue
+		}
+		for _, p := range peers {
+			if p.routing() != s.routing() {
+				add(fmt.Sprintf("RRSet with DNS name %s, type %s, SetIdentifier %s cannot be created because a non %s rrset exists with the same name and type.",
+					name, k.typ, s.SetIdentifier, routingKind(s)))
+				break
+			}
+		}
+		for _, p := range peers {
+			if s.Failover != "" && strings.EqualFold(p.Failover, s.Failover) {
+				// AWS's wording for this case is not on record; this follows its latency message
+				// ("... and Region Name=eu-west-1 cannot be created because a latency RRSet with
+				// the same name, type and region already exists.").
+				add(fmt.Sprintf("RRSet with DNS name %s, type %s, SetIdentifier %s, and Failover Type=%s cannot be created because a failover RRSet with the same name, type and failover type already exists.",
+					name, k.typ, s.SetIdentifier, strings.ToUpper(s.Failover)))
+				break
 			}
 		}
 	}
 	return msgs
 }
 
+// writeInvalidChangeBatch answers a refused batch as Route 53 does: an ErrorResponse with code
+// InvalidChangeBatch whose message lists every reason in brackets, joined by ", ". (Route 53
+// once answered <InvalidChangeBatch><Messages>, which botocore cannot read; it no longer does.)
 func writeInvalidChangeBatch(c *call, msgs []string) {
-	c.w.Header().Set("Content-Type", "text/xml")
-	c.w.Header().Set("X-Amzn-Requestid", c.f.nextID("req-"))
-	c.w.WriteHeader(http.StatusBadRequest)
-	var b strings.Builder
-	b.WriteString(`<?xml version="1.0"?>` + "\n" + `<InvalidChangeBatch xmlns="` + route53NS + `"><Messages>`)
-	for _, m := range msgs {
-		b.WriteString("<Message>" + xmlEsc(m) + "</Message>")
-	}
-	b.WriteString("</Messages><RequestId>" + c.f.nextID("req-") + "</RequestId></InvalidChangeBatch>")
-	_, _ = io.WriteString(c.w, b.String())
+	c.writeError(http.StatusBadRequest, "InvalidChangeBatch", "["+strings.Join(msgs, ", ")+"]")
 }
 
 func writeChangeInfo(c *call, elem, id, status string, submitted time.Time) {

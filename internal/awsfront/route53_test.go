@@ -1,0 +1,106 @@
+package awsfront_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
+	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+)
+
+// TestCNAMEBesideOtherRecords: a CNAME shares its name with no other record, as in Route 53;
+// a batch that deletes one and creates the other passes whatever its order, and the zone is
+// judged as the whole batch leaves it.
+func TestCNAMEBesideOtherRecords(t *testing.T) {
+	t.Parallel()
+	e := fronttest.Start(t, map[string]awsfront.Limit{"route53": {}})
+	zone := e.Zone(t, "cn.internal")
+	ctx := t.Context()
+	cname := func(name, target string) *r53types.ResourceRecordSet {
+		return &r53types.ResourceRecordSet{Name: aws.String(name), Type: r53types.RRTypeCname, TTL: aws.Int64(10),
+			ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(target)}}}
+	}
+	a := func(name, value string) *r53types.ResourceRecordSet {
+		s := aSet(name, value)
+		return &s
+	}
+	weighted := func(s *r53types.ResourceRecordSet, id string, w int64) *r53types.ResourceRecordSet {
+		c := *s
+		c.SetIdentifier, c.Weight = aws.String(id), aws.Int64(w)
+		return &c
+	}
+	ch := func(action r53types.ChangeAction, s *r53types.ResourceRecordSet) r53types.Change {
+		return r53types.Change{Action: action, ResourceRecordSet: s}
+	}
+	const (
+		create, del, upsert = r53types.ChangeActionCreate, r53types.ChangeActionDelete, r53types.ChangeActionUpsert
+		cnameConflict       = "RRSet of type CNAME with DNS name %s is not permitted as it conflicts with other records with the same DNS name in zone cn.internal."
+		otherConflict       = "RRSet of type %s with DNS name %s is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists in zone cn.internal."
+	)
+	steps := []struct {
+		name    string
+		changes []r53types.Change
+		want    string // "" = accepted; else the whole message
+	}{
+		{"an A set", []r53types.Change{ch(create, a("x.cn.internal.", "10.0.0.1"))}, ""},
+		{"CNAME beside it", []r53types.Change{ch(create, cname("x.cn.internal.", "t.example.com"))},
+			"[" + fmt.Sprintf(cnameConflict, "x.cn.internal.") + "]"},
+		{"UPSERT of a CNAME beside it", []r53types.Change{ch(upsert, cname("X.cn.internal", "t.example.com"))},
+			"[" + fmt.Sprintf(cnameConflict, "x.cn.internal.") + "]"},
+		{"CNAME created before the A is deleted, in one batch", []r53types.Change{
+			ch(create, cname("x.cn.internal.", "t.example.com")), ch(del, a("x.cn.internal.", "10.0.0.1"))}, ""},
+		{"TXT beside the CNAME", []r53types.Change{ch(create, &r53types.ResourceRecordSet{Name: aws.String("x.cn.internal."),
+			Type: r53types.RRTypeTxt, TTL: aws.Int64(10), ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(`"v"`)}}})},
+			"[" + fmt.Sprintf(otherConflict, "TXT", "x.cn.internal.") + "]"},
+		{"back to an A: delete the CNAME, then create", []r53types.Change{
+			ch(del, cname("x.cn.internal.", "t.example.com")), ch(create, a("x.cn.internal.", "10.0.0.2"))}, ""},
+		{"weighted CNAMEs share a name", []r53types.Change{
+			ch(create, weighted(cname("w.cn.internal.", "one.example.com"), "one", 1)),
+			ch(create, weighted(cname("w.cn.internal.", "two.example.com"), "two", 1))}, ""},
+		{"a weighted A beside them", []r53types.Change{ch(create, weighted(a("w.cn.internal.", "10.0.0.3"), "three", 1))},
+			"[" + fmt.Sprintf(otherConflict, "A", "w.cn.internal.") + "]"},
+		{"a CNAME at the apex", []r53types.Change{ch(create, cname("cn.internal.", "t.example.com"))},
+			"[" + fmt.Sprintf(cnameConflict, "cn.internal.") + "]"},
+		{"a CNAME and an A created together", []r53types.Change{
+			ch(create, a("y.cn.internal.", "10.0.0.4")), ch(create, cname("y.cn.internal.", "t.example.com"))},
+			"[" + fmt.Sprintf(cnameConflict, "y.cn.internal.") + "]"},
+	}
+	for _, s := range steps {
+		_, err := e.R53.ChangeResourceRecordSets(ctx, &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zone),
+			ChangeBatch: &r53types.ChangeBatch{Changes: s.changes}})
+		var icb *r53types.InvalidChangeBatch
+		switch {
+		case s.want == "" && err != nil:
+			t.Errorf("%s: %v, want it accepted", s.name, err)
+		case s.want == "":
+		case !errors.As(err, &icb):
+			t.Errorf("%s: %v (%T), want *types.InvalidChangeBatch", s.name, err, err)
+		case icb.ErrorMessage() != s.want:
+			t.Errorf("%s: message\n  %s\nwant\n  %s", s.name, icb.ErrorMessage(), s.want)
+		}
+	}
+	out, err := e.R53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zone)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range out.ResourceRecordSets {
+		if n := aws.ToString(s.Name); n != "cn.internal." {
+			got = append(got, n+" "+string(s.Type)+" "+aws.ToString(s.SetIdentifier))
+		}
+	}
+	if want := "w.cn.internal. CNAME one|w.cn.internal. CNAME two|x.cn.internal. A "; strings.Join(got, "|") != want {
+		t.Errorf("sets after the batches: %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+func aSet(name, value string) r53types.ResourceRecordSet {
+	return r53types.ResourceRecordSet{Name: aws.String(name), Type: r53types.RRTypeA, TTL: aws.Int64(10),
+		ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(value)}}}
+}
