@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -99,17 +98,29 @@ func run(ctx context.Context, e env, args []string) int {
 	for _, c := range extraCommands {
 		root.AddCommand(c(e))
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &ConfigError{[]string{err.Error()}}
-	})
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError(err) })
+	// Cobra refuses unknown commands and bad arguments before any command runs; whatever fails
+	// after this hook ran carries its own type. Exit codes come from error types only, never from
+	// the words of a message.
+	started := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if !started && !errors.Is(err, ErrUsage) {
+		err = usageError{err}
 	}
 	code := ExitCode(err)
 	fmt.Fprintf(e.stderr, "swarm-agent: %v\n", err)
 	return code
 }
+
+// usageError marks a refusal by the command line parser as ErrUsage, keeping its message.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error      { return u.error }
+func (usageError) Is(target error) bool { return target == ErrUsage }
 
 // extraCommands lets other files of this package add commands.
 var extraCommands []func(env) *cobra.Command
@@ -126,7 +137,7 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, ErrUsage), isCobraUsage(err):
+	case errors.Is(err, ErrUsage):
 		return ExitUsage
 	case errors.Is(err, bootstrap.ErrWaitElapsed):
 		return ExitWaitElapsed
@@ -147,16 +158,6 @@ func ExitCode(err error) int {
 }
 
 var errLifecycle = errors.New("lifecycle")
-
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "requires at least", "accepts ", "invalid argument"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
-}
 
 func versionCmd(e env) *cobra.Command {
 	return &cobra.Command{
