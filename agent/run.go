@@ -299,6 +299,12 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		if err := d.keepDNS(ctx, dw); err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("leader: keep the managers' record true")
 		}
+		if published, cid, err := bootstrap.PublishTokens(ctx, dw.engine, dw.deps.Tokens); err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("leader: keep the published join tokens current")
+		} else if published {
+			d.m.tokensRepublished.Inc()
+			d.log.Info().Str("cluster_id", cid).Msg("leader: join tokens changed (rotated, or the store was behind): republished")
+		}
 		if err := copyNodeLabels(ctx, dw.engine); err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("leader: copy engine labels to node labels")
 		}

@@ -368,20 +368,11 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 		}
 	}
 	b.d.Stage("publishing join tokens")
-	tokens, clusterID, err := b.d.Engine.JoinTokens(ctx)
+	published, clusterID, err := PublishTokens(ctx, b.d.Engine, b.d.Tokens)
 	if err != nil {
-		return fmt.Errorf("read join tokens: %w", err)
+		return err
 	}
-	publish := true
-	if got, cid, err := b.d.Tokens.Token(ctx, RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
-		if wt, _, err := b.d.Tokens.Token(ctx, RoleWorker); err == nil && wt == tokens.Worker {
-			publish = false
-		}
-	}
-	if publish {
-		if err := b.d.Tokens.PutTokens(ctx, clusterID, tokens); err != nil {
-			return fmt.Errorf("publish join tokens: %w", err)
-		}
+	if published {
 		b.log.Info().Str("cluster_id", clusterID).Msg("join tokens published")
 	}
 	if len(b.cfg.Labels) > 0 && local.NodeID != "" {
@@ -392,4 +383,23 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 	}
 	_ = reconcile
 	return nil
+}
+
+// PublishTokens makes the token store hold the swarm's live join tokens and cluster id,
+// writing only when they differ (after `docker swarm join-token --rotate`, a CA rotation, or a
+// new swarm). It is the one rule boot and the leader's pass share; managers only.
+func PublishTokens(ctx context.Context, eng Engine, store TokenStore) (published bool, clusterID string, err error) {
+	tokens, clusterID, err := eng.JoinTokens(ctx)
+	if err != nil {
+		return false, "", fmt.Errorf("read join tokens: %w", err)
+	}
+	if got, cid, err := store.Token(ctx, RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
+		if wt, wcid, err := store.Token(ctx, RoleWorker); err == nil && wt == tokens.Worker && wcid == clusterID {
+			return false, clusterID, nil
+		}
+	}
+	if err := store.PutTokens(ctx, clusterID, tokens); err != nil {
+		return false, clusterID, fmt.Errorf("publish join tokens: %w", err)
+	}
+	return true, clusterID, nil
 }

@@ -34,7 +34,9 @@ type world struct {
 	// registerDelay slows every Register (a slow or throttled Route 53).
 	registerDelay time.Duration
 	// gone are instances EC2 says are gone.
-	gone      map[string]bool
+	gone map[string]bool
+	// rotation is how many times the join tokens were rotated.
+	rotation  int
 	tokens    map[Role]string
 	clusterID string
 	inits     int
@@ -131,9 +133,9 @@ func (e *fakeEngine) Join(ctx context.Context, req JoinRequest) error {
 	s := e.w.swarms[target.swarm]
 	var role Role
 	switch req.Token {
-	case "SWMTKN-" + s.id + "-manager":
+	case e.w.token(s.id, RoleManager):
 		role = RoleManager
-	case "SWMTKN-" + s.id + "-worker":
+	case e.w.token(s.id, RoleWorker):
 		role = RoleWorker
 	default:
 		return fmt.Errorf("invalid join token")
@@ -166,7 +168,12 @@ func (e *fakeEngine) JoinTokens(ctx context.Context) (JoinTokens, string, error)
 	if !e.mgr {
 		return JoinTokens{}, "", errors.New("not a manager")
 	}
-	return JoinTokens{Worker: "SWMTKN-" + e.swarm + "-worker", Manager: "SWMTKN-" + e.swarm + "-manager"}, e.swarm, nil
+	return JoinTokens{Worker: e.w.token(e.swarm, RoleWorker), Manager: e.w.token(e.swarm, RoleManager)}, e.swarm, nil
+}
+
+// token is the live join token of a swarm; world.mu held.
+func (w *world) token(swarm string, r Role) string {
+	return fmt.Sprintf("SWMTKN-%s-%s-%d", swarm, r, w.rotation)
 }
 
 func (e *fakeEngine) SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error {
@@ -802,6 +809,36 @@ func TestBootInitThenRegisterFailsKeepsLock(t *testing.T) {
 		}
 		if w.inits != 1 || w.swarmCount() != 1 || inits != 1 {
 			t.Fatalf("engine inits=%d swarms=%d reported inits=%d, want exactly one", w.inits, w.swarmCount(), inits)
+		}
+	})
+}
+
+// TestPublishTokensAfterRotation: after `docker swarm join-token --rotate`, the leader's pass
+// (PublishTokens) republishes, and a new worker joins with the new token.
+func TestPublishTokensAfterRotation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		m := w.engine("10.0.0.1")
+		if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		d := fakeDisc{w}
+		if pub, _, err := PublishTokens(t.Context(), m, d); err != nil || pub {
+			t.Fatalf("PublishTokens with a current store = %v, %v; want nothing written", pub, err)
+		}
+		w.mu.Lock()
+		w.rotation++
+		w.mu.Unlock()
+		wk := w.engine("10.0.1.1")
+		if _, err := w.boot(t.Context(), wk, RoleWorker, 10*time.Second); !errors.Is(err, ErrWaitElapsed) {
+			t.Fatalf("worker with a stale published token: %v, want it to wait", err)
+		}
+		pub, cid, err := PublishTokens(t.Context(), m, d)
+		if err != nil || !pub || cid != m.swarm {
+			t.Fatalf("PublishTokens after rotation = %v, %q, %v; want republished for %s", pub, cid, err, m.swarm)
+		}
+		if res, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil || res.Action != ActJoin {
+			t.Fatalf("worker after republish: %v %s", err, res.Action)
 		}
 	})
 }
