@@ -30,10 +30,12 @@ type metrics struct {
 	reaped          prometheus.Counter
 	// tokensRepublished counts leader passes that found the token store behind the swarm.
 	tokensRepublished prometheus.Counter
-	awsErrors         *prometheus.CounterVec // service, code
-	dockerErrors      *prometheus.CounterVec // op, kind
-	inSwarm           prometheus.Gauge
-	lastLoop          atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
+	// bootsSkipped counts runs that found their instance terminating and drained instead.
+	bootsSkipped prometheus.Counter
+	awsErrors    *prometheus.CounterVec // service, code
+	dockerErrors *prometheus.CounterVec // op, kind
+	inSwarm      prometheus.Gauge
+	lastLoop     atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
 }
 
 func newMetrics() *metrics {
@@ -45,12 +47,14 @@ func newMetrics() *metrics {
 	m.heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_heartbeats_total", Help: "RecordLifecycleActionHeartbeat calls that succeeded."})
 	m.hookCompletions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_completions_total", Help: "CompleteLifecycleAction outcomes."}, []string{"result"})
 	m.reaped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_reaped_nodes_total", Help: "Dead nodes removed from the swarm."})
+	m.bootsSkipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_boots_skipped_total",
+		Help: "Runs that found their instance terminating and resumed its drain instead of booting."})
 	m.tokensRepublished = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_tokens_republished_total",
 		Help: "Leader passes that republished the join tokens (rotated, or the store was behind)."})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
-	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished,
+	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
 		m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -94,6 +94,17 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		d.st.stage(s)
 	}
 
+	// A terminating instance is never booted: a drain that left the swarm and then exited
+	// non-zero (deadline with abandon, completion failed, SIGKILL after leaving) is restarted
+	// by systemd, and must finish what remains instead of joining again.
+	d.imds = newIMDS()
+	if cfg.Identity != "static" {
+		if done, err := d.drainBeforeBoot(ctx, cfg); done {
+			_ = n.Stopping()
+			return errors.Join(err, waitGroup(g, ctx))
+		}
+	}
+
 	// Boot first: the unit is READY only once the node is in the swarm.
 	status("booting")
 	cfg.Persist = false
@@ -112,7 +123,6 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return errors.Join(err, waitGroup(g, ctx))
 	}
 	defer dw.close()
-	d.imds = newIMDS()
 
 	if cfg.Role == "manager" {
 		g.Go(func() error { return d.serveControl(gctx, dw) })
@@ -141,6 +151,33 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	return nil
 }
 
+// drainBeforeBoot asks instance metadata whether this instance is already terminating
+// (scale-in, spot interruption) and, if so, resumes the drain (it skips what is done: a node
+// that left is removed and its action completed) instead of booting. done is false when the
+// instance is not terminating or metadata cannot tell (boot then reports its own errors).
+func (d *daemon) drainBeforeBoot(ctx context.Context, cfg Config) (done bool, err error) {
+	id, err := identity(ctx, cfg)
+	if err != nil {
+		return false, nil
+	}
+	n, ok := d.notice(ctx, id.InstanceID, false)
+	if !ok {
+		return false, nil
+	}
+	d.log.Warn().Str("reason", n.Kind).Msg("this instance is terminating: resuming its drain instead of booting")
+	d.st.stage("terminating (" + n.Kind + "): resuming the drain instead of booting")
+	d.m.bootsSkipped.Inc()
+	dw, err := wireDrain(ctx, cfg, d.log, d.st, d.m)
+	if err != nil {
+		return true, err
+	}
+	defer dw.close()
+	stop := d.keepAlive()
+	defer stop()
+	_, err = runDrain(ctx, dw.drainer, n, d.m, d.log, d.st)
+	return true, err
+}
+
 // errDone ends the daemon's loops after the drain.
 var errDone = errors.New("done")
 
@@ -160,7 +197,7 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 	for {
 		d.m.tick()
 		d.notify.Alive()
-		if n, ok := d.notice(ctx, dw); ok {
+		if n, ok := d.notice(ctx, dw.identity.InstanceID, d.cfg.DrainOnRebalance); ok {
 			ev := d.log.Warn().Str("reason", n.Kind)
 			if !n.Deadline.IsZero() {
 				ev = ev.Time("deadline", n.Deadline)
@@ -205,8 +242,7 @@ func (d *daemon) keepAlive() func() {
 }
 
 // notice reads the termination signals from instance metadata.
-func (d *daemon) notice(ctx context.Context, dw *drainWiring) (lifecycle.Notice, bool) {
-	id := dw.identity.InstanceID
+func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecycle.Notice, bool) {
 	st, err := d.imds.TargetLifecycleState(ctx)
 	switch {
 	case err == nil && st == lifecycle.StateTerminated:
@@ -221,7 +257,7 @@ func (d *daemon) notice(ctx context.Context, dw *drainWiring) (lifecycle.Notice,
 	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
 		d.log.Warn().Err(err).Msg("read spot instance action")
 	}
-	if d.cfg.DrainOnRebalance {
+	if rebalance {
 		at, err := d.imds.RebalanceRecommendation(ctx)
 		switch {
 		case err == nil:

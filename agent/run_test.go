@@ -49,8 +49,7 @@ func TestNoticeFromInstanceMetadata(t *testing.T) {
 			defer srv.Close()
 			d := &daemon{cfg: Config{DrainOnRebalance: tt.rebalance}, log: zerolog.Nop(),
 				imds: imds.New(awsimds.New(awsimds.Options{Endpoint: srv.URL, EnableFallback: aws.FalseTernary}))}
-			dw := &drainWiring{wiring: &wiring{identity: bootstrap.Identity{InstanceID: in.ID}}}
-			n, ok := d.notice(t.Context(), dw)
+			n, ok := d.notice(t.Context(), in.ID, d.cfg.DrainOnRebalance)
 			if got := map[bool]string{true: n.Kind}[ok]; got != tt.wantKind {
 				t.Fatalf("notice %q (%v), want %q", n.Kind, ok, tt.wantKind)
 			}

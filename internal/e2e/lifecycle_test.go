@@ -157,6 +157,53 @@ func TestIntegrationScaleIn(t *testing.T) {
 		}
 	})
 
+	// A drain that left the swarm and died before completing (SIGKILL, a failed completion)
+	// is restarted by systemd: run must see the instance terminating and finish the drain,
+	// never boot the node into the swarm again.
+	t.Run("agent killed after leaving is not booted again", func(t *testing.T) {
+		n := workers[0]
+		a := agents[n.Name]
+		var again *localcluster.Agent
+		act := scaleIn(t, n, leader, func() {
+			waitfor.Until(t, 2*time.Minute, n.Name+" left the swarm", func() error {
+				v, err := c.View(ctx, []*testbed.Node{n})
+				if err != nil || len(v.Inactive) == 0 {
+					return fmt.Errorf("still in the swarm (%v)", err)
+				}
+				return nil
+			})
+			if err := a.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-a.Done()
+			var err error
+			again, err = c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			agents[n.Name] = again
+			t.Cleanup(func() { again.Stop(10 * time.Second) })
+		})
+		if act.Completions != 1 {
+			t.Fatalf("%d CompleteLifecycleAction calls, want exactly 1", act.Completions)
+		}
+		select {
+		case <-again.Done():
+		case <-time.After(time.Minute):
+			t.Fatal("the restarted agent did not exit after finishing the drain")
+		}
+		if code := again.Code(); code != 0 {
+			t.Errorf("restarted agent exit %d, want 0", code)
+		}
+		if !strings.Contains(again.Log(), "resuming its drain instead of booting") {
+			t.Errorf("restarted agent did not say it resumed the drain:\n%s", tail(again.Log(), 20))
+		}
+		v := must[localcluster.View](t)(c.View(ctx, []*testbed.Node{n}))
+		if len(v.Inactive) != 1 {
+			t.Fatalf("%s is in a swarm again after its instance started terminating: %+v", n.Name, v)
+		}
+	})
+
 	t.Run("spot interruption notice drains within its two minutes", func(t *testing.T) {
 		n := workers[4]
 		nodeID := nodeIDOf(t, c, n)
