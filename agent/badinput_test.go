@@ -6,11 +6,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 )
 
 // fakeDockerSocket serves just enough of the Engine API on a unix socket for the agent's
@@ -87,6 +90,49 @@ func TestRunBadInputAfterDocker(t *testing.T) {
 			last := lastLine(errb.String())
 			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) {
 				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", last, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestRunIMDSInvalid: instance metadata whose identity is not of AWS's shapes (an AZ with
+// shell syntax, a zone of another region, a 10 KB instance type) stops boot with exit code 4
+// and one bounded line naming the metadata path, before anything reaches labels or daemon.json.
+func TestRunIMDSInvalid(t *testing.T) {
+	good := imdsfake.Instance{ID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "us-east-1a", Region: "us-east-1", InstanceType: "t3.medium"}
+	tests := []struct {
+		name    string
+		set     func(*imdsfake.Instance)
+		wantMsg string
+	}{
+		{"zone with shell syntax", func(in *imdsfake.Instance) { in.AZ = "us-east-1a$(reboot)" }, "imds placement/availability-zone: answered"},
+		{"zone of another region", func(in *imdsfake.Instance) { in.Region = "eu-west-1" }, "want a zone of eu-west-1"},
+		{"region with a newline", func(in *imdsfake.Instance) { in.Region = "us-east-1\nx" }, "imds placement/region: answered"},
+		{"10 KB instance type", func(in *imdsfake.Instance) { in.InstanceType = strings.Repeat("m", 10000) }, "imds instance-type: answered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := good
+			tt.set(&in)
+			s := imdsfake.New()
+			s.Put(in)
+			srv := httptest.NewServer(s)
+			defer srv.Close()
+			t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.URL)
+			dir := t.TempDir()
+			var out, errb bytes.Buffer
+			args := []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-host=" + fakeDockerSocket(t, "20.10.24"),
+				"--config-file=", "--status-file=" + filepath.Join(dir, "st.json"), "--persist=false", "--wait=5s", "--daemon-config=" + filepath.Join(dir, "daemon.json")}
+			code := run(t.Context(), env{stdout: &out, stderr: &errb, readFile: os.ReadFile}, args)
+			if code != ExitIMDS {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitIMDS, showValue(errb.String()))
+			}
+			last := lastLine(errb.String())
+			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) || len(last) > 300 {
+				t.Errorf("last stderr line %s, want one of at most 300 bytes with %q", showValue(last), tt.wantMsg)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "daemon.json")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("daemon.json written from invalid metadata (%v)", err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -14,11 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle/control"
+	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 )
 
 // EnvPrefix prefixes every environment variable (and config-file key) the agent reads.
@@ -292,7 +295,7 @@ func resolve(fs *pflag.FlagSet, environ []string, readFile func(string) ([]byte,
 			return // an empty map, as renderEnvFile writes it
 		}
 		if err := f.Value.Set(v); err != nil {
-			problems = append(problems, fmt.Sprintf("%s=%q: %v", src, v, err))
+			problems = append(problems, fmt.Sprintf("%s=%s: %s", src, showValue(v), parseRule(f, v, err)))
 		}
 	})
 	if len(problems) > 0 {
@@ -306,14 +309,109 @@ var (
 	clusterRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
 	instanceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// A log driver plugin: [registry[:port]/]path[/path...][:tag], as docker plugin install names it.
+	logPluginRE  = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`)
+	logOptKeyRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	versionRE    = regexp.MustCompile(`^v?[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}(?:[-+][0-9A-Za-z.-]{1,32})?$`)
+	dockerHostRE = regexp.MustCompile(`^(unix|tcp|ssh|npipe)://.+$`)
 )
+
+// Docker's built-in log drivers (docker info: Plugins.Log).
+var logDrivers = []string{"json-file", "local", "journald", "syslog", "gelf", "fluentd", "awslogs",
+	"splunk", "etwlogs", "gcplogs", "logentries", "none"}
+
+// Bounds of string settings. Every string setting is one line of at most maxValueLen bytes
+// (boot persists it in an environment file; it flows into labels and daemon.json); some have
+// tighter bounds of their own.
+const (
+	maxValueLen     = 4096 // PATH_MAX; the longest paths and URLs
+	maxLogDriverLen = 255  // a plugin reference
+	maxMapValueLen  = 1024 // a --labels or --docker-log-opts value
+	maxShown        = 64   // how much of a bad value an error line shows
+)
+
+// showValue quotes a value for an error line. A value longer than maxShown bytes is cut to its
+// first maxShown bytes (on a character boundary) and followed by its length, so that a 100 KB
+// value makes a readable line: "aaaa..." (100000 bytes).
+func showValue(v string) string {
+	if len(v) <= maxShown {
+		return strconv.Quote(v)
+	}
+	n := maxShown
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s (%d bytes)", strconv.Quote(v[:n]+"..."), len(v))
+}
+
+// parseRule is what a line says of a value v that does not parse as flag f's type. The parser's
+// message repeats the value whole, so it is kept only for a value that showValue shows whole.
+func parseRule(f *pflag.Flag, v string, err error) string {
+	if len(v) > maxShown {
+		return "not a valid " + f.Value.Type()
+	}
+	return err.Error()
+}
+
+// flagError is the usage error for a command line that does not parse, with a bad value or
+// unknown flag name shown as showValue shows it.
+func flagError(err error) error {
+	var invalid *pflag.InvalidValueError
+	var unknown *pflag.NotExistError
+	switch {
+	case errors.As(err, &invalid) && invalid.GetFlag() != nil:
+		f, v := invalid.GetFlag(), invalid.GetValue()
+		return &ConfigError{[]string{fmt.Sprintf("--%s=%s (%s): %s", f.Name, showValue(v), envName(f.Name), parseRule(f, v, invalid.Unwrap()))}}
+	case errors.As(err, &unknown) && len(unknown.GetSpecifiedName()) > maxShown:
+		return &ConfigError{[]string{"unknown flag: " + showValue("--"+unknown.GetSpecifiedName())}}
+	case len(err.Error()) > 4*maxShown:
+		return &ConfigError{[]string{showValue(err.Error())}}
+	}
+	return &ConfigError{[]string{err.Error()}}
+}
+
+// controlChar reports whether s holds a control character (newline, tab, NUL, DEL, ...).
+func controlChar(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// validLogDriver: one of Docker's log drivers or a log driver plugin reference.
+func validLogDriver(s string) bool {
+	return slices.Contains(logDrivers, s) || (len(s) <= maxLogDriverLen && logPluginRE.MatchString(s))
+}
 
 // validate checks the settings a command uses and parses the discovery string.
 func (c *Config) validate(fs *pflag.FlagSet) error {
 	var p []string
 	has := func(n string) bool { return fs.Lookup(n) != nil }
+	failed := map[string]bool{} // one line per flag: the first rule it breaks
 	bad := func(flag, val, rule string) {
-		p = append(p, fmt.Sprintf("--%s=%q (%s): %s", flag, val, envName(flag), rule))
+		if failed[flag] {
+			return
+		}
+		failed[flag] = true
+		p = append(p, fmt.Sprintf("--%s=%s (%s): %s", flag, showValue(val), envName(flag), rule))
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if _, ok := options[f.Name]; !ok || f.Value.Type() != "string" {
+			return
+		}
+		switch v := f.Value.String(); {
+		case len(v) > maxValueLen:
+			bad(f.Name, v, fmt.Sprintf("must be at most %d bytes", maxValueLen))
+		case controlChar(v):
+			bad(f.Name, v, "must be one line without control characters")
+		}
+	})
+	checkMap := func(flag string, m map[string]string, keyRE *regexp.Regexp, keyRule string) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			switch v := m[k]; {
+			case !keyRE.MatchString(k):
+				bad(flag, k+"="+v, keyRule)
+			case len(v) > maxMapValueLen || controlChar(v):
+				bad(flag, k+"="+v, fmt.Sprintf("values are one line of at most %d bytes", maxMapValueLen))
+			}
+		}
 	}
 	if has("role") && c.Role != "manager" && c.Role != "worker" {
 		bad("role", c.Role, "must be manager or worker")
@@ -327,7 +425,7 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 		} else if s, err := discovery.Parse(c.Discovery); err != nil {
 			bad("discovery", c.Discovery, err.Error())
 		} else if !slices.Contains([]string{"route53", "consul", "static"}, s.Provider) {
-			bad("discovery", c.Discovery, fmt.Sprintf("unknown provider %q: must be route53, consul or static", s.Provider))
+			bad("discovery", c.Discovery, fmt.Sprintf("unknown provider %s: must be route53, consul or static", showValue(s.Provider)))
 		} else {
 			c.Spec = s
 		}
@@ -336,11 +434,7 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 		bad("wait", c.Wait.String(), "must be a positive duration such as 10m")
 	}
 	if has("labels") {
-		for k := range c.Labels {
-			if !labelKeyRE.MatchString(k) {
-				bad("labels", k, "label keys are letters, digits, '.', '_', '/', '-'")
-			}
-		}
+		checkMap("labels", c.Labels, labelKeyRE, "label keys are 1-128 letters, digits, '.', '_', '/', '-'")
 	}
 	if has("availability") && c.Availability != "active" && c.Availability != "drain" {
 		bad("availability", c.Availability, "must be active or drain")
@@ -364,6 +458,22 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 		default:
 			bad("identity", c.Identity, "must be imds or static")
 		}
+	}
+	if has("region") && c.Region != "" && !imds.ValidRegion(c.Region) {
+		bad("region", c.Region, "must be an AWS region such as us-east-1, eu-central-2 or us-gov-west-1")
+	}
+	if has("az") && c.AZ != "" {
+		if !imds.ValidAZ(c.AZ) {
+			bad("az", c.AZ, "must be an availability zone such as us-east-1a or us-west-2-lax-1a (a Local Zone)")
+		} else if r := imds.AZRegion(c.AZ); c.Region != "" && r != c.Region && !failed["region"] {
+			bad("az", c.AZ, fmt.Sprintf("is a zone of %s, not of --region=%s", r, c.Region))
+		}
+	}
+	if has("docker-host") && c.DockerHost != "" && !dockerHostRE.MatchString(c.DockerHost) {
+		bad("docker-host", c.DockerHost, "must be unix:///path/docker.sock, tcp://HOST:PORT, ssh://USER@HOST or npipe://PATH")
+	}
+	if has("min-docker-version") && c.MinDockerVersion != "" && !versionRE.MatchString(c.MinDockerVersion) {
+		bad("min-docker-version", c.MinDockerVersion, "must be a version such as 20.10.0")
 	}
 	if has("token-store") && !slices.Contains([]string{"auto", "ssm", "consul"}, c.TokenStore) {
 		bad("token-store", c.TokenStore, "must be auto, ssm or consul")
@@ -389,8 +499,15 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
 		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")
 	}
-	if has("docker-log-opts") && len(c.DockerLogOpts) > 0 && c.DockerLogDriver == "" {
-		bad("docker-log-opts", fmt.Sprint(c.DockerLogOpts), "needs --docker-log-driver")
+	if has("docker-log-driver") && c.DockerLogDriver != "" && !validLogDriver(c.DockerLogDriver) {
+		bad("docker-log-driver", c.DockerLogDriver, fmt.Sprintf("must be one of Docker's log drivers (%s) or a plugin such as grafana/loki-docker-driver:3.3.2 (lower-case letters, digits, . _ - /, an optional :tag; up to %d bytes)",
+			strings.Join(logDrivers, ", "), maxLogDriverLen))
+	}
+	if has("docker-log-opts") {
+		checkMap("docker-log-opts", c.DockerLogOpts, logOptKeyRE, "option names are 1-64 letters, digits, '.', '_', '-'")
+		if len(c.DockerLogOpts) > 0 && c.DockerLogDriver == "" {
+			bad("docker-log-opts", fmt.Sprint(c.DockerLogOpts), "needs --docker-log-driver")
+		}
 	}
 	if has("queue-url") && c.QueueURL != "" {
 		if u, err := url.Parse(c.QueueURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -61,6 +61,12 @@ func TestResolvePrecedence(t *testing.T) {
 	}
 }
 
+// staticArgs is a valid command line with a static identity, which bad values are added to.
+var staticArgs = []string{"--role=worker", "--discovery=provider=static managers=10.0.0.1", "--identity=static", "--instance-id=i-1", "--private-ip=10.0.0.2"}
+
+// long is a 100 KB bad value: error lines show its start and its length, never all of it.
+var long = strings.Repeat("a", 100000)
+
 func TestConfigProblems(t *testing.T) {
 	tests := []struct {
 		name string
@@ -85,6 +91,46 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`--private-ip="" (SWARM_AGENT_PRIVATE_IP): required with --identity=static`}},
 		{"negative wait", []string{"--role=worker", "--discovery=provider=static managers=1.2.3.4", "--wait=-1s"}, nil,
 			[]string{`--wait="-1s" (SWARM_AGENT_WAIT): must be a positive duration`}},
+		{"az: shell syntax", append(staticArgs, "--az=us-east-1a$(reboot)"), nil,
+			[]string{`--az="us-east-1a$(reboot)" (SWARM_AGENT_AZ): must be an availability zone such as us-east-1a`}},
+		{"az: a region", append(staticArgs, "--az=us-east-1"), nil, []string{`--az="us-east-1" (SWARM_AGENT_AZ): must be an availability zone`}},
+		{"az: newline", append(staticArgs, "--az=us-east-1a\nlabels=x"), nil,
+			[]string{`--az="us-east-1a\nlabels=x" (SWARM_AGENT_AZ): must be one line without control characters`}},
+		{"az: 100 KB, cut", append(staticArgs, "--az="+long), nil,
+			[]string{`--az="` + long[:64] + `..." (100000 bytes) (SWARM_AGENT_AZ): must be at most 4096 bytes`}},
+		{"az: 1000 bytes of a zone's shape, cut", append(staticArgs, "--az=us-"+strings.Repeat("e", 1000)+"-1a"), nil,
+			[]string{`--az="us-eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee..." (1006 bytes) (SWARM_AGENT_AZ): must be an availability zone`}},
+		{"az: another region's zone", append(staticArgs, "--az=us-west-2-lax-1a", "--region=us-east-1"), nil,
+			[]string{`--az="us-west-2-lax-1a" (SWARM_AGENT_AZ): is a zone of us-west-2, not of --region=us-east-1`}},
+		{"region: a zone", append(staticArgs, "--region=us-east-1a"), nil,
+			[]string{`--region="us-east-1a" (SWARM_AGENT_REGION): must be an AWS region such as us-east-1`}},
+		{"region: underscores", append(staticArgs, "--region=eu_west_1"), nil, []string{`--region="eu_west_1" (SWARM_AGENT_REGION): must be an AWS region`}},
+		{"region: from the environment, cut", staticArgs, []string{"SWARM_AGENT_REGION=" + long},
+			[]string{`--region="` + long[:64] + `..." (100000 bytes) (SWARM_AGENT_REGION): must be at most 4096 bytes`}},
+		{"log driver: shell syntax", append(staticArgs, "--docker-log-driver=journald; reboot"), nil,
+			[]string{`--docker-log-driver="journald; reboot" (SWARM_AGENT_DOCKER_LOG_DRIVER): must be one of Docker's log drivers (json-file, local, journald,`}},
+		{"log driver: upper case", append(staticArgs, "--docker-log-driver=JSON-FILE"), nil, []string{`--docker-log-driver="JSON-FILE"`}},
+		{"log driver: a path", append(staticArgs, "--docker-log-driver=../../etc/passwd"), nil, []string{`--docker-log-driver="../../etc/passwd"`}},
+		{"log driver: empty tag", append(staticArgs, "--docker-log-driver=grafana/loki-docker-driver:"), nil, []string{`--docker-log-driver="grafana/loki-docker-driver:"`}},
+		{"log driver: too long a plugin", append(staticArgs, "--docker-log-driver="+strings.Repeat("a", 300)), nil,
+			[]string{`--docker-log-driver="` + strings.Repeat("a", 64) + `..." (300 bytes) (SWARM_AGENT_DOCKER_LOG_DRIVER): must be one of`}},
+		{"log opts: bad name", append(staticArgs, "--docker-log-driver=awslogs", "--docker-log-opts=awslogs group=x"), nil,
+			[]string{`--docker-log-opts="awslogs group=x" (SWARM_AGENT_DOCKER_LOG_OPTS): option names are 1-64 letters`}},
+		{"log opts: long value, cut", append(staticArgs, "--docker-log-driver=awslogs", "--docker-log-opts=tag="+strings.Repeat("t", 2000)), nil,
+			[]string{`--docker-log-opts="tag=` + strings.Repeat("t", 60) + `..." (2004 bytes) (SWARM_AGENT_DOCKER_LOG_OPTS): values are one line of at most 1024 bytes`}},
+		{"labels: newline in a value", append(staticArgs, "--labels=workload=db\nx"), nil,
+			[]string{`--labels="workload=db\nx" (SWARM_AGENT_LABELS): values are one line`}},
+		{"labels: bad key", append(staticArgs, "--labels=work load=db"), nil, []string{`--labels="work load=db" (SWARM_AGENT_LABELS): label keys are`}},
+		{"docker host without a scheme", append(staticArgs, "--docker-host=/var/run/docker.sock"), nil,
+			[]string{`--docker-host="/var/run/docker.sock" (SWARM_AGENT_DOCKER_HOST): must be unix:///path/docker.sock`}},
+		{"min docker version", append(staticArgs, "--min-docker-version=latest"), nil,
+			[]string{`--min-docker-version="latest" (SWARM_AGENT_MIN_DOCKER_VERSION): must be a version such as 20.10.0`}},
+		{"a path with a newline", append(staticArgs, "--daemon-config=/etc/docker/daemon.json\n"), nil,
+			[]string{`--daemon-config="/etc/docker/daemon.json\n" (SWARM_AGENT_DAEMON_CONFIG): must be one line`}},
+		{"bad env value, cut", staticArgs, []string{"SWARM_AGENT_WAIT=" + long},
+			[]string{`environment variable SWARM_AGENT_WAIT="` + long[:64] + `..." (100000 bytes): not a valid duration`}},
+		{"two bad settings, one line each", append(staticArgs, "--az=x", "--region=y", "--docker-log-driver=Z"), nil,
+			[]string{`--region="y"`, `--az="x"`, `--docker-log-driver="Z"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +159,64 @@ func TestConfigProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigAcceptsRealNames: the names AWS and Docker really use pass validation.
+func TestConfigAcceptsRealNames(t *testing.T) {
+	tests := [][]string{
+		{"--az=us-east-1a", "--region=us-east-1"},
+		{"--az=us-west-2-lax-1a", "--region=us-west-2"},
+		{"--az=us-east-1-wl1-bos-wlz-1"},
+		{"--az=us-gov-west-1a", "--region=us-gov-west-1"},
+		{"--region=cn-north-1"},
+		{"--region=eu-central-2"},
+		{"--az=", "--region="},
+		{"--docker-log-driver=json-file", "--docker-log-opts=max-size=10m,max-file=3"},
+		{"--docker-log-driver=awslogs", "--docker-log-opts=awslogs-group=swarm,tag={{.Name}}/{{.ID}}"},
+		{"--docker-log-driver=none"},
+		{"--docker-log-driver=loki"}, // a plugin installed with --alias loki
+		{"--docker-log-driver=grafana/loki-docker-driver:3.3.2-amd64"},
+		{"--docker-log-driver=registry.example.com:5000/team/log-plugin:v1"},
+		{"--labels=workload=database,tier=a/b"},
+		{"--docker-host=unix:///var/run/docker.sock"},
+		{"--docker-host=tcp://127.0.0.1:2375"},
+		{"--min-docker-version=24.0"},
+		{"--min-docker-version=v20.10.7-ce"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var c Config
+			fs := newFlags(&c, bootOptions...)
+			if err := fs.Parse(append(append(append([]string{}, staticArgs...), args...), "--config-file=")); err != nil {
+				t.Fatal(err)
+			}
+			if err := resolve(fs, nil, fileReader(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.validate(fs); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestShowValue: a bad value in an error line is quoted whole up to 64 bytes, else cut on a
+// character boundary and followed by its length.
+func TestShowValue(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"us-east-1a", `"us-east-1a"`},
+		{"a\nb", `"a\nb"`},
+		{strings.Repeat("x", 64), `"` + strings.Repeat("x", 64) + `"`},
+		{strings.Repeat("x", 65), `"` + strings.Repeat("x", 64) + `..." (65 bytes)`},
+		{strings.Repeat("x", 63) + "é" + "x", `"` + strings.Repeat("x", 63) + `..." (66 bytes)`}, // é is 2 bytes: not split
+		{long, `"` + long[:64] + `..." (100000 bytes)`},
+	}
+	for _, tt := range tests {
+		if got := showValue(tt.in); got != tt.want {
+			t.Errorf("showValue(%d bytes) = %s, want %s", len(tt.in), got, tt.want)
+		}
 	}
 }
 
@@ -199,6 +303,17 @@ func TestRunBadInputExitCodes(t *testing.T) {
 		{"malformed discovery", []string{"boot", "--role=worker", "--discovery=zone_id=Z1"}, nil, ExitUsage, "provider=NAME is missing"},
 		{"unknown flag", []string{"boot", "--rolle=worker"}, nil, ExitUsage, "unknown flag"},
 		{"unknown command", []string{"bootstrap"}, nil, ExitUsage, "unknown command"},
+		{"boot: bad az", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--az=us-east-1a`reboot`"}, nil, ExitUsage, "must be an availability zone"},
+		{"boot: bad region", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--region=moon-1"}, nil, ExitUsage, "must be an AWS region"},
+		{"boot: bad log driver", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-log-driver=json file"}, nil, ExitUsage, "must be one of Docker's log drivers"},
+		{"drain: bad az", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--az=x", "--config-file="}, nil, ExitUsage, "must be an availability zone"},
+		{"run: bad region", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--region=us-east-1\n", "--config-file="}, nil, ExitUsage, "must be one line"},
+		{"boot: long bad duration, cut", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--wait=" + long}, nil, ExitUsage,
+			`--wait="` + long[:64] + `..." (100000 bytes) (SWARM_AGENT_WAIT): not a valid duration`},
+		{"boot: short bad duration, whole", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--wait=soon"}, nil, ExitUsage,
+			`--wait="soon" (SWARM_AGENT_WAIT): time: invalid duration "soon"`},
+		{"long unknown flag, cut", []string{"boot", "--" + long + "=1"}, nil, ExitUsage, `unknown flag: "--` + long[:62] + `..." (100002 bytes)`},
+		{"long unknown shorthand, cut", []string{"boot", "-" + long}, nil, ExitUsage, `"unknown shorthand flag: 'a' in -aaaa`},
 		{"drain: bad on-timeout", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--on-timeout=maybe", "--config-file="}, nil, ExitUsage, "must be continue or abandon"},
 		{"run: watch interval too long", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--watch-interval=5m", "--config-file="}, nil, ExitUsage, "must be 100ms..1m"},
 		{"boot: log opts without a driver", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-log-opts=max-size=10m"}, nil, ExitUsage, "needs --docker-log-driver"},
@@ -223,7 +338,10 @@ func TestRunBadInputExitCodes(t *testing.T) {
 			}
 			last := lastLine(errb.String())
 			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) {
-				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", last, tt.wantMsg)
+				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", showValue(last), tt.wantMsg)
+			}
+			if errb.Len() > 2000 {
+				t.Errorf("stderr is %d bytes: a long value was echoed whole", errb.Len())
 			}
 		})
 	}

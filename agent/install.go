@@ -50,7 +50,7 @@ failed, or a running engine owns swarm state.`,
 			for _, p := range []struct{ flag, val string }{{"root", root}, {"docker-data-root", dataRoot},
 				{"docker-pidfile", pidFile}, {"os-release", osRelease}} {
 				if !filepath.IsAbs(p.val) {
-					problems = append(problems, fmt.Sprintf("--%s=%q: must be an absolute path", p.flag, p.val))
+					problems = append(problems, fmt.Sprintf("--%s=%s: must be an absolute path", p.flag, showValue(p.val)))
 				}
 			}
 			if len(problems) > 0 {

@@ -210,7 +210,7 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 			w.deps.Locker = p
 		}
 	default:
-		return &ConfigError{[]string{fmt.Sprintf("--discovery: unknown provider %q", spec.Provider)}}
+		return &ConfigError{[]string{"--discovery: unknown provider " + showValue(spec.Provider)}}
 	}
 	if role == "manager" && cfg.Identity != "static" && w.deps.Locker != nil {
 		// EC2 tells whether a silent lock holder or registered manager is really gone.

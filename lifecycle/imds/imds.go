@@ -44,10 +44,34 @@ var ErrNotFound = errors.New("not in instance metadata")
 
 var (
 	instanceIDRe = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
-	azRe         = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d[a-z]$`)
-	regionRe     = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	tagKeyRe     = regexp.MustCompile(`^[^/\s][^/]{0,127}$`)
+	// A region: us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1.
+	regionRe = regexp.MustCompile(`^` + regionShape + `$`)
+	// A zone of a region: us-east-1a; a Local Zone: us-west-2-lax-1a; a Wavelength Zone:
+	// us-east-1-wl1-bos-wlz-1.
+	azRe           = regexp.MustCompile(`^(` + regionShape + `)(?:[a-z]|-[a-z]+-\d{1,2}[a-z]|-wl\d-[a-z]+-wlz-\d{1,2})$`)
+	instanceTypeRe = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9-]+$`) // t3.medium, m7i-flex.large, u-6tb1.metal
+	tagKeyRe       = regexp.MustCompile(`^[^/\s][^/]{0,127}$`)
 )
+
+const regionShape = `[a-z]{2}(?:-[a-z]+)+-\d{1,2}`
+
+// ValidRegion reports whether s has the shape of an AWS region name (at most 32 bytes).
+func ValidRegion(s string) bool { return len(s) <= 32 && regionRe.MatchString(s) }
+
+// ValidAZ reports whether s has the shape of an availability zone name, Local and Wavelength
+// Zones included (at most 64 bytes).
+func ValidAZ(s string) bool { return len(s) <= 64 && azRe.MatchString(s) }
+
+// AZRegion is the region of a zone that ValidAZ accepts: us-west-2 for us-west-2-lax-1a.
+func AZRegion(az string) string {
+	if m := azRe.FindStringSubmatch(az); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// ValidInstanceType reports whether s has the shape of an EC2 instance type (at most 64 bytes).
+func ValidInstanceType(s string) bool { return len(s) <= 64 && instanceTypeRe.MatchString(s) }
 
 // get reads one path as trimmed text; ErrNotFound (wrapped) for 404.
 func (c *Client) get(ctx context.Context, path string) (string, error) {
@@ -79,9 +103,9 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 	}{
 		{"instance-id", &id.InstanceID, instanceIDRe.MatchString, "an instance id (i- and 8 or 17 hex digits)"},
 		{"local-ipv4", &id.PrivateIP, func(s string) bool { a, err := netip.ParseAddr(s); return err == nil && a.Is4() }, "an IPv4 address"},
-		{"placement/availability-zone", &id.AZ, azRe.MatchString, "an availability zone such as us-east-1a"},
-		{"placement/region", &id.Region, regionRe.MatchString, "a region such as us-east-1"},
-		{"instance-type", &id.InstanceType, func(s string) bool { return s != "" && len(s) < 64 && !strings.ContainsAny(s, " \n") }, "an instance type such as t3.medium"},
+		{"placement/availability-zone", &id.AZ, ValidAZ, "an availability zone such as us-east-1a or us-west-2-lax-1a"},
+		{"placement/region", &id.Region, ValidRegion, "a region such as us-east-1"},
+		{"instance-type", &id.InstanceType, ValidInstanceType, "an instance type such as t3.medium"},
 	}
 	for _, f := range fields {
 		v, err := c.get(ctx, f.path)
@@ -92,6 +116,9 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 			return Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(v), f.rule)
 		}
 		*f.dst = v
+	}
+	if r := AZRegion(id.AZ); r != id.Region {
+		return Identity{}, fmt.Errorf("imds placement/availability-zone: answered %q, want a zone of %s (placement/region)", id.AZ, id.Region)
 	}
 	tags, err := c.Tags(ctx)
 	if err != nil && !errors.Is(err, ErrNotFound) {

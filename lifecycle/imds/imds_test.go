@@ -54,6 +54,15 @@ func TestIdentity(t *testing.T) {
 			t.Fatalf("tags %v", id.Tags)
 		}
 	})
+	t.Run("in a Local Zone", func(t *testing.T) {
+		in := base
+		in.AZ, in.Region = "us-west-2-lax-1a", "us-west-2"
+		_, url := fake(t, in)
+		id, err := client(url).Identity(t.Context())
+		if err != nil || id.AZ != in.AZ || id.Region != in.Region {
+			t.Fatalf("got %+v, %v; want zone %s of %s", id, err, in.AZ, in.Region)
+		}
+	})
 	t.Run("IMDS absent", func(t *testing.T) {
 		_, err := client("http://127.0.0.1:1").Identity(t.Context())
 		if err == nil || !strings.Contains(err.Error(), "instance-id") {
@@ -72,8 +81,15 @@ func TestIdentityRejectsBadAnswers(t *testing.T) {
 		{"local-ipv4", "10.0.0.300"},
 		{"local-ipv4", "fe80::1"},
 		{"placement/availability-zone", "<html>"},
+		{"placement/availability-zone", "us-east-1a; reboot"},
+		{"placement/availability-zone", "us-west-2a"}, // a zone of another region
+		{"placement/availability-zone", "us-east-" + strings.Repeat("a", 70) + "-1a"},
 		{"placement/region", ""},
+		{"placement/region", "eu-west-1"}, // the zone is us-east-1a
+		{"placement/region", "us-east-1\"}"},
 		{"instance-type", "m5 large"},
+		{"instance-type", "m5.large\",\"x\":\"y"},
+		{"instance-type", "m5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path+"="+tt.value, func(t *testing.T) {
@@ -100,6 +116,47 @@ func TestIdentityRejectsBadAnswers(t *testing.T) {
 				t.Fatalf("err %v, want one naming %s and the rule", err, tt.path)
 			}
 		})
+	}
+}
+
+// TestShapes: the names AWS gives regions, zones (Local and Wavelength Zones too) and instance
+// types pass; anything else, and anything too long to be one, does not.
+func TestShapes(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	tests := []struct {
+		name  string
+		valid func(string) bool
+		good  []string
+		bad   []string
+	}{
+		{"region", imds.ValidRegion,
+			[]string{"us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1", "ap-southeast-4", "us-isob-east-1", "il-central-1"},
+			[]string{"", "us-east", "us-east-1a", "US-EAST-1", "useast1", "us-east-1 ", "us-east-1\nx", "us-" + long + "-1", "us-east-123", "$(id)-1"}},
+		{"zone", imds.ValidAZ,
+			[]string{"us-east-1a", "eu-central-2b", "us-gov-west-1a", "cn-north-1a", "us-west-2-lax-1a", "us-east-1-bos-1a", "us-east-1-wl1-bos-wlz-1", "ap-northeast-1-wl1-kix-wlz-1"},
+			[]string{"", "us-east-1", "us-east-1ab", "us-east-1A", "use1-az1", "us-east-1a\n", "us-east-1a;id", "us-west-2-lax-1", "us-" + long + "-1a"}},
+		{"instance type", imds.ValidInstanceType,
+			[]string{"t3.medium", "m5.24xlarge", "m7i-flex.large", "u-6tb1.metal", "c7i.metal-24xl", "mac2-m2pro.metal"},
+			[]string{"", "t3", "t3 medium", "T3.MEDIUM", "t3.medium\n", ".large", "t3.medium;id", "t3." + long}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, s := range tt.good {
+				if !tt.valid(s) {
+					t.Errorf("%q refused", s)
+				}
+			}
+			for _, s := range tt.bad {
+				if tt.valid(s) {
+					t.Errorf("%q accepted", s)
+				}
+			}
+		})
+	}
+	for az, want := range map[string]string{"us-east-1a": "us-east-1", "us-west-2-lax-1a": "us-west-2", "us-east-1-wl1-bos-wlz-1": "us-east-1", "bad": ""} {
+		if got := imds.AZRegion(az); got != want {
+			t.Errorf("AZRegion(%q) = %q, want %q", az, got, want)
+		}
 	}
 }
 
