@@ -16,8 +16,8 @@ help: ## list the targets
 build: ## static, stripped binary with version and commit: bin/swarm-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/swarm-agent .
 
-prepare: build ## install what the tests need (Docker via `swarm-agent install`, iproute2, busybox, Consul)
-	bash tools/prepare.sh
+prepare: build ## install what the tests need (Docker via `swarm-agent install`, test bed packages, moto check, Consul, Packer)
+	bash tools/prepare.sh --all
 
 test: prepare ## THE test command: every unit, integration and fuzz-seed test on real engines, moto and Consul
 	$(GO) vet ./...
@@ -54,8 +54,11 @@ vuln: ## govulncheck
 package: build ## .deb and .rpm into dist/
 	bash packaging/package.sh
 
+# The demo prepares only what it runs: Consul only for -mode=consul (also written -mode consul).
+DEMO_PREPARE = $(if $(filter consul,$(subst =, ,$(DEMO_FLAGS))),--consul)
+
 demo: build ## local cluster: 3 managers + 2 workers on real engines, moto and the AWS front; boot, scale-in, clean up (DEMO_FLAGS=-mode=consul: a real Consul agent)
-	bash tools/prepare.sh
+	bash tools/prepare.sh $(DEMO_PREPARE)
 	$(GO) run ./internal/cmd/demo $(DEMO_FLAGS)
 
 clean: ## remove build output
