@@ -128,6 +128,20 @@ func TestRealSwarm(t *testing.T) {
 			if !slices.Contains(ln.RemoteManagers, n1.IP+":2377") {
 				t.Errorf("%s: remote managers %v lack %s:2377", c.e.Host(), ln.RemoteManagers, n1.IP)
 			}
+			// What boot proves membership with: the node's own certificate on disk.
+			if ln.CertClusterID != cluster {
+				t.Errorf("%s: cluster id in its certificate %q, want %q", c.e.Host(), ln.CertClusterID, cluster)
+			}
+		}
+		// ... and what a manager's swarm port presents.
+		for _, n := range []string{n1.IP, n3.IP} {
+			p := bootstrap.TLSProbe(ctx, n+":2377")
+			if !p.Answers || p.ClusterID != cluster || !p.Manager {
+				t.Errorf("TLSProbe(%s) = %+v, want a manager of %s", n, p, cluster)
+			}
+		}
+		if p := bootstrap.TLSProbe(ctx, n2.IP+":2377"); p.Answers {
+			t.Errorf("TLSProbe of a worker = %+v, want no answer (workers do not listen)", p)
 		}
 		err := e2.Join(ctx, bootstrap.JoinRequest{RemoteAddrs: mgr, Token: tokens.Worker, AdvertiseAddr: n2.IP})
 		if err == nil || strings.Contains(err.Error(), tokens.Worker) {
