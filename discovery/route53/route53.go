@@ -259,6 +259,11 @@ func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 		p.mu.Unlock()
 		return addrs, nil
 	}
+	if dnsErr != nil && !authoritativeNegative(dnsErr) {
+		// A timeout or a server failure says nothing about the record: ask DNS again (the boot
+		// loop backs off), never the API, which a thousand nodes would storm.
+		return nil, fmt.Errorf("route53: %w (no answer is not a negative answer: retrying over DNS)", dnsErr)
+	}
 	now := p.now()
 	p.mu.Lock()
 	if p.negativeSince.IsZero() {
@@ -278,6 +283,13 @@ func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 	}
 	p.log.Debug().Str("zone_id", p.cfg.ZoneID).Msg("negative DNS answers for a while: reading managers through the Route 53 API")
 	return p.ConfirmManagers(ctx)
+}
+
+// authoritativeNegative tells an answer that the name has no address (NXDOMAIN, or no A
+// record: Go reports both as not found) from a failure to get an answer.
+func authoritativeNegative(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
 }
 
 // lookup asks DNS; a negative answer gives (nil, err) with err describing it.

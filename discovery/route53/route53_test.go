@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -447,6 +448,44 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("%d API reads right after the first, want 1 (rate limited)", n)
 		}
 	})
+}
+
+// TestDNSTimeoutsNeverReachTheAPI: a resolver that does not answer (timeouts, as under load)
+// is not a negative answer: the node asks DNS again and never falls back to the Route 53 API,
+// which a thousand nodes would storm.
+func TestDNSTimeoutsNeverReachTheAPI(t *testing.T) {
+	e := start(t, unlimited)
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = silent.Close() })
+	go func() { // read and drop every query
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := silent.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.swarm.internal resolver=%s api_after=0s api_every=1s",
+		e.zone, silent.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := route53.FromSpec(spec, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := route53.New(cfg, e.R53, zerolog.Nop())
+	e.Front.ResetRequests()
+	got, err := p.Managers(t.Context())
+	if err == nil || len(got) != 0 {
+		t.Fatalf("Managers with a silent resolver = %v, %v; want an error to retry over DNS", got, err)
+	}
+	if n := e.Count("route53", ""); n != 0 {
+		t.Fatalf("%d Route 53 API calls after DNS timeouts, want 0", n)
+	}
 }
 
 func failoverSets(t *testing.T, e *env) map[string]string {
