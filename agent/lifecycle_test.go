@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 )
 
@@ -58,4 +60,22 @@ func TestFallbackSwarm(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestObserveMetrics: the leader's decisions about other nodes show in their metrics.
+func TestObserveMetrics(t *testing.T) {
+	m := newMetrics()
+	m.observe(lifecycle.EventGhostRemoved, "")
+	m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
+	m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
+	m.observe(lifecycle.EventRefused, lifecycle.ReasonLiveNode)
+	if got := testutil.ToFloat64(m.ghostsRemoved); got != 1 {
+		t.Errorf("swarm_agent_ghost_nodes_removed_total = %v, want 1", got)
+	}
+	for reason, want := range map[string]float64{lifecycle.ReasonAmbiguous: 2, lifecycle.ReasonLiveNode: 1} {
+		if got := testutil.ToFloat64(m.refusals.WithLabelValues(reason)); got != want {
+			t.Errorf("swarm_agent_lifecycle_refusals_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	(*metrics)(nil).observe(lifecycle.EventGhostRemoved, "") // no metrics: nothing, no panic
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
 )
 
 // metrics are the agent's Prometheus series. Names are a public interface (README).
@@ -32,6 +33,10 @@ type metrics struct {
 	tokensRepublished prometheus.Counter
 	// bootsSkipped counts runs that found their instance terminating and drained instead.
 	bootsSkipped prometheus.Counter
+	// ghostsRemoved counts old node objects of rejoined instances the leader removed.
+	ghostsRemoved prometheus.Counter
+	// refusals counts actions on an instance's behalf the leader refused, by reason.
+	refusals     *prometheus.CounterVec
 	awsErrors    *prometheus.CounterVec // service, code
 	dockerErrors *prometheus.CounterVec // op, kind
 	inSwarm      prometheus.Gauge
@@ -51,12 +56,29 @@ func newMetrics() *metrics {
 		Help: "Runs that found their instance terminating and resumed its drain instead of booting."})
 	m.tokensRepublished = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_tokens_republished_total",
 		Help: "Leader passes that republished the join tokens (rotated, or the store was behind)."})
+	m.ghostsRemoved = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_ghost_nodes_removed_total",
+		Help: "Old, down node objects of instances that joined again, removed by the leader."})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_refusals_total",
+		Help: "Actions on an instance's behalf the leader refused, by reason (ambiguous, live_node, identity)."}, []string{"reason"})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
-		m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ghostsRemoved, m.refusals, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// observe counts one of the leader's decisions about other nodes (a lifecycle.Observer).
+func (m *metrics) observe(event, reason string) {
+	if m == nil {
+		return
+	}
+	switch event {
+	case lifecycle.EventGhostRemoved:
+		m.ghostsRemoved.Inc()
+	case lifecycle.EventRefused:
+		m.refusals.WithLabelValues(reason).Inc()
+	}
 }
 
 // tick records that the main loop is alive.

@@ -13,30 +13,6 @@ import (
 	"github.com/swarm-agent/swarm-agent/lifecycle/queue"
 )
 
-// remoteLocal is the Local of a node drained on its behalf by the leader (queue mode): it is
-// found by its instance-id label; it is never made to leave (its engine ends with the instance).
-type remoteLocal struct {
-	swarm      lifecycle.Swarm
-	instanceID string
-}
-
-func (r remoteLocal) Self(ctx context.Context) (string, bool, error) {
-	nodes, err := r.swarm.Nodes(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	for _, n := range nodes {
-		if n.InstanceID() == r.instanceID {
-			return n.ID, n.Role == "manager", nil
-		}
-	}
-	return "", false, nil
-}
-
-func (r remoteLocal) Leave(context.Context, bool) error {
-	return fmt.Errorf("node of instance %s is drained on its behalf: it cannot be made to leave: %w", r.instanceID, lifecycle.ErrNotAllowed)
-}
-
 // queueConsumer runs the SQS consumer while ctx lasts (the leader loop cancels it when this
 // manager stops leading).
 func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring) error {
@@ -64,8 +40,12 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, n lifecycle.
 		return nil
 	}
 	swarm := engineSwarm{dw.engine}
-	local := remoteLocal{swarm: swarm, instanceID: n.InstanceID}
-	if started, err := d.ownAgentDraining(ctx, local, log); err != nil {
+	local := lifecycle.RemoteLocal{Swarm: swarm, InstanceID: n.InstanceID}
+	if started, err := d.ownAgentDraining(ctx, local, log); errors.Is(err, lifecycle.ErrAmbiguous) {
+		log.Error().Err(err).Str("reason", lifecycle.ReasonAmbiguous).Msg("refusing the notice: several live nodes carry its instance id")
+		d.m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
+		return err
+	} else if err != nil {
 		return err
 	} else if started {
 		return d.waitActionEnds(ctx, dw, n, log)
@@ -83,6 +63,9 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, n lifecycle.
 		},
 	}
 	_, err := runDrain(ctx, dr, n, d.m, log, nil)
+	if errors.Is(err, lifecycle.ErrAmbiguous) {
+		d.m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
+	}
 	if err != nil && !errors.Is(err, lifecycle.ErrDrainTimeout) {
 		return fmt.Errorf("drain instance %s on its behalf: %w", n.InstanceID, err)
 	}
@@ -90,7 +73,7 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, n lifecycle.
 }
 
 // ownAgentDraining waits up to QueueGrace for the node to be labelled leaving by its own agent.
-func (d *daemon) ownAgentDraining(ctx context.Context, local remoteLocal, log zerolog.Logger) (bool, error) {
+func (d *daemon) ownAgentDraining(ctx context.Context, local lifecycle.RemoteLocal, log zerolog.Logger) (bool, error) {
 	deadline := time.Now().Add(d.cfg.QueueGrace)
 	for {
 		id, _, err := local.Self(ctx)
@@ -100,7 +83,7 @@ func (d *daemon) ownAgentDraining(ctx context.Context, local remoteLocal, log ze
 		if id == "" {
 			return false, nil // not (or no longer) in the swarm: the drain completes the action
 		}
-		n, err := local.swarm.Node(ctx, id)
+		n, err := local.Swarm.Node(ctx, id)
 		if err == nil && n.Labels[lifecycle.LabelLeaving] != "" {
 			log.Info().Str("node_id", id).Msg("the node's own agent is draining it")
 			return true, nil

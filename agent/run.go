@@ -275,11 +275,12 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 // instance-type, workload=...: usable in placement constraints) and reap nodes that died.
 func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	reaper := &lifecycle.Reaper{
-		Swarm: engineSwarm{dw.engine},
-		Gone:  dw.hook.InstanceGone,
-		Hook:  countedHook{dw.hook, d.m},
-		Grace: d.cfg.ReapGrace,
-		Log:   d.log.With().Str("component", "reaper").Logger(),
+		Swarm:   engineSwarm{dw.engine},
+		Gone:    dw.hook.InstanceGone,
+		Hook:    countedHook{dw.hook, d.m},
+		Grace:   d.cfg.ReapGrace,
+		Log:     d.log.With().Str("component", "reaper").Logger(),
+		Observe: d.m.observe,
 	}
 	if dw.drainer.Registrar != nil {
 		reaper.Registrar = dw.drainer.Registrar

@@ -924,7 +924,7 @@ func (r *drainRun) retry(ctx context.Context, what string, op func(context.Conte
 
 // permanent reports errors that retrying does not change.
 func permanent(err error) bool {
-	for _, target := range []error{ErrNoSuchNode, ErrNoHook, ErrNoAction, ErrNotAllowed, ErrLastManager, ErrNoQuorum} {
+	for _, target := range []error{ErrNoSuchNode, ErrNoHook, ErrNoAction, ErrNotAllowed, ErrLastManager, ErrNoQuorum, ErrAmbiguous} {
 		if errors.Is(err, target) {
 			return true
 		}

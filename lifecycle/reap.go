@@ -18,12 +18,19 @@ import (
 // Grace: an engine restart or a network partition must not cost a node its identity. A
 // manager is demoted before it is removed. The leader's own node is never removed.
 //
+// One instance may have several node objects: a node that left and joined again keeps its
+// old, down object with the same instance-id label. Such a ghost is removed at once (demoted
+// first if it was a manager) when exactly one other node object of the instance is live, and
+// nothing is completed on its account: the live node's own drain does that. When several
+// node objects of one instance are live, none of them is acted on (ReasonAmbiguous).
+//
 // With Hook set, a node down for Grace whose instance Auto Scaling holds in Terminating:Wait
 // (its agent died before it could drain, and no queue consumer took it over) is removed too,
 // and its lifecycle action completed with CONTINUE, so that the instance does not wait out
 // the hook's timeout. Its tasks were rescheduled when the node went down. The same goes for
 // a leaving node removed at once: if Grace after its removal its instance still waits, its
-// agent died before completing, and the Reaper completes the action for it.
+// agent died before completing, and the Reaper completes the action for it. An action is
+// never completed while another node object of its instance is not down.
 type Reaper struct {
 	Swarm Swarm
 	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
@@ -39,12 +46,30 @@ type Reaper struct {
 	// Hook, when set, finds and completes the termination lifecycle actions of dead nodes'
 	// instances (an *asg.Client).
 	Hook Hook
+	// Observe is told of ghost removals and refusals; nil for none.
+	Observe Observer
 
 	mu        sync.Mutex
 	downSince map[string]time.Time // node id -> when first seen down
 	// leftBehind: instance id -> when its leaving node was removed, while its lifecycle
 	// action may still need completing (Hook set only).
 	leftBehind map[string]time.Time
+	// refused: node id -> the reason its last decision was refused, so that a refusal is
+	// reported once, not on every pass.
+	refused map[string]string
+}
+
+// reapDecision is what to do with one down node.
+type reapDecision struct {
+	reap bool
+	// held is the lifecycle action that still holds the node's instance, to complete once
+	// the node is removed.
+	held *HookAction
+	// ghost: the node is an old object of an instance that has a live one.
+	ghost bool
+	why   string
+	// refused is the Reason... of a refused decision; the node is kept.
+	refused string
 }
 
 // Reap does one pass at time now and returns the ids of the nodes it removed. Errors about
@@ -60,6 +85,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 	if r.downSince == nil {
 		r.downSince = map[string]time.Time{}
 		r.leftBehind = map[string]time.Time{}
+		r.refused = map[string]string{}
 	}
 	seen := make(map[string]bool, len(nodes))
 	var removed []string
@@ -68,6 +94,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 		seen[n.ID] = true
 		if n.State != stateDown {
 			delete(r.downSince, n.ID) // back up: its grace starts again next time
+			delete(r.refused, n.ID)
 			continue
 		}
 		first, ok := r.downSince[n.ID]
@@ -76,59 +103,92 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			r.downSince[n.ID] = now
 		}
 		log := r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Str("role", n.Role).Logger()
-		reap, held, why, err := r.due(ctx, n, now.Sub(first))
+		d, err := r.due(ctx, nodes, n, now.Sub(first))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 			continue
 		}
-		if !reap {
-			log.Debug().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("down node kept")
+		r.refuse(n.ID, d, log)
+		if !d.reap {
+			log.Debug().Str("reason", d.why).Dur("elapsed", now.Sub(first)).Msg("down node kept")
 			continue
 		}
 		done, err := r.reap(ctx, n, log)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reap node %s (%s): %w", n.ID, why, err))
+			errs = append(errs, fmt.Errorf("reap node %s (%s): %w", n.ID, d.why, err))
 			continue
 		}
-		if done {
-			delete(r.downSince, n.ID)
-			removed = append(removed, n.ID)
-			log.Info().Str("reason", why).Dur("elapsed", now.Sub(first)).Msg("reaped down node")
-			switch {
-			case held != nil:
-				if err := r.complete(ctx, n.InstanceID(), *held, log); err != nil {
-					errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
-				}
-			case r.Hook != nil && n.Labels[LabelLeaving] != "" && n.InstanceID() != "":
-				r.leftBehind[n.InstanceID()] = now
+		if !done {
+			continue
+		}
+		delete(r.downSince, n.ID)
+		removed = append(removed, n.ID)
+		log.Info().Str("reason", d.why).Dur("elapsed", now.Sub(first)).Msg("reaped down node")
+		switch {
+		case d.ghost:
+			r.Observe.observe(EventGhostRemoved, "")
+		case d.held != nil:
+			if err := r.complete(ctx, n.InstanceID(), *d.held, log); err != nil {
+				errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 			}
+		case r.Hook != nil && n.Labels[LabelLeaving] != "" && n.InstanceID() != "":
+			r.leftBehind[n.InstanceID()] = now
 		}
 	}
-	errs = append(errs, r.completeLeftBehind(ctx, now)...)
+	errs = append(errs, r.completeLeftBehind(ctx, nodes, now)...)
 	for id := range r.downSince {
 		if !seen[id] {
 			delete(r.downSince, id) // removed by someone else
 		}
 	}
+	for id := range r.refused {
+		if !seen[id] {
+			delete(r.refused, id)
+		}
+	}
 	return removed, errors.Join(errs...)
 }
 
-// due decides whether a down node, down for the given time, is to be reaped now. held is the
-// lifecycle action that still holds its instance, to complete once the node is removed.
-func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (reap bool, held *HookAction, why string, err error) {
-	switch {
-	case n.Leader:
-		return false, nil, "the leader's own node", nil
-	case n.Labels[LabelLeaving] != "":
-		return true, nil, "leaving since " + n.Labels[LabelLeaving], nil
-	case n.InstanceID() == "":
-		return false, nil, "no instance-id label: not ours to remove", nil
-	case down < r.Grace:
-		return false, nil, fmt.Sprintf("down for %s of its %s grace", down, r.Grace), nil
-	case r.Gone == nil && r.Hook == nil:
-		return false, nil, "no way to tell whether its instance is gone", nil
+// refuse reports a refused decision about node id once, until the reason changes.
+func (r *Reaper) refuse(id string, d reapDecision, log zerolog.Logger) {
+	if d.refused == "" {
+		delete(r.refused, id)
+		return
+	}
+	if r.refused[id] == d.refused {
+		return
+	}
+	r.refused[id] = d.refused
+	log.Warn().Str("reason", d.why).Msg("down node kept: refused to act on its instance's behalf")
+	r.Observe.observe(EventRefused, d.refused)
+}
+
+// due decides whether a down node, down for the given time, is to be reaped now. nodes is
+// the pass's node list, where the node's instance may have other node objects.
+func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Duration) (reapDecision, error) {
+	keep := func(why string) (reapDecision, error) { return reapDecision{why: why}, nil }
+	if n.Leader {
+		return keep("the leader's own node")
 	}
 	id := n.InstanceID()
+	if live, _ := nodesOf(nodes, id); len(live) > 0 {
+		if len(live) > 1 {
+			_, _, err := NodeOfInstance(nodes, id)
+			return reapDecision{why: err.Error(), refused: ReasonAmbiguous}, nil
+		}
+		return reapDecision{reap: true, ghost: true,
+			why: fmt.Sprintf("an old node object of instance %s, which runs node %s (%s) now", id, live[0].ID, live[0].State)}, nil
+	}
+	switch {
+	case n.Labels[LabelLeaving] != "":
+		return reapDecision{reap: true, why: "leaving since " + n.Labels[LabelLeaving]}, nil
+	case id == "":
+		return keep("no instance-id label: not ours to remove")
+	case down < r.Grace:
+		return keep(fmt.Sprintf("down for %s of its %s grace", down, r.Grace))
+	case r.Gone == nil && r.Hook == nil:
+		return keep("no way to tell whether its instance is gone")
+	}
 	if r.Hook != nil {
 		// One look at Auto Scaling answers both questions for an instance in a hooked group.
 		a, err := r.Hook.Action(ctx, id)
@@ -136,37 +196,46 @@ func (r *Reaper) due(ctx context.Context, n Node, down time.Duration) (reap bool
 		case errors.Is(err, ErrNoHook):
 			// In no group, or a group without a termination hook: Gone tells.
 		case err != nil:
-			return false, nil, "", fmt.Errorf("lifecycle action of instance %s: %w", id, err)
+			return reapDecision{}, fmt.Errorf("lifecycle action of instance %s: %w", id, err)
 		case a.State == StateTerminatingWait:
-			return true, &a, fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", id, a.State, a.Hook, down), nil
+			return reapDecision{reap: true, held: &a,
+				why: fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", id, a.State, a.Hook, down)}, nil
 		case a.State == StateTerminatingProceed || a.State == StateTerminated:
-			return true, nil, fmt.Sprintf("instance %s is %s and the node down for %s", id, a.State, down), nil
+			return reapDecision{reap: true, why: fmt.Sprintf("instance %s is %s and the node down for %s", id, a.State, down)}, nil
 		default:
-			return false, nil, "its instance is still alive (" + a.State + ")", nil
+			return keep("its instance is still alive (" + a.State + ")")
 		}
 	}
 	if r.Gone == nil {
-		return false, nil, "its instance is in no hooked group and there is no other way to tell whether it is gone", nil
+		return keep("its instance is in no hooked group and there is no other way to tell whether it is gone")
 	}
 	gone, err := r.Gone(ctx, id)
 	if err != nil {
-		return false, nil, "", fmt.Errorf("is instance %s gone: %w", id, err)
+		return reapDecision{}, fmt.Errorf("is instance %s gone: %w", id, err)
 	}
 	if !gone {
-		return false, nil, "its instance is still alive", nil
+		return keep("its instance is still alive")
 	}
-	return true, nil, fmt.Sprintf("instance %s is gone and the node down for %s", id, down), nil
+	return reapDecision{reap: true, why: fmt.Sprintf("instance %s is gone and the node down for %s", id, down)}, nil
 }
 
 // completeLeftBehind completes the actions still waiting Grace after their leaving node was
-// removed, and forgets the instances whose action ended otherwise.
-func (r *Reaper) completeLeftBehind(ctx context.Context, now time.Time) []error {
+// removed, and forgets the instances whose action ended otherwise. An instance with a live
+// node object again (it joined anew) is left to that node's own drain.
+func (r *Reaper) completeLeftBehind(ctx context.Context, nodes []Node, now time.Time) []error {
 	var errs []error
 	for id, removed := range r.leftBehind {
 		if now.Sub(removed) < r.Grace {
 			continue
 		}
 		log := r.Log.With().Str("instance_id", id).Logger()
+		if live, _ := nodesOf(nodes, id); len(live) > 0 {
+			log.Warn().Str("node_id", live[0].ID).Str("reason", ReasonLiveNode).
+				Msg("the removed leaving node's instance has a live node object: its lifecycle action is left to that node's drain")
+			r.Observe.observe(EventRefused, ReasonLiveNode)
+			delete(r.leftBehind, id)
+			continue
+		}
 		a, err := r.Hook.Action(ctx, id)
 		switch {
 		case errors.Is(err, ErrNoHook):
