@@ -187,12 +187,14 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		obs.Membership = seen.membership
 		res.Managers = seen.answering
 	}
-	var token string
+	var token, tokenCluster string
 	if local.State == StateInactive && obs.Managers {
-		token, _, err = b.d.Tokens.Token(ctx, b.cfg.Role)
+		token, tokenCluster, err = b.d.Tokens.Token(ctx, b.cfg.Role)
 		switch {
 		case err == nil:
-			obs.TokenReady = true
+			// A token of another swarm (a rebuilt cluster's, not yet republished) would only
+			// be refused: the managers' certificates say which swarm they are.
+			obs.TokenReady = tokenCluster == "" || len(seen.clusterIDs) == 0 || slices.Contains(seen.clusterIDs, tokenCluster)
 		case errors.Is(err, ErrNoToken):
 		default:
 			return false, fmt.Errorf("read %s join token: %w", b.cfg.Role, err)
@@ -242,6 +244,8 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		return b.join(ctx, res, seen.answering, token)
 	case ActWait:
 		switch {
+		case obs.Managers && tokenCluster != "":
+			b.waiting = fmt.Sprintf("the %s join token of swarm %v to be published (the store holds swarm %s's)", b.cfg.Role, seen.clusterIDs, tokenCluster)
 		case obs.Managers:
 			b.waiting = fmt.Sprintf("the %s join token to be published", b.cfg.Role)
 		case obs.Registered:

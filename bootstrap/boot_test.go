@@ -842,3 +842,34 @@ func TestPublishTokensAfterRotation(t *testing.T) {
 		}
 	})
 }
+
+// TestBootWaitsForTheTokenOfTheSwarmItSees: a token store still holding another swarm's token
+// (a rebuilt cluster, the new manager registered but not yet published) is not used: the
+// managers' certificates say which swarm answers, and a join with the old token would only be
+// refused.
+func TestBootWaitsForTheTokenOfTheSwarmItSees(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		m := w.engine("10.0.0.1")
+		if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		w.mu.Lock()
+		w.tokens[RoleWorker], w.tokens[RoleManager], w.clusterID = "SWMTKN-old-worker", "SWMTKN-old-manager", "old"
+		w.mu.Unlock()
+		wk := w.engine("10.0.1.1")
+		_, err := w.boot(t.Context(), wk, RoleWorker, 20*time.Second)
+		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "store holds swarm old's") {
+			t.Fatalf("err = %v, want a wait naming the stale token's swarm", err)
+		}
+		if wk.joins != 0 {
+			t.Fatalf("%d joins with another swarm's token", wk.joins)
+		}
+		if _, _, err := PublishTokens(t.Context(), m, fakeDisc{w}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil || res.Action != ActJoin || wk.joins != 1 {
+			t.Fatalf("after publishing: %v %s joins=%d", err, res.Action, wk.joins)
+		}
+	})
+}
