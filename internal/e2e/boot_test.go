@@ -26,6 +26,7 @@ import (
 // workers form exactly one swarm, again and again; boot is idempotent; workers wait for
 // managers; a dead lock holder does not block the cluster; workers make no Route 53 calls.
 func TestIntegrationRoute53Boot(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 3, 3)
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
 	ctx := t.Context()

@@ -15,6 +15,7 @@ import (
 // nothing; managers are a healthy Consul service; a manager drained with `swarm-agent drain`
 // is gone from it; Consul lost while the swarm runs leaves the swarm and the agents untouched.
 func TestIntegrationConsulBoot(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	bin, err := localcluster.ConsulBinary("../..")
 	if err != nil {
 		t.Skipf("Consul agent not built: %v", err)

@@ -19,6 +19,7 @@ import (
 // placement constraint on node.labels.workload lands the task on the labelled worker. Boot
 // again leaves daemon.json alone.
 func TestIntegrationEngineLabels(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 1, 2)
 	ctx := t.Context()
 	manager, db, other := c.Bed.Nodes[0], c.Bed.Nodes[1], c.Bed.Nodes[2]

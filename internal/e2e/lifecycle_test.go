@@ -22,6 +22,7 @@ import (
 // front: the node's tasks run elsewhere, the node is gone from the node list, and the
 // lifecycle action is completed exactly once with CONTINUE, with heartbeats while it took.
 func TestIntegrationScaleIn(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 3, 5)
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
@@ -163,34 +164,32 @@ func TestIntegrationScaleIn(t *testing.T) {
 	t.Run("agent killed after leaving is not booted again", func(t *testing.T) {
 		n := workers[0]
 		a := agents[n.Name]
-		var again *localcluster.Agent
-		act := scaleIn(t, n, leader, func() {
-			waitfor.Until(t, 2*time.Minute, n.Name+" left the swarm", func() error {
-				v, err := c.View(ctx, []*testbed.Node{n})
-				if err != nil || len(v.Inactive) == 0 {
-					return fmt.Errorf("still in the swarm (%v)", err)
-				}
-				return nil
-			})
-			if err := a.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			<-a.Done()
-			var err error
-			again, err = c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
-			if err != nil {
-				t.Fatal(err)
-			}
-			agents[n.Name] = again
-			t.Cleanup(func() { again.Stop(10 * time.Second) })
-		})
-		if act.Completions != 1 {
-			t.Fatalf("%d CompleteLifecycleAction calls, want exactly 1", act.Completions)
+		id := c.InstanceID(n)
+		nodeID := nodeIDOf(t, c, n)
+		if err := c.Front.StartScaleIn(ctx, id); err != nil {
+			t.Fatal(err)
 		}
+		waitfor.Until(t, 2*time.Minute, n.Name+" left the swarm", func() error {
+			v, err := c.View(ctx, []*testbed.Node{n})
+			if err != nil || len(v.Inactive) == 0 {
+				return fmt.Errorf("still in the swarm (%v)", err)
+			}
+			return nil
+		})
+		if err := a.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-a.Done()
+		again, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents[n.Name] = again
+		t.Cleanup(func() { again.Stop(10 * time.Second) })
 		select {
 		case <-again.Done():
-		case <-time.After(time.Minute):
-			t.Fatal("the restarted agent did not exit after finishing the drain")
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the restarted agent did not finish the drain and exit")
 		}
 		if code := again.Code(); code != 0 {
 			t.Errorf("restarted agent exit %d, want 0", code)
@@ -198,6 +197,20 @@ func TestIntegrationScaleIn(t *testing.T) {
 		if !strings.Contains(again.Log(), "resuming its drain instead of booting") {
 			t.Errorf("restarted agent did not say it resumed the drain:\n%s", tail(again.Log(), 20))
 		}
+		act, _ := c.Front.LifecycleAction(id)
+		if act.Result != "CONTINUE" || act.Completions != 1 {
+			t.Fatalf("action %+v, want one CONTINUE", act)
+		}
+		// A node that left has no certificate to ask the managers with: the leader's reaper
+		// removes its object (down and labelled leaving).
+		waitfor.Until(t, 2*time.Minute, n.Name+"'s node object removed", func() error {
+			for _, r := range must[[]localcluster.NodeRow](t)(c.Nodes(ctx, leader)) {
+				if r.ID == nodeID {
+					return fmt.Errorf("%s is %s/%s", n.Name, r.State, r.Availability)
+				}
+			}
+			return nil
+		})
 		v := must[localcluster.View](t)(c.View(ctx, []*testbed.Node{n}))
 		if len(v.Inactive) != 1 {
 			t.Fatalf("%s is in a swarm again after its instance started terminating: %+v", n.Name, v)

@@ -19,6 +19,7 @@ import (
 // the leader reads the hook's notice from SQS, drains the node on its behalf, completes the
 // action once, and reaps the node when its engine goes with the instance.
 func TestIntegrationQueueMode(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 3, 2)
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]

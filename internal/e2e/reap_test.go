@@ -18,6 +18,7 @@ import (
 // nobody to drain it: no agent there, no queue), the leader removes the node and completes
 // the lifecycle action instead of leaving the instance to wait out the hook's timeout.
 func TestIntegrationReapDeadNode(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 1, 1)
 	ctx := t.Context()
 	manager, worker := c.Bed.Nodes[0], c.Bed.Nodes[1]

@@ -18,6 +18,7 @@ import (
 // as systemd would (Type=notify, WatchdogSec): READY=1 comes only once the node has joined,
 // STATUS lines tell the stages, and WATCHDOG=1 pings keep coming while the main loop runs.
 func TestIntegrationSystemdNotify(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 1, 1)
 	ctx := t.Context()
 	manager, worker := c.Bed.Nodes[0], c.Bed.Nodes[1]
