@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
 )
 
 // engineSwarm adapts the Docker adapter to lifecycle.Swarm (a manager's own engine).
@@ -140,4 +143,15 @@ type registrarAdapter struct {
 
 func (a registrarAdapter) Deregister(ctx context.Context, instanceID, addr string) error {
 	return a.r.Deregister(ctx, bootstrap.Member{InstanceID: instanceID, Addr: addr, Port: a.port})
+}
+
+// ec2Instances is EC2's word on instances (DescribeInstances, which the managers' policy
+// grants) for the leader's checks of a node's claim to an instance. Without it (no AWS
+// configuration) the leader takes no AWS action on any node's behalf.
+func ec2Instances(ctx context.Context, dw *drainWiring, cfg Config) (lifecycle.Instances, error) {
+	ac, err := dw.awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return asg.NewInstances(ec2.NewFromConfig(ac)), nil
 }

@@ -274,13 +274,19 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 // registration true, copy the engine labels the agents set into node labels (az,
 // instance-type, workload=...: usable in placement constraints) and reap nodes that died.
 func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
+	// EC2 confirms a node's claim to an instance before any AWS action on its behalf.
+	inst, err := ec2Instances(ctx, dw, d.cfg)
+	if err != nil {
+		d.log.Error().Err(err).Msg("leader: no EC2 client: no lifecycle action will be completed on another node's behalf")
+	}
 	reaper := &lifecycle.Reaper{
-		Swarm:   engineSwarm{dw.engine},
-		Gone:    dw.hook.InstanceGone,
-		Hook:    countedHook{dw.hook, d.m},
-		Grace:   d.cfg.ReapGrace,
-		Log:     d.log.With().Str("component", "reaper").Logger(),
-		Observe: d.m.observe,
+		Swarm:     engineSwarm{dw.engine},
+		Gone:      dw.hook.InstanceGone,
+		Hook:      countedHook{dw.hook, d.m},
+		Instances: inst,
+		Grace:     d.cfg.ReapGrace,
+		Log:       d.log.With().Str("component", "reaper").Logger(),
+		Observe:   d.m.observe,
 	}
 	if dw.drainer.Registrar != nil {
 		reaper.Registrar = dw.drainer.Registrar
@@ -299,7 +305,7 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				if err := d.queueConsumer(qctx, dw); err != nil && qctx.Err() == nil {
+				if err := d.queueConsumer(qctx, dw, inst); err != nil && qctx.Err() == nil {
 					d.log.Error().Err(err).Msg("leader: queue consumer stopped")
 				}
 			}()

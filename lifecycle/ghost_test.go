@@ -104,7 +104,8 @@ func TestReapGhosts(t *testing.T) {
 				hook := newFakeHook(w.j, id, time.Hour)
 				hook.scaleIn()
 				ev := &events{}
-				r := &Reaper{Swarm: w.c, Gone: (&fakeEC2{gone: map[string]bool{}}).Gone, Hook: hook, Grace: grace,
+				ec2 := newFakeEC2(w)
+				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Hook: hook, Grace: grace, Instances: ec2,
 					Log: testLogger(t), Registrar: w.reg, Observe: ev.observe}
 				var got []string
 				for range tt.passes {
@@ -142,7 +143,7 @@ func TestReapLeftBehindRejoined(t *testing.T) {
 		hook := newFakeHook(w.j, "i-w1", time.Hour)
 		hook.scaleIn()
 		ev := &events{}
-		r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Log: testLogger(t), Observe: ev.observe}
+		r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: newFakeEC2(w), Log: testLogger(t), Observe: ev.observe}
 		w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
 		w.c.kill("w1")
 		if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {

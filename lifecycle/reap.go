@@ -31,6 +31,11 @@ import (
 // a leaving node removed at once: if Grace after its removal its instance still waits, its
 // agent died before completing, and the Reaper completes the action for it. An action is
 // never completed while another node object of its instance is not down.
+//
+// A node's instance-id label is a hint (a node may label itself): before completing an
+// action on a node's account, or removing a ghost because a live node claims its instance,
+// the Reaper has EC2 confirm that the node's address is one of the instance's (VerifyNode);
+// when EC2 does not, nothing is done (ReasonIdentity).
 type Reaper struct {
 	Swarm Swarm
 	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
@@ -46,17 +51,27 @@ type Reaper struct {
 	// Hook, when set, finds and completes the termination lifecycle actions of dead nodes'
 	// instances (an *asg.Client).
 	Hook Hook
+	// Instances is EC2: before the Reaper completes an instance's lifecycle action or
+	// removes a ghost because of a live node, it checks there that the node's address is the
+	// instance's (VerifyNode): labels are hints. nil verifies nothing, so nothing is done.
+	Instances Instances
 	// Observe is told of ghost removals and refusals; nil for none.
 	Observe Observer
 
 	mu        sync.Mutex
 	downSince map[string]time.Time // node id -> when first seen down
-	// leftBehind: instance id -> when its leaving node was removed, while its lifecycle
-	// action may still need completing (Hook set only).
-	leftBehind map[string]time.Time
+	// leftBehind: instance id -> its removed leaving node, while its lifecycle action may
+	// still need completing (Hook set only).
+	leftBehind map[string]removedNode
 	// refused: node id -> the reason its last decision was refused, so that a refusal is
 	// reported once, not on every pass.
 	refused map[string]string
+}
+
+// removedNode is a leaving node the Reaper removed, and when.
+type removedNode struct {
+	node Node
+	at   time.Time
 }
 
 // reapDecision is what to do with one down node.
@@ -84,7 +99,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 	defer r.mu.Unlock()
 	if r.downSince == nil {
 		r.downSince = map[string]time.Time{}
-		r.leftBehind = map[string]time.Time{}
+		r.leftBehind = map[string]removedNode{}
 		r.refused = map[string]string{}
 	}
 	seen := make(map[string]bool, len(nodes))
@@ -132,7 +147,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 				errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 			}
 		case r.Hook != nil && n.Labels[LabelLeaving] != "" && n.InstanceID() != "":
-			r.leftBehind[n.InstanceID()] = now
+			r.leftBehind[n.InstanceID()] = removedNode{node: n, at: now}
 		}
 	}
 	errs = append(errs, r.completeLeftBehind(ctx, nodes, now)...)
@@ -176,6 +191,9 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 			_, _, err := NodeOfInstance(nodes, id)
 			return reapDecision{why: err.Error(), refused: ReasonAmbiguous}, nil
 		}
+		if d, err := r.verify(ctx, live[0]); d != nil || err != nil {
+			return *d, err
+		}
 		return reapDecision{reap: true, ghost: true,
 			why: fmt.Sprintf("an old node object of instance %s, which runs node %s (%s) now", id, live[0].ID, live[0].State)}, nil
 	}
@@ -198,6 +216,9 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 		case err != nil:
 			return reapDecision{}, fmt.Errorf("lifecycle action of instance %s: %w", id, err)
 		case a.State == StateTerminatingWait:
+			if d, err := r.verify(ctx, n); d != nil || err != nil {
+				return *d, err
+			}
 			return reapDecision{reap: true, held: &a,
 				why: fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", id, a.State, a.Hook, down)}, nil
 		case a.State == StateTerminatingProceed || a.State == StateTerminated:
@@ -219,13 +240,26 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 	return reapDecision{reap: true, why: fmt.Sprintf("instance %s is gone and the node down for %s", id, down)}, nil
 }
 
+// verify checks node n's claim to its instance with EC2 (VerifyNode). It returns nil, nil
+// when EC2 confirms it, a refused decision when EC2 disagrees, and EC2's error otherwise.
+func (r *Reaper) verify(ctx context.Context, n Node) (*reapDecision, error) {
+	err := VerifyNode(ctx, r.Instances, n)
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, ErrIdentity):
+		return &reapDecision{why: err.Error(), refused: ReasonIdentity}, nil
+	}
+	return &reapDecision{}, err
+}
+
 // completeLeftBehind completes the actions still waiting Grace after their leaving node was
 // removed, and forgets the instances whose action ended otherwise. An instance with a live
 // node object again (it joined anew) is left to that node's own drain.
 func (r *Reaper) completeLeftBehind(ctx context.Context, nodes []Node, now time.Time) []error {
 	var errs []error
 	for id, removed := range r.leftBehind {
-		if now.Sub(removed) < r.Grace {
+		if now.Sub(removed.at) < r.Grace {
 			continue
 		}
 		log := r.Log.With().Str("instance_id", id).Logger()
@@ -248,7 +282,17 @@ func (r *Reaper) completeLeftBehind(ctx context.Context, nodes []Node, now time.
 			delete(r.leftBehind, id)
 			continue
 		}
-		log.Warn().Dur("since_removal", now.Sub(removed)).Msg("the removed leaving node's lifecycle action still waits: its agent did not complete it")
+		if err := VerifyNode(ctx, r.Instances, removed.node); errors.Is(err, ErrIdentity) {
+			log.Warn().Err(err).Str("node_id", removed.node.ID).Str("reason", ReasonIdentity).
+				Msg("not completing the removed leaving node's lifecycle action: EC2 does not confirm the node was on the instance")
+			r.Observe.observe(EventRefused, ReasonIdentity)
+			delete(r.leftBehind, id)
+			continue
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Warn().Dur("since_removal", now.Sub(removed.at)).Msg("the removed leaving node's lifecycle action still waits: its agent did not complete it")
 		if err := r.complete(ctx, id, a, log); err != nil {
 			errs = append(errs, err)
 			continue

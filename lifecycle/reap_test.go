@@ -10,12 +10,52 @@ import (
 	"time"
 )
 
-// fakeEC2 answers Gone from a set of terminated instances and counts the questions.
+// fakeEC2 answers Gone from a set of terminated instances and counts the questions. As
+// Instances it knows every instance in addrs (running, with those private addresses, or
+// terminated and without any when gone).
 type fakeEC2 struct {
 	mu    sync.Mutex
 	gone  map[string]bool
+	addrs map[string][]string
 	err   error
 	asked []string
+}
+
+// newFakeEC2 knows the instance of every node of the world at the node's address.
+func newFakeEC2(w *world) *fakeEC2 {
+	f := &fakeEC2{gone: map[string]bool{}, addrs: map[string][]string{}}
+	for _, n := range w.c.nodesNow() {
+		if id := n.InstanceID(); id != "" {
+			f.addrs[id] = append(f.addrs[id], n.Addr)
+		}
+	}
+	return f
+}
+
+func (f *fakeEC2) Instance(_ context.Context, id string) (Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	addrs, ok := f.addrs[id]
+	switch {
+	case f.err != nil:
+		return Instance{}, f.err
+	case !ok:
+		return Instance{ID: id}, nil
+	case f.gone[id]:
+		return Instance{ID: id, Found: true, State: EC2Terminated}, nil
+	}
+	return Instance{ID: id, Found: true, State: "running", Addrs: slices.Clone(addrs)}, nil
+}
+
+// nodesNow lists the nodes without counting a call.
+func (c *fakeCluster) nodesNow() []Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		out = append(out, n.view())
+	}
+	return out
 }
 
 func (f *fakeEC2) Gone(_ context.Context, instanceID string) (bool, error) {
@@ -335,8 +375,9 @@ func TestReapCompletesHeldAction(t *testing.T) {
 					hook.inject("Complete", failErr, 0)
 				}
 				hook.noHook = tt.noHook
-				ec2 := &fakeEC2{gone: map[string]bool{"i-w1": tt.gone}}
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Log: testLogger(t)}
+				ec2 := newFakeEC2(w)
+				ec2.gone["i-w1"] = tt.gone
+				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
 				w.c.kill("w1")
 				if tt.scaleIn {
 					hook.scaleIn()
@@ -374,7 +415,8 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				w := newWorld(1, 1)
 				hook := newFakeHook(w.j, "i-w1", time.Hour)
 				hook.scaleIn()
-				r := &Reaper{Swarm: w.c, Gone: (&fakeEC2{gone: map[string]bool{}}).Gone, Grace: grace, Hook: hook, Log: testLogger(t)}
+				ec2 := newFakeEC2(w)
+				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
 				w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
 				w.c.kill("w1") // it left the swarm
 				if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
@@ -413,7 +455,8 @@ func TestReapCompletesHeldAction(t *testing.T) {
 			// The node's own agent completes the action between the reaper's look and its
 			// completion: the node is removed and the late completion is not an error.
 			late := agentCompletesAfterLook{hook, t}
-			r := &Reaper{Swarm: w.c, Gone: (&fakeEC2{gone: map[string]bool{}}).Gone, Hook: late, Log: testLogger(t)}
+			ec2 := newFakeEC2(w)
+			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Hook: late, Instances: ec2, Log: testLogger(t)}
 			w.c.kill("w1")
 			got, err := r.Reap(t.Context(), time.Now())
 			if err != nil || !slices.Equal(got, []string{"w1"}) {

@@ -1,5 +1,6 @@
-// Package asg is the Auto Scaling side of a node's end: which lifecycle hook holds the
-// instance, heartbeats, completion, instance state and scale-in protection.
+// Package asg is the Auto Scaling and EC2 side of a node's end: which lifecycle hook holds the
+// instance, heartbeats, completion, instance state, scale-in protection, and what EC2 says of
+// an instance (its state and addresses, to check a node's claim to it).
 package asg
 
 import (
