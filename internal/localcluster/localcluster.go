@@ -194,8 +194,31 @@ func (c *Cluster) createGroup(ctx context.Context, name string, nodes []*testbed
 	for i, node := range nodes {
 		id := aws.ToString(insts[i].InstanceId)
 		c.ids[node.Name] = id
+		if err := c.giveAddress(ctx, id, node.IP); err != nil {
+			return err
+		}
 		c.Front.AddInstance(imdsfake.Instance{ID: id, PrivateIP: node.IP, AZ: aws.ToString(insts[i].AvailabilityZone),
 			Region: "us-east-1", InstanceType: "t3.medium", ASG: name, TargetLifecycleState: "InService"})
+	}
+	return nil
+}
+
+// giveAddress makes EC2 tell the truth about the node's address: moto gives the instance a
+// private address of its own, and the node's is added to the instance's network interface as
+// a secondary private address (AssignPrivateIpAddresses, as on AWS), so that DescribeInstances
+// lists it and the leader's check of a node's claim to its instance passes, as it does on AWS.
+func (c *Cluster) giveAddress(ctx context.Context, instanceID, ip string) error {
+	out, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instanceID}})
+	if err != nil {
+		return fmt.Errorf("describe instance %s: %w", instanceID, err)
+	}
+	if len(out.Reservations) != 1 || len(out.Reservations[0].Instances) != 1 || len(out.Reservations[0].Instances[0].NetworkInterfaces) == 0 {
+		return fmt.Errorf("instance %s: no network interface in %+v", instanceID, out.Reservations)
+	}
+	eni := out.Reservations[0].Instances[0].NetworkInterfaces[0].NetworkInterfaceId
+	if _, err := c.EC2.AssignPrivateIpAddresses(ctx, &ec2.AssignPrivateIpAddressesInput{
+		NetworkInterfaceId: eni, PrivateIpAddresses: []string{ip}}); err != nil {
+		return fmt.Errorf("give instance %s the address %s: %w", instanceID, ip, err)
 	}
 	return nil
 }
