@@ -1008,7 +1008,7 @@ func sampleNodes(ctx context.Context, c *localcluster.Cluster) []nodeSample {
 func sampleNode(ctx context.Context, c *localcluster.Cluster, n *testbed.Node) nodeSample {
 	s := nodeSample{name: n.Name, state: "down"}
 	if d, err := c.Docker(n); err == nil {
-		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
 		info, err := d.Info(ictx, client.InfoOptions{})
 		cancel()
 		if err == nil {
