@@ -306,7 +306,8 @@ func conformanceCases() []confCase {
 	// messages are quoted from answers people posted: the CNAME ones from
 	// ansible-collections/amazon.aws#2694 (2025) and RJPearson94/terraform-aws-open-next#24
 	// (2024), "cannot be created as other RRSets exist" from gympass/cdn-origin-controller#102
-	// (2023), "non multivalue answer rrset" from cert-manager/cert-manager#5388 (2022). The
+	// (2023), "non multivalue answer rrset" from cert-manager/cert-manager#5388 (2022), "not
+	// permitted in zone" from kcp-dev/kcp-glbc#475 (2022; moto words it so, without brackets). The
 	// "non failover rrset" and second-PRIMARY messages follow those and AWS's latency message
 	// (hashicorp/terraform-provider-aws#1668); their exact wording is not on record.
 	refused := func(name string, msgs []string, changes ...any) confCase {
@@ -361,6 +362,8 @@ func conformanceCases() []confCase {
 			change("CREATE", map[string]any{"Name": "a.conf.internal.", "Type": "CNAME", "TTL": 10, "ResourceRecords": []any{map[string]any{"Value": "target.example.com"}}})),
 		refused("TXT beside a CNAME", []string{"RRSet of type TXT with DNS name c.conf.internal. is not permitted because a conflicting RRSet of type CNAME with the same DNS name already exists in zone conf.internal."},
 			change("CREATE", map[string]any{"Name": "c.conf.internal.", "Type": "TXT", "TTL": 10, "ResourceRecords": []any{map[string]any{"Value": `"owner=i-1"`}}})),
+		refused("set outside the zone", []string{"RRSet with DNS name x.other.internal. is not permitted in zone conf.internal."},
+			change("CREATE", a("x.other.internal.", "10.0.0.1"))),
 		{Name: "r53 get missing zone", Service: "route53", Operation: "GetHostedZone", Params: map[string]any{"Id": "ZNOSUCHZONE"}, code: "NoSuchHostedZone"},
 
 		// SSM: what discovery/ssmtokens calls.

@@ -198,10 +198,15 @@ func (f *Front) changeRecordSets(c *call) {
 	}
 	var msgs []string
 	var written []rrKey // sets the batch creates or replaces, in batch order
+	apex := zoneApex(current)
 	for i := range req.Changes {
 		ch := &req.Changes[i]
 		s := &ch.Set
 		k := s.key()
+		if apex != "" && k.name+"." != apex && !strings.HasSuffix(k.name+".", "."+apex) {
+			msgs = append(msgs, fmt.Sprintf("RRSet with DNS name %s is not permitted in zone %s", fqdn(k.name), apex))
+			continue
+		}
 		cur := state[k]
 		switch strings.ToUpper(ch.Action) {
 		case "CREATE":
@@ -229,7 +234,7 @@ func (f *Front) changeRecordSets(c *call) {
 			return
 		}
 	}
-	msgs = append(msgs, batchConflicts(state, written, zoneApex(current))...)
+	msgs = append(msgs, batchConflicts(state, written, apex)...)
 	if len(msgs) > 0 {
 		writeInvalidChangeBatch(c, msgs)
 		return
