@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 )
@@ -69,6 +71,7 @@ func TestObserveMetrics(t *testing.T) {
 	m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
 	m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
 	m.observe(lifecycle.EventRefused, lifecycle.ReasonLiveNode)
+	m.observe(lifecycle.EventTakeover, lifecycle.ReasonStale)
 	if got := testutil.ToFloat64(m.ghostsRemoved); got != 1 {
 		t.Errorf("swarm_agent_ghost_nodes_removed_total = %v, want 1", got)
 	}
@@ -77,5 +80,53 @@ func TestObserveMetrics(t *testing.T) {
 			t.Errorf("swarm_agent_lifecycle_refusals_total{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
+	if got := testutil.ToFloat64(m.takeovers.WithLabelValues(lifecycle.ReasonStale)); got != 1 {
+		t.Errorf("swarm_agent_takeovers_total{reason=stale} = %v, want 1", got)
+	}
 	(*metrics)(nil).observe(lifecycle.EventGhostRemoved, "") // no metrics: nothing, no panic
+}
+
+// TestOnBehalfOnePerInstance: the queue consumer and the reaper never drain one instance on
+// its behalf twice at once; a second ask waits for (run) or skips (start) the running drain.
+func TestOnBehalfOnePerInstance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ob := newOnBehalf()
+		release := make(chan struct{})
+		started := make(chan struct{})
+		calls := 0
+		drain := func(context.Context) error {
+			calls++
+			close(started)
+			<-release
+			return nil
+		}
+		ob.start(t.Context(), "i-1", drain, zerolog.Nop())
+		<-started
+		ob.start(t.Context(), "i-1", func(context.Context) error { t.Error("second background drain of i-1"); return nil }, zerolog.Nop())
+		waited := make(chan error, 1)
+		go func() {
+			waited <- ob.run(t.Context(), "i-1", func(context.Context) error { t.Error("queue drain of i-1 while one runs"); return nil })
+		}()
+		other := ob.run(t.Context(), "i-2", func(context.Context) error { return errors.New("i-2's own") })
+		if other == nil || other.Error() != "i-2's own" {
+			t.Errorf("another instance's drain = %v, want its own result", other)
+		}
+		synctest.Wait() // the second ask of i-1 now waits for the first
+		select {
+		case err := <-waited:
+			t.Fatalf("run returned %v while i-1's drain still runs", err)
+		default:
+		}
+		close(release)
+		if err := <-waited; err != nil {
+			t.Errorf("run after the running drain ended = %v", err)
+		}
+		ob.wait()
+		if calls != 1 {
+			t.Errorf("%d drains of i-1, want 1", calls)
+		}
+		if err := ob.run(t.Context(), "i-1", func(context.Context) error { return nil }); err != nil {
+			t.Errorf("a later drain of i-1 = %v", err)
+		}
+	})
 }

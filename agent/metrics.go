@@ -36,7 +36,9 @@ type metrics struct {
 	// ghostsRemoved counts old node objects of rejoined instances the leader removed.
 	ghostsRemoved prometheus.Counter
 	// refusals counts actions on an instance's behalf the leader refused, by reason.
-	refusals     *prometheus.CounterVec
+	refusals *prometheus.CounterVec
+	// takeovers counts drains the leader took over from nodes' agents, by reason.
+	takeovers    *prometheus.CounterVec
 	awsErrors    *prometheus.CounterVec // service, code
 	dockerErrors *prometheus.CounterVec // op, kind
 	inSwarm      prometheus.Gauge
@@ -60,11 +62,13 @@ func newMetrics() *metrics {
 		Help: "Old, down node objects of instances that joined again, removed by the leader."})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_refusals_total",
 		Help: "Actions on an instance's behalf the leader refused, by reason (ambiguous, live_node, identity)."}, []string{"reason"})
+	m.takeovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_takeovers_total",
+		Help: "Drains the leader took over on an instance's behalf, by reason (no_agent: its agent did not start within the queue grace; stale: its agent stopped reporting progress)."}, []string{"reason"})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
-		m.ghostsRemoved, m.refusals, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ghostsRemoved, m.refusals, m.takeovers, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -78,6 +82,8 @@ func (m *metrics) observe(event, reason string) {
 		m.ghostsRemoved.Inc()
 	case lifecycle.EventRefused:
 		m.refusals.WithLabelValues(reason).Inc()
+	case lifecycle.EventTakeover:
+		m.takeovers.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -16,7 +17,7 @@ import (
 // queueConsumer runs the SQS consumer while ctx lasts (the leader loop cancels it when this
 // manager stops leading). inst is EC2, which confirms a node's claim to an instance before
 // the leader drains it on the instance's behalf.
-func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring, inst lifecycle.Instances) error {
+func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring, inst lifecycle.Instances, ob *onBehalf) error {
 	ac, err := dw.awsConfig(ctx, d.cfg)
 	if err != nil {
 		return err
@@ -27,13 +28,13 @@ func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring, inst lifecy
 		return &ConfigError{[]string{fmt.Sprintf("--queue-url (SWARM_AGENT_QUEUE_URL): %v", err)}}
 	}
 	d.log.Info().Str("queue_url", d.cfg.QueueURL).Msg("leader: consuming termination notices")
-	return c.Run(ctx, func(ctx context.Context, n lifecycle.Notice) error { return d.handleNotice(ctx, dw, inst, n) })
+	return c.Run(ctx, func(ctx context.Context, n lifecycle.Notice) error { return d.handleNotice(ctx, dw, inst, ob, n) })
 }
 
 // handleNotice deals with one queued termination notice for any node of the cluster
 // (lifecycle.NoticeHandler): the node's own agent drains it when it runs; the leader waits
 // QueueGrace for that and drains the node itself when nothing started.
-func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, inst lifecycle.Instances, n lifecycle.Notice) error {
+func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, inst lifecycle.Instances, ob *onBehalf, n lifecycle.Notice) error {
 	log := d.log.With().Str("instance_id", n.InstanceID).Str("asg_name", n.ASG).Str("hook_name", n.Hook).Logger()
 	if n.InstanceID == dw.identity.InstanceID {
 		log.Info().Msg("queued notice for this node: its own watch drains it")
@@ -46,7 +47,7 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, inst lifecyc
 		Grace:     d.cfg.QueueGrace,
 		Wait:      d.cfg.DrainDeadline + 5*time.Minute,
 		DrainOnBehalf: func(ctx context.Context, n lifecycle.Notice) error {
-			return d.drainOnBehalf(ctx, dw, n, log)
+			return ob.run(ctx, n.InstanceID, func(ctx context.Context) error { return d.drainOnBehalf(ctx, dw, n, log) })
 		},
 		Observe: d.m.observe,
 		Log:     log,
@@ -78,6 +79,69 @@ func (d *daemon) drainOnBehalf(ctx context.Context, dw *drainWiring, n lifecycle
 	}
 	return nil
 }
+
+// onBehalf runs the leader's drains on instances' behalf, at most one per instance at a time:
+// the queue consumer (a notice, or the same notice delivered twice) and the reaper may both
+// decide to take a node over.
+type onBehalf struct {
+	mu      sync.Mutex
+	running map[string]chan struct{} // instance id -> closed when its drain ends
+	wg      sync.WaitGroup
+}
+
+func newOnBehalf() *onBehalf { return &onBehalf{running: map[string]chan struct{}{}} }
+
+// claim reserves the instance; when a drain for it runs already, it returns that drain's done
+// channel and false.
+func (o *onBehalf) claim(instanceID string) (chan struct{}, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if done, ok := o.running[instanceID]; ok {
+		return done, false
+	}
+	done := make(chan struct{})
+	o.running[instanceID] = done
+	return done, true
+}
+
+func (o *onBehalf) release(instanceID string, done chan struct{}) {
+	o.mu.Lock()
+	delete(o.running, instanceID)
+	o.mu.Unlock()
+	close(done)
+}
+
+// run drains with drain, or waits for the drain of the instance that runs already.
+func (o *onBehalf) run(ctx context.Context, instanceID string, drain func(context.Context) error) error {
+	done, mine := o.claim(instanceID)
+	if !mine {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer o.release(instanceID, done)
+	return drain(ctx)
+}
+
+// start drains with drain in the background unless a drain of the instance runs already;
+// wait waits for the drains start began.
+func (o *onBehalf) start(ctx context.Context, instanceID string, drain func(context.Context) error, log zerolog.Logger) {
+	done, mine := o.claim(instanceID)
+	if !mine {
+		return
+	}
+	o.wg.Go(func() {
+		defer o.release(instanceID, done)
+		if err := drain(ctx); err != nil {
+			log.Error().Err(err).Str("instance_id", instanceID).Msg("leader: drain on the instance's behalf failed")
+		}
+	})
+}
+
+func (o *onBehalf) wait() { o.wg.Wait() }
 
 // labelSelf puts this worker's instance id on its node through the managers' control API
 // (a worker cannot label itself otherwise), so that the leader can find the node by instance

@@ -272,13 +272,20 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 
 // leaderLoop runs the leader's duties every 15 s while this manager leads: keep its own
 // registration true, copy the engine labels the agents set into node labels (az,
-// instance-type, workload=...: usable in placement constraints) and reap nodes that died.
+// instance-type, workload=...: usable in placement constraints), reap nodes that died and
+// their ghosts, and take over the drains of nodes whose agent stopped (and, with
+// --queue-url, consume the termination notices). Every AWS action on another node's behalf
+// waits for EC2 to confirm the node's instance.
 func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	// EC2 confirms a node's claim to an instance before any AWS action on its behalf.
 	inst, err := ec2Instances(ctx, dw, d.cfg)
 	if err != nil {
 		d.log.Error().Err(err).Msg("leader: no EC2 client: no lifecycle action will be completed on another node's behalf")
 	}
+	// Drains on instances' behalf (queue notices, the reaper's takeovers), one per instance;
+	// they run to their own deadline and are waited for when this loop ends.
+	ob := newOnBehalf()
+	defer ob.wait()
 	reaper := &lifecycle.Reaper{
 		Swarm:     engineSwarm{dw.engine},
 		Gone:      dw.hook.InstanceGone,
@@ -287,6 +294,10 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		Grace:     d.cfg.ReapGrace,
 		Log:       d.log.With().Str("component", "reaper").Logger(),
 		Observe:   d.m.observe,
+		TakeOver: func(ctx context.Context, n lifecycle.Notice) {
+			log := d.log.With().Str("instance_id", n.InstanceID).Str("asg_name", n.ASG).Str("hook_name", n.Hook).Logger()
+			ob.start(ctx, n.InstanceID, func(ctx context.Context) error { return d.drainOnBehalf(ctx, dw, n, log) }, log)
+		},
 	}
 	if dw.drainer.Registrar != nil {
 		reaper.Registrar = dw.drainer.Registrar
@@ -305,7 +316,7 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				if err := d.queueConsumer(qctx, dw, inst); err != nil && qctx.Err() == nil {
+				if err := d.queueConsumer(qctx, dw, inst, ob); err != nil && qctx.Err() == nil {
 					d.log.Error().Err(err).Msg("leader: queue consumer stopped")
 				}
 			}()

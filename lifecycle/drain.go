@@ -226,9 +226,11 @@ func (d *Drainer) Drain(ctx context.Context, n Notice) (rep DrainReport, err err
 	defer stopNote()
 
 	r := &drainRun{d: d, opts: opts, notice: n, instanceID: instanceID, start: start, log: log, rep: &rep,
-		stopHeartbeats: func() {}}
+		budget: budget, stopHeartbeats: func() {}, stopProgress: func() {}, cancelLimit: func() {}}
 	defer func() {
+		r.stopProgress()
 		r.stopHeartbeats()
+		r.cancelLimit()
 		rep.Took = time.Since(start)
 		ev := r.log.Info()
 		if err != nil {
@@ -238,19 +240,9 @@ func (d *Drainer) Drain(ctx context.Context, n Notice) (rep DrainReport, err err
 			Str("result", rep.Result).Bool("already_completed", rep.AlreadyCompleted).Msg("drain finished")
 	}()
 
-	r.lookupHook(work)
-	if r.hasHook {
-		interval, limit := HeartbeatPlan(r.act, opts.HeartbeatOverride, r.log)
-		if limit > 0 && limit < budget {
-			var cancelLimit context.CancelFunc
-			work, cancelLimit = context.WithTimeout(work, limit)
-			defer cancelLimit()
-		}
-		if r.actionActive() {
-			r.startHeartbeats(work, interval, limit)
-		}
-	}
-
+	// The node is marked leaving first (inSwarm), before the hook lookup and the quorum
+	// check, which can take a while with AWS retries: the leader must see at once that this
+	// node's own agent drains it.
 	t := time.Now()
 	nodeID, isManager, err := r.self(work)
 	if err != nil {
@@ -260,7 +252,7 @@ func (d *Drainer) Drain(ctx context.Context, n Notice) (rep DrainReport, err err
 	var timeout error
 	if nodeID == "" {
 		r.record(StepSelf, OutcomeDone, "not in a swarm: looking for the node by its instance id", t)
-		r.removeLeft(work)
+		r.removeLeft(r.startHook(work))
 	} else {
 		r.record(StepSelf, OutcomeDone, "node "+nodeID, t)
 		err = r.inSwarm(work, nodeID, isManager)
@@ -292,7 +284,11 @@ type drainRun struct {
 	hookErr   error
 	act       HookAction
 
+	budget time.Duration // the drain's own deadline, from its start
+
 	stopHeartbeats func()
+	stopProgress   func()
+	cancelLimit    func() // ends the bound startHook put on the steps
 	timedOut       bool
 }
 
@@ -342,6 +338,24 @@ func (r *drainRun) lookupHook(ctx context.Context) {
 	}
 }
 
+// startHook finds the instance's lifecycle action and starts its heartbeats. It returns ctx
+// bounded by the hook's global timeout (after which Auto Scaling proceeds without us) when
+// that comes before the drain's own deadline.
+func (r *drainRun) startHook(ctx context.Context) context.Context {
+	r.lookupHook(ctx)
+	if !r.hasHook {
+		return ctx
+	}
+	interval, limit := HeartbeatPlan(r.act, r.opts.HeartbeatOverride, r.log)
+	if limit > 0 && limit < r.budget {
+		ctx, r.cancelLimit = context.WithTimeout(ctx, limit)
+	}
+	if r.actionActive() {
+		r.startHeartbeats(ctx, interval, limit)
+	}
+	return ctx
+}
+
 // actionActive reports whether the action may still be waiting: not when Auto Scaling
 // already shows the instance proceeding (completed before, or expired).
 func (r *drainRun) actionActive() bool {
@@ -385,7 +399,7 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 		// Removed by a manager while the engine still thinks it is in the swarm.
 		r.rep.NodeID = nodeID
 		r.record(StepRemove, OutcomeSkipped, "node "+nodeID+" already removed from the swarm", t)
-		return r.leave(ctx, false)
+		return r.leave(r.startHook(ctx), false)
 	}
 	if err != nil {
 		return err
@@ -397,8 +411,16 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	r.log = r.log.With().Str("node_id", node.ID).Str("role", node.Role).Logger()
 	wasManager := node.Role == roleManager || engineManager || node.Labels[LabelLeavingRole] == roleManager
 
-	// Refuse before changing anything when a manager may not go. This looks before the
-	// node is marked leaving so that a refused drain leaves no mark behind.
+	// Mark first, then keep the mark's progress fresh for as long as the drain runs here.
+	since, fresh, err := r.mark(ctx, node, wasManager)
+	if err != nil {
+		return err
+	}
+	r.startProgress(ctx, node.ID, !fresh)
+	ctx = r.startHook(ctx)
+
+	// Refuse before changing more when a manager may not go; a mark this run made is taken
+	// back, so that a refused drain leaves no mark behind.
 	last := false
 	if node.Role == roleManager {
 		t := time.Now()
@@ -409,16 +431,15 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 			r.record(StepQuorum, OutcomeDone, "the last manager, forced: it leaves with force and nothing removes its node", t)
 		case err != nil:
 			r.record(StepQuorum, OutcomeFailed, err.Error(), t)
+			if fresh && (errors.Is(err, ErrNoQuorum) || errors.Is(err, ErrLastManager)) {
+				r.unmark(ctx, node.ID)
+			}
 			return err
 		default:
 			r.record(StepQuorum, OutcomeDone, "the other managers keep quorum", t)
 		}
 	}
 
-	since, err := r.mark(ctx, node, wasManager)
-	if err != nil {
-		return err
-	}
 	if err := r.drainTasks(ctx, node, since); err != nil {
 		return err
 	}
@@ -437,6 +458,7 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 		r.record(StepRemove, OutcomeSkipped, "left to the reaper: the node is labelled leaving and goes once it shows down", now)
 		return r.timeoutErr(nodeID)
 	}
+	r.stopProgress() // a node that left cannot label itself any more
 	if err := r.leave(ctx, last); err != nil {
 		return err
 	}
@@ -469,11 +491,11 @@ func (r *drainRun) checkDemotion(ctx context.Context, nodeID string) error {
 	return CheckDemotion(nodes, nodeID)
 }
 
-// mark labels the node leaving, keeping the time of an earlier run, and returns when the
-// drain started.
-func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (time.Time, error) {
+// mark labels the node leaving (with its first progress), keeping the time of an earlier
+// run, and returns when the drain started and whether this run made the mark.
+func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (since time.Time, fresh bool, err error) {
 	t := time.Now()
-	since := r.start
+	since = r.start
 	labels := map[string]string{}
 	if v := node.Labels[LabelLeaving]; v != "" {
 		if at, err := time.Parse(time.RFC3339, v); err == nil && !at.After(r.start) {
@@ -483,6 +505,7 @@ func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (time.Time
 		}
 	} else {
 		labels[LabelLeaving] = r.start.UTC().Format(time.RFC3339)
+		fresh = true
 	}
 	if manager && node.Labels[LabelLeavingRole] != roleManager {
 		labels[LabelLeavingRole] = roleManager
@@ -493,17 +516,35 @@ func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (time.Time
 	}
 	if len(labels) == 0 {
 		r.record(StepMark, OutcomeSkipped, "marked leaving since "+node.Labels[LabelLeaving], t)
-		return since, nil
+		return since, false, nil
 	}
-	err := r.retry(ctx, "label node "+node.ID+" leaving", func(ctx context.Context) error {
+	if fresh {
+		labels[LabelProgress] = progressValue(time.Now())
+	}
+	err = r.retry(ctx, "label node "+node.ID+" leaving", func(ctx context.Context) error {
 		return r.d.Swarm.SetNodeLabels(ctx, node.ID, labels)
 	})
 	if err != nil {
 		r.record(StepMark, OutcomeFailed, err.Error(), t)
-		return since, err
+		return since, false, err
 	}
 	r.record(StepMark, OutcomeDone, "marked leaving since "+since.UTC().Format(time.RFC3339), t)
-	return since, nil
+	return since, fresh, nil
+}
+
+// unmark takes back the mark this run made (labels cannot be deleted here: they are set
+// empty, which reads as not leaving). A failure is reported: the node then stays marked,
+// and the leader, seeing its progress stop, may try to drain it and meet the same refusal.
+func (r *drainRun) unmark(ctx context.Context, nodeID string) {
+	r.stopProgress()
+	err := r.retry(ctx, "take back the leaving mark of node "+nodeID, func(ctx context.Context) error {
+		return r.d.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{LabelLeaving: "", LabelLeavingRole: "", LabelProgress: ""})
+	})
+	if err != nil {
+		r.log.Warn().Err(err).Msg("refused drain: the leaving mark stays")
+		return
+	}
+	r.log.Info().Msg("refused drain: leaving mark taken back")
 }
 
 // drainTasks sets the node to drain and waits until its tasks stopped and their

@@ -55,8 +55,15 @@ type Reaper struct {
 	// removes a ghost because of a live node, it checks there that the node's address is the
 	// instance's (VerifyNode): labels are hints. nil verifies nothing, so nothing is done.
 	Instances Instances
-	// Observe is told of ghost removals and refusals; nil for none.
+	// Observe is told of ghost removals, takeovers and refusals; nil for none.
 	Observe Observer
+	// TakeOver, when set, drains a node on its instance's behalf (without waiting for it;
+	// queue mode's DrainOnBehalf, at most one per instance): the Reaper calls it for a live
+	// node labelled leaving whose drain progress (LabelProgress) has not moved for
+	// ProgressStale while Auto Scaling holds its instance in Terminating:Wait: its agent
+	// died mid-drain, and without it the instance would wait out the hook's timeout and go
+	// with its tasks. EC2 must confirm the node's instance first.
+	TakeOver func(ctx context.Context, n Notice)
 
 	mu        sync.Mutex
 	downSince map[string]time.Time // node id -> when first seen down
@@ -66,6 +73,8 @@ type Reaper struct {
 	// refused: node id -> the reason its last decision was refused, so that a refusal is
 	// reported once, not on every pass.
 	refused map[string]string
+	// progress times leaving nodes' drain progress.
+	progress progressWatch
 }
 
 // removedNode is a leaving node the Reaper removed, and when.
@@ -109,7 +118,12 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 		seen[n.ID] = true
 		if n.State != stateDown {
 			delete(r.downSince, n.ID) // back up: its grace starts again next time
-			delete(r.refused, n.ID)
+			d, err := r.takeOver(ctx, nodes, n, now)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("take over the drain of node %s: %w", n.ID, err))
+				continue
+			}
+			r.refuse(n.ID, d, r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Logger())
 			continue
 		}
 		first, ok := r.downSince[n.ID]
@@ -161,7 +175,46 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			delete(r.refused, id)
 		}
 	}
+	r.progress.keep(func(id string) bool { return seen[id] })
 	return removed, errors.Join(errs...)
+}
+
+// takeOver has a live node drained on its instance's behalf when it is labelled leaving,
+// its drain progress is stale and Auto Scaling holds its instance in Terminating:Wait. The
+// decision says what was refused, if anything.
+func (r *Reaper) takeOver(ctx context.Context, nodes []Node, n Node, now time.Time) (reapDecision, error) {
+	if r.TakeOver == nil || r.Hook == nil || n.Labels[LabelLeaving] == "" || n.Leader {
+		return reapDecision{}, nil
+	}
+	if r.progress.legacy == 0 {
+		r.progress.legacy = DefaultDrainDeadline + finishMargin
+	}
+	stale, why := r.progress.stale(n, now)
+	id := n.InstanceID()
+	if !stale || id == "" {
+		return reapDecision{}, nil
+	}
+	a, err := r.Hook.Action(ctx, id)
+	switch {
+	case errors.Is(err, ErrNoHook):
+		return reapDecision{}, nil // nothing holds the instance: nothing to finish for it
+	case err != nil:
+		return reapDecision{}, fmt.Errorf("lifecycle action of instance %s: %w", id, err)
+	case a.State != StateTerminatingWait:
+		return reapDecision{}, nil
+	}
+	if _, _, err := NodeOfInstance(nodes, id); err != nil {
+		return reapDecision{why: err.Error(), refused: ReasonAmbiguous}, nil
+	}
+	if d, err := r.verify(ctx, n); d != nil || err != nil {
+		return *d, err
+	}
+	r.Log.Warn().Str("node_id", n.ID).Str("instance_id", id).Str("asg_name", a.ASG).Str("hook_name", a.Hook).
+		Str("reason", ReasonStale).Msg(why + ": its agent stopped; the leader takes its drain over")
+	r.Observe.observe(EventTakeover, ReasonStale)
+	r.progress.restart(n, now) // a takeover that fails is tried again ProgressStale later, not every pass
+	r.TakeOver(ctx, Notice{Kind: "takeover", InstanceID: id, ASG: a.ASG, Hook: a.Hook, Source: "reaper"})
+	return reapDecision{}, nil
 }
 
 // refuse reports a refused decision about node id once, until the reason changes.

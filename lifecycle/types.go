@@ -36,6 +36,10 @@ func (n Node) InstanceID() string {
 const (
 	LabelInstanceID = "swarm-agent.instance-id"
 	LabelLeaving    = "swarm-agent.leaving" // value: RFC3339 time the drain started
+	// LabelProgress is kept fresh by a running drain (value: Unix seconds, every
+	// ProgressInterval), so that the leader can tell a drain that goes on from one whose
+	// agent died.
+	LabelProgress = "swarm-agent.leaving-progress"
 )
 
 // Task is a swarm task.
