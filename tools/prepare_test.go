@@ -2,7 +2,10 @@ package tools_test
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -77,5 +80,59 @@ func TestPrepareRefusesUnknownArguments(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("prepare.sh --consl: %v, want exit status 2", err)
+	}
+}
+
+// TestNewcomer runs tools/newcomer.sh with a stand-in for make: the README's two commands run in
+// a fresh clone of HEAD, in order, and each gets a line with its result and duration.
+func TestNewcomer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("newcomer.sh runs as root, as the README's commands do")
+	}
+	if err := exec.CommandContext(t.Context(), "git", "rev-parse", "HEAD").Run(); err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	// The stand-in records its arguments, where it ran and that directory's commit; "test" fails.
+	stub := filepath.Join(dir, "make")
+	script := "#!/bin/sh\necho \"$1 $(pwd) $(git rev-parse HEAD)\" >> " + calls + "\necho building\n[ \"$1\" != test ]\n"
+	if err := os.WriteFile(stub, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), "bash", "newcomer.sh")
+	cmd.Env = append(os.Environ(), "MAKE="+stub)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("newcomer.sh with a failing make test: %v, want exit status 1\n%s", err, out)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("make ran %d times (%q), want demo then test", len(lines), lines)
+	}
+	repo, _ := filepath.Abs("..")
+	for i, want := range []string{"demo", "test"} {
+		f := strings.Fields(lines[i])
+		if len(f) != 3 || f[0] != want || !strings.HasPrefix(f[1], "/tmp/swarm-agent-newcomer.") || f[1] == repo {
+			t.Fatalf("call %d: %q, want make %s in a fresh clone", i, lines[i], want)
+		}
+		// The clone's commit is this checkout's (HEAD when the script ran: another commit may
+		// have landed since) and the one the script names.
+		if err := exec.CommandContext(t.Context(), "git", "cat-file", "-e", f[2]+"^{commit}").Run(); err != nil || !strings.Contains(string(out), "commit "+f[2][:7]) {
+			t.Errorf("call %d ran at commit %s: not one of this checkout's, or not the one the script names (%v)", i, f[2], err)
+		}
+		if _, err := os.Stat(f[1]); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the clone %s is still there (%v)", f[1], err)
+		}
+	}
+	for _, re := range []string{`newcomer: sudo make demo +ok +[0-9.]+s\n`, `newcomer: sudo make test +FAILED \(exit 1\) +[0-9.]+s\n`} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("output does not match %s:\n%s", re, out)
+		}
 	}
 }
