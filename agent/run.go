@@ -288,7 +288,6 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	defer ob.wait()
 	reaper := &lifecycle.Reaper{
 		Swarm:     engineSwarm{dw.engine},
-		Gone:      dw.hook.InstanceGone,
 		Hook:      countedHook{dw.hook, d.m},
 		Instances: inst,
 		Grace:     d.cfg.ReapGrace,

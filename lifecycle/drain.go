@@ -54,13 +54,18 @@ const (
 	retryAttempts = 5
 	retryBase     = 500 * time.Millisecond
 	retryMax      = 8 * time.Second
+
+	// lookAgainBase and lookAgainMax bound the backoff of the background hook lookup after
+	// the first one failed.
+	lookAgainBase = 5 * time.Second
+	lookAgainMax  = time.Minute
 )
 
 // Steps of a drain, as DrainStep.Name.
 const (
 	StepHook       = "hook"       // find the lifecycle action, start heartbeats
 	StepSelf       = "self"       // find this node
-	StepQuorum     = "quorum"     // managers: may this node be demoted?
+	StepQuorum     = "quorum"     // managers: wait for this node's turn; may it be demoted?
 	StepMark       = "mark"       // label the node leaving
 	StepDrain      = "drain"      // set availability drain
 	StepTasks      = "tasks"      // wait for the tasks to stop here and run elsewhere
@@ -175,11 +180,13 @@ func (r DrainReport) Step(name string) (DrainStep, bool) {
 	return DrainStep{}, false
 }
 
-// Drain takes this node out of the swarm: it keeps the lifecycle action alive with
-// heartbeats, checks that a manager may go, marks the node leaving, drains it and waits for
-// its tasks to run elsewhere, demotes a manager, deregisters it from discovery, leaves the
-// swarm, has a manager remove the node object and completes the lifecycle action with
-// CONTINUE.
+// Drain takes this node out of the swarm: it marks the node leaving (and keeps the mark's
+// progress label fresh while it runs, so that the leader can tell it from a dead drain),
+// keeps the lifecycle action alive with heartbeats (looking for the hook again in the
+// background when the first lookup fails), lets a manager wait for its turn (managers leave
+// one at a time) and checks that it may go, drains the node and waits for its tasks to run
+// elsewhere, demotes a manager, deregisters it from discovery, leaves the swarm, has a
+// manager remove the node object and completes the lifecycle action with CONTINUE.
 //
 // Drain is idempotent and resumes from what the swarm and Auto Scaling show: after a crash
 // at any step a new Drain skips what is done (a drained node is not drained again, a
@@ -188,7 +195,8 @@ func (r DrainReport) Step(name string) (DrainStep, bool) {
 // (ErrNoAction) is reported as already completed, never completed twice.
 //
 // Cancelling ctx does not stop it (see below); it returns ErrLastManager or ErrNoQuorum
-// before changing anything when a manager may not go, ErrDrainTimeout after completing with
+// when a manager may not go, having changed nothing but the mark it takes back (a resumed
+// drain's mark stays), ErrDrainTimeout after completing with
 // ABANDON when OnTimeout says so, and other errors wrapped with the step that failed.
 func (d *Drainer) Drain(ctx context.Context, n Notice) (rep DrainReport, err error) {
 	opts, err := d.Options.withDefaults()
@@ -343,6 +351,10 @@ func (r *drainRun) lookupHook(ctx context.Context) {
 // that comes before the drain's own deadline.
 func (r *drainRun) startHook(ctx context.Context) context.Context {
 	r.lookupHook(ctx)
+	if !r.hookKnown {
+		r.keepLooking(ctx)
+		return ctx
+	}
 	if !r.hasHook {
 		return ctx
 	}
@@ -354,6 +366,72 @@ func (r *drainRun) startHook(ctx context.Context) context.Context {
 		r.startHeartbeats(ctx, interval, limit)
 	}
 	return ctx
+}
+
+// keepLooking goes on looking for the lifecycle action in the background after the first
+// lookup failed (Auto Scaling throttled or unreachable), and starts the heartbeats once it
+// finds it: without them the action would expire while the node drains. stopHeartbeats ends
+// it and hands what it found to the run (complete then looks once more if it found nothing).
+func (r *drainRun) keepLooking(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var (
+		found   *HookAction
+		noHook  error
+		beats   int
+		foundAt time.Time
+	)
+	hook, id, log, override := r.d.Hook, r.instanceID, r.log, r.opts.HeartbeatOverride
+	wg.Go(func() {
+		delay := lookAgainBase
+		for attempt := 1; ; attempt++ {
+			wait := delay/2 + rand.N(delay/2+1)
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+			a, err := hook.Action(ctx, id)
+			switch {
+			case errors.Is(err, ErrNoHook):
+				noHook = err
+				return
+			case err != nil:
+				if ctx.Err() != nil {
+					return
+				}
+				delay = min(2*delay, lookAgainMax)
+				log.Warn().Int("attempt", attempt).Dur("retry_in", delay).Err(err).Msg("lifecycle hook still not found: heartbeats wait for it")
+				continue
+			}
+			found, foundAt = &a, time.Now()
+			if a.State == StateTerminatingProceed || a.State == StateTerminated {
+				return
+			}
+			alog := log.With().Str("asg_name", a.ASG).Str("hook_name", a.Hook).Logger()
+			alog.Info().Int("attempt", attempt).Msg("lifecycle hook found: heartbeats start")
+			interval, limit := HeartbeatPlan(a, override, alog)
+			beats, _ = HeartbeatLoop(ctx, interval, limit, func(ctx context.Context) error {
+				return hook.Heartbeat(ctx, a.ASG, a.Hook, id)
+			}, alog)
+			return
+		}
+	})
+	r.stopHeartbeats = sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+		r.rep.Heartbeats = beats
+		switch {
+		case found != nil:
+			r.hookKnown, r.hasHook, r.act, r.hookErr = true, true, *found, nil
+			r.rep.Action = *found
+			r.log = r.log.With().Str("asg_name", found.ASG).Str("hook_name", found.Hook).Logger()
+			r.record(StepHook, OutcomeDone, fmt.Sprintf("lifecycle hook %s of %s found on a later look, instance %s",
+				found.Hook, found.ASG, cmp.Or(found.State, "in no known state")), foundAt)
+		case noHook != nil:
+			r.hookKnown, r.hookErr = true, nil
+			r.rep.NoHook = true
+			r.record(StepHook, OutcomeSkipped, "no termination lifecycle hook (found on a later look)", time.Now())
+		}
+	})
 }
 
 // actionActive reports whether the action may still be waiting: not when Auto Scaling
@@ -420,11 +498,15 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	ctx = r.startHook(ctx)
 
 	// Refuse before changing more when a manager may not go; a mark this run made is taken
-	// back, so that a refused drain leaves no mark behind.
+	// back, so that a refused drain leaves no mark behind. Managers leave one at a time: the
+	// check waits for this manager's turn.
 	last := false
 	if node.Role == roleManager {
 		t := time.Now()
-		err := r.checkDemotion(ctx, nodeID)
+		waited, err := r.waitTurn(ctx, node, since)
+		if err == nil {
+			err = r.checkDemotion(ctx, nodeID)
+		}
 		switch {
 		case errors.Is(err, ErrLastManager) && r.opts.Force:
 			last = true
@@ -436,7 +518,7 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 			}
 			return err
 		default:
-			r.record(StepQuorum, OutcomeDone, "the other managers keep quorum", t)
+			r.record(StepQuorum, OutcomeDone, "the other managers keep quorum"+waited, t)
 		}
 	}
 
@@ -477,6 +559,70 @@ func (r *drainRun) timeoutErr(nodeID string) error {
 		return fmt.Errorf("tasks of node %s had not moved within %s: %w", nodeID, r.opts.Deadline, ErrDrainTimeout)
 	}
 	return nil
+}
+
+// waitTurn waits until this manager has the turn to leave the managers (turnOf: one at a
+// time), at most until the task deadline counted from since, and says what it waited for.
+// Still waiting at that bound is ErrNoQuorum: two managers leaving at once must not count on
+// each other to stay.
+func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (string, error) {
+	start := time.Now()
+	until := since.Add(r.opts.Deadline)
+	watch := progressWatch{legacy: r.opts.Deadline + finishMargin}
+	mine := node.Labels[LabelTurn] != "" // a resumed drain had it
+	waited := ""
+	for {
+		var nodes []Node
+		err := r.retry(ctx, "list nodes", func(ctx context.Context) (err error) {
+			nodes, err = r.d.Swarm.Nodes(ctx)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		now := time.Now()
+		next, holders := turnOf(nodes, node.ID, since, mine, func(n Node) bool {
+			stale, _ := watch.stale(n, now)
+			return !stale
+		})
+		switch next {
+		case turnGo:
+			if waited == "" {
+				return "", nil
+			}
+			return fmt.Sprintf(" (%s for %s)", waited, time.Since(start).Round(time.Second)), nil
+		case turnClaim, turnYield:
+			value := progressValue(now)
+			if next == turnYield {
+				value = ""
+			}
+			err := r.retry(ctx, "label node "+node.ID+" with its turn to leave the managers", func(ctx context.Context) error {
+				return r.d.Swarm.SetNodeLabels(ctx, node.ID, map[string]string{LabelTurn: value})
+			})
+			if err != nil {
+				return "", err
+			}
+			mine = next == turnClaim
+			if mine {
+				continue // look again: another may have claimed it at the same time
+			}
+		}
+		ids := make([]string, len(holders))
+		for i, n := range holders {
+			ids[i] = n.ID
+		}
+		detail := "waiting for manager " + strings.Join(ids, ", ") + " to leave the managers first"
+		if !now.Before(until) {
+			return "", fmt.Errorf("node %s: %s after %s: %w", node.ID, detail, time.Since(start).Round(time.Second), ErrNoQuorum)
+		}
+		if detail != waited {
+			r.log.Info().Str("action", StepQuorum).Msg(detail)
+			waited = detail
+		}
+		if !sleepCtx(ctx, min(r.opts.Poll, time.Until(until))) {
+			return "", fmt.Errorf("node %s: %s: %w", node.ID, detail, context.Cause(ctx))
+		}
+	}
 }
 
 func (r *drainRun) checkDemotion(ctx context.Context, nodeID string) error {
@@ -538,7 +684,7 @@ func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (since tim
 func (r *drainRun) unmark(ctx context.Context, nodeID string) {
 	r.stopProgress()
 	err := r.retry(ctx, "take back the leaving mark of node "+nodeID, func(ctx context.Context) error {
-		return r.d.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{LabelLeaving: "", LabelLeavingRole: "", LabelProgress: ""})
+		return r.d.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{LabelLeaving: "", LabelLeavingRole: "", LabelProgress: "", LabelTurn: ""})
 	})
 	if err != nil {
 		r.log.Warn().Err(err).Msg("refused drain: the leaving mark stays")

@@ -121,10 +121,10 @@ func (w *world) inOrder(t *testing.T, prefixes ...string) {
 // else changed.
 func (w *world) checkMarkTakenBack(t *testing.T, node string) {
 	t.Helper()
-	got := w.j.all()
+	got := slices.DeleteFunc(w.j.all(), func(e string) bool { return strings.HasPrefix(e, "turn "+node) })
 	if len(got) != 2 || !strings.HasPrefix(got[0], "labels "+node) || !strings.Contains(got[0], LabelLeaving+":2") ||
-		got[1] != "labels "+node+" map["+LabelLeaving+": "+LabelProgress+": "+LabelLeavingRole+":]" {
-		t.Errorf("refused drain: journal %q, want the mark and its taking back only", got)
+		got[1] != "labels "+node+" map["+LabelLeaving+": "+LabelProgress+": "+LabelLeavingRole+": "+LabelTurn+":]" {
+		t.Errorf("refused drain: journal %q, want the mark (and its turn) and its taking back only", w.j.all())
 	}
 	if n, _ := w.c.node(node); n.Labels[LabelLeaving] != "" || n.Labels[LabelProgress] != "" {
 		t.Errorf("refused drain left labels %v", n.Labels)
@@ -593,7 +593,7 @@ func TestDrainLeftCannotReachManagers(t *testing.T) {
 		// the leader's reaper removes it: it is labelled leaving and down
 		w.c.clearFaults()
 		time.Sleep(time.Minute)
-		r := &Reaper{Swarm: w.c, Log: testLogger(t)}
+		r := &Reaper{Swarm: w.c, Hook: w.hook, Instances: newFakeEC2(w), Log: testLogger(t)}
 		if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
 			t.Errorf("Reap = %v, %v; want [w1]", got, err)
 		}
@@ -653,14 +653,16 @@ func TestDrainResume(t *testing.T) {
 		{op: "Action"},
 		{op: "Self"},
 		{op: "Node"},
-		{op: "Nodes", managerOnly: true},          // quorum check
+		{op: "Nodes", managerOnly: true},          // its turn to leave the managers
 		{op: "SetNodeLabels"},                     // mark leaving
 		{op: "Tasks"},                             // baseline
 		{op: "SetAvailability"},                   // drain
 		{op: "Tasks", skip: 6},                    // while the tasks move
-		{op: "Nodes", skip: 1, managerOnly: true}, // quorum check again before the demotion
+		{op: "Nodes", skip: 1, managerOnly: true}, // the turn, looked at again once claimed
+		{op: "Nodes", skip: 2, managerOnly: true}, // quorum check
+		{op: "Nodes", skip: 3, managerOnly: true}, // quorum check again before the demotion
 		{op: "SetRole", managerOnly: true},        // demote
-		{op: "Nodes", skip: 3, managerOnly: true}, // while the demotion takes effect
+		{op: "Nodes", skip: 5, managerOnly: true}, // while the demotion takes effect
 		{op: "Self", skip: 1, managerOnly: true},  // while the demotion takes effect
 		{op: "Deregister", managerOnly: true},
 		{op: "Leave"},
@@ -778,4 +780,122 @@ func TestDrainRemote(t *testing.T) {
 			t.Errorf("result %q", o.rep.Result)
 		}
 	})
+}
+
+// TestDrainHookFoundLater: when the first lookup of the lifecycle hook fails (Auto Scaling
+// throttled or unreachable for a while), the drain keeps looking and starts the heartbeats
+// once it finds the hook, so that the action does not expire while the node drains.
+func TestDrainHookFoundLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(3, 2)
+		w.c.startDelay = 3 * time.Minute // the tasks take longer than the hook's timeout
+		w.scaleIn("w1", 40*time.Second)
+		w.hook.inject("Action", failErr, 0)
+		go func() {
+			time.Sleep(10 * time.Second)
+			w.hook.clearFaults()
+		}()
+
+		o := run(t.Context(), w.drainer(t, "w1", DrainOptions{}), notice("w1"))
+
+		if o.err != nil {
+			t.Fatalf("Drain: %v", o.err)
+		}
+		w.checkGone(t, "w1", ResultContinue)
+		if _, beats, _ := w.hook.status(); beats == 0 || o.rep.Heartbeats != beats {
+			t.Errorf("heartbeats: hook saw %d, report says %d; want some, and the same", beats, o.rep.Heartbeats)
+		}
+		if s, _ := o.rep.Step(StepHook); s.Outcome != OutcomeDone || o.rep.Action.Hook != "drain" {
+			t.Errorf("hook step %+v, action %+v; want found on a later look", s, o.rep.Action)
+		}
+	})
+	t.Run("no hook after all", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(3, 2)
+			w.scaleIn("w1", time.Minute)
+			w.hook.inject("Action", failErr, 0)
+			go func() {
+				time.Sleep(10 * time.Second)
+				w.hook.mu.Lock()
+				w.hook.noHook = true
+				w.hook.mu.Unlock()
+				w.hook.clearFaults()
+			}()
+			o := run(t.Context(), w.drainer(t, "w1", DrainOptions{}), notice("w1"))
+			if o.err != nil || !o.rep.NoHook {
+				t.Fatalf("Drain: %v, NoHook %t; want done without a hook", o.err, o.rep.NoHook)
+			}
+			if c, beats, _ := w.hook.status(); len(c) != 0 || beats != 0 {
+				t.Errorf("completions %v, %d heartbeats; want none", c, beats)
+			}
+		})
+	})
+}
+
+// TestDrainTwoManagersAtOnce: two managers scaled in at the same moment leave one after the
+// other: the second one neither counts on the first to stay nor demotes before the first is
+// out of the managers; both finish, each action completed once.
+func TestDrainTwoManagersAtOnce(t *testing.T) {
+	for _, managers := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d managers", managers), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(managers, 2)
+				hooks := map[string]*fakeHook{}
+				outs := map[string]chan outcome{}
+				for _, m := range []string{"m2", "m3"} {
+					hooks[m] = newFakeHook(w.j, "i-"+m, 5*time.Minute)
+					hooks[m].scaleIn()
+					d := &Drainer{Swarm: w.c, Local: fakeLocal{c: w.c, id: m}, Hook: hooks[m], Registrar: w.reg, Log: testLogger(t)}
+					out := make(chan outcome, 1)
+					outs[m] = out
+					go func() { out <- run(t.Context(), d, notice(m)) }()
+				}
+				// sample the managers' raft: never two of them on their way out at once
+				stop := make(chan struct{})
+				sampled := make(chan int)
+				go func() {
+					least := managers
+					for {
+						select {
+						case <-stop:
+							sampled <- least
+							return
+						case <-time.After(time.Second):
+						}
+						members := 0
+						for _, id := range w.c.managers() {
+							if n, _ := w.c.node(id); n.Reachability == reachable {
+								members++
+							}
+						}
+						least = min(least, members)
+					}
+				}()
+				for _, m := range []string{"m2", "m3"} {
+					if o := <-outs[m]; o.err != nil {
+						t.Errorf("drain of %s: %v", m, o.err)
+					}
+					if c, _, _ := hooks[m].status(); !slices.Equal(c, []string{ResultContinue}) {
+						t.Errorf("%s completions %v, want one CONTINUE", m, c)
+					}
+				}
+				close(stop)
+				least := <-sampled
+				if got := w.c.managers(); len(got) != managers-2 {
+					t.Errorf("managers %v, want %d", got, managers-2)
+				}
+				// one goes first; the other starts moving its tasks only once the first is no
+				// manager any more
+				first, second := "m2", "m3"
+				if i, j := w.j.index("role m2 worker"), w.j.index("role m3 worker"); j >= 0 && (i < 0 || j < i) {
+					first, second = "m3", "m2"
+				}
+				w.inOrder(t, "turn "+first, "availability "+first+" drain", "role "+first+" worker",
+					"availability "+second+" drain", "role "+second+" worker")
+				if least < managers-2 {
+					t.Errorf("reachable managers fell to %d, want at least %d", least, managers-2)
+				}
+			})
+		})
+	}
 }

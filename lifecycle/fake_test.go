@@ -374,10 +374,16 @@ func (c *fakeCluster) SetNodeLabels(_ context.Context, id string, labels map[str
 		}
 	}
 	_, progress := labels[LabelProgress]
+	turn, isTurn := labels[LabelTurn]
 	switch {
 	case !changed: // like the engine adapter, an update that changes nothing writes nothing
 	case progress && len(labels) == 1:
 		// a drain's progress beat: counted as a call, not journaled
+	case isTurn && len(labels) == 1:
+		if turn == "" {
+			turn = "given back"
+		}
+		c.j.add("turn %s %s", id, turn)
 	default:
 		c.j.add("labels %s %v", id, labels)
 	}

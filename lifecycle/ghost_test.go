@@ -105,7 +105,7 @@ func TestReapGhosts(t *testing.T) {
 				hook.scaleIn()
 				ev := &events{}
 				ec2 := newFakeEC2(w)
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Hook: hook, Grace: grace, Instances: ec2,
+				r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: ec2,
 					Log: testLogger(t), Registrar: w.reg, Observe: ev.observe}
 				var got []string
 				for range tt.passes {

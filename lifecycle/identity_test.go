@@ -123,7 +123,7 @@ func TestReapChecksIdentity(t *testing.T) {
 				ec2 := newFakeEC2(w)
 				tt.setup(w, ec2)
 				ev := &events{}
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Hook: hook, Instances: ec2, Grace: grace, Log: testLogger(t), Observe: ev.observe}
+				r := &Reaper{Swarm: w.c, Hook: hook, Instances: ec2, Grace: grace, Log: testLogger(t), Observe: ev.observe}
 				var got []string
 				var errs []error
 				for range 3 {

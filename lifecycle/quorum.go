@@ -1,6 +1,10 @@
 package lifecycle
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+	"time"
+)
 
 // Node roles, availability, states and reachability the drain and the reaper look at, as
 // Node spells them.
@@ -48,4 +52,62 @@ func CheckDemotion(nodes []Node, nodeID string) error {
 			nodeID, managers, reachableOthers, (managers-1)/2+1, ErrNoQuorum)
 	}
 	return nil
+}
+
+// LabelTurn is set on a manager whose drain has its turn to leave the managers (value: Unix
+// seconds); managers leave one at a time.
+const LabelTurn = "swarm-agent.leaving-turn"
+
+// turn is what a leaving manager does next (turnOf).
+type turn int
+
+const (
+	turnGo    turn = iota // it holds the turn and nobody else does: go
+	turnClaim             // nobody holds the turn: claim it, then look again
+	turnWait              // another manager holds the turn: wait
+	turnYield             // it holds the turn, and so does one that comes first: give it back
+)
+
+// turnOf decides, for leaving manager self (marked leaving at since; mine: it holds the turn),
+// from a manager's node list, whether it may leave the managers now. The turn is claimed
+// with a label, then the list is read again: two managers that claim it at once both see the
+// other's claim, and the one that comes second (by mark time, then node id: any order will
+// do) gives it back, so at most one manager leaves at a time. Holders that are no managers
+// any more (demoted) or whose drain stopped (alive false) do not count. It returns the other
+// holders.
+func turnOf(nodes []Node, selfID string, since time.Time, mine bool, alive func(Node) bool) (turn, []Node) {
+	var holders []Node
+	yield := false
+	for _, n := range nodes {
+		if n.ID == selfID || n.Role != roleManager || n.Labels[LabelLeaving] == "" || n.Labels[LabelTurn] == "" || !alive(n) {
+			continue
+		}
+		holders = append(holders, n)
+		if comesFirst(n, selfID, since) {
+			yield = true
+		}
+	}
+	sort.Slice(holders, func(i, j int) bool { return holders[i].ID < holders[j].ID })
+	switch {
+	case !mine && len(holders) == 0:
+		return turnClaim, nil
+	case !mine:
+		return turnWait, holders
+	case len(holders) == 0:
+		return turnGo, nil
+	case yield:
+		return turnYield, holders
+	}
+	return turnWait, holders
+}
+
+// comesFirst reports whether leaving manager n comes before manager selfID, marked at since:
+// an earlier mark (an unreadable one counts as earliest), at the same second a smaller id.
+func comesFirst(n Node, selfID string, since time.Time) bool {
+	at, err := time.Parse(time.RFC3339, n.Labels[LabelLeaving])
+	if err != nil {
+		at = time.Time{}
+	}
+	self := since.Truncate(time.Second)
+	return at.Before(self) || at.Equal(self) && n.ID < selfID
 }

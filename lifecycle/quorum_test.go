@@ -2,7 +2,9 @@ package lifecycle
 
 import (
 	"errors"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestKeepsQuorum(t *testing.T) {
@@ -60,4 +62,61 @@ func TestCheckDemotion(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTurnOf(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	mgr := func(id, leaving string, holds bool) Node {
+		n := Node{ID: id, Role: roleManager, Reachability: reachable, Labels: map[string]string{}}
+		if leaving != "" {
+			n.Labels[LabelLeaving] = leaving
+		}
+		if holds {
+			n.Labels[LabelTurn] = "1"
+		}
+		return n
+	}
+	before, same, after := at.Add(-time.Minute).Format(time.RFC3339), at.Format(time.RFC3339), at.Add(time.Minute).Format(time.RFC3339)
+	alive := func(Node) bool { return true }
+	tests := []struct {
+		name        string
+		nodes       []Node // m1 is the one deciding, marked at at
+		mine        bool
+		alive       func(Node) bool
+		want        turn
+		wantHolders []string
+	}{
+		{name: "nobody else leaving: claim", nodes: []Node{mgr("m2", "", false)}, want: turnClaim},
+		{name: "claimed, alone: go", nodes: []Node{mgr("m2", "", false)}, mine: true, want: turnGo},
+		{name: "others leave but hold nothing: claim", nodes: []Node{mgr("m2", before, false), mgr("m3", after, false)}, want: turnClaim},
+		{name: "another holds it: wait without claiming", nodes: []Node{mgr("m2", after, true)}, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "both claimed, the other came first: give it back", nodes: []Node{mgr("m2", before, true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
+		{name: "both claimed at the same second, the smaller id keeps it", nodes: []Node{mgr("m2", same, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "both claimed, this one came first: wait for the other to give it back", nodes: []Node{mgr("m2", after, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "an unreadable mark comes first", nodes: []Node{mgr("m2", "soon", true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
+		{name: "a demoted holder does not count", nodes: []Node{{ID: "m2", Role: roleWorker, Labels: map[string]string{LabelLeaving: before, LabelTurn: "1"}}}, mine: true, want: turnGo},
+		{name: "a holder whose drain stopped does not count", nodes: []Node{mgr("m2", before, true)}, mine: true, alive: func(Node) bool { return false }, want: turnGo},
+		{name: "a holder no longer leaving does not count", nodes: []Node{mgr("m2", "", true)}, want: turnClaim},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := cmpOr(tt.alive, alive)
+			nodes := append([]Node{mgr("m1", same, tt.mine)}, tt.nodes...)
+			got, holders := turnOf(nodes, "m1", at.Add(300*time.Millisecond), tt.mine, a)
+			var ids []string
+			for _, n := range holders {
+				ids = append(ids, n.ID)
+			}
+			if got != tt.want || !slices.Equal(ids, tt.wantHolders) {
+				t.Errorf("turnOf = %d %v, want %d %v", got, ids, tt.want, tt.wantHolders)
+			}
+		})
+	}
+}
+
+func cmpOr(f, g func(Node) bool) func(Node) bool {
+	if f != nil {
+		return f
+	}
+	return g
 }

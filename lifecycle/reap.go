@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +13,14 @@ import (
 
 // Reaper removes nodes that are down for good. The leader calls Reap periodically.
 //
-// A down node labelled LabelLeaving is removed at once: its drain got as far as marking it,
-// and its instance is going. Any other down node is removed only when it carries an
-// instance-id label, Gone says its instance is terminated, and it has been seen down for
-// Grace: an engine restart or a network partition must not cost a node its identity. A
+// A down node is removed only when it carries an instance-id label and Auto Scaling or EC2
+// says its instance is going: held by the termination hook (Terminating:Wait), proceeding or
+// terminated, or (in no hooked group) EC2 says it is shutting down, terminated or unknown. A
+// stopped instance is not gone (a detached instance stopped for maintenance comes back with
+// its swarm state). A node labelled LabelLeaving goes as soon as that is so (its drain got
+// as far as marking it); any other node only once it has been seen down for Grace: an engine
+// restart or a network partition must not cost a node its identity. A leaving node whose
+// instance lives (an aborted drain, a mark a node set on itself) is kept like any other. A
 // manager is demoted before it is removed. The leader's own node is never removed.
 //
 // One instance may have several node objects: a node that left and joined again keeps its
@@ -38,12 +43,9 @@ import (
 // when EC2 does not, nothing is done (ReasonIdentity).
 type Reaper struct {
 	Swarm Swarm
-	// Gone reports whether Auto Scaling or EC2 says the instance is terminated (for
-	// example (*asg.Client).InstanceGone).
-	Gone func(ctx context.Context, instanceID string) (bool, error)
 	// Grace is how long a node must have been seen down before it is reaped (leaving
-	// nodes excepted); 0 reaps as soon as Gone says so. The clock starts when this Reaper
-	// first sees the node down, so a new leader waits a full Grace again.
+	// nodes excepted); 0 reaps as soon as its instance is going. The clock starts when this
+	// Reaper first sees the node down, so a new leader waits a full Grace again.
 	Grace time.Duration
 	Log   zerolog.Logger
 	// Registrar withdraws reaped managers from discovery; nil for none.
@@ -51,9 +53,10 @@ type Reaper struct {
 	// Hook, when set, finds and completes the termination lifecycle actions of dead nodes'
 	// instances (an *asg.Client).
 	Hook Hook
-	// Instances is EC2: before the Reaper completes an instance's lifecycle action or
-	// removes a ghost because of a live node, it checks there that the node's address is the
-	// instance's (VerifyNode): labels are hints. nil verifies nothing, so nothing is done.
+	// Instances is EC2: whether an instance in no hooked group is gone, and, before the
+	// Reaper completes an instance's lifecycle action or removes a ghost because of a live
+	// node, whether the node's address is the instance's (VerifyNode): labels are hints.
+	// nil verifies nothing, so nothing is done that needs it.
 	Instances Instances
 	// Observe is told of ghost removals, takeovers and refusals; nil for none.
 	Observe Observer
@@ -250,47 +253,66 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 		return reapDecision{reap: true, ghost: true,
 			why: fmt.Sprintf("an old node object of instance %s, which runs node %s (%s) now", id, live[0].ID, live[0].State)}, nil
 	}
+	// A leaving node goes at once (its drain got as far as marking it), but only once Auto
+	// Scaling or EC2 says its instance is going: a drain that was aborted, or a mark a node
+	// set on itself, leaves its node to the rule of any other down node.
+	leaving := n.Labels[LabelLeaving] != ""
 	switch {
-	case n.Labels[LabelLeaving] != "":
-		return reapDecision{reap: true, why: "leaving since " + n.Labels[LabelLeaving]}, nil
 	case id == "":
 		return keep("no instance-id label: not ours to remove")
-	case down < r.Grace:
+	case !leaving && down < r.Grace:
 		return keep(fmt.Sprintf("down for %s of its %s grace", down, r.Grace))
-	case r.Gone == nil && r.Hook == nil:
+	case r.Instances == nil && r.Hook == nil:
 		return keep("no way to tell whether its instance is gone")
+	}
+	what := fmt.Sprintf("the node down for %s", down)
+	if leaving {
+		what = fmt.Sprintf("the node leaving since %s and down", n.Labels[LabelLeaving])
 	}
 	if r.Hook != nil {
 		// One look at Auto Scaling answers both questions for an instance in a hooked group.
 		a, err := r.Hook.Action(ctx, id)
 		switch {
 		case errors.Is(err, ErrNoHook):
-			// In no group, or a group without a termination hook: Gone tells.
+			// In no group, or a group without a termination hook: EC2 tells.
 		case err != nil:
 			return reapDecision{}, fmt.Errorf("lifecycle action of instance %s: %w", id, err)
+		case a.State == StateTerminatingWait && leaving:
+			// Its agent may still be completing the action: that waits Grace (leftBehind).
+			return reapDecision{reap: true, why: fmt.Sprintf("instance %s waits in %s on hook %s and %s", id, a.State, a.Hook, what)}, nil
 		case a.State == StateTerminatingWait:
 			if d, err := r.verify(ctx, n); d != nil || err != nil {
 				return *d, err
 			}
 			return reapDecision{reap: true, held: &a,
-				why: fmt.Sprintf("instance %s waits in %s on hook %s and the node has been down for %s", id, a.State, a.Hook, down)}, nil
+				why: fmt.Sprintf("instance %s waits in %s on hook %s and %s", id, a.State, a.Hook, what)}, nil
 		case a.State == StateTerminatingProceed || a.State == StateTerminated:
-			return reapDecision{reap: true, why: fmt.Sprintf("instance %s is %s and the node down for %s", id, a.State, down)}, nil
+			return reapDecision{reap: true, why: fmt.Sprintf("instance %s is %s and %s", id, a.State, what)}, nil
 		default:
-			return keep("its instance is still alive (" + a.State + ")")
+			return keep(fmt.Sprintf("its instance is still alive (%s)%s", a.State, abortedDrain(leaving)))
 		}
 	}
-	if r.Gone == nil {
-		return keep("its instance is in no hooked group and there is no other way to tell whether it is gone")
+	if r.Instances == nil {
+		return keep("its instance is in no hooked group and there is no EC2 to ask whether it is gone")
 	}
-	gone, err := r.Gone(ctx, id)
+	// Only EC2 tells that an instance is gone: one in no Auto Scaling group may have been
+	// detached, and stopped for maintenance.
+	in, err := r.Instances.Instance(ctx, id)
 	if err != nil {
 		return reapDecision{}, fmt.Errorf("is instance %s gone: %w", id, err)
 	}
-	if !gone {
-		return keep("its instance is still alive")
+	if !in.Gone() {
+		return keep(fmt.Sprintf("EC2 says its instance is %s%s", in.State, abortedDrain(leaving)))
 	}
-	return reapDecision{reap: true, why: fmt.Sprintf("instance %s is gone and the node down for %s", id, down)}, nil
+	return reapDecision{reap: true, why: fmt.Sprintf("EC2 says instance %s is %s and %s", id, cmp.Or(in.State, "unknown"), what)}, nil
+}
+
+// abortedDrain explains why a leaving node whose instance lives is kept.
+func abortedDrain(leaving bool) string {
+	if leaving {
+		return ": its drain was aborted; the node is kept like any other down node"
+	}
+	return ""
 }
 
 // verify checks node n's claim to its instance with EC2 (VerifyNode). It returns nil, nil

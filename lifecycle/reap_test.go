@@ -10,15 +10,17 @@ import (
 	"time"
 )
 
-// fakeEC2 answers Gone from a set of terminated instances and counts the questions. As
-// Instances it knows every instance in addrs (running, with those private addresses, or
-// terminated and without any when gone).
+// fakeEC2 is EC2 for the reaper (Instances): it knows every instance in addrs, running with
+// those private addresses (or in states), or terminated and without any when gone; it
+// counts the questions.
 type fakeEC2 struct {
-	mu    sync.Mutex
-	gone  map[string]bool
-	addrs map[string][]string
-	err   error
-	asked []string
+	mu     sync.Mutex
+	gone   map[string]bool
+	addrs  map[string][]string
+	states map[string]string // a state other than running (or terminated when gone)
+	err    error
+	errFor string // err only for this instance; "" for all
+	asked  []string
 }
 
 // newFakeEC2 knows the instance of every node of the world at the node's address.
@@ -35,14 +37,17 @@ func newFakeEC2(w *world) *fakeEC2 {
 func (f *fakeEC2) Instance(_ context.Context, id string) (Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.asked = append(f.asked, id)
 	addrs, ok := f.addrs[id]
 	switch {
-	case f.err != nil:
+	case f.err != nil && (f.errFor == "" || f.errFor == id):
 		return Instance{}, f.err
 	case !ok:
 		return Instance{ID: id}, nil
 	case f.gone[id]:
 		return Instance{ID: id, Found: true, State: EC2Terminated}, nil
+	case f.states[id] != "":
+		return Instance{ID: id, Found: true, State: f.states[id], Addrs: slices.Clone(addrs)}, nil
 	}
 	return Instance{ID: id, Found: true, State: "running", Addrs: slices.Clone(addrs)}, nil
 }
@@ -56,13 +61,6 @@ func (c *fakeCluster) nodesNow() []Node {
 		out = append(out, n.view())
 	}
 	return out
-}
-
-func (f *fakeEC2) Gone(_ context.Context, instanceID string) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.asked = append(f.asked, instanceID)
-	return f.gone[instanceID], f.err
 }
 
 func (f *fakeEC2) terminate(id string) {
@@ -109,7 +107,7 @@ func TestReap(t *testing.T) {
 		name        string
 		demoteDelay time.Duration
 		passes      []pass
-		wantAsked   int // Gone calls over all passes
+		wantAsked   int // EC2 questions over all passes
 		wantJournal []string
 	}{
 		{
@@ -151,14 +149,54 @@ func TestReap(t *testing.T) {
 			wantJournal: []string{"remove w1"},
 		},
 		{
-			name: "leaving, down: at once",
+			name: "leaving, down, instance gone: at once",
+			passes: []pass{
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
+					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					killGone("w2")(w, ec2)
+				}, want: []string{"w2"}},
+			},
+			wantAsked:   1,
+			wantJournal: []string{"remove w2"},
+		},
+		{
+			// a drain that was aborted (or a mark the node set on itself): the leaving label
+			// alone does not make a node go
+			name: "leaving, down, instance alive: kept like any down node",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
 					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.kill("w2")
-				}, want: []string{"w2"}},
+				}},
+				{at: grace},
+				{at: 10 * grace},
 			},
+			wantAsked: 3,
+		},
+		{
+			name: "leaving, down, instance alive, terminated later",
+			passes: []pass{
+				{at: 0, do: func(w *world, _ *fakeEC2) {
+					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.kill("w2")
+				}},
+				{at: time.Minute, do: func(_ *world, ec2 *fakeEC2) { ec2.terminate("i-w2") }, want: []string{"w2"}},
+			},
+			wantAsked:   2,
 			wantJournal: []string{"remove w2"},
+		},
+		{
+			// detached from its group and stopped for maintenance: EC2 says stopped, not gone
+			name: "down, instance stopped: never",
+			passes: []pass{
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
+					w.c.kill("w1")
+					ec2.states = map[string]string{"i-w1": "stopped"}
+				}},
+				{at: grace},
+				{at: 10 * grace},
+			},
+			wantAsked: 2,
 		},
 		{
 			name: "leaving, up: never",
@@ -188,15 +226,15 @@ func TestReap(t *testing.T) {
 			},
 		},
 		{
-			name: "no instance-id label but leaving: at once",
+			name: "no instance-id label but leaving: never (no instance to ask about)",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
 					w.c.addNode("x1", roleWorker, "")
 					w.c.label("x1", LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.kill("x1")
-				}, want: []string{"x1"}},
+				}},
+				{at: 10 * grace},
 			},
-			wantJournal: []string{"remove x1"},
 		},
 		{
 			name: "back up resets the grace period",
@@ -224,11 +262,12 @@ func TestReap(t *testing.T) {
 		{
 			name: "leaving manager down: demoted and removed in one pass",
 			passes: []pass{
-				{at: 0, do: func(w *world, _ *fakeEC2) {
+				{at: 0, do: func(w *world, ec2 *fakeEC2) {
 					w.c.label("m2", LabelLeaving, "2000-01-01T00:00:00Z")
-					w.c.kill("m2")
+					killGone("m2")(w, ec2)
 				}, want: []string{"m2"}},
 			},
+			wantAsked:   1,
 			wantJournal: []string{"role m2 worker", "deregister i-m2 10.0.0.2", "remove m2"},
 		},
 		{
@@ -249,11 +288,11 @@ func TestReap(t *testing.T) {
 					killGone("w1")(w, ec2)
 					killGone("w2")(w, ec2)
 					w.c.label("w3", LabelLeaving, "2000-01-01T00:00:00Z")
-					w.c.kill("w3")
+					killGone("w3")(w, ec2)
 				}, want: []string{"w3"}},
 				{at: grace, want: []string{"w1", "w2"}},
 			},
-			wantAsked:   2,
+			wantAsked:   3,
 			wantJournal: []string{"remove w3", "remove w1", "remove w2"},
 		},
 	}
@@ -262,8 +301,8 @@ func TestReap(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w := newWorld(3, 3)
 				w.c.demoteDelay = tt.demoteDelay
-				ec2 := &fakeEC2{gone: map[string]bool{}}
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Log: testLogger(t), Registrar: w.reg}
+				ec2 := newFakeEC2(w)
+				r := &Reaper{Swarm: w.c, Instances: ec2, Grace: grace, Log: testLogger(t), Registrar: w.reg}
 				start := time.Now()
 				for i, p := range tt.passes {
 					time.Sleep(time.Until(start.Add(p.at)))
@@ -279,7 +318,7 @@ func TestReap(t *testing.T) {
 					}
 				}
 				if got := len(ec2.asked); got != tt.wantAsked {
-					t.Errorf("Gone asked %d times (%v), want %d", got, ec2.asked, tt.wantAsked)
+					t.Errorf("EC2 asked %d times (%v), want %d", got, ec2.asked, tt.wantAsked)
 				}
 				if got := w.j.all(); !slices.Equal(got, tt.wantJournal) {
 					t.Errorf("journal = %q, want %q", got, tt.wantJournal)
@@ -290,24 +329,27 @@ func TestReap(t *testing.T) {
 }
 
 func TestReapErrors(t *testing.T) {
-	t.Run("Gone fails", func(t *testing.T) {
+	t.Run("EC2 fails", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(1, 2)
 			w.c.kill("w1")
 			w.c.kill("w2")
 			w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
-			ec2 := &fakeEC2{gone: map[string]bool{"i-w1": true}, err: errors.New("throttled")}
-			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Log: testLogger(t)}
+			ec2 := newFakeEC2(w)
+			ec2.terminate("i-w1")
+			ec2.terminate("i-w2")
+			ec2.err, ec2.errFor = errors.New("throttled"), "i-w1"
+			r := &Reaper{Swarm: w.c, Instances: ec2, Log: testLogger(t)}
 			got, err := r.Reap(t.Context(), time.Now())
 			if err == nil {
-				t.Errorf("Reap error = nil, want the Gone failure")
+				t.Errorf("Reap error = nil, want EC2's failure")
 			}
 			// one node's error does not stop the pass
 			if !slices.Equal(got, []string{"w2"}) {
 				t.Errorf("removed %v, want [w2]", got)
 			}
 			if _, ok := w.c.node("w1"); !ok {
-				t.Errorf("w1 removed although Gone failed")
+				t.Errorf("w1 removed although EC2 failed")
 			}
 		})
 	})
@@ -323,8 +365,9 @@ func TestReapErrors(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(1, 2)
 			w.c.kill("w1")
-			ec2 := &fakeEC2{gone: map[string]bool{"i-w1": true}}
-			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: time.Minute, Log: testLogger(t)}
+			ec2 := newFakeEC2(w)
+			ec2.terminate("i-w1")
+			r := &Reaper{Swarm: w.c, Instances: ec2, Grace: time.Minute, Log: testLogger(t)}
 			if _, err := r.Reap(t.Context(), time.Now()); err != nil {
 				t.Fatal(err)
 			}
@@ -352,18 +395,18 @@ func TestReapCompletesHeldAction(t *testing.T) {
 		scaleIn      bool
 		failComplete bool
 		noHook, gone bool // the instance is in no hooked group; EC2 says it is gone
-		wantAsked    int  // Gone calls: none when Auto Scaling's hook answered
+		wantAsked    int  // EC2 questions: the identity check when completing; whether it is gone when no hook answers
 		want         []string
 		wantErr      bool
 		wantJournal  []string
 	}{
-		{name: "held in Terminating:Wait", scaleIn: true, want: []string{"w1"},
+		{name: "held in Terminating:Wait", scaleIn: true, wantAsked: 1, want: []string{"w1"},
 			wantJournal: []string{"remove w1", "complete i-w1 CONTINUE"}},
 		{name: "instance in service: kept", scaleIn: false},
 		{name: "no hooked group: EC2 says gone", noHook: true, gone: true, wantAsked: 1, want: []string{"w1"},
 			wantJournal: []string{"remove w1"}},
 		{name: "no hooked group: EC2 says alive", noHook: true, wantAsked: 1},
-		{name: "completion fails: removed, error told", scaleIn: true, failComplete: true, want: []string{"w1"}, wantErr: true,
+		{name: "completion fails: removed, error told", scaleIn: true, failComplete: true, wantAsked: 1, want: []string{"w1"}, wantErr: true,
 			wantJournal: []string{"remove w1"}},
 	}
 	for _, tt := range tests {
@@ -377,7 +420,7 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				hook.noHook = tt.noHook
 				ec2 := newFakeEC2(w)
 				ec2.gone["i-w1"] = tt.gone
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
+				r := &Reaper{Swarm: w.c, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
 				w.c.kill("w1")
 				if tt.scaleIn {
 					hook.scaleIn()
@@ -400,7 +443,7 @@ func TestReapCompletesHeldAction(t *testing.T) {
 					t.Errorf("w2, which is up, was removed")
 				}
 				if len(ec2.asked) != tt.wantAsked {
-					t.Errorf("Gone asked %d times, want %d (Auto Scaling is asked once when its hook answers)", len(ec2.asked), tt.wantAsked)
+					t.Errorf("EC2 asked %d times, want %d", len(ec2.asked), tt.wantAsked)
 				}
 			})
 		})
@@ -416,7 +459,7 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				hook := newFakeHook(w.j, "i-w1", time.Hour)
 				hook.scaleIn()
 				ec2 := newFakeEC2(w)
-				r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
+				r := &Reaper{Swarm: w.c, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
 				w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
 				w.c.kill("w1") // it left the swarm
 				if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
@@ -456,7 +499,7 @@ func TestReapCompletesHeldAction(t *testing.T) {
 			// completion: the node is removed and the late completion is not an error.
 			late := agentCompletesAfterLook{hook, t}
 			ec2 := newFakeEC2(w)
-			r := &Reaper{Swarm: w.c, Gone: ec2.Gone, Hook: late, Instances: ec2, Log: testLogger(t)}
+			r := &Reaper{Swarm: w.c, Hook: late, Instances: ec2, Log: testLogger(t)}
 			w.c.kill("w1")
 			got, err := r.Reap(t.Context(), time.Now())
 			if err != nil || !slices.Equal(got, []string{"w1"}) {

@@ -146,9 +146,10 @@ func (c *Client) InstanceState(ctx context.Context, instanceID string) (state st
 	return state, found, err
 }
 
-// InstanceGone reports whether Auto Scaling says the instance is gone or going for good:
-// in no group, Terminated, or Terminating:Proceed. Note that a detached instance is in no
-// group too; the reaper only asks about nodes that have been down for its grace period.
+// InstanceGone reports whether Auto Scaling is done with the instance: in no group,
+// Terminated, or Terminating:Proceed. It is Auto Scaling's view only: a detached instance is
+// in no group too, and may be stopped for maintenance and come back; whether an instance is
+// gone for good is EC2's to say (Instances), which is what the reaper asks.
 func (c *Client) InstanceGone(ctx context.Context, instanceID string) (bool, error) {
 	state, found, err := c.InstanceState(ctx, instanceID)
 	if err != nil {
