@@ -72,6 +72,7 @@ func TestObserveMetrics(t *testing.T) {
 	m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
 	m.observe(lifecycle.EventRefused, lifecycle.ReasonLiveNode)
 	m.observe(lifecycle.EventTakeover, lifecycle.ReasonStale)
+	m.observe(lifecycle.EventProtection, "set")
 	if got := testutil.ToFloat64(m.ghostsRemoved); got != 1 {
 		t.Errorf("swarm_agent_ghost_nodes_removed_total = %v, want 1", got)
 	}
@@ -82,6 +83,9 @@ func TestObserveMetrics(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.takeovers.WithLabelValues(lifecycle.ReasonStale)); got != 1 {
 		t.Errorf("swarm_agent_takeovers_total{reason=stale} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.protections.WithLabelValues("set")); got != 1 {
+		t.Errorf("swarm_agent_scale_in_protections_total{result=set} = %v, want 1", got)
 	}
 	(*metrics)(nil).observe(lifecycle.EventGhostRemoved, "") // no metrics: nothing, no panic
 }

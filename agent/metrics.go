@@ -38,7 +38,9 @@ type metrics struct {
 	// refusals counts actions on an instance's behalf the leader refused, by reason.
 	refusals *prometheus.CounterVec
 	// takeovers counts drains the leader took over from nodes' agents, by reason.
-	takeovers    *prometheus.CounterVec
+	takeovers *prometheus.CounterVec
+	// protections counts scale-in protection the leader set or lifted on managers.
+	protections  *prometheus.CounterVec
 	awsErrors    *prometheus.CounterVec // service, code
 	dockerErrors *prometheus.CounterVec // op, kind
 	inSwarm      prometheus.Gauge
@@ -64,11 +66,13 @@ func newMetrics() *metrics {
 		Help: "Actions on an instance's behalf the leader refused, by reason (ambiguous, live_node, identity)."}, []string{"reason"})
 	m.takeovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_takeovers_total",
 		Help: "Drains the leader took over on an instance's behalf, by reason (no_agent: its agent did not start within the queue grace; stale: its agent stopped reporting progress)."}, []string{"reason"})
+	m.protections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_scale_in_protections_total",
+		Help: "Scale-in protection the leader set on managers whose loss would cost quorum, or lifted, by result (set, cleared)."}, []string{"result"})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
-		m.ghostsRemoved, m.refusals, m.takeovers, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -84,6 +88,8 @@ func (m *metrics) observe(event, reason string) {
 		m.refusals.WithLabelValues(reason).Inc()
 	case lifecycle.EventTakeover:
 		m.takeovers.WithLabelValues(reason).Inc()
+	case lifecycle.EventProtection:
+		m.protections.WithLabelValues(reason).Inc()
 	}
 }
 

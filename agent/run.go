@@ -301,6 +301,8 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	if dw.drainer.Registrar != nil {
 		reaper.Registrar = dw.drainer.Registrar
 	}
+	protector := &lifecycle.Protector{Swarm: engineSwarm{dw.engine}, ASG: dw.hook, Instances: inst,
+		Log: d.log.With().Str("component", "protection").Logger(), Observe: d.m.observe}
 	// The queue consumer runs only while this manager leads.
 	var stopQueue func()
 	defer func() {
@@ -366,6 +368,12 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			d.log.Warn().Err(err).Msg("leader: reap dead nodes")
 		}
 		d.m.reaped.Add(float64(len(removed)))
+		if nodes, err := protector.Swarm.Nodes(ctx); err == nil {
+			err = protector.Pass(ctx, nodes)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn().Err(err).Msg("leader: keep scale-in protection on the managers quorum needs")
+			}
+		}
 	}
 }
 

@@ -158,6 +158,31 @@ func (c *Client) InstanceGone(ctx context.Context, instanceID string) (bool, err
 	return !found || state == lifecycle.StateTerminated || state == lifecycle.StateTerminatingProceed, nil
 }
 
+// describeBatch is the most instance ids one DescribeAutoScalingInstances takes.
+const describeBatch = 50
+
+// Members describes the instances as their Auto Scaling groups see them (group, lifecycle
+// state, scale-in protection); instances in no group are absent from the map.
+func (c *Client) Members(ctx context.Context, instanceIDs []string) (map[string]lifecycle.GroupMember, error) {
+	out := make(map[string]lifecycle.GroupMember, len(instanceIDs))
+	for batch := range slices.Chunk(instanceIDs, describeBatch) {
+		res, err := c.api.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: batch})
+		if err != nil {
+			return nil, fmt.Errorf("describe auto scaling instances %s: %w", strings.Join(batch, ","), err)
+		}
+		for _, d := range res.AutoScalingInstances {
+			out[aws.ToString(d.InstanceId)] = lifecycle.GroupMember{
+				ASG:       aws.ToString(d.AutoScalingGroupName),
+				State:     aws.ToString(d.LifecycleState),
+				Protected: aws.ToBool(d.ProtectedFromScaleIn),
+			}
+		}
+	}
+	return out, nil
+}
+
+var _ lifecycle.ScaleIn = (*Client)(nil)
+
 // Protect sets or clears scale-in protection on instances of group asg.
 func (c *Client) Protect(ctx context.Context, asg string, instanceIDs []string, protect bool) error {
 	if len(instanceIDs) == 0 {

@@ -3,6 +3,7 @@ package asg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -313,5 +314,38 @@ func TestHeartbeatLoop(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+func TestMembers(t *testing.T) {
+	f := newFakeASG()
+	f.addHook("g1", "drain", TransitionTerminating, time.Minute)
+	ids := []string{"i-out"}
+	for i := range 60 { // more than one DescribeAutoScalingInstances takes
+		id := fmt.Sprintf("i-%02d", i)
+		f.addInstance(id, "g1")
+		ids = append(ids, id)
+	}
+	f.instances["i-07"].protected = true
+	f.scaleIn("i-08")
+	got, err := New(f).Members(t.Context(), ids)
+	if err != nil {
+		t.Fatalf("Members: %v", err)
+	}
+	if len(got) != 60 || f.calls["DescribeAutoScalingInstances"] != 2 {
+		t.Fatalf("%d members in %d calls, want 60 in 2", len(got), f.calls["DescribeAutoScalingInstances"])
+	}
+	if _, ok := got["i-out"]; ok {
+		t.Errorf("an instance in no group is a member")
+	}
+	if m := got["i-07"]; m.ASG != "g1" || !m.Protected || m.State != "InService" {
+		t.Errorf("i-07 = %+v, want protected in service in g1", m)
+	}
+	if m := got["i-08"]; m.State != "Terminating:Wait" || m.Protected {
+		t.Errorf("i-08 = %+v, want Terminating:Wait", m)
+	}
+	f.failNext["DescribeAutoScalingInstances"] = 1
+	if _, err := New(f).Members(t.Context(), ids); err == nil {
+		t.Errorf("Members with Auto Scaling failing: no error")
 	}
 }
