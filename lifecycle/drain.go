@@ -562,9 +562,10 @@ func (r *drainRun) timeoutErr(nodeID string) error {
 }
 
 // waitTurn waits until this manager has the turn to leave the managers (turnOf: one at a
-// time), at most until the task deadline counted from since, and says what it waited for.
-// Still waiting at that bound is ErrNoQuorum: two managers leaving at once must not count on
-// each other to stay.
+// time) and the others keep quorum without it, at most until the task deadline counted from
+// since, and says what it waited for. Still waiting at that bound is ErrNoQuorum: two
+// managers leaving at once must not count on each other to stay, and a manager does not go
+// while too few others are reachable. The last manager is ErrLastManager at once.
 func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (string, error) {
 	start := time.Now()
 	until := since.Add(r.opts.Deadline)
@@ -585,12 +586,22 @@ func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (st
 			stale, _ := watch.stale(n, now)
 			return !stale
 		})
+		var detail string
 		switch next {
 		case turnGo:
-			if waited == "" {
+			// Its turn: it goes when the others keep quorum without it; while a manager is
+			// down (it may come back, or the reaper removes it once its instance is gone) it
+			// waits rather than refuses at once. Being the last manager is no wait.
+			err := CheckDemotion(nodes, node.ID)
+			switch {
+			case err == nil && waited == "":
 				return "", nil
+			case err == nil:
+				return fmt.Sprintf(" (%s for %s)", waited, time.Since(start).Round(time.Second)), nil
+			case !errors.Is(err, ErrNoQuorum):
+				return "", err
 			}
-			return fmt.Sprintf(" (%s for %s)", waited, time.Since(start).Round(time.Second)), nil
+			detail = "waiting for quorum without this manager: " + err.Error()
 		case turnClaim, turnYield:
 			value := progressValue(now)
 			if next == turnYield {
@@ -607,11 +618,13 @@ func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (st
 				continue // look again: another may have claimed it at the same time
 			}
 		}
-		ids := make([]string, len(holders))
-		for i, n := range holders {
-			ids[i] = n.ID
+		if detail == "" {
+			ids := make([]string, len(holders))
+			for i, n := range holders {
+				ids[i] = n.ID
+			}
+			detail = "waiting for manager " + strings.Join(ids, ", ") + " to leave the managers first"
 		}
-		detail := "waiting for manager " + strings.Join(ids, ", ") + " to leave the managers first"
 		if !now.Before(until) {
 			return "", fmt.Errorf("node %s: %s after %s: %w", node.ID, detail, time.Since(start).Round(time.Second), ErrNoQuorum)
 		}

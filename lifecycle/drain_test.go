@@ -332,6 +332,30 @@ func TestDrainQuorum(t *testing.T) {
 			}
 		})
 	})
+	t.Run("waits while a manager is down, goes once it is back", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(3, 2)
+			w.c.kill("m3")
+			w.scaleIn("m2", 5*time.Minute)
+			go func() {
+				time.Sleep(3 * time.Minute)
+				w.c.revive("m3")
+			}()
+
+			o := run(t.Context(), w.drainer(t, "m2", DrainOptions{}), notice("m2"))
+
+			if o.err != nil {
+				t.Fatalf("Drain: %v", o.err)
+			}
+			w.checkGone(t, "m2", ResultContinue)
+			if s, _ := o.rep.Step(StepQuorum); s.Outcome != OutcomeDone || s.Took < 3*time.Minute {
+				t.Errorf("quorum step %+v, want done after waiting the 3 minutes m3 was down", s)
+			}
+			if _, beats, expired := w.hook.status(); beats < 2 || expired {
+				t.Errorf("%d heartbeats (expired %t) while waiting, want the action kept alive", beats, expired)
+			}
+		})
+	})
 	t.Run("lost while the tasks move", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(3, 2)
