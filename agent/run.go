@@ -273,9 +273,10 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 // leaderLoop runs the leader's duties every 15 s while this manager leads: keep its own
 // registration true, copy the engine labels the agents set into node labels (az,
 // instance-type, workload=...: usable in placement constraints), reap nodes that died and
-// their ghosts, and take over the drains of nodes whose agent stopped (and, with
-// --queue-url, consume the termination notices). Every AWS action on another node's behalf
-// waits for EC2 to confirm the node's instance.
+// their ghosts, take over the drains of nodes whose agent stopped (and, with --queue-url,
+// consume the termination notices), and keep scale-in protection on the managers whose loss
+// would cost quorum. Every AWS action on another node's behalf waits for EC2 to confirm the
+// node's instance.
 func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	// EC2 confirms a node's claim to an instance before any AWS action on its behalf.
 	inst, err := ec2Instances(ctx, dw, d.cfg)
