@@ -54,7 +54,7 @@ const (
 	heldPut        = 12 * time.Second // latency of the PutParameter the paused holder waits on
 	staggerGap     = 30 * time.Second // staggered restart: the other nodes come back this much later
 	unreachableFor = "40s"            // --wait of the boots that meet an unreachable manager
-	restartSec     = 5 * time.Second  // swarm-agent.service RestartSec
+	restartDelay     = 5 * time.Second  // swarm-agent.service RestartSec
 	nManagers      = 3
 )
 
@@ -573,7 +573,7 @@ func (r *round) waitBoots(jobs []*bootJob, within time.Duration, rerun bool) {
 						t.Errorf("%s: boot exited %d without a last line that says why (%q)", j.n.Name, run.Code, last)
 					}
 					if rerun && run.Code != 2 {
-						j.retryAt = time.Now().Add(restartSec)
+						j.retryAt = time.Now().Add(restartDelay)
 					}
 				}
 			}
