@@ -79,7 +79,11 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	d := &daemon{cfg: cfg, log: log, st: newStatusFile(cfg.StatusFile, "run"), m: newMetrics(), notify: n}
 	d.m.tick()
-	g, gctx := errgroup.WithContext(ctx)
+	// The helpers (watchdog, metrics) run until the daemon ends: an early return (boot failed,
+	// a drain instead of a boot) stops them before it waits for them, or it would wait forever.
+	gbase, stopHelpers := context.WithCancel(ctx)
+	defer stopHelpers()
+	g, gctx := errgroup.WithContext(gbase)
 	g.Go(func() error { return n.Run(gctx) })
 	if cfg.MetricsListen != "" {
 		g.Go(func() error {
@@ -101,6 +105,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if cfg.Identity != "static" {
 		if done, err := d.drainBeforeBoot(ctx, cfg); done {
 			_ = n.Stopping()
+			stopHelpers()
 			return errors.Join(err, waitGroup(g, ctx))
 		}
 	}
@@ -111,6 +116,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	res, err := doBoot(ctx, cfg, log, d.st, d.m)
 	if err != nil {
 		_ = n.Stopping()
+		stopHelpers()
 		return errors.Join(err, waitGroup(g, ctx))
 	}
 	d.m.inSwarm.Set(1)
@@ -120,6 +126,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	dw, err := wireDrain(ctx, cfg, log, d.st, d.m)
 	if err != nil {
 		_ = n.Stopping()
+		stopHelpers()
 		return errors.Join(err, waitGroup(g, ctx))
 	}
 	defer dw.close()
