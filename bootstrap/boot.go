@@ -138,6 +138,9 @@ type booter struct {
 	// unsettledSince is when this boot first saw the current pending or error state.
 	unsettledSince time.Time
 	unsettledState SwarmState
+	// lastSilent is why the registry's silent managers counted as alive when this boot last
+	// held the lock ("" once a manager answers).
+	lastSilent string
 }
 
 func (b *booter) timeoutErr(ctx context.Context, start time.Time) error {
@@ -184,6 +187,11 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		}
 		obs.Managers = len(seen.answering) > 0
 		obs.Registered = len(seen.silent) > 0
+		if obs.Managers {
+			b.lastSilent = ""
+		} else if obs.Registered {
+			b.lastSilent = strings.Join(seen.silentWhy, "; ")
+		}
 		obs.Membership = seen.membership
 		res.Managers = seen.answering
 	}

@@ -74,7 +74,8 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		if obs.Managers {
 			b.log.Info().Strs("managers", answering).Msg("a manager appeared while taking the lock; joining instead")
 		} else {
-			b.waiting = fmt.Sprintf("registered managers that do not answer on the swarm port and are not proven gone (%s); not creating a second swarm", strings.Join(why, "; "))
+			b.lastSilent = strings.Join(why, "; ")
+			b.waiting = fmt.Sprintf("registered managers that do not answer on the swarm port and are not proven gone (%s); not creating a second swarm", b.lastSilent)
 			b.log.Warn().Strs("registered", why).Msg("holding the bootstrap lock but registered managers may be alive: not initialising")
 		}
 		return false, nil
@@ -131,6 +132,10 @@ func (b *booter) take(ctx context.Context, me Holder) (*lease, error) {
 	if errors.Is(err, ErrLockHeld) {
 		b.log.Info().Err(err).Msg("bootstrap lock held elsewhere; waiting")
 		b.waiting = "the node holding the bootstrap lock to create the swarm (" + err.Error() + ")"
+		if b.lastSilent != "" {
+			// What this boot last found in the registry is the reason it cannot init itself.
+			b.waiting = fmt.Sprintf("registered managers that do not answer on the swarm port and are not proven gone (%s; the bootstrap lock is now held elsewhere: %v); not creating a second swarm", b.lastSilent, err)
+		}
 		return nil, nil
 	}
 	if err != nil {
