@@ -807,26 +807,14 @@ func (r *round) waitOneSwarm(want string, within time.Duration) string {
 	return cid
 }
 
-// pollUntil is waitfor.Until with a chosen period (a pause point can be a narrow window) that
-// also fails at once when a sample of the watch broke an invariant.
+// pollUntil is waitfor.Every that also fails at once when a sample of the watch broke an
+// invariant.
 func pollUntil(t *testing.T, w *swarmWatch, wait, every time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	waitfor.Every(t, wait, every, what, func() error {
 		w.check(t)
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s: %v", wait, what, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("waiting for %s: %v (last: %v)", what, t.Context().Err(), err)
-		case <-time.After(every):
-		}
-	}
+		return cond()
+	})
 }
 
 // swarmWatch samples every engine's swarm state every 250 ms for a whole round and keeps the

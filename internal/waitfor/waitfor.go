@@ -11,6 +11,12 @@ import (
 // state in the failure.
 func Until(t testing.TB, wait time.Duration, what string, cond func() error) {
 	t.Helper()
+	Every(t, wait, 250*time.Millisecond, what, cond)
+}
+
+// Every is Until with a chosen period (a narrow window needs a short one).
+func Every(t testing.TB, wait, every time.Duration, what string, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
 		err := cond()
@@ -23,7 +29,7 @@ func Until(t testing.TB, wait time.Duration, what string, cond func() error) {
 		select {
 		case <-t.Context().Done():
 			t.Fatalf("waiting for %s: %v (last: %v)", what, t.Context().Err(), err)
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
