@@ -56,6 +56,9 @@ type Fault struct {
 	Count     int           `json:"count"`               // <= 0 counts as 1
 	Latency   time.Duration `json:"latency,omitempty"`   // for latency
 	Status    int           `json:"status,omitempty"`    // for 5xx: 500 (InternalFailure, default) or 503 (ServiceUnavailable)
+	// Arrived, when set, is closed as the first matching request arrives (for a latency
+	// fault: as its hold begins), so that a test can act while AWS holds it.
+	Arrived chan struct{} `json:"-"`
 }
 
 // InjectFault queues a fault; faults apply in the order injected.
@@ -76,6 +79,10 @@ func (f *Front) takeFault(service, op string) *Fault {
 			continue
 		}
 		ft.Count--
+		if ft.Arrived != nil {
+			close(ft.Arrived)
+			ft.Arrived = nil
+		}
 		cp := *ft
 		if ft.Count <= 0 {
 			f.faults = append(f.faults[:i], f.faults[i+1:]...)

@@ -176,8 +176,10 @@ func TestIntegrationFaultPausedHolder(t *testing.T) {
 		rd := pausedRounds[i%len(pausedRounds)]
 		t.Run(fmt.Sprintf("round%d-%s-%s", i, rd.mode, rd.point), func(t *testing.T) {
 			c.use(t, rd.mode)
+			putArrived := make(chan struct{})
 			if rd.point == pausePutHeld {
-				c.Front.InjectFault(awsfront.Fault{Service: "ssm", Operation: "PutParameter", Kind: awsfront.FaultLatency, Latency: heldPut})
+				c.Front.InjectFault(awsfront.Fault{Service: "ssm", Operation: "PutParameter", Kind: awsfront.FaultLatency, Latency: heldPut,
+					Arrived: putArrived})
 				t.Cleanup(func() { consumeLeftoverPutFault(c.Cluster) })
 			}
 			r := startRound(t, c.Cluster, fmt.Sprintf("paused-%d-%s-%s", i, rd.mode, rd.point))
@@ -187,11 +189,15 @@ func TestIntegrationFaultPausedHolder(t *testing.T) {
 			case pauseInSwarm:
 				r.pollEngine(holder.n, "active")
 			case pausePutHeld:
-				r.pollEngine(holder.n, "active")
-				r.pollPublishing(holder.n)
-				// The write follows within milliseconds and is held for 12 s: stop the holder 1 s
-				// into it. The request log shows below when it arrived.
-				time.Sleep(time.Second)
+				// Stop the holder the moment the front starts holding its PutParameter.
+				pollUntil(t, r.w, time.Minute, pausePollEvery, holder.n.Name+"'s PutParameter held by the front", func() error {
+					select {
+					case <-putArrived:
+						return nil
+					default:
+						return fmt.Errorf("not arrived")
+					}
+				})
 			}
 			pausedAt := time.Now()
 			if err := holder.proc.Signal(syscall.SIGSTOP); err != nil {
@@ -647,28 +653,6 @@ func (r *round) lockHolder(jobs []*bootJob) *bootJob {
 		return fmt.Errorf("lock %q", v)
 	})
 	return holder
-}
-
-// pollPublishing waits until n, whose swarm exists, is about to write its join tokens: it has
-// made an ssm request (the read before the write) or is registered (registration comes
-// before publishing), whichever order boot takes.
-func (r *round) pollPublishing(n *testbed.Node) {
-	id := r.c.InstanceID(n)
-	var lastDNS time.Time
-	pollUntil(r.t, r.w, time.Minute, pausePollEvery, n.Name+" publishing its join tokens", func() error {
-		for _, q := range r.c.Front.Requests() {
-			if q.Service == "ssm" && q.InstanceID == id {
-				return nil
-			}
-		}
-		if time.Since(lastDNS) >= 250*time.Millisecond {
-			lastDNS = time.Now()
-			if r.registered(n) {
-				return nil
-			}
-		}
-		return fmt.Errorf("no ssm request and not registered yet")
-	})
 }
 
 // pollEngine waits, polling fast, until n's engine reports state.
