@@ -16,7 +16,9 @@ out=${BENCH_OUT:-/tmp/swarm-agent-bench.txt}
   echo
   echo "== real engines (boot, formation, API calls per boot, drain overhead)"
   if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
-    go test -count=1 -run '^$' -bench 'Benchmark' -benchtime=1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|ok|FAIL|---)|bench:' || true
+    go test -count=1 -run '^$' -bench 'BenchmarkDrainOverhead' -benchtime=1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|ok|FAIL|---)|bench:' || true
+    # boot's cost over the bare SwarmJoin (the floor, measured in the same run): medians of 5
+    go test -count=1 -run '^$' -bench 'BenchmarkJoin' -benchtime=5x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|ok|FAIL|---)|bench:.*medians of 5' || true
   else
     echo "skipped: needs root and dockerd (run sudo make prepare first)"
   fi

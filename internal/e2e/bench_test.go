@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // BenchmarkDrainOverhead measures the agent's own overhead in a scale-in drain on real
@@ -100,4 +104,118 @@ func BenchmarkDrainOverhead(b *testing.B) {
 	b.ReportMetric((moving / time.Duration(b.N)).Seconds(), "swarm-move-s/drain")
 	b.ReportMetric((removal / time.Duration(b.N)).Seconds(), "remove-wait-s/drain")
 	fmt.Printf("bench: drain overhead %s per drain (swarm moving tasks: %s)\n", overhead/time.Duration(b.N), moving/time.Duration(b.N))
+}
+
+// BenchmarkJoin measures what boot costs on top of the swarm's own join, on real engines: one
+// manager is booted, then each round a worker and a second manager boot with `swarm-agent boot`
+// (process start to exit, timed from outside) and, once they are out again, join once more with a
+// bare SwarmJoin through the engine's API (the floor: the same engine and token, nothing of the
+// agent). Medians over b.N rounds (run with -benchtime=5x or more). BENCH_AGENT_BIN names
+// another agent binary to time (e.g. an older build) on the same bed.
+func BenchmarkJoin(b *testing.B) {
+	if err := testbed.Available(); err != nil {
+		b.Skipf("real engines cannot start here: %v", err)
+	}
+	bin := agentBin
+	if v := os.Getenv("BENCH_AGENT_BIN"); v != "" {
+		bin = v
+	}
+	ctx := b.Context()
+	c, err := localcluster.Start(ctx, localcluster.Options{Managers: 2, Workers: 1, AgentBin: bin})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	first, mgr, wrk := c.Bed.Nodes[0], c.Bed.Nodes[1], c.Bed.Nodes[2]
+	if r := c.Boot(ctx, first, "manager"); r.Code != 0 {
+		b.Fatalf("boot of %s: %s", first.Name, r.Stderr)
+	}
+	d0, err := c.Docker(first)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sw, err := d0.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := map[string]string{"worker": sw.Swarm.JoinTokens.Worker, "manager": sw.Swarm.JoinTokens.Manager}
+	// out takes n out of the swarm again: demoted first when a manager (two managers cannot
+	// lose one without losing quorum), left, and its node object removed.
+	out := func(n *testbed.Node, role string) {
+		d, err := c.Docker(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := d.Info(ctx, client.InfoOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := info.Info.Swarm.NodeID
+		if role == "manager" {
+			waitfor.Until(b, time.Minute, "demoting "+n.Name, func() error {
+				res, err := d0.NodeInspect(ctx, id, client.NodeInspectOptions{})
+				if err != nil {
+					return err
+				}
+				spec := res.Node.Spec
+				spec.Role = swarm.NodeRoleWorker
+				_, err = d0.NodeUpdate(ctx, id, client.NodeUpdateOptions{Version: res.Node.Version, Spec: spec})
+				return err
+			})
+			// The demotion is done when the node itself no longer says it is a manager.
+			waitfor.Until(b, time.Minute, n.Name+" no longer a manager", func() error {
+				info, err := d.Info(ctx, client.InfoOptions{})
+				if err == nil && info.Info.Swarm.ControlAvailable {
+					err = errors.New("still a manager")
+				}
+				return err
+			})
+		}
+		if _, err := d.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: true}); err != nil {
+			b.Fatalf("leave %s: %v", n.Name, err)
+		}
+		waitfor.Until(b, time.Minute, "removing "+n.Name, func() error {
+			_, err := d0.NodeRemove(ctx, id, client.NodeRemoveOptions{Force: true})
+			return err
+		})
+	}
+	var boots, floors = map[string][]time.Duration{}, map[string][]time.Duration{}
+	b.ResetTimer()
+	for range b.N {
+		for _, x := range []struct {
+			n    *testbed.Node
+			role string
+		}{{wrk, "worker"}, {mgr, "manager"}} {
+			start := time.Now()
+			if r := c.Boot(ctx, x.n, x.role); r.Code != 0 || r.Result.Action != "join" {
+				b.Fatalf("boot of %s as %s: code %d action %q: %s", x.n.Name, x.role, r.Code, r.Result.Action, r.Stderr)
+			}
+			boots[x.role] = append(boots[x.role], time.Since(start))
+			out(x.n, x.role)
+			d, err := c.Docker(x.n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			start = time.Now()
+			if _, err := d.SwarmJoin(ctx, client.SwarmJoinOptions{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: x.n.IP,
+				RemoteAddrs: []string{first.IP + ":2377"}, JoinToken: tokens[x.role]}); err != nil {
+				b.Fatalf("bare join of %s: %v", x.n.Name, err)
+			}
+			floors[x.role] = append(floors[x.role], time.Since(start))
+			out(x.n, x.role)
+		}
+	}
+	b.StopTimer()
+	for _, role := range []string{"worker", "manager"} {
+		bm, fm := median(boots[role]), median(floors[role])
+		b.ReportMetric(bm.Seconds(), role+"-boot-s")
+		b.ReportMetric(fm.Seconds(), role+"-bare-join-s")
+		fmt.Printf("bench: %s join: boot %s, bare SwarmJoin %s (medians of %d)\n", role, bm.Round(time.Millisecond), fm.Round(time.Millisecond), b.N)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
