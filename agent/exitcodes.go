@@ -9,7 +9,7 @@ const (
 	ExitIMDS        = 4 // instance metadata (IMDSv2) unavailable or invalid
 	ExitDiscovery   = 5 // discovery, AWS or Consul refused or failed (zone not found, access denied, ...)
 	ExitWaitElapsed = 6 // --wait elapsed before the node was in the swarm
-	ExitSwarmLocked = 7 // the swarm is autolocked and needs its unlock key
+	ExitSwarmLocked = 7 // the swarm is autolocked and nobody unlocked it within --wait
 	ExitInterrupted = 8 // stopped by a signal before finishing
 	ExitLifecycle   = 9 // drain or lifecycle completion failed
 )

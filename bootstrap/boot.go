@@ -138,6 +138,8 @@ type booter struct {
 	// unsettledSince is when this boot first saw the current pending or error state.
 	unsettledSince time.Time
 	unsettledState SwarmState
+	// locked: the last round found the node autolocked.
+	locked bool
 	// lastSilent is why the registry's silent managers counted as alive when this boot last
 	// held the lock ("" once a manager answers).
 	lastSilent string
@@ -154,6 +156,10 @@ func (b *booter) timeoutErr(ctx context.Context, start time.Time) error {
 		msg += fmt.Sprintf(" (last error: %v)", b.lastErr)
 	}
 	if errors.Is(cause, ErrWaitElapsed) {
+		if b.locked {
+			// Still locked at the deadline: what stops it is the missing key, not time.
+			return fmt.Errorf("%s: %w", msg, ErrSwarmLocked)
+		}
 		return fmt.Errorf("%s: %w", msg, ErrWaitElapsed)
 	}
 	return fmt.Errorf("%s: %w", msg, cause)
@@ -178,6 +184,7 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	}
 	obs := Observation{Role: b.cfg.Role, Local: local.State, HasNodeID: local.NodeID != "", Settle: b.cfg.Settle}
 	obs.Unsettled = b.unsettled(local.State)
+	b.locked = false
 	var seen observed
 	if local.State != StateLocked {
 		b.d.Stage("discovering managers")
@@ -221,7 +228,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 
 	switch act {
 	case ActFail:
-		return true, permanent{ErrSwarmLocked}
+		// Unlocking needs a person (or, later, the unlock key from the store): wait for it,
+		// bounded by --wait, and leave the state alone; the deadline's error says locked.
+		b.locked = true
+		b.waiting = fmt.Sprintf("the swarm to be unlocked (node %s is autolocked: run `docker swarm unlock` with the unlock key on it); its state is left alone", orNone(local.NodeID))
+		b.d.Stage("waiting for " + b.waiting)
+		return false, nil
 	case ActLeave:
 		b.d.Stage("leaving stale swarm state")
 		b.log.Warn().Str("state", string(local.State)).Str("membership", string(obs.Membership)).
@@ -325,7 +337,7 @@ func explain(o Observation, a Action, canLock bool, local LocalNode, seen observ
 	case ActHold:
 		return "active in a swarm that no answering manager shows to be this cluster's or another's: would leave it alone and report"
 	case ActFail:
-		return "the swarm is locked: needs its unlock key"
+		return "the swarm is locked: would wait up to --wait for someone to unlock it (docker swarm unlock), touching nothing, then exit 7"
 	}
 	return string(a)
 }

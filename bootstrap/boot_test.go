@@ -638,14 +638,53 @@ func TestBootUnsettledReportsWhy(t *testing.T) {
 	})
 }
 
-func TestBootLockedFails(t *testing.T) {
-	w := newWorld()
-	e := w.engine("10.0.0.1")
-	e.state = StateLocked
-	_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
-	if !errors.Is(err, ErrSwarmLocked) {
-		t.Fatalf("err = %v, want ErrSwarmLocked", err)
-	}
+// A locked node waits for its unlock (bounded by --wait) with its state untouched, goes on once
+// it is unlocked, and fails with ErrSwarmLocked (exit code 7), not a plain timeout, when nobody
+// unlocks it in time.
+func TestBootLockedWaitsForUnlock(t *testing.T) {
+	t.Run("never unlocked", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld()
+			e := w.engine("10.0.0.1")
+			e.state, e.nodeID, e.swarm, e.mgr = StateLocked, "n1", "c1", true
+			start := time.Now()
+			_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+			if !errors.Is(err, ErrSwarmLocked) || errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "docker swarm unlock") {
+				t.Fatalf("err = %v, want ErrSwarmLocked naming the unlock", err)
+			}
+			if took := time.Since(start); took < time.Minute {
+				t.Fatalf("gave up after %s, want the whole --wait of 1m", took)
+			}
+			if e.leaves != 0 || e.joins != 0 || w.inits != 0 || w.lockTakes != 0 {
+				t.Fatalf("leaves=%d joins=%d inits=%d lock takes=%d; want nothing touched", e.leaves, e.joins, w.inits, w.lockTakes)
+			}
+		})
+	})
+	t.Run("unlocked while waiting", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld()
+			m := w.engine("10.0.0.1")
+			if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			m.state = StateLocked // rebooted with autolock on
+			w.mu.Unlock()
+			go func() {
+				time.Sleep(20 * time.Second) // the operator types the key
+				w.mu.Lock()
+				m.state = StateActive
+				w.mu.Unlock()
+			}()
+			res, err := w.boot(t.Context(), m, RoleManager, time.Minute)
+			if err != nil || res.Action != ActReconcile {
+				t.Fatalf("boot after unlock: action %q err %v, want reconcile", res.Action, err)
+			}
+			if m.leaves != 0 || w.inits != 1 {
+				t.Fatalf("leaves=%d inits=%d; want the swarm kept", m.leaves, w.inits)
+			}
+		})
+	})
 }
 
 func TestBootDryRunChangesNothing(t *testing.T) {

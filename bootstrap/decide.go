@@ -32,7 +32,8 @@ const (
 	// ActWait: nothing to do yet (worker without managers, lock held elsewhere, token not
 	// published, registered managers that do not answer); wait and look again.
 	ActWait Action = "wait"
-	// ActFail: the node cannot proceed without a person (autolocked swarm).
+	// ActFail: the node cannot proceed without a person (autolocked swarm): boot waits for
+	// the unlock until --wait, touching nothing, then fails with ErrSwarmLocked.
 	ActFail Action = "fail"
 )
 
