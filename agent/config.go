@@ -48,7 +48,7 @@ type Config struct {
 	PrivateIP        string // static identity
 	AZ               string // static identity
 	Region           string
-	TokenStore       string // auto | ssm | consul
+	TokenStore       string // auto | ssm | secretsmanager | consul
 	KMSKeyID         string
 	SwarmPort        int
 	MinDockerVersion string
@@ -133,10 +133,10 @@ var options = map[string]option{
 	"region": {"region", "AWS region (default: from instance metadata)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.Region, "region", "", "")
 	}},
-	"token-store": {"token-store", "where join tokens live: auto (consul for provider=consul, else ssm), ssm or consul", true, func(fs *pflag.FlagSet, c *Config) {
+	"token-store": {"token-store", "where join tokens live: auto (consul for provider=consul, else ssm), ssm, secretsmanager (for clusters where hundreds of nodes boot at once) or consul", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.TokenStore, "token-store", "auto", "")
 	}},
-	"kms-key-id": {"kms-key-id", "KMS key for the SSM SecureString join tokens (default: the account's aws/ssm key)", true, func(fs *pflag.FlagSet, c *Config) {
+	"kms-key-id": {"kms-key-id", "KMS key for the join tokens in SSM (SecureString) or Secrets Manager (default: the account's aws/ssm or aws/secretsmanager key)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.KMSKeyID, "kms-key-id", "", "")
 	}},
 	"swarm-port": {"swarm-port", "swarm manager port", true, func(fs *pflag.FlagSet, c *Config) {
@@ -475,8 +475,8 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	if has("min-docker-version") && c.MinDockerVersion != "" && !versionRE.MatchString(c.MinDockerVersion) {
 		bad("min-docker-version", c.MinDockerVersion, "must be a version such as 20.10.0")
 	}
-	if has("token-store") && !slices.Contains([]string{"auto", "ssm", "consul"}, c.TokenStore) {
-		bad("token-store", c.TokenStore, "must be auto, ssm or consul")
+	if has("token-store") && !slices.Contains([]string{"auto", "ssm", "secretsmanager", "consul"}, c.TokenStore) {
+		bad("token-store", c.TokenStore, "must be auto, ssm, secretsmanager or consul")
 	}
 	if has("swarm-port") && (c.SwarmPort < 1 || c.SwarmPort > 65535) {
 		bad("swarm-port", strconv.Itoa(c.SwarmPort), "must be 1-65535")

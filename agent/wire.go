@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
@@ -23,6 +24,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/discovery/consul"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
+	"github.com/swarm-agent/swarm-agent/discovery/smtokens"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/discovery/static"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
@@ -232,6 +234,16 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 			return err
 		}
 		ts, err := ssmtokens.New(ssm.NewFromConfig(ac), cfg.Cluster, cfg.KMSKeyID)
+		if err != nil {
+			return &ConfigError{[]string{fmt.Sprintf("--cluster (SWARM_AGENT_CLUSTER): %v", err)}}
+		}
+		w.deps.Tokens = ts
+	case "secretsmanager":
+		ac, err := w.awsConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		ts, err := smtokens.New(secretsmanager.NewFromConfig(ac), cfg.Cluster, cfg.KMSKeyID)
 		if err != nil {
 			return &ConfigError{[]string{fmt.Sprintf("--cluster (SWARM_AGENT_CLUSTER): %v", err)}}
 		}

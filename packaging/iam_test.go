@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
@@ -81,15 +82,16 @@ var starOnlyActions = map[string]bool{
 }
 
 // sdkClients: an IAM action of these services is named after an API operation, which is a
-// method of the service's SDK client. kms has no SDK module in go.mod: its two actions are listed.
+// method of the service's SDK client. kms has no SDK module in go.mod: its actions are listed (GenerateDataKey: what Secrets Manager asks KMS for when it encrypts).
 var sdkClients = map[string]reflect.Type{
-	"autoscaling": reflect.TypeFor[*autoscaling.Client](),
-	"ec2":         reflect.TypeFor[*ec2.Client](),
-	"route53":     reflect.TypeFor[*route53.Client](),
-	"sqs":         reflect.TypeFor[*sqs.Client](),
-	"ssm":         reflect.TypeFor[*ssm.Client](),
+	"autoscaling":    reflect.TypeFor[*autoscaling.Client](),
+	"ec2":            reflect.TypeFor[*ec2.Client](),
+	"route53":        reflect.TypeFor[*route53.Client](),
+	"secretsmanager": reflect.TypeFor[*secretsmanager.Client](),
+	"sqs":            reflect.TypeFor[*sqs.Client](),
+	"ssm":            reflect.TypeFor[*ssm.Client](),
 }
-var kmsActions = map[string]bool{"Encrypt": true, "Decrypt": true}
+var kmsActions = map[string]bool{"Encrypt": true, "Decrypt": true, "GenerateDataKey": true}
 
 // realAction reports whether action ("service:Operation") names a real API operation.
 func realAction(action string) bool {
@@ -381,16 +383,18 @@ func TestIAMPolicyExactActions(t *testing.T) {
 		"manager": {
 			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingInstances",
 			"autoscaling:DescribeLifecycleHooks", "autoscaling:RecordLifecycleActionHeartbeat",
-			"ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt",
+			"ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
 			"route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
 			"route53:ListResourceRecordSets",
+			"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+			"secretsmanager:RestoreSecret",
 			"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage",
 			"ssm:GetParameters", "ssm:PutParameter",
 		},
 		"worker": {
 			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingInstances",
 			"autoscaling:DescribeLifecycleHooks", "autoscaling:RecordLifecycleActionHeartbeat",
-			"kms:Decrypt", "route53:ListResourceRecordSets", "ssm:GetParameters",
+			"kms:Decrypt", "route53:ListResourceRecordSets", "secretsmanager:GetSecretValue", "ssm:GetParameters",
 		},
 	}
 	for role, want := range want {
@@ -429,6 +433,14 @@ func TestIAMPolicyGrants(t *testing.T) {
 			"kms:EncryptionContext:PARAMETER_ARN": paramARN}
 	}
 	direct := map[string]string{"kms:EncryptionContext:PARAMETER_ARN": param("prod", "join-token/worker")}
+	// Secrets Manager appends a random 6-character suffix to a secret's ARN.
+	secret := func(cluster, role string) string {
+		return "arn:aws:secretsmanager:" + v["region"] + ":" + v["account_id"] + ":secret:swarm-agent/" + cluster + "/join-token/" + role + "-a1B2c3"
+	}
+	viaSM := func(secretARN string) map[string]string {
+		return map[string]string{"kms:ViaService": "secretsmanager." + v["region"] + ".amazonaws.com",
+			"kms:EncryptionContext:SecretARN": secretARN}
+	}
 	type check struct {
 		action, resource string
 		ctx              map[string]string
@@ -448,6 +460,15 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/worker")), true},
 			{"kms:Decrypt", key, viaSSM(param("staging", "join-token/manager")), false},
 			{"kms:Decrypt", key, direct, false},
+			{"secretsmanager:CreateSecret", secret("prod", "manager"), nil, true},
+			{"secretsmanager:PutSecretValue", secret("prod", "worker"), nil, true},
+			{"secretsmanager:GetSecretValue", secret("prod", "manager"), nil, true},
+			{"secretsmanager:RestoreSecret", secret("prod", "manager"), nil, true},
+			{"secretsmanager:PutSecretValue", secret("staging", "worker"), nil, false},
+			{"secretsmanager:DeleteSecret", secret("prod", "worker"), nil, false},
+			{"kms:GenerateDataKey", key, viaSM(secret("prod", "manager")), true},
+			{"kms:Decrypt", key, viaSM(secret("prod", "worker")), true},
+			{"kms:GenerateDataKey", key, viaSM(secret("staging", "manager")), false},
 			{"autoscaling:CompleteLifecycleAction", group(v["worker_group"]), nil, true},
 			{"autoscaling:RecordLifecycleActionHeartbeat", group(v["manager_group"]), nil, true},
 			{"autoscaling:CompleteLifecycleAction", group("someone-elses-group"), nil, false},
@@ -469,6 +490,12 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/worker")), true},
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/manager")), false},
 			{"kms:Decrypt", key, direct, false},
+			{"secretsmanager:GetSecretValue", secret("prod", "worker"), nil, true},
+			{"secretsmanager:GetSecretValue", secret("prod", "manager"), nil, false},
+			{"secretsmanager:GetSecretValue", secret("prod", "worker-old"), nil, false},
+			{"secretsmanager:GetSecretValue", secret("staging", "worker"), nil, false},
+			{"kms:Decrypt", key, viaSM(secret("prod", "worker")), true},
+			{"kms:Decrypt", key, viaSM(secret("prod", "manager")), false},
 			{"route53:ListResourceRecordSets", zone, nil, true},
 			{"route53:GetHostedZone", zone, nil, false},
 			{"autoscaling:CompleteLifecycleAction", group(v["worker_group"]), nil, true},
@@ -479,6 +506,7 @@ func TestIAMPolicyGrants(t *testing.T) {
 	}
 	// Whatever the resource: a worker never writes tokens or DNS, never encrypts, reads no queue.
 	neverWorker := []string{"ssm:PutParameter", "ssm:DeleteParameter", "route53:ChangeResourceRecordSets",
+		"secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "kms:GenerateDataKey",
 		"kms:Encrypt", "sqs:ReceiveMessage", "ec2:DescribeInstances"}
 	for role, checks := range tests {
 		t.Run(role, func(t *testing.T) {

@@ -21,7 +21,10 @@ type UserData struct {
 	Cluster   string            // cluster name: --cluster
 	Discovery string            // discovery string, e.g. "provider=route53 zone_id=Z123 name=managers.swarm.internal": --discovery
 	Labels    map[string]string // operator node labels (optional): --labels
-	KMSKeyID  string            // KMS key of the SSM join tokens (optional; managers encrypt with it): --kms-key-id
+	KMSKeyID  string            // KMS key of the join tokens (optional; managers encrypt with it): --kms-key-id
+	// TokenStore is where join tokens live (optional; the agent's default is ssm, or consul with
+	// consul discovery): ssm, secretsmanager or consul: --token-store
+	TokenStore string
 }
 
 // AgentPath is where the image (Packer) and the packages (nfpm) install the binary.
@@ -95,6 +98,9 @@ func (u UserData) validate() error {
 	if u.KMSKeyID != "" && !kmsKeyRE.MatchString(u.KMSKeyID) {
 		bad("KMSKeyID", u.KMSKeyID, "must be a KMS key id, key ARN, alias name or alias ARN")
 	}
+	if u.TokenStore != "" && !slices.Contains([]string{"ssm", "secretsmanager", "consul"}, u.TokenStore) {
+		bad("TokenStore", u.TokenStore, "must be ssm, secretsmanager or consul (or empty for the agent's default)")
+	}
 	return errors.Join(errs...)
 }
 
@@ -120,6 +126,9 @@ func (u UserData) bootCommand() string {
 	}
 	if u.KMSKeyID != "" {
 		words = append(words, "--kms-key-id="+shellQuote(u.KMSKeyID))
+	}
+	if u.TokenStore != "" {
+		words = append(words, "--token-store="+shellQuote(u.TokenStore))
 	}
 	return strings.Join(words, " ")
 }

@@ -63,6 +63,11 @@ var userDataCases = []struct {
 		Labels:    map[string]string{"workload": "database", "team/owner": "payments", "zone": "a=b"},
 		KMSKeyID:  "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 	}},
+	{"secretsmanager", "testdata/user_data/secretsmanager.yaml", UserData{
+		Role: "worker", Cluster: "big",
+		Discovery:  "provider=route53 zone_id=Z0123456789EXAMPLE name=managers.swarm.internal",
+		TokenStore: "secretsmanager",
+	}},
 	{"quoting", "testdata/user_data/quoting.yaml", UserData{
 		Role: "worker", Cluster: "q",
 		Discovery: `provider=static managers='10.0.0.1, 10.0.0.2' note="it's $HOME; ` + "`id`" + ` & <b> \ done"`,
@@ -129,6 +134,9 @@ func expectedBootArgs(u UserData) []string {
 	}
 	if u.KMSKeyID != "" {
 		args = append(args, "--kms-key-id="+u.KMSKeyID)
+	}
+	if u.TokenStore != "" {
+		args = append(args, "--token-store="+u.TokenStore)
 	}
 	return args
 }
@@ -332,7 +340,7 @@ func TestUserDataTerraformTwin(t *testing.T) {
 				labels[k] = v
 			}
 			vars := map[string]any{"role": tc.in.Role, "cluster": tc.in.Cluster, "discovery": tc.in.Discovery,
-				"labels": labels, "kms_key_id": tc.in.KMSKeyID}
+				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore}
 			if got := slices.Sorted(maps.Keys(vars)); !slices.Equal(got, tftplVars) {
 				t.Fatalf("rendering with %v, but main.tf passes %v (tftplVars)", got, tftplVars)
 			}
@@ -423,6 +431,7 @@ func TestRenderUserDataRejects(t *testing.T) {
 		{"label quote", func(u *UserData) { u.Labels = map[string]string{"k": `a"b`} }, `user_data Labels[k] "a\"b"`},
 		{"label empty", func(u *UserData) { u.Labels = map[string]string{"k": ""} }, `user_data Labels[k] "": must not be empty`},
 		{"kms", func(u *UserData) { u.KMSKeyID = "key id" }, `user_data KMSKeyID "key id"`},
+		{"token store", func(u *UserData) { u.TokenStore = "dynamodb" }, `user_data TokenStore "dynamodb"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

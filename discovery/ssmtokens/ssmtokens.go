@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -31,12 +30,10 @@ type Store struct {
 
 var _ bootstrap.TokenStore = (*Store)(nil)
 
-var clusterRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/ssm key.
 func New(api API, cluster, kmsKeyID string) (*Store, error) {
-	if !clusterRe.MatchString(cluster) {
-		return nil, fmt.Errorf("cluster %q: must be 1..64 letters, digits, '.', '_' or '-'", cluster)
+	if err := discovery.CheckCluster(cluster); err != nil {
+		return nil, err
 	}
 	return &Store{api: api, prefix: "/swarm-agent/" + cluster, kmsKey: kmsKeyID}, nil
 }

@@ -71,9 +71,9 @@ func (f *Front) controlHandler() http.Handler {
 			ft.Latency = time.Duration(body.LatencyMS) * time.Millisecond
 		}
 		switch ft.Kind {
-		case FaultThrottle, Fault5xx, FaultLatency, FaultDrop, FaultPriorReqNC:
+		case FaultThrottle, Fault5xx, FaultLatency, FaultDrop, FaultPriorReqNC, FaultDenied:
 		default:
-			writeJSON(w, http.StatusBadRequest, errBody(fmt.Sprintf("fault kind %q: must be throttle, 5xx, latency, drop or prior-request-not-complete", ft.Kind)))
+			writeJSON(w, http.StatusBadRequest, errBody(fmt.Sprintf("fault kind %q: must be throttle, 5xx, latency, drop, prior-request-not-complete or denied", ft.Kind)))
 			return
 		}
 		if ft.Service == "" {

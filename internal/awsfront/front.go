@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/dnsfake"
@@ -46,12 +47,17 @@ type Limit struct {
 	Burst int
 }
 
-// DefaultLimits are the per-service limits used unless Config.Limits overrides them: Route 53's
-// strict historical 5 requests/s per account and SSM's 40/s. Other services are unlimited.
+// DefaultLimits are the limits used unless Config.Limits overrides them, keyed by service or by
+// "service.Operation" (which wins over its service's): Route 53's strict historical 5 requests/s
+// per account, SSM's 40/s (standard throughput), Secrets Manager's 10,000/s for GetSecretValue
+// and 50/s for its writes (CreateSecret, PutSecretValue, RestoreSecret and the rest). Other
+// services are unlimited.
 func DefaultLimits() map[string]Limit {
 	return map[string]Limit{
-		"route53": {RPS: 5, Burst: 5},
-		"ssm":     {RPS: 40, Burst: 40},
+		"route53":                       {RPS: 5, Burst: 5},
+		"ssm":                           {RPS: 40, Burst: 40},
+		"secretsmanager":                {RPS: 50, Burst: 50},
+		"secretsmanager.GetSecretValue": {RPS: 10000, Burst: 10000},
 	}
 }
 
@@ -65,6 +71,7 @@ type Front struct {
 	hc    *http.Client // to moto
 	asg   *autoscaling.Client
 	ec2   *ec2.Client
+	sm    *secretsmanager.Client
 
 	imds *imdsfake.Server
 	dns  *dnsfake.Server
@@ -144,6 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Front, error) {
 	}
 	f.asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(cfg.MotoURL) })
 	f.ec2 = ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(cfg.MotoURL) })
+	f.sm = secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(cfg.MotoURL) })
 
 	fail := func(err error) (*Front, error) {
 		_ = f.Close()
@@ -307,7 +315,11 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if b := f.buckets[service]; b != nil && !b.take(time.Now()) {
+	b := f.buckets[service+"."+req.Operation]
+	if b == nil {
+		b = f.buckets[service]
+	}
+	if b != nil && !b.take(time.Now()) {
 		c.writeError(http.StatusBadRequest, "Throttling", "Rate exceeded")
 		return
 	}
@@ -318,6 +330,8 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.getChange(c)
 	case "route53.ListResourceRecordSets":
 		f.listRecordSets(c)
+	case "secretsmanager.PutSecretValue":
+		f.putSecretValue(c)
 	case "autoscaling.CompleteLifecycleAction":
 		f.completeLifecycleAction(c)
 	case "autoscaling.RecordLifecycleActionHeartbeat":

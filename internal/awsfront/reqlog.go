@@ -46,13 +46,14 @@ const (
 	FaultLatency    = "latency"
 	FaultDrop       = "drop"
 	FaultPriorReqNC = "prior-request-not-complete"
+	FaultDenied     = "denied" // IAM refuses: AccessDeniedException (JSON services) or AccessDenied
 )
 
 // Fault makes the next Count matching requests fail or slow down.
 type Fault struct {
 	Service   string        `json:"service"`
 	Operation string        `json:"operation,omitempty"` // "" = any
-	Kind      string        `json:"kind"`                // throttle|5xx|latency|drop|prior-request-not-complete
+	Kind      string        `json:"kind"`                // throttle|5xx|latency|drop|prior-request-not-complete|denied
 	Count     int           `json:"count"`               // <= 0 counts as 1
 	Latency   time.Duration `json:"latency,omitempty"`   // for latency
 	Status    int           `json:"status,omitempty"`    // for 5xx: 500 (InternalFailure, default) or 503 (ServiceUnavailable)
@@ -102,6 +103,14 @@ func (c *call) applyFault(ft *Fault) bool {
 			c.writeError(http.StatusServiceUnavailable, "ServiceUnavailable", "Service is unavailable")
 		} else {
 			c.writeError(http.StatusInternalServerError, "InternalFailure", "An internal error occurred")
+		}
+	case FaultDenied:
+		msg := fmt.Sprintf("User: arn:aws:sts::123456789012:assumed-role/swarm-agent/%s is not authorized to perform: %s:%s because no identity-based policy allows the %s:%s action",
+			orDash(c.req.InstanceID), c.req.Service, c.req.Operation, c.req.Service, c.req.Operation)
+		if c.r.Header.Get("X-Amz-Target") != "" {
+			c.writeError(http.StatusBadRequest, "AccessDeniedException", msg)
+		} else {
+			c.writeError(http.StatusForbidden, "AccessDenied", msg)
 		}
 	case FaultPriorReqNC:
 		c.writeError(http.StatusBadRequest, "PriorRequestNotComplete",
@@ -165,7 +174,8 @@ func (c *call) writeError(status int, code, msg string) {
 	rid := c.f.nextID("req-")
 	w.Header().Set("X-Amzn-Requestid", rid)
 	switch {
-	case c.req.Service == "ssm" || strings.HasPrefix(c.r.Header.Get("X-Amz-Target"), "AmazonSSM."):
+	case c.req.Service == "ssm" || strings.HasPrefix(c.r.Header.Get("X-Amz-Target"), "AmazonSSM."),
+		c.req.Service == "secretsmanager" || strings.HasPrefix(c.r.Header.Get("X-Amz-Target"), "secretsmanager."):
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(map[string]string{"__type": jsonErrorType(code), "message": msg})
@@ -350,6 +360,11 @@ func redact(service, op string, params map[string]string) {
 			params["Value"] = "<redacted>"
 		}
 	}
+	for _, k := range []string{"SecretString", "SecretBinary"} { // Secrets Manager writes
+		if _, ok := params[k]; ok {
+			params[k] = "<redacted>"
+		}
+	}
 }
 
 // route53Operation maps a REST path and method to the operation name and its path parameters.
@@ -412,4 +427,11 @@ func route53Operation(method, path string) (string, map[string]string) {
 		return "ListTagsForResource", ps
 	}
 	return method + " " + path, ps
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "i-unknown"
+	}
+	return s
 }

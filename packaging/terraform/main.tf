@@ -4,10 +4,12 @@
 # least-privilege instance profiles, and (optionally) EventBridge delivering the termination
 # events to an SQS queue. See packaging/README.md.
 #
-# Join tokens live in SSM Parameter Store under /swarm-agent/CLUSTER/, written by the first
-# manager (PutParameter with Overwrite) and read by the others. Terraform does not create those
-# parameters: it would hold stale copies of live tokens, or overwrite them. After `terraform
-# destroy`, delete them with: aws ssm delete-parameters --names /swarm-agent/CLUSTER/{join-token/manager,join-token/worker,cluster-id}
+# Join tokens live in SSM Parameter Store under /swarm-agent/CLUSTER/ (token_store = "ssm") or
+# in Secrets Manager as swarm-agent/CLUSTER/join-token/{manager,worker} ("secretsmanager"),
+# written by the first manager and read by the others. Terraform does not create them: it would
+# hold stale copies of live tokens, or overwrite them. After `terraform destroy`, delete them with:
+# aws ssm delete-parameters --names /swarm-agent/CLUSTER/{join-token/manager,join-token/worker,cluster-id}
+# or aws secretsmanager delete-secret --secret-id swarm-agent/CLUSTER/join-token/ROLE (each role).
 
 data "aws_caller_identity" "current" {}
 
@@ -76,7 +78,7 @@ resource "aws_route53_record" "soa" {
   records         = ["${aws_route53_zone.swarm.primary_name_server}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 10"]
 }
 
-# ---- Join tokens: the KMS key of the SSM SecureString parameters -----------------------------
+# ---- Join tokens: the KMS key of the SSM SecureString parameters or the secrets -------------
 
 # A key of the cluster's own, so that the IAM policies can name it and limit its use to SSM and
 # to this cluster's parameters. The default key policy lets IAM policies of the account grant it.
@@ -181,11 +183,12 @@ resource "aws_launch_template" "node" {
 
   # The same bytes as packaging.RenderUserData gives (TestUserDataTerraformTwin).
   user_data = base64encode(templatefile("${path.module}/../user_data/cloud-config.yaml.tftpl", {
-    role       = each.key
-    cluster    = var.cluster_name
-    discovery  = local.discovery
-    labels     = each.value.labels
-    kms_key_id = each.value.kms_key_id
+    role        = each.key
+    cluster     = var.cluster_name
+    discovery   = local.discovery
+    labels      = each.value.labels
+    kms_key_id  = each.value.kms_key_id
+    token_store = var.token_store
   }))
 
   tag_specifications {

@@ -121,3 +121,14 @@ variable "tags" {
   description = "Tags for every resource."
   default     = {}
 }
+
+variable "token_store" {
+  description = "Where the join tokens live: ssm (SSM Parameter Store, 40 reads/s per account at standard throughput) or secretsmanager (10,000 reads/s: for clusters where hundreds of nodes boot at once)."
+  type        = string
+  default     = "ssm"
+
+  validation {
+    condition     = contains(["ssm", "secretsmanager"], var.token_store)
+    error_message = "token_store must be ssm or secretsmanager."
+  }
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/rs/zerolog"
 
@@ -28,6 +29,7 @@ type Env struct {
 	AWS   aws.Config
 	R53   *route53.Client
 	SSM   *ssm.Client
+	SM    *secretsmanager.Client
 	ASG   *autoscaling.Client
 	EC2   *ec2.Client
 }
@@ -58,6 +60,7 @@ func Start(t testing.TB, limits map[string]awsfront.Limit) *Env {
 	e.AWS = aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	e.R53 = route53.NewFromConfig(e.AWS, func(o *route53.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	e.SSM = ssm.NewFromConfig(e.AWS, func(o *ssm.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
+	e.SM = secretsmanager.NewFromConfig(e.AWS, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	e.ASG = autoscaling.NewFromConfig(e.AWS, func(o *autoscaling.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	e.EC2 = ec2.NewFromConfig(e.AWS, func(o *ec2.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	return e
