@@ -563,7 +563,7 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 	ctx := t.Context()
 	managers := c.Bed.Nodes
 	bootAll(t, c, 5)
-	startRuns(t, c, managers, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=3m")
+	agents := startRuns(t, c, managers, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=3m")
 	leader := leaderOf(t, c, managers)
 	victims := others(managers, leader)[:2]
 	stay := others(managers, victims...)
@@ -640,6 +640,7 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 	}
 	minReach := 5
 	demoted := map[string]time.Time{} // victim -> first poll without it as a manager
+	turn := map[string]time.Time{}    // victim -> first poll with it holding the turn
 	for _, s := range samples {
 		if s.p.reachable < minReach {
 			minReach = s.p.reachable
@@ -654,6 +655,25 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 			if _, ok := demoted[name]; !ok && !slices.Contains(s.p.managers, id) {
 				demoted[name] = s.at
 			}
+			if _, ok := turn[name]; !ok && slices.Contains(s.p.turns, id) {
+				turn[name] = s.at
+			}
+		}
+	}
+	// The turn of the one that went second began after the first had left the managers.
+	if len(turn) == 2 {
+		first, second := victims[0].Name, victims[1].Name
+		if turn[second].Before(turn[first]) {
+			first, second = second, first
+		}
+		if !turn[second].After(demoted[first]) {
+			t.Errorf("%s took the turn at %s, before %s left the managers at %s", second, turn[second].Format("15:04:05.000"),
+				first, demoted[first].Format("15:04:05.000"))
+		}
+	}
+	for _, v := range victims {
+		if strings.Contains(agents[v.Name].Log(), "to leave the managers first") {
+			t.Logf("%s waited for the other's turn", v.Name)
 		}
 	}
 	t.Logf("%d polls (%d unanswered); fewest reachable managers seen: %d; left the managers at %v", len(samples), fails, minReach, demoted)
@@ -678,7 +698,8 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 // Scaling picks the dead one, and the leader reaps it and completes its action.
 func TestIntegrationScaleInProtection(t *testing.T) {
 	t.Parallel() // each test has a bed, moto and front of its own
-	c := newCluster(t, 3, 0)
+	// The hook waits longer than the reap grace: the leader, not the hook's timeout, ends it.
+	c := newClusterOpts(t, localcluster.Options{Managers: 3, HeartbeatTimeout: 1800})
 	ctx := t.Context()
 	managers := c.Bed.Nodes
 	bootAll(t, c, 3)
