@@ -218,3 +218,39 @@ func TestRemoteDrainPicksTheLiveNode(t *testing.T) {
 		})
 	})
 }
+
+// TestReapSpoofedGhost: a down worker labelled with a live manager's instance id (a node may
+// label itself) is no ghost of the manager: EC2 says its address is not the instance's, so it
+// is neither removed nor is anything completed on its account; the refusal is reported once.
+func TestReapSpoofedGhost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const grace = 5 * time.Minute
+		w := newWorld(3, 2)
+		ec2 := newFakeEC2(w) // EC2 knows the true addresses
+		hook := newFakeHook(w.j, "i-m3", time.Hour)
+		hook.scaleIn()
+		w.c.label("w1", LabelInstanceID, "i-m3")
+		w.c.kill("w1")
+		ev := &events{}
+		r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: ec2, Log: testLogger(t), Registrar: w.reg, Observe: ev.observe}
+		for range 3 {
+			removed, err := r.Reap(t.Context(), time.Now())
+			if err != nil {
+				t.Errorf("Reap: %v", err)
+			}
+			if len(removed) != 0 {
+				t.Errorf("removed %v: a node claiming another's instance was taken for its ghost", removed)
+			}
+			time.Sleep(grace)
+		}
+		if j := w.j.all(); len(j) != 0 {
+			t.Errorf("journal = %q, want nothing done", j)
+		}
+		if c, _, _ := hook.status(); len(c) != 0 {
+			t.Errorf("completions %v of the manager's action on the worker's account", c)
+		}
+		if e := ev.all(); !slices.Equal(e, []string{EventRefused + " " + ReasonIdentity}) {
+			t.Errorf("events %q, want one identity refusal", e)
+		}
+	})
+}

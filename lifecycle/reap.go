@@ -39,8 +39,9 @@ import (
 //
 // A node's instance-id label is a hint (a node may label itself): before completing an
 // action on a node's account, or removing a ghost because a live node claims its instance,
-// the Reaper has EC2 confirm that the node's address is one of the instance's (VerifyNode);
-// when EC2 does not, nothing is done (ReasonIdentity).
+// the Reaper has EC2 confirm that the node's address is one of the instance's (VerifyNode;
+// for a ghost, both the live node's and the ghost's); when EC2 does not, nothing is done
+// (ReasonIdentity).
 type Reaper struct {
 	Swarm Swarm
 	// Grace is how long a node must have been seen down before it is reaped (leaving
@@ -248,6 +249,11 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 			return reapDecision{why: err.Error(), refused: ReasonAmbiguous}, nil
 		}
 		if d, err := r.verify(ctx, live[0]); d != nil || err != nil {
+			return *d, err
+		}
+		// The down node's claim too: one that labelled itself with another node's
+		// instance is no ghost of it (a ghost kept its instance's address).
+		if d, err := r.verify(ctx, n); d != nil || err != nil {
 			return *d, err
 		}
 		return reapDecision{reap: true, ghost: true,

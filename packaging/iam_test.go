@@ -383,7 +383,8 @@ func TestIAMPolicyExactActions(t *testing.T) {
 		"manager": {
 			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingInstances",
 			"autoscaling:DescribeLifecycleHooks", "autoscaling:RecordLifecycleActionHeartbeat",
-			"ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+			"autoscaling:SetInstanceProtection", "ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt",
+			"kms:GenerateDataKey",
 			"route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
 			"route53:ListResourceRecordSets",
 			"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
@@ -472,7 +473,11 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"autoscaling:CompleteLifecycleAction", group(v["worker_group"]), nil, true},
 			{"autoscaling:RecordLifecycleActionHeartbeat", group(v["manager_group"]), nil, true},
 			{"autoscaling:CompleteLifecycleAction", group("someone-elses-group"), nil, false},
-			{"autoscaling:SetInstanceProtection", group(v["manager_group"]), nil, false},
+			// The leader keeps scale-in protection on the managers quorum needs: on the
+			// managers' group only.
+			{"autoscaling:SetInstanceProtection", group(v["manager_group"]), nil, true},
+			{"autoscaling:SetInstanceProtection", group(v["worker_group"]), nil, false},
+			{"autoscaling:SetInstanceProtection", group("someone-elses-group"), nil, false},
 			{"autoscaling:DescribeLifecycleHooks", "*", nil, true},
 			{"ec2:DescribeInstances", "*", nil, true},
 			{"ec2:TerminateInstances", "*", nil, false},
@@ -502,6 +507,8 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"autoscaling:RecordLifecycleActionHeartbeat", group(v["worker_group"]), nil, true},
 			{"autoscaling:CompleteLifecycleAction", group(v["manager_group"]), nil, false},
 			{"autoscaling:DescribeAutoScalingInstances", "*", nil, true},
+			{"autoscaling:SetInstanceProtection", group(v["worker_group"]), nil, false},
+			{"autoscaling:SetInstanceProtection", group(v["manager_group"]), nil, false},
 		},
 	}
 	// Whatever the resource: a worker never writes tokens or DNS, never encrypts, reads no queue.

@@ -338,6 +338,8 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.recordHeartbeat(c)
 	case "autoscaling.TerminateInstanceInAutoScalingGroup":
 		f.terminateInGroup(c)
+	case "autoscaling.SetDesiredCapacity":
+		f.setDesiredCapacity(c)
 	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
 		f.describeWithOverlay(c)
 	default:

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
@@ -27,43 +26,12 @@ func TestIntegrationScaleIn(t *testing.T) {
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
 	bootAll(t, c, 3)
-	agents := map[string]*localcluster.Agent{}
-	for _, n := range c.Bed.Nodes {
-		a, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
-		if err != nil {
-			t.Fatal(err)
-		}
-		agents[n.Name] = a
-		t.Cleanup(func() {
-			a.Stop(10 * time.Second)
-			if t.Failed() {
-				t.Logf("%s run log:\n%s", n.Name, tail(a.Log(), 40))
-			}
-		})
-	}
+	agents := startRuns(t, c, c.Bed.Nodes, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m")
 	leader := managers[0]
 	d := must[*client.Client](t)(c.Docker(leader))
 	// Busybox's sleep as PID 1 ignores SIGTERM: each task takes its stop grace period to stop,
 	// so the drain outlasts a heartbeat interval.
-	grace := 4 * time.Second
-	replicas := uint64(6)
-	svc, err := d.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: "web"},
-		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{
-			Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace,
-		}},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
-	}, QueryRegistry: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitfor.Until(t, 90*time.Second, "6 running tasks", func() error {
-		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
-		if err == nil && n != 6 {
-			err = fmt.Errorf("%d running", n)
-		}
-		return err
-	})
+	svc := sleepService(t, d, "web", 6, 4*time.Second)
 
 	scaleIn := func(t *testing.T, n *testbed.Node, mgr *testbed.Node, during func()) awsfront.Action {
 		t.Helper()
@@ -88,7 +56,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 			t.Fatalf("%s: result %s timed out %v completions %d; want one CONTINUE by the agent", n.Name, act.Result, act.TimedOut, act.Completions)
 		}
 		md := must[*client.Client](t)(c.Docker(mgr))
-		on, running, err := localcluster.RunningTasks(ctx, md, svc.ID)
+		on, running, err := localcluster.RunningTasks(ctx, md, svc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +200,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 			}
 			return nil
 		})
-		on, running, err := localcluster.RunningTasks(ctx, d, svc.ID)
+		on, running, err := localcluster.RunningTasks(ctx, d, svc)
 		if err != nil || running != 6 || on[nodeID] != 0 {
 			t.Fatalf("after the spot drain: %d running, %d on %s (%v)", running, on[nodeID], n.Name, err)
 		}

@@ -5,13 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
-	"github.com/swarm-agent/swarm-agent/internal/testbed"
 	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
@@ -24,28 +20,9 @@ func TestIntegrationQueueMode(t *testing.T) {
 	ctx := t.Context()
 	managers, workers := c.Bed.Nodes[:3], c.Bed.Nodes[3:]
 	bootAll(t, c, 3)
-	q := sqs.NewFromConfig(c.AWS, func(o *sqs.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
-	qo, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("swarm-notices")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := aws.ToString(qo.QueueUrl)
-	c.Front.SetNoticeQueue(url)
-	agents := map[string]*localcluster.Agent{}
-	for _, n := range c.Bed.Nodes {
-		a, err := c.StartRun(ctx, n, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m",
-			"--queue-url="+url, "--queue-grace=3s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		agents[n.Name] = a
-		t.Cleanup(func() {
-			a.Stop(10 * time.Second)
-			if t.Failed() {
-				t.Logf("%s run log:\n%s", n.Name, tail(a.Log(), 30))
-			}
-		})
-	}
+	url := noticeQueue(t, c)
+	agents := startRuns(t, c, c.Bed.Nodes, "--watch-interval=300ms", "--heartbeat-interval=2s", "--drain-deadline=2m",
+		"--queue-url="+url, "--queue-grace=3s")
 	victim := workers[1]
 	id := c.InstanceID(victim)
 	nodeID := nodeIDOf(t, c, victim)
@@ -60,22 +37,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	agents[victim.Name].Stop(10 * time.Second)
 
 	d := must[*client.Client](t)(c.Docker(managers[0]))
-	replicas := uint64(4)
-	svc, err := d.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-		Annotations:  swarm.Annotations{Name: "api"},
-		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}}},
-		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
-	}, QueryRegistry: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitfor.Until(t, 90*time.Second, "4 running tasks", func() error {
-		_, n, err := localcluster.RunningTasks(ctx, d, svc.ID)
-		if err == nil && n != 4 {
-			err = fmt.Errorf("%d running", n)
-		}
-		return err
-	})
+	svc := sleepService(t, d, "api", 4, 0)
 
 	if err := c.Front.StartScaleIn(ctx, id); err != nil {
 		t.Fatal(err)
@@ -91,7 +53,7 @@ func TestIntegrationQueueMode(t *testing.T) {
 	if act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
 		t.Fatalf("result %s timed out %v completions %d; want one CONTINUE", act.Result, act.TimedOut, act.Completions)
 	}
-	on, running, err := localcluster.RunningTasks(ctx, d, svc.ID)
+	on, running, err := localcluster.RunningTasks(ctx, d, svc)
 	if err != nil || running != 4 || on[nodeID] != 0 {
 		t.Fatalf("after the drain: %d running, %d on %s (%v)", running, on[nodeID], victim.Name, err)
 	}
