@@ -7,18 +7,89 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/dnsfake"
 )
 
-// motoSource feeds the DNS server from moto's hosted zones, read per query so that an answer
-// reflects a change as soon as ChangeResourceRecordSets has returned.
-type motoSource struct{ f *Front }
+// motoSource feeds the DNS server from moto's hosted zones. An answer reflects every Route 53
+// write that has returned to its caller: the front counts such writes (Front.r53Writes, bumped
+// before the write's answer is sent), and a read of moto serves later queries only while that
+// count is unchanged. Queries that arrive together share one read (a thousand agents asking at
+// once cost moto one read, as the VPC resolver would not slow down for them).
+type motoSource struct {
+	f     *Front
+	mu    sync.Mutex
+	reads map[string]*sourceRead // by "zones" or "sets/<zone id>"
+}
+
+// sourceRead is one read of moto, shared by the queries that arrive while it is current.
+type sourceRead struct {
+	writes uint64 // Front.r53Writes when the read started
+	done   chan struct{}
+	val    any
+	err    error
+}
 
 var _ dnsfake.Source = (*motoSource)(nil)
 
+// shared returns what read gives, from a read started after the last Route 53 write returned:
+// the current one when there is one, else a new one.
+func (s *motoSource) shared(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
+	writes := s.f.r53Writes.Load()
+	s.mu.Lock()
+	if s.reads == nil {
+		s.reads = map[string]*sourceRead{}
+	}
+	r := s.reads[key]
+	if r == nil || r.writes != writes {
+		r = &sourceRead{writes: writes, done: make(chan struct{})}
+		s.reads[key] = r
+		s.mu.Unlock()
+		// Detached from this query: the others waiting on it must not fail with its deadline.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		r.val, r.err = read(rctx)
+		cancel()
+		if r.err != nil || s.f.r53Writes.Load() != writes {
+			s.mu.Lock()
+			if s.reads[key] == r {
+				delete(s.reads, key) // never serve an error or a read a write overtook to later queries
+			}
+			s.mu.Unlock()
+		}
+		close(r.done)
+		return r.val, r.err
+	}
+	s.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.val, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // Zones lists moto's hosted zones.
 func (s *motoSource) Zones(ctx context.Context) ([]dnsfake.Zone, error) {
+	v, err := s.shared(ctx, "zones", func(ctx context.Context) (any, error) { return s.readZones(ctx) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]dnsfake.Zone), nil
+}
+
+// RecordSets lists a zone's record sets.
+func (s *motoSource) RecordSets(ctx context.Context, zoneID string) ([]dnsfake.RecordSet, error) {
+	zoneID = strings.TrimPrefix(zoneID, "/hostedzone/")
+	v, err := s.shared(ctx, "sets/"+zoneID, func(ctx context.Context) (any, error) { return s.readRecordSets(ctx, zoneID) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]dnsfake.RecordSet), nil
+}
+
+func (s *motoSource) readZones(ctx context.Context) ([]dnsfake.Zone, error) {
 	var zones []dnsfake.Zone
 	marker := ""
 	for range 1000 {
@@ -55,9 +126,7 @@ func (s *motoSource) Zones(ctx context.Context) ([]dnsfake.Zone, error) {
 	return nil, fmt.Errorf("list hosted zones: moto kept paging")
 }
 
-// RecordSets lists a zone's record sets.
-func (s *motoSource) RecordSets(ctx context.Context, zoneID string) ([]dnsfake.RecordSet, error) {
-	zoneID = strings.TrimPrefix(zoneID, "/hostedzone/")
+func (s *motoSource) readRecordSets(ctx context.Context, zoneID string) ([]dnsfake.RecordSet, error) {
 	sets, status, _, err := s.f.motoRecordSets(ctx, zoneID)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -72,6 +73,9 @@ type Front struct {
 	asg   *autoscaling.Client
 	ec2   *ec2.Client
 	sm    *secretsmanager.Client
+	// r53Writes counts Route 53 writes that reached moto; the DNS source's shared reads are
+	// good only while it stands still.
+	r53Writes atomic.Uint64
 
 	imds *imdsfake.Server
 	dns  *dnsfake.Server
@@ -138,6 +142,14 @@ func Start(ctx context.Context, cfg Config) (*Front, error) {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(mu)
 			r.Out.Host = r.In.Host // moto builds queue URLs from the Host it sees
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			// A Route 53 write moto applied (a zone created or deleted): DNS must see it
+			// before the caller does.
+			if resp.Request.Method != http.MethodGet && strings.HasPrefix(resp.Request.URL.Path, "/2013-04-01/") {
+				f.r53Writes.Add(1)
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			f.log.Warn().Err(err).Str("addr", r.RemoteAddr).Msg("forward to moto failed")

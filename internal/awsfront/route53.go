@@ -271,6 +271,7 @@ func (f *Front) changeRecordSets(c *call) {
 	f.mu.Lock()
 	f.changes[id] = &change{submitted: now}
 	f.mu.Unlock()
+	f.r53Writes.Add(1) // before the caller hears of it: DNS answers from here on show the change
 	writeChangeInfo(c, "ChangeResourceRecordSetsResponse", id, "PENDING", now)
 }
 

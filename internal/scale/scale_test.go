@@ -1,5 +1,5 @@
 // Package scale measures many agents booting at once against the AWS front without engines:
-// the real Route 53 discovery (DNS first) and the real SSM token path, with the swarm step
+// the real Route 53 discovery (DNS first) and the real token paths (SSM or Secrets Manager), with the swarm step
 // replaced by an in-memory engine. It is a benchmark for `make bench`, not a test.
 package scale
 
@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/rs/zerolog"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
+	"github.com/swarm-agent/swarm-agent/discovery/smtokens"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 )
@@ -63,13 +65,33 @@ func (e *memEngine) JoinTokens(context.Context) (bootstrap.JoinTokens, string, e
 func (e *memEngine) SetNodeLabels(context.Context, string, map[string]string) error { return nil }
 
 // BenchmarkScaleWorkers boots SCALE_AGENTS (default 1000) workers at the same instant against
-// the front with Route 53 limited to 5 requests/s and SSM to 40/s, one manager registered.
-// It reports how many got their token and joined, how long the last one took (the floor is
-// agents/40 s: one SSM read each), and the AWS calls made.
+// the front with Route 53 limited to 5 requests/s, SSM to 40/s and Secrets Manager's
+// GetSecretValue to 10,000/s, one manager registered, once per token store (SCALE_STORES, default
+// "ssm secretsmanager"). It reports how many got their token and joined, how long the last one
+// took (the floor is one token read each at the store's rate: agents/40 s for SSM,
+// agents/10,000 s for Secrets Manager; bare-reads-s is the same reads without agents, measured in
+// the same run, which for Secrets Manager is moto's own speed), and the AWS calls made.
 func BenchmarkScaleWorkers(b *testing.B) {
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("SCALE_AGENTS")); err == nil && v > 0 {
 		n = v
+	}
+	stores := strings.Fields(os.Getenv("SCALE_STORES"))
+	if len(stores) == 0 {
+		stores = []string{"ssm", "secretsmanager"}
+	}
+	for _, st := range stores {
+		b.Run(st, func(b *testing.B) { scaleWorkers(b, n, st) })
+	}
+}
+
+// storeRates are the token stores' read rates per account (AWS's defaults, the front's limits).
+var storeRates = map[string]float64{"ssm": 40, "secretsmanager": 10000}
+
+func scaleWorkers(b *testing.B, n int, storeName string) {
+	rate, ok := storeRates[storeName]
+	if !ok {
+		b.Fatalf("SCALE_STORES: unknown store %q (want ssm or secretsmanager)", storeName)
 	}
 	if _, err := exec.LookPath("moto_server"); err != nil {
 		b.Skipf("moto_server not installed: %v", err)
@@ -82,7 +104,8 @@ func BenchmarkScaleWorkers(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = moto.Close() })
 	front, err := awsfront.Start(ctx, awsfront.Config{MotoURL: moto.URL(), APIAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0",
-		Limits: map[string]awsfront.Limit{"route53": {RPS: 5, Burst: 5}, "ssm": {RPS: 40, Burst: 40}}, Log: zerolog.Nop()})
+		Limits: map[string]awsfront.Limit{"route53": {RPS: 5, Burst: 5}, "ssm": {RPS: 40, Burst: 40},
+			"secretsmanager.GetSecretValue": {RPS: 10000, Burst: 10000}}, Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +113,6 @@ func BenchmarkScaleWorkers(b *testing.B) {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
 		Retryer: agent.NewAWSRetryer}
 	r53 := awsroute53.NewFromConfig(cfg, func(o *awsroute53.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
-	ssmc := ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(front.APIURL()) })
 	hz, err := r53.CreateHostedZone(ctx, &awsroute53.CreateHostedZoneInput{Name: aws.String("scale.internal"),
 		CallerReference:  aws.String(strconv.FormatInt(time.Now().UnixNano(), 10)),
 		HostedZoneConfig: &r53types.HostedZoneConfig{PrivateZone: true},
@@ -130,13 +152,29 @@ func BenchmarkScaleWorkers(b *testing.B) {
 	if err := provider("manager").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "127.0.0.1", Port: swarmPort}); err != nil {
 		b.Fatal(err)
 	}
-	store, err := ssmtokens.New(ssmc, "scale", "")
+	var store bootstrap.TokenStore
+	switch storeName {
+	case "ssm":
+		store, err = ssmtokens.New(ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(front.APIURL()) }), "scale", "")
+	case "secretsmanager":
+		store, err = smtokens.New(secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(front.APIURL()) }), "scale", "")
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := store.PutTokens(ctx, "cluster-scale", bootstrap.JoinTokens{Worker: "SWMTKN-1-worker", Manager: "SWMTKN-1-manager"}); err != nil {
 		b.Fatal(err)
 	}
+
+	// The floor measured here: the same number of bare token reads at once, through the same
+	// front and moto, with no agent (for Secrets Manager moto itself, not AWS's 10,000/s, is it).
+	var reads sync.WaitGroup
+	readStart := time.Now()
+	for range n {
+		reads.Go(func() { _, _, _ = store.Token(ctx, bootstrap.RoleWorker) })
+	}
+	reads.Wait()
+	bareReads := time.Since(readStart)
 
 	for b.Loop() {
 		front.ResetRequests()
@@ -179,9 +217,11 @@ func BenchmarkScaleWorkers(b *testing.B) {
 		b.ReportMetric(float64(joined.Load()), "joined")
 		b.ReportMetric(durations[n/2].Seconds(), "p50-s")
 		b.ReportMetric(durations[n-1].Seconds(), "last-s")
-		b.ReportMetric(float64(n)/40, "floor-s")
+		b.ReportMetric(durations[n*99/100].Seconds(), "p99-s")
+		b.ReportMetric(float64(n)/rate, "floor-s")
+		b.ReportMetric(bareReads.Seconds(), "bare-reads-s")
 		b.ReportMetric(float64(calls["route53"]), "route53-calls")
-		b.ReportMetric(float64(calls["ssm"]), "ssm-calls")
+		b.ReportMetric(float64(calls[storeName]), storeName+"-calls")
 		b.ReportMetric(float64(throttled), "throttled")
 		if firstErr != nil {
 			b.Logf("first boot error: %v", firstErr)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -138,6 +139,12 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			return nil, nil, err
+		}
+		if u, ok := pc.(*net.UDPConn); ok {
+			// A thousand agents of one test bed ask at the same instant; on EC2 each asks
+			// the resolver of its own interface. The default buffer (about 200 queries)
+			// would drop the rest. As root the buffer may pass net.core.rmem_max.
+			setReadBuffer(u, 8<<20)
 		}
 		_, got, _ := net.SplitHostPort(pc.LocalAddr().String())
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, got))
@@ -566,4 +573,18 @@ func weight(rs RecordSet) int64 {
 		return 0
 	}
 	return *rs.Weight
+}
+
+// setReadBuffer sets a UDP socket's receive buffer to n bytes: SO_RCVBUFFORCE (allowed to root,
+// not capped by net.core.rmem_max), else SO_RCVBUF (capped).
+func setReadBuffer(u *net.UDPConn, n int) {
+	forced := false
+	if rc, err := u.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			forced = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, n) == nil
+		})
+	}
+	if !forced {
+		_ = u.SetReadBuffer(n)
+	}
 }
