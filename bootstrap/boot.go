@@ -12,23 +12,15 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
-)
 
-// Identity is who this node is, as instance metadata tells.
-type Identity struct {
-	InstanceID   string
-	PrivateIP    string
-	AZ           string
-	Region       string
-	InstanceType string
-	Tags         map[string]string
-}
+	"github.com/swarm-agent/swarm-agent/swarm"
+)
 
 // Config is what a boot needs besides its collaborators.
 type Config struct {
-	Role     Role
+	Role     swarm.Role
 	Cluster  string
-	Identity Identity
+	Identity swarm.Identity
 	// SwarmPort is the port managers listen on (2377).
 	SwarmPort int
 	// Wait bounds the whole boot; ErrWaitElapsed after it.
@@ -386,7 +378,7 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 	}
 	if b.d.Registrar != nil {
 		b.d.Stage("registering in discovery")
-		m := Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
+		m := swarm.Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
 		if err := b.d.Registrar.Register(ctx, m); err != nil {
 			return fmt.Errorf("register manager: %w", err)
 		}
@@ -417,8 +409,8 @@ func PublishTokens(ctx context.Context, eng Engine, store TokenStore) (published
 	if err != nil {
 		return false, "", fmt.Errorf("read join tokens: %w", err)
 	}
-	if got, cid, err := store.Token(ctx, RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
-		if wt, wcid, err := store.Token(ctx, RoleWorker); err == nil && wt == tokens.Worker && wcid == clusterID {
+	if got, cid, err := store.Token(ctx, swarm.RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
+		if wt, wcid, err := store.Token(ctx, swarm.RoleWorker); err == nil && wt == tokens.Worker && wcid == clusterID {
 			return false, clusterID, nil
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // lockAndInit takes the bootstrap lock, reads the registry again from its source of truth and
@@ -66,7 +68,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 	obs := Observation{Role: b.cfg.Role, Local: local.State, Managers: len(answering) > 0, Lock: LockAcquired}
 	var why []string
 	if !obs.Managers {
-		var silent []Member
+		var silent []swarm.Member
 		silent, why = b.silentAlive(ctx, members, probes)
 		obs.Registered = len(silent) > 0
 	}

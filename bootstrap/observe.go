@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // observed is what one round saw of the managers.
@@ -17,7 +19,7 @@ type observed struct {
 	answering []string
 	// silent are registered managers that do not answer and are not proven gone, with why
 	// each counts as possibly alive.
-	silent    []Member
+	silent    []swarm.Member
 	silentWhy []string
 	// membership compares this node's swarm with the answering managers'.
 	membership Membership
@@ -55,10 +57,10 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 		o.membership = b.membership(ctx, local, o.answering, ids)
 	case StateInactive:
 		if len(o.answering) == 0 && len(silent) > 0 {
-			if b.cfg.Role != RoleManager {
+			if b.cfg.Role != swarm.RoleManager {
 				// Workers never init: they wait either way, and make no API call for it.
 				for _, a := range silent {
-					o.silent = append(o.silent, Member{Addr: a})
+					o.silent = append(o.silent, swarm.Member{Addr: a})
 					o.silentWhy = append(o.silentWhy, a+" does not answer")
 				}
 				break
@@ -75,7 +77,7 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 
 // registered reads the registry from its source of truth when discovery has one, else takes
 // the discovered addresses as registered managers without instance ids.
-func (b *booter) registered(ctx context.Context, addrs []string) ([]Member, error) {
+func (b *booter) registered(ctx context.Context, addrs []string) ([]swarm.Member, error) {
 	if r, ok := b.d.Discoverer.(Registry); ok {
 		ms, err := r.Registered(ctx)
 		if err != nil {
@@ -86,17 +88,17 @@ func (b *booter) registered(ctx context.Context, addrs []string) ([]Member, erro
 		}
 		return ms, nil
 	}
-	ms := make([]Member, 0, len(addrs))
+	ms := make([]swarm.Member, 0, len(addrs))
 	for _, a := range addrs {
-		ms = append(ms, Member{Addr: a})
+		ms = append(ms, swarm.Member{Addr: a})
 	}
 	return ms, nil
 }
 
 // silentAlive keeps the registered managers (not this node) that do not answer and that
 // nothing proves gone, with the reason for each.
-func (b *booter) silentAlive(ctx context.Context, members []Member, probes map[string]Probe) ([]Member, []string) {
-	var out []Member
+func (b *booter) silentAlive(ctx context.Context, members []swarm.Member, probes map[string]Probe) ([]swarm.Member, []string) {
+	var out []swarm.Member
 	var why []string
 	for _, m := range members {
 		addr := b.withPort(memberAddr(m))
@@ -123,7 +125,7 @@ func (b *booter) silentAlive(ctx context.Context, members []Member, probes map[s
 	return out, why
 }
 
-func memberAddr(m Member) string {
+func memberAddr(m swarm.Member) string {
 	if m.Port != 0 {
 		return net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
 	}

@@ -6,27 +6,10 @@ package bootstrap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
-
-// Role is the swarm role a node boots into.
-type Role string
-
-// The two roles.
-const (
-	RoleManager Role = "manager"
-	RoleWorker  Role = "worker"
-)
-
-// ParseRole validates a role given by an operator.
-func ParseRole(s string) (Role, error) {
-	switch Role(s) {
-	case RoleManager, RoleWorker:
-		return Role(s), nil
-	}
-	return "", fmt.Errorf("role %q: must be manager or worker", s)
-}
 
 // SwarmState is the engine's local swarm state (docker info .Swarm.LocalNodeState).
 type SwarmState string
@@ -56,23 +39,6 @@ type LocalNode struct {
 	Error          string
 }
 
-// JoinTokens are the swarm's join secrets. String never shows them.
-type JoinTokens struct {
-	Worker  string
-	Manager string
-}
-
-// String redacts the tokens so that a stray %v cannot leak them.
-func (JoinTokens) String() string { return "JoinTokens{<redacted>}" }
-
-// For returns the token for role.
-func (t JoinTokens) For(r Role) string {
-	if r == RoleManager {
-		return t.Manager
-	}
-	return t.Worker
-}
-
 // InitRequest asks the engine to create a new swarm.
 type InitRequest struct {
 	AdvertiseAddr string // ip or ip:port
@@ -98,16 +64,9 @@ type Engine interface {
 	// Leave leaves the swarm; force is needed for managers and broken state.
 	Leave(ctx context.Context, force bool) error
 	// JoinTokens reads the tokens and the cluster id; managers only.
-	JoinTokens(ctx context.Context) (JoinTokens, string, error)
+	JoinTokens(ctx context.Context) (swarm.JoinTokens, string, error)
 	// SetNodeLabels merges labels into a node's spec labels; managers only.
 	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
-}
-
-// Member is a manager as discovery registers it.
-type Member struct {
-	InstanceID string
-	Addr       string // private IPv4, no port
-	Port       int    // swarm port, 2377
 }
 
 // Discoverer finds the managers of the cluster.
@@ -119,8 +78,8 @@ type Discoverer interface {
 
 // Registrar publishes and withdraws this manager in discovery.
 type Registrar interface {
-	Register(ctx context.Context, m Member) error
-	Deregister(ctx context.Context, m Member) error
+	Register(ctx context.Context, m swarm.Member) error
+	Deregister(ctx context.Context, m swarm.Member) error
 }
 
 // Holder names a node that takes the bootstrap lock: the lock records it so that a node that
@@ -167,15 +126,15 @@ type LossNotifier interface {
 // of truth (Route 53's API, Consul's catalog), past resolver caches, with their instance ids
 // where the registry knows them. The lock holder asks it right before init.
 type Registry interface {
-	Registered(ctx context.Context) ([]Member, error)
+	Registered(ctx context.Context) ([]swarm.Member, error)
 }
 
 // TokenStore keeps the join tokens where only the right role can read them.
 type TokenStore interface {
 	// PutTokens stores both tokens and the cluster id, replacing what was there.
-	PutTokens(ctx context.Context, clusterID string, t JoinTokens) error
+	PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error
 	// Token reads the token for role and the cluster id it belongs to; ErrNoToken if absent.
-	Token(ctx context.Context, r Role) (token, clusterID string, err error)
+	Token(ctx context.Context, r swarm.Role) (token, clusterID string, err error)
 }
 
 // Sentinel errors; the agent maps them to exit codes.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // The tests below run a real Consul agent (bin/consul); they skip when it is not built.
@@ -164,14 +165,14 @@ func TestRegisterAndManagers(t *testing.T) {
 	p := a.provider(t, 10*time.Second, "")
 	ctx := t.Context()
 	sp1, sp2 := listenSwarmPort(t), listenSwarmPort(t)
-	m1 := bootstrap.Member{InstanceID: "i-1", Addr: "127.0.0.1", Port: sp1.Port}
-	m2 := bootstrap.Member{InstanceID: "i-2", Addr: "127.0.0.1", Port: sp2.Port}
+	m1 := swarm.Member{InstanceID: "i-1", Addr: "127.0.0.1", Port: sp1.Port}
+	m2 := swarm.Member{InstanceID: "i-2", Addr: "127.0.0.1", Port: sp2.Port}
 
 	got, err := p.Managers(ctx)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Managers before any registration: got %v, %v; want none", got, err)
 	}
-	for _, m := range []bootstrap.Member{m1, m2} {
+	for _, m := range []swarm.Member{m1, m2} {
 		if err := p.Register(ctx, m); err != nil {
 			t.Fatalf("register %s: %v", m.InstanceID, err)
 		}
@@ -219,7 +220,7 @@ func TestRegisterAndManagers(t *testing.T) {
 	}
 
 	// Deregistration removes the manager from the service, not only from the passing list.
-	for _, m := range []bootstrap.Member{m1, m2} {
+	for _, m := range []swarm.Member{m1, m2} {
 		if err := p.Deregister(ctx, m); err != nil {
 			t.Fatalf("deregister %s: %v", m.InstanceID, err)
 		}
@@ -266,7 +267,7 @@ func TestTokens(t *testing.T) {
 	a := startConsul(t, "", "")
 	p := a.provider(t, 10*time.Second, "")
 	ctx := t.Context()
-	for _, r := range []bootstrap.Role{bootstrap.RoleManager, bootstrap.RoleWorker} {
+	for _, r := range []swarm.Role{swarm.RoleManager, swarm.RoleWorker} {
 		_, _, err := p.Token(ctx, r)
 		if !errors.Is(err, bootstrap.ErrNoToken) {
 			t.Fatalf("Token(%s) before publishing: got %v, want ErrNoToken", r, err)
@@ -279,17 +280,17 @@ func TestTokens(t *testing.T) {
 		{"cluster-a", "SWMTKN-1-a-manager", "SWMTKN-1-a-worker"},
 		{"cluster-b", "SWMTKN-1-b-manager", "SWMTKN-1-b-worker"}, // replaced, e.g. after rotation
 	} {
-		if err := p.PutTokens(ctx, v.cid, bootstrap.JoinTokens{Manager: v.mgr, Worker: v.wrk}); err != nil {
+		if err := p.PutTokens(ctx, v.cid, swarm.JoinTokens{Manager: v.mgr, Worker: v.wrk}); err != nil {
 			t.Fatalf("PutTokens: %v", err)
 		}
-		for r, want := range map[bootstrap.Role]string{bootstrap.RoleManager: v.mgr, bootstrap.RoleWorker: v.wrk} {
+		for r, want := range map[swarm.Role]string{swarm.RoleManager: v.mgr, swarm.RoleWorker: v.wrk} {
 			tok, cid, err := p.Token(ctx, r)
 			if err != nil || tok != want || cid != v.cid {
 				t.Errorf("Token(%s): got %q, %q, %v; want %q, %q", r, tok, cid, err, want, v.cid)
 			}
 		}
 	}
-	if err := p.PutTokens(ctx, "", bootstrap.JoinTokens{Manager: "m", Worker: "w"}); err == nil {
+	if err := p.PutTokens(ctx, "", swarm.JoinTokens{Manager: "m", Worker: "w"}); err == nil {
 		t.Error("PutTokens without a cluster id: got nil, want an error")
 	}
 }
@@ -314,9 +315,9 @@ func TestUnreachable(t *testing.T) {
 	check("Managers", err, "consul: list passing instances of service swarm-manager: ")
 	_, err = p.TryLock(ctx, bootstrap.Holder{InstanceID: "i-1"}, gone)
 	check("TryLock", err, "consul: create session for lock swarm-agent/prod/bootstrap-lock: ")
-	_, _, err = p.Token(ctx, bootstrap.RoleWorker)
+	_, _, err = p.Token(ctx, swarm.RoleWorker)
 	check("Token", err, "consul: read key swarm-agent/prod/join-token/worker: ")
-	err = p.Register(ctx, bootstrap.Member{InstanceID: "i-1", Addr: "10.0.0.1"})
+	err = p.Register(ctx, swarm.Member{InstanceID: "i-1", Addr: "10.0.0.1"})
 	check("Register", err, "consul: register service swarm-manager-i-1: ")
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestFromSpec(t *testing.T) {
@@ -234,7 +235,7 @@ func TestConformance(t *testing.T) {
 
 	t.Run("multivalue register is idempotent and DNS answers", func(t *testing.T) {
 		p := e.provider(t, "mode=multivalue")
-		ms := []bootstrap.Member{{InstanceID: "i-0000000000000000a", Addr: "10.0.0.11"},
+		ms := []swarm.Member{{InstanceID: "i-0000000000000000a", Addr: "10.0.0.11"},
 			{InstanceID: "i-0000000000000000b", Addr: "10.0.0.12"}, {InstanceID: "i-0000000000000000c", Addr: "10.0.0.13"}}
 		for _, m := range ms {
 			if err := p.Register(ctx, m); err != nil {
@@ -274,10 +275,10 @@ func TestConformance(t *testing.T) {
 
 	t.Run("failover: PRIMARY, SECONDARY, promotion on deregister", func(t *testing.T) {
 		p := e.provider(t, "mode=failover")
-		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.21"}
-		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.22"}
-		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.23"}
-		for _, m := range []bootstrap.Member{a, b, c} {
+		a := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.21"}
+		b := swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.22"}
+		c := swarm.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.23"}
+		for _, m := range []swarm.Member{a, b, c} {
 			if err := p.Register(ctx, m); err != nil {
 				t.Fatalf("register %s: %v", m.Addr, err)
 			}
@@ -302,7 +303,7 @@ func TestConformance(t *testing.T) {
 		if sets = failoverSets(t, e); sets["SECONDARY"] != c.Addr {
 			t.Fatalf("third manager not made SECONDARY: %v", sets)
 		}
-		for _, m := range []bootstrap.Member{b, c} {
+		for _, m := range []swarm.Member{b, c} {
 			if err := p.Deregister(ctx, m); err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +322,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = l.Release(ctx) }()
-		m := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.51"}
+		m := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.51"}
 		for round := range 3 {
 			if err := p.Register(ctx, m); err != nil {
 				t.Fatalf("round %d: register: %v", round, err)
@@ -336,24 +337,24 @@ func TestConformance(t *testing.T) {
 	})
 
 	t.Run("leader reconciles the record to the live managers", func(t *testing.T) {
-		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.61"}
-		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.62"}
-		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.63"}
+		a := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.61"}
+		b := swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.62"}
+		c := swarm.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.63"}
 		mv := e.provider(t, "mode=multivalue")
-		for _, m := range []bootstrap.Member{a, b} {
+		for _, m := range []swarm.Member{a, b} {
 			if err := mv.Register(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// a died; b leads; c is a live manager that never registered.
-		if err := mv.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+		if err := mv.Reconcile(ctx, b, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := mv.ConfirmManagers(ctx); !slices.Equal(got, []string{"10.0.0.62:2377", "10.0.0.63:2377"}) {
 			t.Fatalf("multivalue after reconcile: %v", got)
 		}
 		e.Front.ResetRequests()
-		if err := mv.Reconcile(ctx, b, []bootstrap.Member{c, b}); err != nil {
+		if err := mv.Reconcile(ctx, b, []swarm.Member{c, b}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.Count("route53", "ChangeResourceRecordSets"); n != 0 {
@@ -364,13 +365,13 @@ func TestConformance(t *testing.T) {
 		}
 
 		fo := e.provider(t, "mode=failover")
-		for _, m := range []bootstrap.Member{a, b} {
+		for _, m := range []swarm.Member{a, b} {
 			if err := fo.Register(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// PRIMARY a, SECONDARY b; b becomes leader, a is dead, c live: PRIMARY b, SECONDARY c.
-		if err := fo.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+		if err := fo.Reconcile(ctx, b, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); sets["PRIMARY"] != b.Addr || sets["SECONDARY"] != c.Addr {
@@ -380,13 +381,13 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("DNS answers %v, want the leader", got)
 		}
 		// Leadership moves to c, b still live: the two swap in one batch.
-		if err := fo.Reconcile(ctx, c, []bootstrap.Member{b, c}); err != nil {
+		if err := fo.Reconcile(ctx, c, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); sets["PRIMARY"] != c.Addr || sets["SECONDARY"] != b.Addr {
 			t.Fatalf("failover after the leader moved: %v", sets)
 		}
-		if err := fo.Reconcile(ctx, bootstrap.Member{}, nil); err != nil { // clean up
+		if err := fo.Reconcile(ctx, swarm.Member{}, nil); err != nil { // clean up
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); len(sets) != 0 {
@@ -395,21 +396,21 @@ func TestConformance(t *testing.T) {
 	})
 
 	t.Run("mixing routing kinds is refused clearly", func(t *testing.T) {
-		if err := e.provider(t, "mode=failover").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
+		if err := e.provider(t, "mode=failover").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
 			t.Fatal(err)
 		}
-		err := e.provider(t, "mode=multivalue").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
+		err := e.provider(t, "mode=multivalue").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
 		if !errors.Is(err, bootstrap.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
 			t.Fatalf("multivalue beside failover: %v, want a configuration error", err)
 		}
-		_ = e.provider(t, "mode=failover").Deregister(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})
+		_ = e.provider(t, "mode=failover").Deregister(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})
 	})
 
 	t.Run("throttling and PriorRequestNotComplete are retried", func(t *testing.T) {
 		e.Front.ResetRequests()
 		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultThrottle, Count: 1})
 		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultPriorReqNC, Count: 1})
-		m := bootstrap.Member{InstanceID: "i-0000000000000000e", Addr: "10.0.0.41"}
+		m := swarm.Member{InstanceID: "i-0000000000000000e", Addr: "10.0.0.41"}
 		if err := e.provider(t, "").Register(ctx, m); err != nil {
 			t.Fatalf("register through faults: %v", err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // API is the part of the Secrets Manager client the store uses; *secretsmanager.Client
@@ -47,7 +48,7 @@ func New(api API, cluster, kmsKeyID string) (*Store, error) {
 }
 
 // Name returns the secret name of a role's token: swarm-agent/<cluster>/join-token/<role>.
-func (s *Store) Name(r bootstrap.Role) string { return s.prefix + "/join-token/" + string(r) }
+func (s *Store) Name(r swarm.Role) string { return s.prefix + "/join-token/" + string(r) }
 
 // value is what a secret holds.
 type value struct {
@@ -57,11 +58,11 @@ type value struct {
 
 // PutTokens writes both tokens with the cluster id, creating the secrets on first use and
 // restoring one that was scheduled for deletion.
-func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	if t.Manager == "" || t.Worker == "" {
 		return errors.New("secretsmanager: refusing to store empty join tokens")
 	}
-	for _, r := range []bootstrap.Role{bootstrap.RoleWorker, bootstrap.RoleManager} {
+	for _, r := range []swarm.Role{swarm.RoleWorker, swarm.RoleManager} {
 		b, err := json.Marshal(value{Token: t.For(r), ClusterID: clusterID})
 		if err != nil {
 			return fmt.Errorf("secretsmanager: encode %s: %w", s.Name(r), err)
@@ -113,7 +114,7 @@ func (s *Store) put(ctx context.Context, name, val string) error {
 
 // Token reads the role's token and the cluster id with one GetSecretValue; bootstrap.ErrNoToken
 // (wrapped) when the token is not published.
-func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.Name(r)
 	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
 	if err != nil {

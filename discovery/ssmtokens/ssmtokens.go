@@ -13,6 +13,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // API is the part of the SSM client the store uses; *ssm.Client satisfies it.
@@ -42,10 +43,10 @@ func New(api API, cluster, kmsKeyID string) (*Store, error) {
 // "cluster-id".
 func (s *Store) Path(leaf string) string { return s.prefix + "/" + leaf }
 
-func (s *Store) tokenPath(r bootstrap.Role) string { return s.Path("join-token/" + string(r)) }
+func (s *Store) tokenPath(r swarm.Role) string { return s.Path("join-token/" + string(r)) }
 
 // PutTokens writes the cluster id and both tokens, replacing what was there.
-func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	if t.Manager == "" || t.Worker == "" {
 		return fmt.Errorf("ssm: refusing to store empty join tokens")
 	}
@@ -66,15 +67,15 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.Joi
 	if err := put(s.Path("cluster-id"), clusterID, false); err != nil {
 		return err
 	}
-	if err := put(s.tokenPath(bootstrap.RoleWorker), t.Worker, true); err != nil {
+	if err := put(s.tokenPath(swarm.RoleWorker), t.Worker, true); err != nil {
 		return err
 	}
-	return put(s.tokenPath(bootstrap.RoleManager), t.Manager, true)
+	return put(s.tokenPath(swarm.RoleManager), t.Manager, true)
 }
 
 // Token reads the role's token and the cluster id in one call; bootstrap.ErrNoToken (wrapped)
 // when the token is not published.
-func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.tokenPath(r)
 	out, err := s.api.GetParameters(ctx, &ssm.GetParametersInput{
 		Names: []string{name, s.Path("cluster-id")}, WithDecryption: aws.Bool(true)})

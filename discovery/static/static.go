@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // DefaultPort is the swarm port assumed for a manager given without one.
@@ -159,4 +160,4 @@ func (lock) Release(context.Context) error { return nil }
 // a listed manager that does not answer is not known to exist. The init node creates the swarm
 // when no listed manager answers (the operator's list is the truth); a restarted init node
 // whose engine still has swarm state never does (boot waits for that state to settle).
-func (p *Provider) Registered(context.Context) ([]bootstrap.Member, error) { return nil, nil }
+func (p *Provider) Registered(context.Context) ([]swarm.Member, error) { return nil, nil }
