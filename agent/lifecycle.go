@@ -6,8 +6,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -119,7 +119,7 @@ func (s fallbackSwarm) RemoveNode(ctx context.Context, nodeID string, force bool
 
 // registrarAdapter lets the drain withdraw a manager through the discovery provider.
 type registrarAdapter struct {
-	r    bootstrap.Registrar
+	r    discovery.Registrar
 	port int
 }
 

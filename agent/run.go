@@ -15,6 +15,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -425,17 +426,11 @@ func copyNodeLabels(ctx context.Context, e *engine.Engine) error {
 	return errors.Join(errs...)
 }
 
-// dnsReconciler is a discovery provider whose record the leader keeps true (Route 53);
-// providers whose registrations expire by themselves (Consul's checks) do not need it.
-type dnsReconciler interface {
-	Reconcile(ctx context.Context, leader swarm.Member, live []swarm.Member) error
-}
-
 // keepDNS makes discovery say what the swarm says: the live managers (ready and reachable,
 // labelled with their instance id), with this leader first.
 func (d *daemon) keepDNS(ctx context.Context, dw *drainWiring) error {
 	self := swarm.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
-	r, ok := dw.deps.Registrar.(dnsReconciler)
+	r, ok := dw.deps.Registrar.(discovery.Reconciler)
 	if !ok {
 		if dw.deps.Registrar == nil {
 			return nil

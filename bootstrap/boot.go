@@ -13,6 +13,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -43,10 +44,10 @@ const DefaultSettle = time.Minute
 // Deps are the collaborators of a boot.
 type Deps struct {
 	Engine     Engine
-	Discoverer Discoverer
-	Registrar  Registrar // may be nil (static discovery)
-	Locker     Locker    // may be nil: then no node may init
-	Tokens     TokenStore
+	Discoverer discovery.Discoverer
+	Registrar  discovery.Registrar // may be nil (static discovery)
+	Locker     discovery.Locker    // may be nil: then no node may init
+	Tokens     discovery.TokenStore
 	// Probe asks a manager address who it is; nil means TLSProbe.
 	Probe ProbeFunc
 	// InstanceGone tells whether EC2 says an instance is gone (terminated, shutting down or
@@ -164,7 +165,7 @@ func (p permanent) Unwrap() error { return p.error }
 
 func retryable(err error) bool {
 	var p permanent
-	return !errors.As(err, &p) && !errors.Is(err, ErrAccessDenied)
+	return !errors.As(err, &p) && !errors.Is(err, discovery.ErrAccessDenied)
 }
 
 // round observes, decides and acts once. It returns done=true when the boot is complete.
@@ -202,7 +203,7 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 			// A token of another swarm (a rebuilt cluster's, not yet republished) would only
 			// be refused: the managers' certificates say which swarm they are.
 			obs.TokenReady = tokenCluster == "" || len(seen.clusterIDs) == 0 || slices.Contains(seen.clusterIDs, tokenCluster)
-		case errors.Is(err, ErrNoToken):
+		case errors.Is(err, discovery.ErrNoToken):
 		default:
 			return false, fmt.Errorf("read %s join token: %w", b.cfg.Role, err)
 		}
@@ -404,7 +405,7 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 // PublishTokens makes the token store hold the swarm's live join tokens and cluster id,
 // writing only when they differ (after `docker swarm join-token --rotate`, a CA rotation, or a
 // new swarm). It is the one rule boot and the leader's pass share; managers only.
-func PublishTokens(ctx context.Context, eng Engine, store TokenStore) (published bool, clusterID string, err error) {
+func PublishTokens(ctx context.Context, eng Engine, store discovery.TokenStore) (published bool, clusterID string, err error) {
 	tokens, clusterID, err := eng.JoinTokens(ctx)
 	if err != nil {
 		return false, "", fmt.Errorf("read join tokens: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -247,23 +248,23 @@ type fakeLock struct {
 
 // TryLock is a lease on the world's clock: an unexpired lock is held; an expired one is taken
 // over only when alive says its holder is gone.
-func (d fakeDisc) TryLock(ctx context.Context, me Holder, alive AliveFunc) (Lock, error) {
+func (d fakeDisc) TryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) (discovery.Lock, error) {
 	d.w.mu.Lock()
 	now := time.Now()
 	owner, addr, until := d.w.lockOwner, d.w.lockAddr, d.w.lockUntil
 	d.w.mu.Unlock()
 	if owner != "" && owner != me.InstanceID {
 		if now.Before(until) {
-			return nil, fmt.Errorf("held by %s: %w", owner, ErrLockHeld)
+			return nil, fmt.Errorf("held by %s: %w", owner, discovery.ErrLockHeld)
 		}
-		if ok, why := alive(ctx, Holder{InstanceID: owner, Addr: addr}); ok {
-			return nil, fmt.Errorf("held by %s, expired, but alive (%s): %w", owner, why, ErrLockHeld)
+		if ok, why := alive(ctx, discovery.Holder{InstanceID: owner, Addr: addr}); ok {
+			return nil, fmt.Errorf("held by %s, expired, but alive (%s): %w", owner, why, discovery.ErrLockHeld)
 		}
 	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	if d.w.lockOwner != owner || d.w.lockUntil != until {
-		return nil, fmt.Errorf("changed while taking it: %w", ErrLockHeld)
+		return nil, fmt.Errorf("changed while taking it: %w", discovery.ErrLockHeld)
 	}
 	d.w.lockOwner, d.w.lockAddr, d.w.lockUntil = me.InstanceID, me.Addr, now.Add(d.w.lockTTL)
 	d.w.lockTakes++
@@ -277,7 +278,7 @@ func (l *fakeLock) Renew(ctx context.Context) error {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
 	if l.w.lockOwner != l.owner {
-		return fmt.Errorf("%w: taken by %s", ErrLockLost, l.w.lockOwner)
+		return fmt.Errorf("%w: taken by %s", discovery.ErrLockLost, l.w.lockOwner)
 	}
 	l.w.lockUntil = time.Now().Add(l.w.lockTTL)
 	l.w.renewals++
@@ -307,7 +308,7 @@ func (d fakeDisc) Token(ctx context.Context, r swarm.Role) (string, string, erro
 	defer d.w.mu.Unlock()
 	t, ok := d.w.tokens[r]
 	if !ok {
-		return "", "", ErrNoToken
+		return "", "", discovery.ErrNoToken
 	}
 	return t, d.w.clusterID, nil
 }
@@ -802,7 +803,7 @@ func TestBootLiveHolderIsNotDisplaced(t *testing.T) {
 type deniedDisc struct{ fakeDisc }
 
 func (deniedDisc) Managers(context.Context) ([]string, error) {
-	return nil, fmt.Errorf("consul: list service: %w", ErrAccessDenied)
+	return nil, fmt.Errorf("consul: list service: %w", discovery.ErrAccessDenied)
 }
 
 func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
@@ -813,8 +814,8 @@ func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
 	_, err := Boot(t.Context(), Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
 		Identity: swarm.Identity{InstanceID: "i-1", PrivateIP: e.addr}},
 		Deps{Engine: e, Discoverer: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
-	if !errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
-		t.Fatalf("err = %v, want ErrAccessDenied without waiting", err)
+	if !errors.Is(err, discovery.ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
+		t.Fatalf("err = %v, want discovery.ErrAccessDenied without waiting", err)
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("retried for %s on a permanent refusal", el)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -32,7 +33,7 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 	var o observed
 	addrs, err := b.d.Discoverer.Managers(ctx)
 	if err != nil {
-		if errors.Is(err, ErrDiscoveryConfig) {
+		if errors.Is(err, discovery.ErrDiscoveryConfig) {
 			return o, permanent{err}
 		}
 		return o, fmt.Errorf("discover managers: %w", err)
@@ -78,10 +79,10 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 // registered reads the registry from its source of truth when discovery has one, else takes
 // the discovered addresses as registered managers without instance ids.
 func (b *booter) registered(ctx context.Context, addrs []string) ([]swarm.Member, error) {
-	if r, ok := b.d.Discoverer.(Registry); ok {
+	if r, ok := b.d.Discoverer.(discovery.Registry); ok {
 		ms, err := r.Registered(ctx)
 		if err != nil {
-			if errors.Is(err, ErrDiscoveryConfig) {
+			if errors.Is(err, discovery.ErrDiscoveryConfig) {
 				return nil, permanent{err}
 			}
 			return nil, fmt.Errorf("read registered managers: %w", err)
@@ -114,7 +115,7 @@ func (b *booter) silentAlive(ctx context.Context, members []swarm.Member, probes
 			why = append(why, addr+" answers")
 			continue
 		}
-		alive, reason := b.alive(ctx, Holder{InstanceID: m.InstanceID})
+		alive, reason := b.alive(ctx, discovery.Holder{InstanceID: m.InstanceID})
 		if !alive {
 			b.log.Info().Str("manager_addr", addr).Str("instance_id", m.InstanceID).Str("reason", reason).Msg("registered manager is gone: not counted")
 			continue
@@ -135,7 +136,7 @@ func memberAddr(m swarm.Member) string {
 // alive tells whether a lock holder or a registered manager may still be alive. Only proof
 // counts as gone: its swarm port silent AND EC2 saying its instance is gone (or, without EC2,
 // its swarm port silent).
-func (b *booter) alive(ctx context.Context, h Holder) (bool, string) {
+func (b *booter) alive(ctx context.Context, h discovery.Holder) (bool, string) {
 	if h.Addr != "" {
 		if p := b.d.Probe(ctx, b.withPort(h.Addr)); p.Answers {
 			return true, "its swarm port answers"

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -100,7 +99,7 @@ func TestACL(t *testing.T) {
 	denied := func(t *testing.T, what string, err error, want string) {
 		t.Helper()
 		secretFree(t, what, err)
-		if !errors.Is(err, ErrDenied) || errors.Is(err, bootstrap.ErrLockHeld) || errors.Is(err, bootstrap.ErrNoToken) {
+		if !errors.Is(err, ErrDenied) || errors.Is(err, discovery.ErrLockHeld) || errors.Is(err, discovery.ErrNoToken) {
 			t.Errorf("%s: got %v, want an error wrapping only ErrDenied", what, err)
 			return
 		}
@@ -110,7 +109,7 @@ func TestACL(t *testing.T) {
 	}
 
 	t.Run("manager policy does its work", func(t *testing.T) {
-		l, err := mgr.TryLock(ctx, bootstrap.Holder{InstanceID: "i-manager"}, gone)
+		l, err := mgr.TryLock(ctx, discovery.Holder{InstanceID: "i-manager"}, gone)
 		if err != nil {
 			t.Fatalf("TryLock: %v", err)
 		}
@@ -145,7 +144,7 @@ func TestACL(t *testing.T) {
 		denied(t, "worker Token(manager)", err, "consul: read key swarm-agent/prod/join-token/manager: denied by consul ACL: "+
 			"the ACL token from CONSUL_HTTP_TOKEN lacks key read on swarm-agent/prod/join-token/manager")
 		t.Logf("worker reading the manager token: %v", err)
-		_, err = wrk.TryLock(ctx, bootstrap.Holder{InstanceID: "i-worker"}, gone)
+		_, err = wrk.TryLock(ctx, discovery.Holder{InstanceID: "i-worker"}, gone)
 		denied(t, "worker TryLock", err, "lacks session write and key write on swarm-agent/prod/bootstrap-lock")
 		err = wrk.PutTokens(ctx, "cluster-2", tokens)
 		denied(t, "worker PutTokens", err, "lacks key write on swarm-agent/prod/")

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -24,11 +24,11 @@ const callTimeout = 10 * time.Second
 // lacks a permission. Retrying does not help until the token or its policy changes.
 var ErrDenied error = deniedError{}
 
-// deniedError is ErrDenied; it also matches bootstrap.ErrAccessDenied so that boot stops at once.
+// deniedError is ErrDenied; it also matches discovery.ErrAccessDenied so that boot stops at once.
 type deniedError struct{}
 
 func (deniedError) Error() string        { return "denied by consul ACL" }
-func (deniedError) Is(target error) bool { return target == bootstrap.ErrAccessDenied }
+func (deniedError) Is(target error) bool { return target == discovery.ErrAccessDenied }
 
 // errFiltered and errAnonymous explain an empty answer that ACLs may have caused.
 var (
@@ -45,11 +45,11 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
-	_ bootstrap.Registrar  = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
-	_ bootstrap.TokenStore = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+	_ discovery.TokenStore = (*Provider)(nil)
 )
 
 // New builds a client for cfg. It does not contact Consul: the boot loop's first request does,

@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -54,7 +54,7 @@ func (p *Provider) PutTokens(ctx context.Context, clusterID string, t swarm.Join
 }
 
 // Token reads role's join token and the cluster id. It returns an error wrapping
-// bootstrap.ErrNoToken when the token is not published yet.
+// discovery.ErrNoToken when the token is not published yet.
 func (p *Provider) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -63,7 +63,7 @@ func (p *Provider) Token(ctx context.Context, r swarm.Role) (string, string, err
 		return "", "", err
 	}
 	if token == "" {
-		return "", "", fmt.Errorf("consul: read key %s: %w", p.TokenKey(r), bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("consul: read key %s: %w", p.TokenKey(r), discovery.ErrNoToken)
 	}
 	clusterID, err := p.get(ctx, p.ClusterIDKey())
 	if err != nil {

@@ -23,7 +23,6 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -89,19 +88,19 @@ var zoneIDRe = func(s string) bool {
 }
 
 // FromSpec validates a provider=route53 discovery string for a node of role. Errors wrap
-// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule.
+// discovery.ErrDiscoveryConfig and name the key, the value and the rule.
 func FromSpec(s discovery.Spec, role swarm.Role) (Config, error) {
 	bad := func(format string, a ...any) (Config, error) {
-		return Config{}, fmt.Errorf("%w: route53 %s", bootstrap.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
+		return Config{}, fmt.Errorf("%w: route53 %s", discovery.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
 	}
 	if s.Provider != "route53" {
-		return Config{}, fmt.Errorf("%w: provider %q: want route53", bootstrap.ErrDiscoveryConfig, s.Provider)
+		return Config{}, fmt.Errorf("%w: provider %q: want route53", discovery.ErrDiscoveryConfig, s.Provider)
 	}
 	if err := s.CheckKeys("zone_id", "name", "mode", "resolver", "ttl", "lock_ttl", "api_after", "api_every"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	if err := s.Require("zone_id", "name"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	c := Config{Role: role, Port: 2377}
 	c.ZoneID = strings.TrimPrefix(s.Args["zone_id"], "/hostedzone/")
@@ -157,7 +156,7 @@ func durationKey(s discovery.Spec, key string, def, lo, hi time.Duration) (time.
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {
-		return 0, fmt.Errorf("%w: route53 %s=%q: must be a duration in %s..%s", bootstrap.ErrDiscoveryConfig, key, v, lo, hi)
+		return 0, fmt.Errorf("%w: route53 %s=%q: must be a duration in %s..%s", discovery.ErrDiscoveryConfig, key, v, lo, hi)
 	}
 	return d, nil
 }
@@ -202,10 +201,10 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
-	_ bootstrap.Registrar  = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
 )
 
 // New returns a provider for cfg that calls api.
@@ -244,7 +243,7 @@ func (p *Provider) CheckZone(ctx context.Context) error {
 	}
 	zone := strings.TrimSuffix(strings.ToLower(aws.ToString(out.HostedZone.Name)), ".")
 	if p.cfg.Name != zone && !strings.HasSuffix(p.cfg.Name, "."+zone) {
-		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", bootstrap.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
+		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", discovery.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
 	}
 	return nil
 }
@@ -455,7 +454,7 @@ func (p *Provider) registerMultivalue(ctx context.Context, m swarm.Member, sets 
 	for _, s := range sets {
 		if s.Failover != "" || s.SetIdentifier == nil {
 			return fmt.Errorf("%w: route53 mode=multivalue but %s has %s sets: use mode=failover or remove them",
-				bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(s))
+				discovery.ErrDiscoveryConfig, p.cfg.Name, routing(s))
 		}
 		id := aws.ToString(s.SetIdentifier)
 		if id == m.InstanceID {
@@ -496,7 +495,7 @@ func (p *Provider) registerFailover(ctx context.Context, m swarm.Member, sets []
 	primary, secondary, other := failoverPair(sets)
 	if len(other) > 0 {
 		return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
-			bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
+			discovery.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
 	}
 	if (primary != nil && value(*primary) == m.Addr) || (secondary != nil && value(*secondary) == m.Addr) {
 		return nil

@@ -17,9 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
-	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
@@ -61,16 +60,16 @@ func TestFromSpec(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, discovery.ErrDiscoveryConfig) {
 				t.Fatalf("FromSpec(%q) = %v, want ErrDiscoveryConfig containing %q", tt.in, err, tt.wantErr)
 			}
 		})
 	}
 }
 
-func holder(id string) bootstrap.Holder { return bootstrap.Holder{InstanceID: id, Addr: "192.0.2.1"} }
+func holder(id string) discovery.Holder { return discovery.Holder{InstanceID: id, Addr: "192.0.2.1"} }
 
-func gone(context.Context, bootstrap.Holder) (bool, string) { return false, "gone (test)" }
+func gone(context.Context, discovery.Holder) (bool, string) { return false, "gone (test)" }
 
 // TestLockContract runs the contract every lock provider passes against moto and the front.
 func TestLockContract(t *testing.T) {
@@ -79,9 +78,9 @@ func TestLockContract(t *testing.T) {
 	locktest.Run(t, locktest.Env{
 		TTL:    5 * time.Second,
 		Margin: 2 * time.Second,
-		Namespace: func(t *testing.T) func(time.Duration) bootstrap.Locker {
+		Namespace: func(t *testing.T) func(time.Duration) discovery.Locker {
 			name := fmt.Sprintf("lock%d.swarm.internal", n.Add(1))
-			return func(skew time.Duration) bootstrap.Locker {
+			return func(skew time.Duration) discovery.Locker {
 				spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s lock_ttl=5s", e.zone, name))
 				if err != nil {
 					t.Fatal(err)
@@ -142,7 +141,7 @@ func TestConformance(t *testing.T) {
 		}
 		spec, _ = discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.other.internal", e.zone))
 		cfg, _ = route53.FromSpec(spec, "manager")
-		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, discovery.ErrDiscoveryConfig) {
 			t.Fatalf("name outside the zone: %v, want ErrDiscoveryConfig", err)
 		}
 	})
@@ -150,7 +149,7 @@ func TestConformance(t *testing.T) {
 	t.Run("lock is exclusive under a race", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		var won []bootstrap.Lock
+		var won []discovery.Lock
 		var held int
 		for i := range 6 {
 			wg.Go(func() {
@@ -160,7 +159,7 @@ func TestConformance(t *testing.T) {
 				switch {
 				case err == nil:
 					won = append(won, l)
-				case errors.Is(err, bootstrap.ErrLockHeld):
+				case errors.Is(err, discovery.ErrLockHeld):
 					held++
 				default:
 					t.Errorf("TryLock: %v", err)
@@ -171,7 +170,7 @@ func TestConformance(t *testing.T) {
 		if len(won) != 1 || held != 5 {
 			t.Fatalf("%d winners and %d ErrLockHeld, want 1 and 5", len(won), held)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone); !errors.Is(err, bootstrap.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone); !errors.Is(err, discovery.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
 			t.Fatalf("TryLock while held: %v, want ErrLockHeld naming the holder", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
@@ -195,7 +194,7 @@ func TestConformance(t *testing.T) {
 		var contenders []*route53.Provider
 		for range 4 {
 			p := e.provider(t, "lock_ttl=5s")
-			if _, err := p.TryLock(ctx, holder("i-00000000000000001"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
+			if _, err := p.TryLock(ctx, holder("i-00000000000000001"), gone); !errors.Is(err, discovery.ErrLockHeld) {
 				t.Fatalf("before expiry: %v, want ErrLockHeld", err)
 			}
 			contenders = append(contenders, p)
@@ -203,11 +202,11 @@ func TestConformance(t *testing.T) {
 		time.Sleep(6 * time.Second)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		var won []bootstrap.Lock
+		var won []discovery.Lock
 		for i, p := range contenders {
 			wg.Go(func() {
 				l, err := p.TryLock(ctx, holder(fmt.Sprintf("i-%017x", i+100)), gone)
-				if err != nil && !errors.Is(err, bootstrap.ErrLockHeld) {
+				if err != nil && !errors.Is(err, discovery.ErrLockHeld) {
 					t.Errorf("TryLock: %v", err)
 				}
 				if err == nil {
@@ -225,7 +224,7 @@ func TestConformance(t *testing.T) {
 		if err := dead.Release(ctx); err != nil {
 			t.Fatalf("late release: %v", err)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, holder("i-00000000000000002"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-00000000000000002"), gone); !errors.Is(err, discovery.ErrLockHeld) {
 			t.Fatalf("after the old holder's late release: %v, want the new holder to still hold it", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
@@ -400,7 +399,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := e.provider(t, "mode=multivalue").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
-		if !errors.Is(err, bootstrap.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
+		if !errors.Is(err, discovery.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
 			t.Fatalf("multivalue beside failover: %v, want a configuration error", err)
 		}
 		_ = e.provider(t, "mode=failover").Deregister(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})

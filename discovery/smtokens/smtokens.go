@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -29,14 +28,14 @@ type API interface {
 	RestoreSecret(ctx context.Context, in *secretsmanager.RestoreSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
 }
 
-// Store is a bootstrap.TokenStore in Secrets Manager.
+// Store is a discovery.TokenStore in Secrets Manager.
 type Store struct {
 	api    API
 	prefix string
 	kmsKey string
 }
 
-var _ bootstrap.TokenStore = (*Store)(nil)
+var _ discovery.TokenStore = (*Store)(nil)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/secretsmanager key. The
 // key is chosen when a secret is created; later writes keep the secret's key.
@@ -112,7 +111,7 @@ func (s *Store) put(ctx context.Context, name, val string) error {
 	}
 }
 
-// Token reads the role's token and the cluster id with one GetSecretValue; bootstrap.ErrNoToken
+// Token reads the role's token and the cluster id with one GetSecretValue; discovery.ErrNoToken
 // (wrapped) when the token is not published.
 func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.Name(r)
@@ -122,17 +121,17 @@ func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error)
 		var inv *types.InvalidRequestException
 		switch {
 		case errors.As(err, &nf):
-			return "", "", fmt.Errorf("secretsmanager: %s: %w", name, bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("secretsmanager: %s: %w", name, discovery.ErrNoToken)
 		case errors.As(err, &inv):
 			// Scheduled for deletion: not published until a manager restores and rewrites it.
-			return "", "", fmt.Errorf("secretsmanager: %s cannot be read (%s): %w", name, aws.ToString(inv.Message), bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("secretsmanager: %s cannot be read (%s): %w", name, aws.ToString(inv.Message), discovery.ErrNoToken)
 		}
 		return "", "", fmt.Errorf("secretsmanager: get secret value %s: %w", name, discovery.MarkDenied(err))
 	}
 	var v value
 	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v); err != nil || v.Token == "" {
 		// Never echo the value: it may be a token.
-		return "", "", fmt.Errorf("secretsmanager: %s does not hold a token written by swarm-agent (want JSON with \"token\" and \"cluster_id\"): %w", name, bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("secretsmanager: %s does not hold a token written by swarm-agent (want JSON with \"token\" and \"cluster_id\"): %w", name, discovery.ErrNoToken)
 	}
 	return v.Token, v.ClusterID, nil
 }

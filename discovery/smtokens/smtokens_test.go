@@ -8,7 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/smtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 	tok := swarm.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
 	t.Run("absent token is ErrNoToken", func(t *testing.T) {
 		_, _, err := s.Token(ctx, swarm.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/worker") {
+		if !errors.Is(err, discovery.ErrNoToken) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/worker") {
 			t.Fatalf("Token before publish: %v, want ErrNoToken naming the secret", err)
 		}
 	})
@@ -101,7 +101,7 @@ func TestConformance(t *testing.T) {
 			RecoveryWindowInDays: aws.Int64(7)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := del.Token(ctx, swarm.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := del.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("Token of a secret scheduled for deletion: %v, want ErrNoToken", err)
 		}
 		if err := del.PutTokens(ctx, "c2", tok); err != nil {
@@ -118,13 +118,13 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _, err := odd.Token(ctx, swarm.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) || strings.Contains(err.Error(), "SWMTKN") {
+		if !errors.Is(err, discovery.ErrNoToken) || strings.Contains(err.Error(), "SWMTKN") {
 			t.Fatalf("Token of a plain secret: %v, want ErrNoToken without the value", err)
 		}
 	})
 	t.Run("another cluster does not see them", func(t *testing.T) {
 		other, _ := smtokens.New(e.SM, "staging", "")
-		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("other cluster: %v, want ErrNoToken", err)
 		}
 	})
@@ -141,11 +141,11 @@ func TestConformance(t *testing.T) {
 	t.Run("access denied is ErrAccessDenied naming the secret, never the token", func(t *testing.T) {
 		e.Front.InjectFault(awsfront.Fault{Service: "secretsmanager", Operation: "GetSecretValue", Kind: awsfront.FaultDenied})
 		_, _, err := s.Token(ctx, swarm.RoleManager)
-		if !errors.Is(err, bootstrap.ErrAccessDenied) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
+		if !errors.Is(err, discovery.ErrAccessDenied) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
 			t.Fatalf("denied read: %v; want ErrAccessDenied naming the secret and not the token", err)
 		}
 		e.Front.InjectFault(awsfront.Fault{Service: "secretsmanager", Operation: "PutSecretValue", Kind: awsfront.FaultDenied})
-		if err := s.PutTokens(ctx, "cid3", tok); !errors.Is(err, bootstrap.ErrAccessDenied) {
+		if err := s.PutTokens(ctx, "cid3", tok); !errors.Is(err, discovery.ErrAccessDenied) {
 			t.Fatalf("denied write: %v, want ErrAccessDenied", err)
 		}
 	})

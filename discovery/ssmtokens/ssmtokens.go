@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -22,14 +21,14 @@ type API interface {
 	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
 }
 
-// Store is a bootstrap.TokenStore in SSM Parameter Store.
+// Store is a discovery.TokenStore in SSM Parameter Store.
 type Store struct {
 	api    API
 	prefix string
 	kmsKey string
 }
 
-var _ bootstrap.TokenStore = (*Store)(nil)
+var _ discovery.TokenStore = (*Store)(nil)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/ssm key.
 func New(api API, cluster, kmsKeyID string) (*Store, error) {
@@ -73,7 +72,7 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTok
 	return put(s.tokenPath(swarm.RoleManager), t.Manager, true)
 }
 
-// Token reads the role's token and the cluster id in one call; bootstrap.ErrNoToken (wrapped)
+// Token reads the role's token and the cluster id in one call; discovery.ErrNoToken (wrapped)
 // when the token is not published.
 func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.tokenPath(r)
@@ -82,7 +81,7 @@ func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error)
 	if err != nil {
 		var pnf *types.ParameterNotFound
 		if errors.As(err, &pnf) {
-			return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("ssm: %s: %w", name, discovery.ErrNoToken)
 		}
 		return "", "", fmt.Errorf("ssm: read parameter %s: %w", name, discovery.MarkDenied(err))
 	}
@@ -96,7 +95,7 @@ func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error)
 		}
 	}
 	if token == "" {
-		return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("ssm: %s: %w", name, discovery.ErrNoToken)
 	}
 	return token, cid, nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
@@ -34,7 +34,7 @@ func TestConformance(t *testing.T) {
 	}
 	t.Run("absent token is ErrNoToken", func(t *testing.T) {
 		_, _, err := s.Token(ctx, swarm.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) {
+		if !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("Token before publish: %v, want ErrNoToken", err)
 		}
 	})
@@ -83,7 +83,7 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("another cluster does not see them", func(t *testing.T) {
 		other, _ := ssmtokens.New(e.SSM, "staging", "")
-		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("other cluster: %v, want ErrNoToken", err)
 		}
 	})

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -36,23 +35,23 @@ No AWS permissions are needed. Managers are not registered anywhere: the list is
 }
 
 // FromSpec validates a provider=static discovery string. Errors wrap
-// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule.
+// discovery.ErrDiscoveryConfig and name the key, the value and the rule.
 func FromSpec(s discovery.Spec) (Config, error) {
 	if s.Provider != "static" {
-		return Config{}, fmt.Errorf("%w: provider %q: want static", bootstrap.ErrDiscoveryConfig, s.Provider)
+		return Config{}, fmt.Errorf("%w: provider %q: want static", discovery.ErrDiscoveryConfig, s.Provider)
 	}
 	if err := s.CheckKeys("managers", "init"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	if err := s.Require("managers"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	var cfg Config
 	var first netip.Addr
 	for item := range strings.SplitSeq(s.Args["managers"], ",") {
 		ap, err := parseManager(item)
 		if err != nil {
-			return Config{}, fmt.Errorf("%w: static managers=%q: %w", bootstrap.ErrDiscoveryConfig, s.Args["managers"], err)
+			return Config{}, fmt.Errorf("%w: static managers=%q: %w", discovery.ErrDiscoveryConfig, s.Args["managers"], err)
 		}
 		if !first.IsValid() {
 			first = ap.Addr()
@@ -60,7 +59,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 		a := ap.String()
 		for _, m := range cfg.Managers {
 			if m == a {
-				return Config{}, fmt.Errorf("%w: static managers=%q: %s is listed twice", bootstrap.ErrDiscoveryConfig, s.Args["managers"], a)
+				return Config{}, fmt.Errorf("%w: static managers=%q: %s is listed twice", discovery.ErrDiscoveryConfig, s.Args["managers"], a)
 			}
 		}
 		cfg.Managers = append(cfg.Managers, a)
@@ -69,7 +68,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 	if v, ok := s.Args["init"]; ok {
 		ip, err := netip.ParseAddr(v)
 		if err != nil || ip.Zone() != "" {
-			return Config{}, fmt.Errorf("%w: static init=%q: must be an IP address without port", bootstrap.ErrDiscoveryConfig, v)
+			return Config{}, fmt.Errorf("%w: static init=%q: must be an IP address without port", discovery.ErrDiscoveryConfig, v)
 		}
 		ip = ip.Unmap()
 		found := false
@@ -80,7 +79,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 			}
 		}
 		if !found {
-			return Config{}, fmt.Errorf("%w: static init=%q: must be one of managers=%q", bootstrap.ErrDiscoveryConfig, v, s.Args["managers"])
+			return Config{}, fmt.Errorf("%w: static init=%q: must be one of managers=%q", discovery.ErrDiscoveryConfig, v, s.Args["managers"])
 		}
 		cfg.Init = ip
 	}
@@ -114,9 +113,9 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
 )
 
 // New parses spec and returns a provider for the node whose private IP is selfIP.
@@ -141,11 +140,11 @@ func (p *Provider) Managers(context.Context) ([]string, error) {
 }
 
 // TryLock grants the bootstrap lock only to the init node; every other node gets
-// bootstrap.ErrLockHeld and waits for it. The lock is a fixed rule, so it never expires and
+// discovery.ErrLockHeld and waits for it. The lock is a fixed rule, so it never expires and
 // releasing it does nothing.
-func (p *Provider) TryLock(context.Context, bootstrap.Holder, bootstrap.AliveFunc) (bootstrap.Lock, error) {
+func (p *Provider) TryLock(context.Context, discovery.Holder, discovery.AliveFunc) (discovery.Lock, error) {
 	if p.self != p.cfg.Init {
-		return nil, fmt.Errorf("static discovery: only %s may create the swarm (this node is %s): %w", p.cfg.Init, p.self, bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("static discovery: only %s may create the swarm (this node is %s): %w", p.cfg.Init, p.self, discovery.ErrLockHeld)
 	}
 	return lock{}, nil
 }
