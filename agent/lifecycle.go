@@ -7,7 +7,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
-	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -115,16 +114,6 @@ func (s fallbackSwarm) SetRole(ctx context.Context, nodeID string, role swarm.Ro
 func (s fallbackSwarm) RemoveNode(ctx context.Context, nodeID string, force bool) error {
 	return s.do(func() error { return s.local.RemoveNode(ctx, nodeID, force) },
 		func() error { return s.remote.RemoveNode(ctx, nodeID, force) })
-}
-
-// registrarAdapter lets the drain withdraw a manager through the discovery provider.
-type registrarAdapter struct {
-	r    discovery.Registrar
-	port int
-}
-
-func (a registrarAdapter) Deregister(ctx context.Context, instanceID, addr string) error {
-	return a.r.Deregister(ctx, swarm.Member{InstanceID: instanceID, Addr: addr, Port: a.port})
 }
 
 // ec2Instances is EC2's word on instances (DescribeInstances, which the managers' policy

@@ -928,7 +928,7 @@ func (r *drainRun) deregister(ctx context.Context, node swarm.Node) {
 	}
 	addr := cmp.Or(r.opts.Addr, node.Addr)
 	err := r.retry(ctx, "deregister "+r.instanceID+" at "+addr, func(ctx context.Context) error {
-		return r.d.Registrar.Deregister(ctx, r.instanceID, addr)
+		return r.d.Registrar.Deregister(ctx, swarm.Member{InstanceID: r.instanceID, Addr: addr})
 	})
 	if err != nil {
 		r.record(StepDeregister, OutcomeFailed, err.Error(), t)

@@ -775,11 +775,11 @@ type fakeRegistrar struct {
 	j *journal
 }
 
-func (f *fakeRegistrar) Deregister(_ context.Context, instanceID, addr string) (err error) {
+func (f *fakeRegistrar) Deregister(_ context.Context, m swarm.Member) (err error) {
 	if ferr := f.before("Deregister"); ferr != nil {
 		return ferr
 	}
 	defer f.after("Deregister", &err)
-	f.j.add("deregister %s %s", instanceID, addr)
+	f.j.add("deregister %s %s", m.InstanceID, m.Addr)
 	return nil
 }

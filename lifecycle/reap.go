@@ -421,7 +421,7 @@ func (r *Reaper) reap(ctx context.Context, n swarm.Node, log zerolog.Logger) (bo
 			log.Info().Msg("demoted down manager")
 		}
 		if r.Registrar != nil && n.InstanceID() != "" {
-			if err := r.Registrar.Deregister(ctx, n.InstanceID(), n.Addr); err != nil {
+			if err := r.Registrar.Deregister(ctx, swarm.Member{InstanceID: n.InstanceID(), Addr: n.Addr}); err != nil {
 				log.Warn().Err(err).Msg("deregister down manager")
 			}
 		}

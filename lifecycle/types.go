@@ -33,9 +33,11 @@ type Local interface {
 	Leave(ctx context.Context, force bool) error
 }
 
-// Registrar withdraws a manager from discovery.
+// Registrar withdraws a manager from discovery: the part of discovery.Registrar that the
+// drain and the reaper use, so that a discovery provider serves as one. They name the manager
+// by instance id and address (Port stays 0: no provider needs it to deregister).
 type Registrar interface {
-	Deregister(ctx context.Context, instanceID, addr string) error
+	Deregister(ctx context.Context, m swarm.Member) error
 }
 
 // Notice is a reason for a node to leave.

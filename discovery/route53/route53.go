@@ -185,6 +185,15 @@ type API interface {
 	ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error)
 }
 
+// What the provider is to the boot, the drain and the leader (its tokens are in ssmtokens).
+var (
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Reconciler = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+)
+
 // Provider is a Route 53 Discoverer, Registry, Registrar and Locker.
 type Provider struct {
 	cfg      Config

@@ -106,6 +106,13 @@ func parseManager(item string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
 }
 
+// What the provider is to the boot.
+var (
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+)
+
 // Provider is a static Discoverer and Locker.
 type Provider struct {
 	cfg  Config
