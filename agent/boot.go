@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // bootOptions are the settings boot (and run, which boots first) take.
@@ -86,9 +87,9 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 		s.Role, s.Cluster, s.InstanceID = cfg.Role, cfg.Cluster, w.identity.InstanceID
 	})
 	labels := map[string]string{
-		"swarm-agent.instance-id": w.identity.InstanceID,
-		"az":                      w.identity.AZ,
-		"instance-type":           w.identity.InstanceType,
+		swarm.LabelInstanceID: w.identity.InstanceID,
+		"az":                  w.identity.AZ,
+		"instance-type":       w.identity.InstanceType,
 	}
 	maps.Copy(labels, cfg.Labels)
 	maps.DeleteFunc(labels, func(_, v string) bool { return v == "" })
@@ -99,7 +100,7 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 		}
 	}
 	bcfg := bootstrap.Config{
-		Role:      bootstrap.Role(cfg.Role),
+		Role:      swarm.Role(cfg.Role),
 		Cluster:   cfg.Cluster,
 		Identity:  w.identity,
 		SwarmPort: cfg.SwarmPort,
@@ -114,7 +115,7 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 		}
 		return res, fmt.Errorf("boot: %w", err)
 	}
-	if !cfg.DryRun && cfg.Role == "manager" && cfg.Availability == "drain" && res.NodeID != "" {
+	if !cfg.DryRun && swarm.Role(cfg.Role) == swarm.RoleManager && cfg.Availability == "drain" && res.NodeID != "" {
 		if err := w.engine.SetAvailability(ctx, res.NodeID, "drain"); err != nil {
 			return res, fmt.Errorf("set manager availability to drain: %w", err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle/control"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // EnvPrefix prefixes every environment variable (and config-file key) the agent reads.
@@ -413,7 +414,7 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 			}
 		}
 	}
-	if has("role") && c.Role != "manager" && c.Role != "worker" {
+	if _, err := swarm.ParseRole(c.Role); has("role") && err != nil {
 		bad("role", c.Role, "must be manager or worker")
 	}
 	if has("cluster") && !clusterRE.MatchString(c.Cluster) {

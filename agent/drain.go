@@ -102,7 +102,7 @@ func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFi
 		},
 	}
 	if w.deps.Registrar != nil {
-		d.Registrar = registrarAdapter{r: w.deps.Registrar, port: cfg.SwarmPort}
+		d.Registrar = w.deps.Registrar
 	}
 	ok = true
 	return &drainWiring{wiring: w, drainer: d, hook: hook}, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/bootstrap/install"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // configureEngine merges the agent's engine labels (instance id, AZ, instance type, role and
@@ -49,7 +50,7 @@ func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Log
 		}
 		cctx, cancel := context.WithTimeout(ctx, engineStartWait)
 		defer cancel()
-		return waitEngineLabel(cctx, w.engine, daemonconfig.LabelInstanceID, w.identity.InstanceID)
+		return waitEngineLabel(cctx, w.engine, swarm.LabelInstanceID, w.identity.InstanceID)
 	}
 	log.Info().Str("path", cfg.DaemonConfig).Msg("daemon.json changed: reloading the engine")
 	if err := reloadEngine(ctx, cfg.DockerPIDFile); err != nil {
@@ -57,7 +58,7 @@ func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Log
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return waitEngineLabel(wctx, w.engine, daemonconfig.LabelInstanceID, w.identity.InstanceID)
+	return waitEngineLabel(wctx, w.engine, swarm.LabelInstanceID, w.identity.InstanceID)
 }
 
 // reloadEngine asks dockerd to reload daemon.json.

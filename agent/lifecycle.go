@@ -6,10 +6,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // engineSwarm adapts the Docker adapter to lifecycle.Swarm (a manager's own engine).
@@ -28,24 +28,13 @@ func notFound(err error) error {
 	return err
 }
 
-func (s engineSwarm) Node(ctx context.Context, id string) (lifecycle.Node, error) {
+func (s engineSwarm) Node(ctx context.Context, id string) (swarm.Node, error) {
 	n, err := s.e.Node(ctx, id)
-	if err != nil {
-		return lifecycle.Node{}, notFound(err)
-	}
-	return lifecycle.Node(n), nil
+	return n, notFound(err)
 }
 
-func (s engineSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
-	ns, err := s.e.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]lifecycle.Node, len(ns))
-	for i, n := range ns {
-		out[i] = lifecycle.Node(n)
-	}
-	return out, nil
+func (s engineSwarm) Nodes(ctx context.Context) ([]swarm.Node, error) {
+	return s.e.Nodes(ctx)
 }
 
 func (s engineSwarm) SetAvailability(ctx context.Context, nodeID, availability string) error {
@@ -56,7 +45,7 @@ func (s engineSwarm) SetNodeLabels(ctx context.Context, nodeID string, labels ma
 	return notFound(s.e.SetNodeLabels(ctx, nodeID, labels))
 }
 
-func (s engineSwarm) SetRole(ctx context.Context, nodeID, role string) error {
+func (s engineSwarm) SetRole(ctx context.Context, nodeID string, role swarm.Role) error {
 	return notFound(s.e.SetRole(ctx, nodeID, role))
 }
 
@@ -64,16 +53,8 @@ func (s engineSwarm) RemoveNode(ctx context.Context, nodeID string, force bool) 
 	return notFound(s.e.RemoveNode(ctx, nodeID, force))
 }
 
-func (s engineSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
-	ts, err := s.e.Tasks(ctx, engine.TaskFilter{NodeID: nodeID, ServiceID: serviceID})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]lifecycle.Task, len(ts))
-	for i, t := range ts {
-		out[i] = lifecycle.Task(t)
-	}
-	return out, nil
+func (s engineSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]swarm.Task, error) {
+	return s.e.Tasks(ctx, engine.TaskFilter{NodeID: nodeID, ServiceID: serviceID})
 }
 
 // fallbackSwarm uses the manager's own engine while it is a manager and another manager's
@@ -101,19 +82,19 @@ func (s fallbackSwarm) do(local, remote func() error) error {
 	return err
 }
 
-func (s fallbackSwarm) Node(ctx context.Context, id string) (lifecycle.Node, error) {
-	return pick(func() (lifecycle.Node, error) { return s.local.Node(ctx, id) },
-		func() (lifecycle.Node, error) { return s.remote.Node(ctx, id) }, s.remote != nil)
+func (s fallbackSwarm) Node(ctx context.Context, id string) (swarm.Node, error) {
+	return pick(func() (swarm.Node, error) { return s.local.Node(ctx, id) },
+		func() (swarm.Node, error) { return s.remote.Node(ctx, id) }, s.remote != nil)
 }
 
-func (s fallbackSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
-	return pick(func() ([]lifecycle.Node, error) { return s.local.Nodes(ctx) },
-		func() ([]lifecycle.Node, error) { return s.remote.Nodes(ctx) }, s.remote != nil)
+func (s fallbackSwarm) Nodes(ctx context.Context) ([]swarm.Node, error) {
+	return pick(func() ([]swarm.Node, error) { return s.local.Nodes(ctx) },
+		func() ([]swarm.Node, error) { return s.remote.Nodes(ctx) }, s.remote != nil)
 }
 
-func (s fallbackSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
-	return pick(func() ([]lifecycle.Task, error) { return s.local.Tasks(ctx, nodeID, serviceID) },
-		func() ([]lifecycle.Task, error) { return s.remote.Tasks(ctx, nodeID, serviceID) }, s.remote != nil)
+func (s fallbackSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]swarm.Task, error) {
+	return pick(func() ([]swarm.Task, error) { return s.local.Tasks(ctx, nodeID, serviceID) },
+		func() ([]swarm.Task, error) { return s.remote.Tasks(ctx, nodeID, serviceID) }, s.remote != nil)
 }
 
 func (s fallbackSwarm) SetAvailability(ctx context.Context, nodeID, a string) error {
@@ -126,23 +107,13 @@ func (s fallbackSwarm) SetNodeLabels(ctx context.Context, nodeID string, l map[s
 		func() error { return s.remote.SetNodeLabels(ctx, nodeID, l) })
 }
 
-func (s fallbackSwarm) SetRole(ctx context.Context, nodeID, role string) error {
+func (s fallbackSwarm) SetRole(ctx context.Context, nodeID string, role swarm.Role) error {
 	return s.local.SetRole(ctx, nodeID, role) // only a manager demotes itself, on its own engine
 }
 
 func (s fallbackSwarm) RemoveNode(ctx context.Context, nodeID string, force bool) error {
 	return s.do(func() error { return s.local.RemoveNode(ctx, nodeID, force) },
 		func() error { return s.remote.RemoveNode(ctx, nodeID, force) })
-}
-
-// registrarAdapter lets the drain withdraw a manager through the discovery provider.
-type registrarAdapter struct {
-	r    bootstrap.Registrar
-	port int
-}
-
-func (a registrarAdapter) Deregister(ctx context.Context, instanceID, addr string) error {
-	return a.r.Deregister(ctx, bootstrap.Member{InstanceID: instanceID, Addr: addr, Port: a.port})
 }
 
 // ec2Instances is EC2's word on instances (DescribeInstances, which the managers' policy

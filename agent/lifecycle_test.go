@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // stubSwarm answers every call with err, counting calls.
@@ -19,12 +20,12 @@ type stubSwarm struct {
 	calls           int
 }
 
-func (s *stubSwarm) Nodes(context.Context) ([]lifecycle.Node, error) {
+func (s *stubSwarm) Nodes(context.Context) ([]swarm.Node, error) {
 	s.calls++
 	if s.err != nil {
 		return nil, s.err
 	}
-	return []lifecycle.Node{{ID: "n1"}}, nil
+	return []swarm.Node{{ID: "n1"}}, nil
 }
 
 func (s *stubSwarm) SetAvailability(context.Context, string, string) error { s.calls++; return s.err }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // Set with -ldflags "-X github.com/swarm-agent/swarm-agent/agent.version=... -X ...commit=...".
@@ -149,7 +150,7 @@ func ExitCode(err error) int {
 		return ExitDocker
 	case errors.Is(err, errIMDS):
 		return ExitIMDS
-	case errors.Is(err, errDiscovery), errors.Is(err, bootstrap.ErrDiscoveryConfig), errors.Is(err, bootstrap.ErrAccessDenied):
+	case errors.Is(err, errDiscovery), errors.Is(err, discovery.ErrDiscoveryConfig), errors.Is(err, discovery.ErrAccessDenied):
 		return ExitDiscovery
 	case errors.Is(err, errLifecycle):
 		return ExitLifecycle

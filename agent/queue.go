@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/queue"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // queueConsumer runs the SQS consumer while ctx lasts (the leader loop cancels it when this
@@ -150,7 +151,7 @@ func (d *daemon) labelSelf(ctx context.Context, dw *drainWiring) error {
 	for {
 		nodeID, _, err := dw.engine.Self(ctx)
 		if err == nil && nodeID != "" {
-			err = dw.drainer.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{lifecycle.LabelInstanceID: dw.identity.InstanceID})
+			err = dw.drainer.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{swarm.LabelInstanceID: dw.identity.InstanceID})
 			if err == nil {
 				d.log.Info().Str("node_id", nodeID).Msg("node labelled with its instance id")
 				return nil

@@ -15,8 +15,10 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func init() { extraCommands = append(extraCommands, runCmd) }
@@ -131,7 +133,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer dw.close()
 
-	if cfg.Role == "manager" {
+	if swarm.Role(cfg.Role) == swarm.RoleManager {
 		g.Go(func() error { return d.serveControl(gctx, dw) })
 		g.Go(func() error { return d.leaderLoop(gctx, dw) })
 	} else {
@@ -424,17 +426,11 @@ func copyNodeLabels(ctx context.Context, e *engine.Engine) error {
 	return errors.Join(errs...)
 }
 
-// dnsReconciler is a discovery provider whose record the leader keeps true (Route 53);
-// providers whose registrations expire by themselves (Consul's checks) do not need it.
-type dnsReconciler interface {
-	Reconcile(ctx context.Context, leader bootstrap.Member, live []bootstrap.Member) error
-}
-
 // keepDNS makes discovery say what the swarm says: the live managers (ready and reachable,
 // labelled with their instance id), with this leader first.
 func (d *daemon) keepDNS(ctx context.Context, dw *drainWiring) error {
-	self := bootstrap.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
-	r, ok := dw.deps.Registrar.(dnsReconciler)
+	self := swarm.Member{InstanceID: dw.identity.InstanceID, Addr: dw.identity.PrivateIP, Port: d.cfg.SwarmPort}
+	r, ok := dw.deps.Registrar.(discovery.Reconciler)
 	if !ok {
 		if dw.deps.Registrar == nil {
 			return nil
@@ -445,16 +441,15 @@ func (d *daemon) keepDNS(ctx context.Context, dw *drainWiring) error {
 	if err != nil {
 		return err
 	}
-	live := []bootstrap.Member{self}
+	live := []swarm.Member{self}
 	for _, n := range nodes {
-		ln := lifecycle.Node(n)
-		if ln.Role != "manager" || ln.State != "ready" || ln.Reachability != "reachable" || ln.Leader {
+		if n.Role != swarm.RoleManager || n.State != "ready" || n.Reachability != "reachable" || n.Leader {
 			continue
 		}
-		if ln.Labels[lifecycle.LabelLeaving] != "" || ln.InstanceID() == "" || ln.Addr == "" {
+		if n.Labels[swarm.LabelLeaving] != "" || n.InstanceID() == "" || n.Addr == "" {
 			continue
 		}
-		live = append(live, bootstrap.Member{InstanceID: ln.InstanceID(), Addr: ln.Addr, Port: d.cfg.SwarmPort})
+		live = append(live, swarm.Member{InstanceID: n.InstanceID(), Addr: n.Addr, Port: d.cfg.SwarmPort})
 	}
 	return r.Reconcile(ctx, self, live)
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // TestNoticeFromInstanceMetadata: what run's watch makes of instance metadata.
@@ -107,7 +107,7 @@ func TestAWSErrorMetrics(t *testing.T) {
 	}))
 	defer srv.Close()
 	m := newMetrics()
-	w := &wiring{m: m, identity: bootstrap.Identity{Region: "us-east-1"}}
+	w := &wiring{m: m, identity: swarm.Identity{Region: "us-east-1"}}
 	ac, err := w.awsConfig(t.Context(), Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -28,12 +28,13 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/discovery/static"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // wiring holds the collaborators built from a Config.
 type wiring struct {
 	engine   *engine.Engine
-	identity bootstrap.Identity
+	identity swarm.Identity
 	aws      *aws.Config // nil until needed
 	deps     bootstrap.Deps
 	closers  []func()
@@ -88,18 +89,17 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m
 	return w, nil
 }
 
-func identity(ctx context.Context, cfg Config) (bootstrap.Identity, error) {
+func identity(ctx context.Context, cfg Config) (swarm.Identity, error) {
 	if cfg.Identity == "static" {
-		return bootstrap.Identity{InstanceID: cfg.InstanceID, PrivateIP: cfg.PrivateIP, AZ: cfg.AZ, Region: cfg.Region}, nil
+		return swarm.Identity{InstanceID: cfg.InstanceID, PrivateIP: cfg.PrivateIP, AZ: cfg.AZ, Region: cfg.Region}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := newIMDS().Identity(ctx)
 	if err != nil {
-		return bootstrap.Identity{}, fmt.Errorf("%w: %w", errIMDS, err)
+		return swarm.Identity{}, fmt.Errorf("%w: %w", errIMDS, err)
 	}
-	return bootstrap.Identity{InstanceID: id.InstanceID, PrivateIP: id.PrivateIP, AZ: id.AZ, Region: id.Region,
-		InstanceType: id.InstanceType, Tags: id.Tags}, nil
+	return id, nil
 }
 
 // newIMDS is the instance metadata client: IMDSv2 only, short timeouts, a few retries.
@@ -156,7 +156,7 @@ func (noRetryQuota) GetToken(context.Context, uint) (func() error, error) {
 func (noRetryQuota) AddTokens(uint) error { return nil }
 
 func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	role := cfg.Role
+	role := swarm.Role(cfg.Role)
 	spec := cfg.Spec
 	dlog := log.With().Str("component", "discovery").Str("provider", spec.Provider).Logger()
 	store := cfg.TokenStore
@@ -179,7 +179,7 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 			return err
 		}
 		p := route53.New(rc, awsroute53.NewFromConfig(ac), dlog)
-		if role == "manager" {
+		if role == swarm.RoleManager {
 			// Workers never call the Route 53 API up front (account rate limit).
 			if err := p.CheckZone(ctx); err != nil {
 				return fmt.Errorf("%w: %w", errDiscovery, err)
@@ -207,14 +207,14 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 		}
 		consulP = p
 		w.deps.Discoverer = p
-		if role == "manager" {
+		if role == swarm.RoleManager {
 			w.deps.Registrar = p
 			w.deps.Locker = p
 		}
 	default:
 		return &ConfigError{[]string{"--discovery: unknown provider " + showValue(spec.Provider)}}
 	}
-	if role == "manager" && cfg.Identity != "static" && w.deps.Locker != nil {
+	if role == swarm.RoleManager && cfg.Identity != "static" && w.deps.Locker != nil {
 		// EC2 tells whether a silent lock holder or registered manager is really gone.
 		ac, err := w.awsConfig(ctx, cfg)
 		if err != nil {

@@ -12,23 +12,16 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
-)
 
-// Identity is who this node is, as instance metadata tells.
-type Identity struct {
-	InstanceID   string
-	PrivateIP    string
-	AZ           string
-	Region       string
-	InstanceType string
-	Tags         map[string]string
-}
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
+)
 
 // Config is what a boot needs besides its collaborators.
 type Config struct {
-	Role     Role
+	Role     swarm.Role
 	Cluster  string
-	Identity Identity
+	Identity swarm.Identity
 	// SwarmPort is the port managers listen on (2377).
 	SwarmPort int
 	// Wait bounds the whole boot; ErrWaitElapsed after it.
@@ -51,10 +44,10 @@ const DefaultSettle = time.Minute
 // Deps are the collaborators of a boot.
 type Deps struct {
 	Engine     Engine
-	Discoverer Discoverer
-	Registrar  Registrar // may be nil (static discovery)
-	Locker     Locker    // may be nil: then no node may init
-	Tokens     TokenStore
+	Discoverer discovery.Discoverer
+	Registrar  discovery.Registrar // may be nil (static discovery)
+	Locker     discovery.Locker    // may be nil: then no node may init
+	Tokens     discovery.TokenStore
 	// Probe asks a manager address who it is; nil means TLSProbe.
 	Probe ProbeFunc
 	// InstanceGone tells whether EC2 says an instance is gone (terminated, shutting down or
@@ -172,7 +165,7 @@ func (p permanent) Unwrap() error { return p.error }
 
 func retryable(err error) bool {
 	var p permanent
-	return !errors.As(err, &p) && !errors.Is(err, ErrAccessDenied)
+	return !errors.As(err, &p) && !errors.Is(err, discovery.ErrAccessDenied)
 }
 
 // round observes, decides and acts once. It returns done=true when the boot is complete.
@@ -210,7 +203,7 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 			// A token of another swarm (a rebuilt cluster's, not yet republished) would only
 			// be refused: the managers' certificates say which swarm they are.
 			obs.TokenReady = tokenCluster == "" || len(seen.clusterIDs) == 0 || slices.Contains(seen.clusterIDs, tokenCluster)
-		case errors.Is(err, ErrNoToken):
+		case errors.Is(err, discovery.ErrNoToken):
 		default:
 			return false, fmt.Errorf("read %s join token: %w", b.cfg.Role, err)
 		}
@@ -386,7 +379,7 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 	}
 	if b.d.Registrar != nil {
 		b.d.Stage("registering in discovery")
-		m := Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
+		m := swarm.Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
 		if err := b.d.Registrar.Register(ctx, m); err != nil {
 			return fmt.Errorf("register manager: %w", err)
 		}
@@ -412,13 +405,13 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 // PublishTokens makes the token store hold the swarm's live join tokens and cluster id,
 // writing only when they differ (after `docker swarm join-token --rotate`, a CA rotation, or a
 // new swarm). It is the one rule boot and the leader's pass share; managers only.
-func PublishTokens(ctx context.Context, eng Engine, store TokenStore) (published bool, clusterID string, err error) {
+func PublishTokens(ctx context.Context, eng Engine, store discovery.TokenStore) (published bool, clusterID string, err error) {
 	tokens, clusterID, err := eng.JoinTokens(ctx)
 	if err != nil {
 		return false, "", fmt.Errorf("read join tokens: %w", err)
 	}
-	if got, cid, err := store.Token(ctx, RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
-		if wt, wcid, err := store.Token(ctx, RoleWorker); err == nil && wt == tokens.Worker && wcid == clusterID {
+	if got, cid, err := store.Token(ctx, swarm.RoleManager); err == nil && got == tokens.Manager && cid == clusterID {
+		if wt, wcid, err := store.Token(ctx, swarm.RoleWorker); err == nil && wt == tokens.Worker && wcid == clusterID {
 			return false, clusterID, nil
 		}
 	}

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // world is a stateful fake of everything a boot touches: swarms, discovery records, the
@@ -37,7 +40,7 @@ type world struct {
 	gone map[string]bool
 	// rotation is how many times the join tokens were rotated.
 	rotation  int
-	tokens    map[Role]string
+	tokens    map[swarm.Role]string
 	clusterID string
 	inits     int
 	nextID    int
@@ -54,7 +57,7 @@ type fakeSwarm struct {
 
 func newWorld() *world {
 	return &world{swarms: map[string]*fakeSwarm{}, nodes: map[string]*fakeEngine{}, records: map[string]string{},
-		tokens: map[Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}, gone: map[string]bool{}}
+		tokens: map[swarm.Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}, gone: map[string]bool{}}
 }
 
 type fakeEngine struct {
@@ -131,17 +134,17 @@ func (e *fakeEngine) Join(ctx context.Context, req JoinRequest) error {
 		return fmt.Errorf("no manager at %s", req.RemoteAddrs[0])
 	}
 	s := e.w.swarms[target.swarm]
-	var role Role
+	var role swarm.Role
 	switch req.Token {
-	case e.w.token(s.id, RoleManager):
-		role = RoleManager
-	case e.w.token(s.id, RoleWorker):
-		role = RoleWorker
+	case e.w.token(s.id, swarm.RoleManager):
+		role = swarm.RoleManager
+	case e.w.token(s.id, swarm.RoleWorker):
+		role = swarm.RoleWorker
 	default:
 		return fmt.Errorf("invalid join token")
 	}
 	e.nodeID = fmt.Sprintf("node-%s", e.addr)
-	e.swarm, e.state, e.mgr = s.id, StateActive, role == RoleManager
+	e.swarm, e.state, e.mgr = s.id, StateActive, role == swarm.RoleManager
 	if e.mgr {
 		s.managers[e.nodeID] = e.addr
 	} else {
@@ -162,17 +165,17 @@ func (e *fakeEngine) Leave(ctx context.Context, force bool) error {
 	return nil
 }
 
-func (e *fakeEngine) JoinTokens(ctx context.Context) (JoinTokens, string, error) {
+func (e *fakeEngine) JoinTokens(ctx context.Context) (swarm.JoinTokens, string, error) {
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
 	if !e.mgr {
-		return JoinTokens{}, "", errors.New("not a manager")
+		return swarm.JoinTokens{}, "", errors.New("not a manager")
 	}
-	return JoinTokens{Worker: e.w.token(e.swarm, RoleWorker), Manager: e.w.token(e.swarm, RoleManager)}, e.swarm, nil
+	return swarm.JoinTokens{Worker: e.w.token(e.swarm, swarm.RoleWorker), Manager: e.w.token(e.swarm, swarm.RoleManager)}, e.swarm, nil
 }
 
 // token is the live join token of a swarm; world.mu held.
-func (w *world) token(swarm string, r Role) string {
+func (w *world) token(swarm string, r swarm.Role) string {
 	return fmt.Sprintf("SWMTKN-%s-%s-%d", swarm, r, w.rotation)
 }
 
@@ -199,18 +202,18 @@ func (d fakeDisc) Managers(ctx context.Context) ([]string, error) {
 }
 
 // Registered is the registry's source of truth, with instance ids.
-func (d fakeDisc) Registered(ctx context.Context) ([]Member, error) {
+func (d fakeDisc) Registered(ctx context.Context) ([]swarm.Member, error) {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
-	var out []Member
+	var out []swarm.Member
 	for id, a := range d.w.records {
 		host, _, _ := strings.Cut(a, ":")
-		out = append(out, Member{InstanceID: id, Addr: host, Port: 2377})
+		out = append(out, swarm.Member{InstanceID: id, Addr: host, Port: 2377})
 	}
 	return out, nil
 }
 
-func (d fakeDisc) Register(ctx context.Context, m Member) error {
+func (d fakeDisc) Register(ctx context.Context, m swarm.Member) error {
 	d.w.mu.Lock()
 	delay := d.w.registerDelay
 	d.w.mu.Unlock()
@@ -231,7 +234,7 @@ func (d fakeDisc) Register(ctx context.Context, m Member) error {
 	return nil
 }
 
-func (d fakeDisc) Deregister(ctx context.Context, m Member) error {
+func (d fakeDisc) Deregister(ctx context.Context, m swarm.Member) error {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	delete(d.w.records, m.InstanceID)
@@ -245,23 +248,23 @@ type fakeLock struct {
 
 // TryLock is a lease on the world's clock: an unexpired lock is held; an expired one is taken
 // over only when alive says its holder is gone.
-func (d fakeDisc) TryLock(ctx context.Context, me Holder, alive AliveFunc) (Lock, error) {
+func (d fakeDisc) TryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) (discovery.Lock, error) {
 	d.w.mu.Lock()
 	now := time.Now()
 	owner, addr, until := d.w.lockOwner, d.w.lockAddr, d.w.lockUntil
 	d.w.mu.Unlock()
 	if owner != "" && owner != me.InstanceID {
 		if now.Before(until) {
-			return nil, fmt.Errorf("held by %s: %w", owner, ErrLockHeld)
+			return nil, fmt.Errorf("held by %s: %w", owner, discovery.ErrLockHeld)
 		}
-		if ok, why := alive(ctx, Holder{InstanceID: owner, Addr: addr}); ok {
-			return nil, fmt.Errorf("held by %s, expired, but alive (%s): %w", owner, why, ErrLockHeld)
+		if ok, why := alive(ctx, discovery.Holder{InstanceID: owner, Addr: addr}); ok {
+			return nil, fmt.Errorf("held by %s, expired, but alive (%s): %w", owner, why, discovery.ErrLockHeld)
 		}
 	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	if d.w.lockOwner != owner || d.w.lockUntil != until {
-		return nil, fmt.Errorf("changed while taking it: %w", ErrLockHeld)
+		return nil, fmt.Errorf("changed while taking it: %w", discovery.ErrLockHeld)
 	}
 	d.w.lockOwner, d.w.lockAddr, d.w.lockUntil = me.InstanceID, me.Addr, now.Add(d.w.lockTTL)
 	d.w.lockTakes++
@@ -275,7 +278,7 @@ func (l *fakeLock) Renew(ctx context.Context) error {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
 	if l.w.lockOwner != l.owner {
-		return fmt.Errorf("%w: taken by %s", ErrLockLost, l.w.lockOwner)
+		return fmt.Errorf("%w: taken by %s", discovery.ErrLockLost, l.w.lockOwner)
 	}
 	l.w.lockUntil = time.Now().Add(l.w.lockTTL)
 	l.w.renewals++
@@ -293,19 +296,19 @@ func (l *fakeLock) Release(ctx context.Context) error {
 	return nil
 }
 
-func (d fakeDisc) PutTokens(ctx context.Context, clusterID string, t JoinTokens) error {
+func (d fakeDisc) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
-	d.w.tokens[RoleManager], d.w.tokens[RoleWorker], d.w.clusterID = t.Manager, t.Worker, clusterID
+	d.w.tokens[swarm.RoleManager], d.w.tokens[swarm.RoleWorker], d.w.clusterID = t.Manager, t.Worker, clusterID
 	return nil
 }
 
-func (d fakeDisc) Token(ctx context.Context, r Role) (string, string, error) {
+func (d fakeDisc) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	t, ok := d.w.tokens[r]
 	if !ok {
-		return "", "", ErrNoToken
+		return "", "", discovery.ErrNoToken
 	}
 	return t, d.w.clusterID, nil
 }
@@ -335,9 +338,9 @@ func (w *world) deps() Deps {
 
 func instanceOf(addr string) string { return "i-" + strings.ReplaceAll(addr, ".", "") }
 
-func (w *world) boot(ctx context.Context, e *fakeEngine, role Role, wait time.Duration) (Result, error) {
+func (w *world) boot(ctx context.Context, e *fakeEngine, role swarm.Role, wait time.Duration) (Result, error) {
 	cfg := Config{Role: role, Cluster: "test", Wait: wait,
-		Identity: Identity{InstanceID: instanceOf(e.addr), PrivateIP: e.addr},
+		Identity: swarm.Identity{InstanceID: instanceOf(e.addr), PrivateIP: e.addr},
 		Labels:   map[string]string{"az": "us-east-1a"}}
 	d := w.deps()
 	d.Engine = e
@@ -363,12 +366,12 @@ func TestBootRaceFormsOneSwarm(t *testing.T) {
 				w := newWorld()
 				type node struct {
 					e    *fakeEngine
-					role Role
+					role swarm.Role
 				}
 				var nodes []node
 				for i := range 3 {
-					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.0.%d", 10+i)), RoleManager})
-					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.1.%d", 10+i)), RoleWorker})
+					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.0.%d", 10+i)), swarm.RoleManager})
+					nodes = append(nodes, node{w.engine(fmt.Sprintf("10.0.1.%d", 10+i)), swarm.RoleWorker})
 				}
 				var wg sync.WaitGroup
 				errs := make([]error, len(nodes))
@@ -424,7 +427,7 @@ func TestBootWorkerWaitsThenJoins(t *testing.T) {
 		mgr := w.engine("10.0.0.1")
 		done := make(chan error, 1)
 		go func() {
-			_, err := w.boot(t.Context(), worker, RoleWorker, 10*time.Minute)
+			_, err := w.boot(t.Context(), worker, swarm.RoleWorker, 10*time.Minute)
 			done <- err
 		}()
 		time.Sleep(2 * time.Minute)
@@ -432,7 +435,7 @@ func TestBootWorkerWaitsThenJoins(t *testing.T) {
 		if worker.state != StateInactive || worker.joins != 0 {
 			t.Fatalf("worker did something before any manager existed: state %s joins %d", worker.state, worker.joins)
 		}
-		if _, err := w.boot(t.Context(), mgr, RoleManager, time.Minute); err != nil {
+		if _, err := w.boot(t.Context(), mgr, swarm.RoleManager, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {
@@ -449,7 +452,7 @@ func TestBootWaitElapsed(t *testing.T) {
 		w := newWorld()
 		worker := w.engine("10.0.1.1")
 		start := time.Now()
-		_, err := w.boot(t.Context(), worker, RoleWorker, 90*time.Second)
+		_, err := w.boot(t.Context(), worker, swarm.RoleWorker, 90*time.Second)
 		if !errors.Is(err, ErrWaitElapsed) {
 			t.Fatalf("err = %v, want ErrWaitElapsed", err)
 		}
@@ -468,7 +471,7 @@ func TestBootDeadLockHolderDoesNotBlock(t *testing.T) {
 		dead := w.engine("10.0.0.1")
 		dead.dieBeforeInit = true
 		ctx, kill := context.WithCancel(t.Context())
-		go w.boot(ctx, dead, RoleManager, time.Hour) //nolint:errcheck // killed on purpose
+		go w.boot(ctx, dead, swarm.RoleManager, time.Hour) //nolint:errcheck // killed on purpose
 		time.Sleep(time.Second)
 		synctest.Wait()
 		w.mu.Lock()
@@ -486,7 +489,7 @@ func TestBootDeadLockHolderDoesNotBlock(t *testing.T) {
 
 		other := w.engine("10.0.0.2")
 		start := time.Now()
-		res, err := w.boot(t.Context(), other, RoleManager, 5*time.Minute)
+		res, err := w.boot(t.Context(), other, swarm.RoleManager, 5*time.Minute)
 		if err != nil || res.Action != ActInit {
 			t.Fatalf("second manager: %v, action %s; want init", err, res.Action)
 		}
@@ -524,14 +527,14 @@ func TestBootLeavesStaleState(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w := newWorld()
 				m := w.engine("10.0.0.1")
-				if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+				if _, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute); err != nil {
 					t.Fatal(err)
 				}
 				e := w.engine("10.0.0.2")
 				tt.setup(w, e)
-				role := RoleWorker
+				role := swarm.RoleWorker
 				if e.mgr {
-					role = RoleManager
+					role = swarm.RoleManager
 				}
 				res, err := w.boot(t.Context(), e, role, 5*time.Minute)
 				if err != nil {
@@ -557,13 +560,13 @@ func TestBootNeverLeavesUnprovenState(t *testing.T) {
 				var ms []*fakeEngine
 				for i := range 3 {
 					e := w.engine(fmt.Sprintf("10.0.0.%d", 10+i))
-					if _, err := w.boot(t.Context(), e, RoleManager, time.Minute); err != nil {
+					if _, err := w.boot(t.Context(), e, swarm.RoleManager, time.Minute); err != nil {
 						t.Fatal(err)
 					}
 					ms = append(ms, e)
 				}
 				wk := w.engine("10.0.1.1")
-				if _, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil {
+				if _, err := w.boot(t.Context(), wk, swarm.RoleWorker, time.Minute); err != nil {
 					t.Fatal(err)
 				}
 				cluster := ms[0].swarm
@@ -578,9 +581,9 @@ func TestBootNeverLeavesUnprovenState(t *testing.T) {
 				var wg sync.WaitGroup
 				errs := make([]error, 4)
 				for i, e := range append(ms, wk) {
-					role := RoleManager
+					role := swarm.RoleManager
 					if e == wk {
-						role = RoleWorker
+						role = swarm.RoleWorker
 					}
 					wg.Go(func() { _, errs[i] = w.boot(t.Context(), e, role, 10*time.Minute) })
 				}
@@ -628,7 +631,7 @@ func TestBootUnsettledReportsWhy(t *testing.T) {
 		w := newWorld()
 		e := w.engine("10.0.0.1")
 		e.state, e.nodeID, e.swarm, e.mgr = StatePending, "n1", "c1", true
-		_, err := w.boot(t.Context(), e, RoleManager, 3*time.Minute)
+		_, err := w.boot(t.Context(), e, swarm.RoleManager, 3*time.Minute)
 		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "pending (node n1) to settle") {
 			t.Fatalf("err = %v, want ErrWaitElapsed naming the pending state", err)
 		}
@@ -648,7 +651,7 @@ func TestBootLockedWaitsForUnlock(t *testing.T) {
 			e := w.engine("10.0.0.1")
 			e.state, e.nodeID, e.swarm, e.mgr = StateLocked, "n1", "c1", true
 			start := time.Now()
-			_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+			_, err := w.boot(t.Context(), e, swarm.RoleManager, time.Minute)
 			if !errors.Is(err, ErrSwarmLocked) || errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "docker swarm unlock") {
 				t.Fatalf("err = %v, want ErrSwarmLocked naming the unlock", err)
 			}
@@ -664,7 +667,7 @@ func TestBootLockedWaitsForUnlock(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld()
 			m := w.engine("10.0.0.1")
-			if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+			if _, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute); err != nil {
 				t.Fatal(err)
 			}
 			w.mu.Lock()
@@ -676,7 +679,7 @@ func TestBootLockedWaitsForUnlock(t *testing.T) {
 				m.state = StateActive
 				w.mu.Unlock()
 			}()
-			res, err := w.boot(t.Context(), m, RoleManager, time.Minute)
+			res, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute)
 			if err != nil || res.Action != ActReconcile {
 				t.Fatalf("boot after unlock: action %q err %v, want reconcile", res.Action, err)
 			}
@@ -691,7 +694,7 @@ func TestBootDryRunChangesNothing(t *testing.T) {
 	w := newWorld()
 	e := w.engine("10.0.0.1")
 	d := fakeDisc{w}
-	res, err := Boot(t.Context(), Config{Role: RoleManager, DryRun: true, Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
+	res, err := Boot(t.Context(), Config{Role: swarm.RoleManager, DryRun: true, Identity: swarm.Identity{InstanceID: "i-1", PrivateIP: e.addr}},
 		Deps{Engine: e, Discoverer: d, Registrar: d, Locker: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
 	if err != nil {
 		t.Fatal(err)
@@ -713,7 +716,7 @@ func TestBootSilentRegisteredManager(t *testing.T) {
 		w.records["i-silent"] = "10.0.0.99:2377"
 		w.down["10.0.0.99"] = true
 		e := w.engine("10.0.0.1")
-		_, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+		_, err := w.boot(t.Context(), e, swarm.RoleManager, time.Minute)
 		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "10.0.0.99:2377 does not answer but its instance i-silent is still running") {
 			t.Fatalf("err = %v, want ErrWaitElapsed naming the silent manager", err)
 		}
@@ -723,7 +726,7 @@ func TestBootSilentRegisteredManager(t *testing.T) {
 		w.mu.Lock()
 		w.gone["i-silent"] = true
 		w.mu.Unlock()
-		res, err := w.boot(t.Context(), e, RoleManager, time.Minute)
+		res, err := w.boot(t.Context(), e, swarm.RoleManager, time.Minute)
 		if err != nil || res.Action != ActInit {
 			t.Fatalf("%v, action %s; want init once the silent manager's instance is gone", err, res.Action)
 		}
@@ -744,7 +747,7 @@ func TestBootSlowPublishKeepsOneSwarm(t *testing.T) {
 			e := w.engine(fmt.Sprintf("10.0.0.%d", 10+i))
 			wg.Go(func() {
 				time.Sleep(time.Duration(i) * 100 * time.Millisecond)
-				_, errs[i] = w.boot(t.Context(), e, RoleManager, 10*time.Minute)
+				_, errs[i] = w.boot(t.Context(), e, swarm.RoleManager, 10*time.Minute)
 			})
 		}
 		wg.Wait()
@@ -769,7 +772,7 @@ func TestBootLostLeaseNeverInits(t *testing.T) {
 		w := newWorld()
 		w.stealAfterLock = "i-thief"
 		e := w.engine("10.0.0.1")
-		_, err := w.boot(t.Context(), e, RoleManager, 20*time.Second)
+		_, err := w.boot(t.Context(), e, swarm.RoleManager, 20*time.Second)
 		if !errors.Is(err, ErrWaitElapsed) {
 			t.Fatalf("err = %v, want ErrWaitElapsed", err)
 		}
@@ -786,7 +789,7 @@ func TestBootLiveHolderIsNotDisplaced(t *testing.T) {
 		w := newWorld()
 		w.lockOwner, w.lockAddr, w.lockUntil = "i-paused", "10.0.0.50", time.Now().Add(w.lockTTL)
 		e := w.engine("10.0.0.1")
-		_, err := w.boot(t.Context(), e, RoleManager, 10*w.lockTTL)
+		_, err := w.boot(t.Context(), e, swarm.RoleManager, 10*w.lockTTL)
 		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "i-paused") {
 			t.Fatalf("err = %v, want ErrWaitElapsed naming the holder", err)
 		}
@@ -800,7 +803,7 @@ func TestBootLiveHolderIsNotDisplaced(t *testing.T) {
 type deniedDisc struct{ fakeDisc }
 
 func (deniedDisc) Managers(context.Context) ([]string, error) {
-	return nil, fmt.Errorf("consul: list service: %w", ErrAccessDenied)
+	return nil, fmt.Errorf("consul: list service: %w", discovery.ErrAccessDenied)
 }
 
 func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
@@ -808,11 +811,11 @@ func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
 	e := w.engine("10.0.0.1")
 	d := deniedDisc{fakeDisc{w}}
 	start := time.Now()
-	_, err := Boot(t.Context(), Config{Role: RoleWorker, Cluster: "test", Wait: time.Minute,
-		Identity: Identity{InstanceID: "i-1", PrivateIP: e.addr}},
+	_, err := Boot(t.Context(), Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
+		Identity: swarm.Identity{InstanceID: "i-1", PrivateIP: e.addr}},
 		Deps{Engine: e, Discoverer: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
-	if !errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
-		t.Fatalf("err = %v, want ErrAccessDenied without waiting", err)
+	if !errors.Is(err, discovery.ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
+		t.Fatalf("err = %v, want discovery.ErrAccessDenied without waiting", err)
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("retried for %s on a permanent refusal", el)
@@ -834,7 +837,7 @@ func TestBootInitThenRegisterFailsKeepsLock(t *testing.T) {
 		res := make([]Result, len(es))
 		errs := make([]error, len(es))
 		for i, e := range es {
-			wg.Go(func() { res[i], errs[i] = w.boot(t.Context(), e, RoleManager, 5*time.Minute) })
+			wg.Go(func() { res[i], errs[i] = w.boot(t.Context(), e, swarm.RoleManager, 5*time.Minute) })
 		}
 		wg.Wait()
 		inits := 0
@@ -858,7 +861,7 @@ func TestPublishTokensAfterRotation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld()
 		m := w.engine("10.0.0.1")
-		if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+		if _, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		d := fakeDisc{w}
@@ -869,14 +872,14 @@ func TestPublishTokensAfterRotation(t *testing.T) {
 		w.rotation++
 		w.mu.Unlock()
 		wk := w.engine("10.0.1.1")
-		if _, err := w.boot(t.Context(), wk, RoleWorker, 10*time.Second); !errors.Is(err, ErrWaitElapsed) {
+		if _, err := w.boot(t.Context(), wk, swarm.RoleWorker, 10*time.Second); !errors.Is(err, ErrWaitElapsed) {
 			t.Fatalf("worker with a stale published token: %v, want it to wait", err)
 		}
 		pub, cid, err := PublishTokens(t.Context(), m, d)
 		if err != nil || !pub || cid != m.swarm {
 			t.Fatalf("PublishTokens after rotation = %v, %q, %v; want republished for %s", pub, cid, err, m.swarm)
 		}
-		if res, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil || res.Action != ActJoin {
+		if res, err := w.boot(t.Context(), wk, swarm.RoleWorker, time.Minute); err != nil || res.Action != ActJoin {
 			t.Fatalf("worker after republish: %v %s", err, res.Action)
 		}
 	})
@@ -890,14 +893,14 @@ func TestBootWaitsForTheTokenOfTheSwarmItSees(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld()
 		m := w.engine("10.0.0.1")
-		if _, err := w.boot(t.Context(), m, RoleManager, time.Minute); err != nil {
+		if _, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		w.mu.Lock()
-		w.tokens[RoleWorker], w.tokens[RoleManager], w.clusterID = "SWMTKN-old-worker", "SWMTKN-old-manager", "old"
+		w.tokens[swarm.RoleWorker], w.tokens[swarm.RoleManager], w.clusterID = "SWMTKN-old-worker", "SWMTKN-old-manager", "old"
 		w.mu.Unlock()
 		wk := w.engine("10.0.1.1")
-		_, err := w.boot(t.Context(), wk, RoleWorker, 20*time.Second)
+		_, err := w.boot(t.Context(), wk, swarm.RoleWorker, 20*time.Second)
 		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "store holds swarm old's") {
 			t.Fatalf("err = %v, want a wait naming the stale token's swarm", err)
 		}
@@ -907,7 +910,7 @@ func TestBootWaitsForTheTokenOfTheSwarmItSees(t *testing.T) {
 		if _, _, err := PublishTokens(t.Context(), m, fakeDisc{w}); err != nil {
 			t.Fatal(err)
 		}
-		if res, err := w.boot(t.Context(), wk, RoleWorker, time.Minute); err != nil || res.Action != ActJoin || wk.joins != 1 {
+		if res, err := w.boot(t.Context(), wk, swarm.RoleWorker, time.Minute); err != nil || res.Action != ActJoin || wk.joins != 1 {
 			t.Fatalf("after publishing: %v %s joins=%d", err, res.Action, wk.joins)
 		}
 	})

@@ -1,6 +1,10 @@
 package bootstrap
 
-import "time"
+import (
+	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
+)
 
 // Action is one step of the boot loop.
 type Action string
@@ -64,7 +68,7 @@ const (
 
 // Observation is everything a decision depends on.
 type Observation struct {
-	Role  Role
+	Role  swarm.Role
 	Local SwarmState
 	// HasNodeID: the engine has a swarm identity (certificates), hence possibly Raft state.
 	HasNodeID bool
@@ -127,7 +131,7 @@ func Decide(o Observation) Action {
 		}
 		return ActWait
 	}
-	if o.Role != RoleManager {
+	if o.Role != swarm.RoleManager {
 		return ActWait
 	}
 	switch o.Lock {

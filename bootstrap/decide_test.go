@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestDecideTable(t *testing.T) {
-	M, W := RoleManager, RoleWorker
+	M, W := swarm.RoleManager, swarm.RoleWorker
 	settle := time.Minute
 	tests := []struct {
 		name string
@@ -62,7 +64,7 @@ func TestDecideTable(t *testing.T) {
 // checks the rules that "exactly one swarm" and "never destroy what is not proven stale" rest
 // on.
 func TestDecideInvariants(t *testing.T) {
-	roles := []Role{RoleManager, RoleWorker}
+	roles := []swarm.Role{swarm.RoleManager, swarm.RoleWorker}
 	states := []SwarmState{StateInactive, StatePending, StateActive, StateError, StateLocked}
 	members := []Membership{MemberUnknown, MemberSame, MemberForeign, MemberUnproven}
 	locks := []LockOutcome{LockNotTried, LockAcquired, LockHeld}
@@ -98,13 +100,13 @@ func TestDecideInvariants(t *testing.T) {
 func checkInvariants(t *testing.T, o Observation, a Action) {
 	t.Helper()
 	name := fmt.Sprintf("%+v", o)
-	if a == ActInit && !(o.Role == RoleManager && o.Local == StateInactive && !o.Managers && !o.Registered && o.Lock == LockAcquired) {
+	if a == ActInit && !(o.Role == swarm.RoleManager && o.Local == StateInactive && !o.Managers && !o.Registered && o.Lock == LockAcquired) {
 		t.Errorf("%s: init without (manager, inactive, no manager answering or registered, lock held)", name)
 	}
 	if a == ActJoin && !(o.Local == StateInactive && o.Managers && o.TokenReady) {
 		t.Errorf("%s: join without an answering manager and a token", name)
 	}
-	if a == ActLock && (o.Role != RoleManager || o.Registered || o.Managers) {
+	if a == ActLock && (o.Role != swarm.RoleManager || o.Registered || o.Managers) {
 		t.Errorf("%s: went for the lock (worker, or managers exist)", name)
 	}
 	// Never destroy what is not proven stale: leave only another cluster's swarm, or a join

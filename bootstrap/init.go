@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // lockAndInit takes the bootstrap lock, reads the registry again from its source of truth and
@@ -21,7 +24,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		return false, nil
 	}
 	b.d.Stage("taking the bootstrap lock")
-	me := Holder{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP}
+	me := discovery.Holder{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP}
 	ls, err := b.take(ctx, me)
 	if err != nil || ls == nil {
 		return false, err
@@ -43,7 +46,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 	// Look again, from the source of truth: a manager may have finished between our first
 	// look and the lock, or be registered and silent.
 	var addrs []string
-	if _, ok := b.d.Discoverer.(Registry); !ok {
+	if _, ok := b.d.Discoverer.(discovery.Registry); !ok {
 		if addrs, err = b.d.Discoverer.Managers(ctx); err != nil {
 			return false, fmt.Errorf("discover managers: %w", err)
 		}
@@ -66,7 +69,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 	obs := Observation{Role: b.cfg.Role, Local: local.State, Managers: len(answering) > 0, Lock: LockAcquired}
 	var why []string
 	if !obs.Managers {
-		var silent []Member
+		var silent []swarm.Member
 		silent, why = b.silentAlive(ctx, members, probes)
 		obs.Registered = len(silent) > 0
 	}
@@ -126,10 +129,10 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 }
 
 // take tries the lock once; (nil, nil) means it is held elsewhere (b.waiting says by whom).
-func (b *booter) take(ctx context.Context, me Holder) (*lease, error) {
+func (b *booter) take(ctx context.Context, me discovery.Holder) (*lease, error) {
 	start := time.Now()
 	lock, err := b.d.Locker.TryLock(ctx, me, b.alive)
-	if errors.Is(err, ErrLockHeld) {
+	if errors.Is(err, discovery.ErrLockHeld) {
 		b.log.Info().Err(err).Msg("bootstrap lock held elsewhere; waiting")
 		b.waiting = "the node holding the bootstrap lock to create the swarm (" + err.Error() + ")"
 		if b.lastSilent != "" {
@@ -149,7 +152,7 @@ func (b *booter) take(ctx context.Context, me Holder) (*lease, error) {
 // under a held lease (retaken when it was lost: the swarm port answering keeps others off).
 // Until this manager is findable nobody else can see the swarm, so the lock is not released
 // before; if the boot ends first, the lock is left to expire.
-func (b *booter) publish(ctx context.Context, ls **lease, me Holder, local *LocalNode) (bool, error) {
+func (b *booter) publish(ctx context.Context, ls **lease, me discovery.Holder, local *LocalNode) (bool, error) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval = b.cfg.PollMin, b.cfg.PollMax
 	for attempt := 1; ; attempt++ {
@@ -159,7 +162,7 @@ func (b *booter) publish(ctx context.Context, ls **lease, me Holder, local *Loca
 			nl, err = b.take(ctx, me)
 			switch {
 			case err == nil && nl == nil:
-				err = fmt.Errorf("%w: retaking it to publish: %s", ErrLockLost, b.waiting)
+				err = fmt.Errorf("%w: retaking it to publish: %s", discovery.ErrLockLost, b.waiting)
 			case err == nil:
 				(*ls).Stop()
 				*ls = nl

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // lease keeps a held Lock alive: one goroutine, owned by the lease, renews it three times per
@@ -20,11 +22,11 @@ import (
 // request that succeeded, so it never exceeds what other nodes grant (they time the lease on
 // their own clocks from the moment they see the renewed record, which is later).
 type lease struct {
-	lock  Lock
+	lock  discovery.Lock
 	ttl   time.Duration
 	log   zerolog.Logger
 	now   func() time.Time
-	lostC <-chan struct{} // from a LossNotifier, or nil
+	lostC <-chan struct{} // from a discovery.LossNotifier, or nil
 
 	rmu sync.Mutex // one renewal at a time: two compare-and-swaps would fence each other out
 
@@ -37,9 +39,9 @@ type lease struct {
 }
 
 // keep starts keeping l, just acquired at acquiredAt. Stop must be called (Release does).
-func keep(ctx context.Context, l Lock, acquiredAt time.Time, log zerolog.Logger) *lease {
+func keep(ctx context.Context, l discovery.Lock, acquiredAt time.Time, log zerolog.Logger) *lease {
 	ls := &lease{lock: l, ttl: l.TTL(), log: log, now: time.Now, done: make(chan struct{})}
-	if n, ok := l.(LossNotifier); ok {
+	if n, ok := l.(discovery.LossNotifier); ok {
 		ls.lostC = n.Lost()
 	}
 	if ls.ttl > 0 {
@@ -65,21 +67,21 @@ func (ls *lease) run(ctx context.Context) {
 		ls.mu.Unlock()
 		left := deadline.Sub(ls.now())
 		if left <= 0 {
-			ls.markLost(fmt.Errorf("%w: no renewal succeeded within its %s lease (the holder was slow, paused or cut off)", ErrLockLost, ls.ttl))
+			ls.markLost(fmt.Errorf("%w: no renewal succeeded within its %s lease (the holder was slow, paused or cut off)", discovery.ErrLockLost, ls.ttl))
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ls.lostC:
-			ls.markLost(fmt.Errorf("%w: the provider reports the lease gone", ErrLockLost))
+			ls.markLost(fmt.Errorf("%w: the provider reports the lease gone", discovery.ErrLockLost))
 			return
 		case <-time.After(left):
 			continue // re-check: lost unless a renewal landed meanwhile
 		case <-t.C:
 		}
 		if err := ls.renew(ctx); err != nil {
-			if errors.Is(err, ErrLockLost) {
+			if errors.Is(err, discovery.ErrLockLost) {
 				return
 			}
 			ls.log.Warn().Err(err).Msg("renew bootstrap lock failed; retrying while the lease lasts")
@@ -102,7 +104,7 @@ func (ls *lease) renew(ctx context.Context) error {
 	err := ls.lock.Renew(rctx)
 	cancel()
 	if err != nil {
-		if errors.Is(err, ErrLockLost) {
+		if errors.Is(err, discovery.ErrLockLost) {
 			ls.markLost(err)
 		}
 		return err
@@ -134,7 +136,7 @@ func (ls *lease) err() error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.lost == nil && ls.ttl > 0 && !ls.now().Before(ls.validUntil) {
-		ls.lost = fmt.Errorf("%w: its %s lease ran out before it was renewed", ErrLockLost, ls.ttl)
+		ls.lost = fmt.Errorf("%w: its %s lease ran out before it was renewed", discovery.ErrLockLost, ls.ttl)
 	}
 	return ls.lost
 }
@@ -147,10 +149,10 @@ func (ls *lease) Fresh(ctx context.Context) error {
 		return nil
 	}
 	if err := ls.renew(ctx); err != nil {
-		if errors.Is(err, ErrLockLost) {
+		if errors.Is(err, discovery.ErrLockLost) {
 			return err
 		}
-		return fmt.Errorf("%w: renewal before acting failed: %w", ErrLockLost, err)
+		return fmt.Errorf("%w: renewal before acting failed: %w", discovery.ErrLockLost, err)
 	}
 	if err := ls.err(); err != nil {
 		return err
@@ -159,7 +161,7 @@ func (ls *lease) Fresh(ctx context.Context) error {
 	left := ls.validUntil.Sub(ls.now())
 	ls.mu.Unlock()
 	if left < ls.ttl/2 {
-		return fmt.Errorf("%w: only %s of the %s lease left after renewing (slow provider)", ErrLockLost, left.Round(time.Millisecond), ls.ttl)
+		return fmt.Errorf("%w: only %s of the %s lease left after renewing (slow provider)", discovery.ErrLockLost, left.Round(time.Millisecond), ls.ttl)
 	}
 	return nil
 }

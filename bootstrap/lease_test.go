@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // scriptLock is a Lock whose renewals do what the test says.
@@ -19,7 +21,7 @@ type scriptLock struct {
 	renewals int
 	fail     error         // returned by Renew when set
 	delay    time.Duration // each Renew takes this long (bounded by its context)
-	lost     chan struct{} // a LossNotifier when non-nil
+	lost     chan struct{} // a discovery.LossNotifier when non-nil
 }
 
 func (l *scriptLock) Renew(ctx context.Context) error {
@@ -78,7 +80,7 @@ func TestLeaseLostWhenRenewalSaysSo(t *testing.T) {
 		ls := keep(t.Context(), l, time.Now(), zerolog.New(io.Discard))
 		defer ls.Stop()
 		time.Sleep(time.Second)
-		l.set(func(l *scriptLock) { l.fail = ErrLockLost })
+		l.set(func(l *scriptLock) { l.fail = discovery.ErrLockLost })
 		start := time.Now()
 		for ls.Held() == nil {
 			time.Sleep(100 * time.Millisecond)
@@ -87,7 +89,7 @@ func TestLeaseLostWhenRenewalSaysSo(t *testing.T) {
 			t.Fatalf("loss noticed after %s, want within one renewal period (%s)", el, l.ttl/3)
 		}
 		l.set(func(l *scriptLock) { l.fail = nil })
-		if err := ls.Fresh(t.Context()); !errors.Is(err, ErrLockLost) {
+		if err := ls.Fresh(t.Context()); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("Fresh after loss = %v; a lost lease must never be used again", err)
 		}
 	})
@@ -106,7 +108,7 @@ func TestLeaseRunsOutWhenRenewalsFail(t *testing.T) {
 			t.Fatalf("lost before the lease ran out: %v", err)
 		}
 		time.Sleep(2 * time.Second)
-		if err := ls.Held(); !errors.Is(err, ErrLockLost) {
+		if err := ls.Held(); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("Held after the lease ran out = %v", err)
 		}
 	})
@@ -118,7 +120,7 @@ func TestLeaseFreshRefusesSlowRenewal(t *testing.T) {
 		ls := keep(t.Context(), l, time.Now(), zerolog.New(io.Discard))
 		defer ls.Stop()
 		l.set(func(l *scriptLock) { l.delay = time.Minute })
-		if err := ls.Fresh(t.Context()); !errors.Is(err, ErrLockLost) {
+		if err := ls.Fresh(t.Context()); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("Fresh with a renewal that never answers = %v, want ErrLockLost", err)
 		}
 	})
@@ -131,7 +133,7 @@ func TestLeaseNotifierMarksLost(t *testing.T) {
 		defer ls.Stop()
 		close(l.lost)
 		synctest.Wait()
-		if err := ls.Held(); !errors.Is(err, ErrLockLost) {
+		if err := ls.Held(); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("Held after the provider reported the loss = %v", err)
 		}
 	})

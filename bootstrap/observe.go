@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // observed is what one round saw of the managers.
@@ -17,7 +20,7 @@ type observed struct {
 	answering []string
 	// silent are registered managers that do not answer and are not proven gone, with why
 	// each counts as possibly alive.
-	silent    []Member
+	silent    []swarm.Member
 	silentWhy []string
 	// membership compares this node's swarm with the answering managers'.
 	membership Membership
@@ -30,7 +33,7 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 	var o observed
 	addrs, err := b.d.Discoverer.Managers(ctx)
 	if err != nil {
-		if errors.Is(err, ErrDiscoveryConfig) {
+		if errors.Is(err, discovery.ErrDiscoveryConfig) {
 			return o, permanent{err}
 		}
 		return o, fmt.Errorf("discover managers: %w", err)
@@ -55,10 +58,10 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 		o.membership = b.membership(ctx, local, o.answering, ids)
 	case StateInactive:
 		if len(o.answering) == 0 && len(silent) > 0 {
-			if b.cfg.Role != RoleManager {
+			if b.cfg.Role != swarm.RoleManager {
 				// Workers never init: they wait either way, and make no API call for it.
 				for _, a := range silent {
-					o.silent = append(o.silent, Member{Addr: a})
+					o.silent = append(o.silent, swarm.Member{Addr: a})
 					o.silentWhy = append(o.silentWhy, a+" does not answer")
 				}
 				break
@@ -75,28 +78,28 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 
 // registered reads the registry from its source of truth when discovery has one, else takes
 // the discovered addresses as registered managers without instance ids.
-func (b *booter) registered(ctx context.Context, addrs []string) ([]Member, error) {
-	if r, ok := b.d.Discoverer.(Registry); ok {
+func (b *booter) registered(ctx context.Context, addrs []string) ([]swarm.Member, error) {
+	if r, ok := b.d.Discoverer.(discovery.Registry); ok {
 		ms, err := r.Registered(ctx)
 		if err != nil {
-			if errors.Is(err, ErrDiscoveryConfig) {
+			if errors.Is(err, discovery.ErrDiscoveryConfig) {
 				return nil, permanent{err}
 			}
 			return nil, fmt.Errorf("read registered managers: %w", err)
 		}
 		return ms, nil
 	}
-	ms := make([]Member, 0, len(addrs))
+	ms := make([]swarm.Member, 0, len(addrs))
 	for _, a := range addrs {
-		ms = append(ms, Member{Addr: a})
+		ms = append(ms, swarm.Member{Addr: a})
 	}
 	return ms, nil
 }
 
 // silentAlive keeps the registered managers (not this node) that do not answer and that
 // nothing proves gone, with the reason for each.
-func (b *booter) silentAlive(ctx context.Context, members []Member, probes map[string]Probe) ([]Member, []string) {
-	var out []Member
+func (b *booter) silentAlive(ctx context.Context, members []swarm.Member, probes map[string]Probe) ([]swarm.Member, []string) {
+	var out []swarm.Member
 	var why []string
 	for _, m := range members {
 		addr := b.withPort(memberAddr(m))
@@ -112,7 +115,7 @@ func (b *booter) silentAlive(ctx context.Context, members []Member, probes map[s
 			why = append(why, addr+" answers")
 			continue
 		}
-		alive, reason := b.alive(ctx, Holder{InstanceID: m.InstanceID})
+		alive, reason := b.alive(ctx, discovery.Holder{InstanceID: m.InstanceID})
 		if !alive {
 			b.log.Info().Str("manager_addr", addr).Str("instance_id", m.InstanceID).Str("reason", reason).Msg("registered manager is gone: not counted")
 			continue
@@ -123,7 +126,7 @@ func (b *booter) silentAlive(ctx context.Context, members []Member, probes map[s
 	return out, why
 }
 
-func memberAddr(m Member) string {
+func memberAddr(m swarm.Member) string {
 	if m.Port != 0 {
 		return net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
 	}
@@ -133,7 +136,7 @@ func memberAddr(m Member) string {
 // alive tells whether a lock holder or a registered manager may still be alive. Only proof
 // counts as gone: its swarm port silent AND EC2 saying its instance is gone (or, without EC2,
 // its swarm port silent).
-func (b *booter) alive(ctx context.Context, h Holder) (bool, string) {
+func (b *booter) alive(ctx context.Context, h discovery.Holder) (bool, string) {
 	if h.Addr != "" {
 		if p := b.d.Probe(ctx, b.withPort(h.Addr)); p.Answers {
 			return true, "its swarm port answers"

@@ -6,27 +6,9 @@ package bootstrap
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
-
-// Role is the swarm role a node boots into.
-type Role string
-
-// The two roles.
-const (
-	RoleManager Role = "manager"
-	RoleWorker  Role = "worker"
-)
-
-// ParseRole validates a role given by an operator.
-func ParseRole(s string) (Role, error) {
-	switch Role(s) {
-	case RoleManager, RoleWorker:
-		return Role(s), nil
-	}
-	return "", fmt.Errorf("role %q: must be manager or worker", s)
-}
 
 // SwarmState is the engine's local swarm state (docker info .Swarm.LocalNodeState).
 type SwarmState string
@@ -56,23 +38,6 @@ type LocalNode struct {
 	Error          string
 }
 
-// JoinTokens are the swarm's join secrets. String never shows them.
-type JoinTokens struct {
-	Worker  string
-	Manager string
-}
-
-// String redacts the tokens so that a stray %v cannot leak them.
-func (JoinTokens) String() string { return "JoinTokens{<redacted>}" }
-
-// For returns the token for role.
-func (t JoinTokens) For(r Role) string {
-	if r == RoleManager {
-		return t.Manager
-	}
-	return t.Worker
-}
-
 // InitRequest asks the engine to create a new swarm.
 type InitRequest struct {
 	AdvertiseAddr string // ip or ip:port
@@ -98,97 +63,15 @@ type Engine interface {
 	// Leave leaves the swarm; force is needed for managers and broken state.
 	Leave(ctx context.Context, force bool) error
 	// JoinTokens reads the tokens and the cluster id; managers only.
-	JoinTokens(ctx context.Context) (JoinTokens, string, error)
+	JoinTokens(ctx context.Context) (swarm.JoinTokens, string, error)
 	// SetNodeLabels merges labels into a node's spec labels; managers only.
 	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
 }
 
-// Member is a manager as discovery registers it.
-type Member struct {
-	InstanceID string
-	Addr       string // private IPv4, no port
-	Port       int    // swarm port, 2377
-}
-
-// Discoverer finds the managers of the cluster.
-type Discoverer interface {
-	// Managers lists manager addresses (host:port). An empty list and a nil error mean none
-	// is registered yet; an error means discovery itself failed.
-	Managers(ctx context.Context) ([]string, error)
-}
-
-// Registrar publishes and withdraws this manager in discovery.
-type Registrar interface {
-	Register(ctx context.Context, m Member) error
-	Deregister(ctx context.Context, m Member) error
-}
-
-// Holder names a node that takes the bootstrap lock: the lock records it so that a node that
-// finds the lock expired can check whether its holder is really gone before taking it over.
-type Holder struct {
-	InstanceID string
-	Addr       string // private IPv4, no port; "" when unknown (older lock records)
-}
-
-// AliveFunc tells whether a lock holder (or a registered manager) may still be alive, with the
-// reason. It errs on the side of alive: only a holder proven gone may be displaced.
-type AliveFunc func(ctx context.Context, h Holder) (alive bool, why string)
-
-// Locker hands out the bootstrap lock that guards swarm init. Every provider keeps one
-// contract (bootstrap/locktest runs it against each): a lock is a lease of TTL that its holder
-// renews; a lease that is not renewed expires by itself; an expired lock is taken over only
-// when alive says its holder is gone; a holder's clock cannot shorten its lease in the eyes of
-// others (they time it on their own clocks).
-type Locker interface {
-	// TryLock takes the lock for me or returns an error wrapping ErrLockHeld (naming the
-	// holder and why it counts as alive).
-	TryLock(ctx context.Context, me Holder, alive AliveFunc) (Lock, error)
-}
-
-// Lock is a held bootstrap lock: a lease that lasts TTL from its last renewal.
-type Lock interface {
-	// Renew extends the lease by TTL from now. It returns an error wrapping ErrLockLost when
-	// the lock is no longer this holder's (expired and taken over, session invalidated); any
-	// other error leaves the question open (the lease runs out unless a later renewal works).
-	Renew(ctx context.Context) error
-	// TTL is the lease's length; 0 means it never expires (static discovery).
-	TTL() time.Duration
-	// Release gives the lock up; releasing a lock that is no longer ours changes nothing.
-	Release(ctx context.Context) error
-}
-
-// LossNotifier is implemented by locks whose provider tells at once when the lease is lost
-// (Consul's blocking queries); the lease keeper watches it besides renewing.
-type LossNotifier interface {
-	Lost() <-chan struct{}
-}
-
-// Registry is implemented by discoverers that read the registered managers from the source
-// of truth (Route 53's API, Consul's catalog), past resolver caches, with their instance ids
-// where the registry knows them. The lock holder asks it right before init.
-type Registry interface {
-	Registered(ctx context.Context) ([]Member, error)
-}
-
-// TokenStore keeps the join tokens where only the right role can read them.
-type TokenStore interface {
-	// PutTokens stores both tokens and the cluster id, replacing what was there.
-	PutTokens(ctx context.Context, clusterID string, t JoinTokens) error
-	// Token reads the token for role and the cluster id it belongs to; ErrNoToken if absent.
-	Token(ctx context.Context, r Role) (token, clusterID string, err error)
-}
-
 // Sentinel errors; the agent maps them to exit codes.
 var (
-	ErrLockHeld        = errors.New("bootstrap lock held by another node")
-	ErrLockLost        = errors.New("bootstrap lock lost")
-	ErrNoToken         = errors.New("no join token published yet")
-	ErrNoManager       = errors.New("no manager found")
-	ErrSwarmLocked     = errors.New("swarm is locked (autolock): unlock it with the unlock key")
-	ErrWaitElapsed     = errors.New("wait elapsed")
-	ErrEngineAPI       = errors.New("docker engine")
-	ErrDiscoveryConfig = errors.New("discovery configuration")
-	// ErrAccessDenied marks a discovery or token-store request refused for lack of permission
-	// (IAM, Consul ACL): retrying cannot fix it, so boot stops at once.
-	ErrAccessDenied = errors.New("access denied")
+	ErrNoManager   = errors.New("no manager found")
+	ErrSwarmLocked = errors.New("swarm is locked (autolock): unlock it with the unlock key")
+	ErrWaitElapsed = errors.New("wait elapsed")
+	ErrEngineAPI   = errors.New("docker engine")
 )

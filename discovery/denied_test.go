@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/aws/smithy-go"
-
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 )
 
 func TestMarkDenied(t *testing.T) {
@@ -21,7 +19,7 @@ func TestMarkDenied(t *testing.T) {
 		{errors.New("connection refused"), false},
 	} {
 		got := MarkDenied(tt.err)
-		if errors.Is(got, bootstrap.ErrAccessDenied) != tt.denied || !errors.Is(got, tt.err) {
+		if errors.Is(got, ErrAccessDenied) != tt.denied || !errors.Is(got, tt.err) {
 			t.Errorf("MarkDenied(%v) = %v, want denied=%v and the original kept", tt.err, got, tt.denied)
 		}
 	}

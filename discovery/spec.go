@@ -1,5 +1,8 @@
-// Package discovery parses discovery strings ("provider=route53 zone_id=Z123 name=...") and
-// holds what the providers under it share.
+// Package discovery is how managers are found, locked and registered: the interfaces the boot
+// and the leader use (Discoverer, Locker, Registrar, TokenStore, ...), their sentinel errors,
+// and the discovery string ("provider=route53 zone_id=Z123 name=...") that picks a provider.
+// The providers live under it (route53, consul, static, and the token stores ssmtokens and
+// smtokens) and import only this package and swarm, never the boot algorithm.
 package discovery
 
 import (

@@ -12,12 +12,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-)
 
-// LabelLeavingRole is set next to LabelLeaving on a manager that is leaving (value
-// "manager"), so that a drain resumed after the demotion still knows to deregister the
-// node from discovery.
-const LabelLeavingRole = "swarm-agent.leaving-role"
+	"github.com/swarm-agent/swarm-agent/swarm"
+)
 
 // What a drain does when tasks have not moved away by its deadline (DrainOptions.OnTimeout).
 const (
@@ -146,7 +143,7 @@ type DrainReport struct {
 	InstanceID string
 	NodeID     string
 	// Role is the node's role when this run found it ("" when it had left already).
-	Role string
+	Role swarm.Role
 	// Action is the lifecycle action's hook; zero when there is none.
 	Action HookAction
 	Steps  []DrainStep
@@ -468,7 +465,7 @@ func (r *drainRun) self(ctx context.Context) (nodeID string, manager bool, err e
 // inSwarm runs the sequence for a node whose engine is still in the swarm.
 func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager bool) error {
 	t := time.Now()
-	var node Node
+	var node swarm.Node
 	err := r.retry(ctx, "inspect node "+nodeID, func(ctx context.Context) (err error) {
 		node, err = r.d.Swarm.Node(ctx, nodeID)
 		return err
@@ -486,8 +483,8 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 		return fmt.Errorf("node %s is labelled instance %s, not %s: %w", nodeID, id, r.instanceID, ErrNotAllowed)
 	}
 	r.rep.NodeID, r.rep.Role = node.ID, node.Role
-	r.log = r.log.With().Str("node_id", node.ID).Str("role", node.Role).Logger()
-	wasManager := node.Role == roleManager || engineManager || node.Labels[LabelLeavingRole] == roleManager
+	r.log = r.log.With().Str("node_id", node.ID).Str("role", string(node.Role)).Logger()
+	wasManager := node.Role == swarm.RoleManager || engineManager || node.Labels[swarm.LabelLeavingRole] == string(swarm.RoleManager)
 
 	// Mark first, then keep the mark's progress fresh for as long as the drain runs here.
 	since, fresh, err := r.mark(ctx, node, wasManager)
@@ -501,7 +498,7 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	// back, so that a refused drain leaves no mark behind. Managers leave one at a time: the
 	// check waits for this manager's turn.
 	last := false
-	if node.Role == roleManager {
+	if node.Role == swarm.RoleManager {
 		t := time.Now()
 		waited, err := r.waitTurn(ctx, node, since)
 		if err == nil {
@@ -525,8 +522,8 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	if err := r.drainTasks(ctx, node, since); err != nil {
 		return err
 	}
-	demoting := node.Role == roleWorker && (engineManager || node.Reachability != "")
-	if (node.Role == roleManager && !last) || demoting {
+	demoting := node.Role == swarm.RoleWorker && (engineManager || node.Reachability != "")
+	if (node.Role == swarm.RoleManager && !last) || demoting {
 		if err := r.demote(ctx, node); err != nil {
 			return err
 		}
@@ -566,14 +563,14 @@ func (r *drainRun) timeoutErr(nodeID string) error {
 // since, and says what it waited for. Still waiting at that bound is ErrNoQuorum: two
 // managers leaving at once must not count on each other to stay, and a manager does not go
 // while too few others are reachable. The last manager is ErrLastManager at once.
-func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (string, error) {
+func (r *drainRun) waitTurn(ctx context.Context, node swarm.Node, since time.Time) (string, error) {
 	start := time.Now()
 	until := since.Add(r.opts.Deadline)
 	watch := progressWatch{legacy: r.opts.Deadline + finishMargin}
-	mine := node.Labels[LabelTurn] != "" // a resumed drain had it
+	mine := node.Labels[swarm.LabelTurn] != "" // a resumed drain had it
 	waited := ""
 	for {
-		var nodes []Node
+		var nodes []swarm.Node
 		err := r.retry(ctx, "list nodes", func(ctx context.Context) (err error) {
 			nodes, err = r.d.Swarm.Nodes(ctx)
 			return err
@@ -582,7 +579,7 @@ func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (st
 			return "", err
 		}
 		now := time.Now()
-		next, holders := turnOf(nodes, node.ID, since, mine, func(n Node) bool {
+		next, holders := turnOf(nodes, node.ID, since, mine, func(n swarm.Node) bool {
 			stale, _ := watch.stale(n, now)
 			return !stale
 		})
@@ -608,7 +605,7 @@ func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (st
 				value = ""
 			}
 			err := r.retry(ctx, "label node "+node.ID+" with its turn to leave the managers", func(ctx context.Context) error {
-				return r.d.Swarm.SetNodeLabels(ctx, node.ID, map[string]string{LabelTurn: value})
+				return r.d.Swarm.SetNodeLabels(ctx, node.ID, map[string]string{swarm.LabelTurn: value})
 			})
 			if err != nil {
 				return "", err
@@ -639,7 +636,7 @@ func (r *drainRun) waitTurn(ctx context.Context, node Node, since time.Time) (st
 }
 
 func (r *drainRun) checkDemotion(ctx context.Context, nodeID string) error {
-	var nodes []Node
+	var nodes []swarm.Node
 	err := r.retry(ctx, "list nodes", func(ctx context.Context) (err error) {
 		nodes, err = r.d.Swarm.Nodes(ctx)
 		return err
@@ -652,33 +649,33 @@ func (r *drainRun) checkDemotion(ctx context.Context, nodeID string) error {
 
 // mark labels the node leaving (with its first progress), keeping the time of an earlier
 // run, and returns when the drain started and whether this run made the mark.
-func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (since time.Time, fresh bool, err error) {
+func (r *drainRun) mark(ctx context.Context, node swarm.Node, manager bool) (since time.Time, fresh bool, err error) {
 	t := time.Now()
 	since = r.start
 	labels := map[string]string{}
-	if v := node.Labels[LabelLeaving]; v != "" {
+	if v := node.Labels[swarm.LabelLeaving]; v != "" {
 		if at, err := time.Parse(time.RFC3339, v); err == nil && !at.After(r.start) {
 			since = at
 		} else {
-			r.log.Warn().Str("label", LabelLeaving).Str("value", v).Msg("leaving label is no RFC3339 time in the past: the drain deadline counts from now")
+			r.log.Warn().Str("label", swarm.LabelLeaving).Str("value", v).Msg("leaving label is no RFC3339 time in the past: the drain deadline counts from now")
 		}
 	} else {
-		labels[LabelLeaving] = r.start.UTC().Format(time.RFC3339)
+		labels[swarm.LabelLeaving] = r.start.UTC().Format(time.RFC3339)
 		fresh = true
 	}
-	if manager && node.Labels[LabelLeavingRole] != roleManager {
-		labels[LabelLeavingRole] = roleManager
+	if manager && node.Labels[swarm.LabelLeavingRole] != string(swarm.RoleManager) {
+		labels[swarm.LabelLeavingRole] = string(swarm.RoleManager)
 	}
 	// The instance id lets a resumed drain (after the node left) and the reaper find it.
-	if node.Labels[LabelInstanceID] == "" && r.instanceID != "" {
-		labels[LabelInstanceID] = r.instanceID
+	if node.Labels[swarm.LabelInstanceID] == "" && r.instanceID != "" {
+		labels[swarm.LabelInstanceID] = r.instanceID
 	}
 	if len(labels) == 0 {
-		r.record(StepMark, OutcomeSkipped, "marked leaving since "+node.Labels[LabelLeaving], t)
+		r.record(StepMark, OutcomeSkipped, "marked leaving since "+node.Labels[swarm.LabelLeaving], t)
 		return since, false, nil
 	}
 	if fresh {
-		labels[LabelProgress] = progressValue(time.Now())
+		labels[swarm.LabelProgress] = progressValue(time.Now())
 	}
 	err = r.retry(ctx, "label node "+node.ID+" leaving", func(ctx context.Context) error {
 		return r.d.Swarm.SetNodeLabels(ctx, node.ID, labels)
@@ -697,7 +694,7 @@ func (r *drainRun) mark(ctx context.Context, node Node, manager bool) (since tim
 func (r *drainRun) unmark(ctx context.Context, nodeID string) {
 	r.stopProgress()
 	err := r.retry(ctx, "take back the leaving mark of node "+nodeID, func(ctx context.Context) error {
-		return r.d.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{LabelLeaving: "", LabelLeavingRole: "", LabelProgress: "", LabelTurn: ""})
+		return r.d.Swarm.SetNodeLabels(ctx, nodeID, map[string]string{swarm.LabelLeaving: "", swarm.LabelLeavingRole: "", swarm.LabelProgress: "", swarm.LabelTurn: ""})
 	})
 	if err != nil {
 		r.log.Warn().Err(err).Msg("refused drain: the leaving mark stays")
@@ -708,7 +705,7 @@ func (r *drainRun) unmark(ctx context.Context, nodeID string) {
 
 // drainTasks sets the node to drain and waits until its tasks stopped and their
 // replacements run elsewhere, or the deadline.
-func (r *drainRun) drainTasks(ctx context.Context, node Node, since time.Time) error {
+func (r *drainRun) drainTasks(ctx context.Context, node swarm.Node, since time.Time) error {
 	t := time.Now()
 	var baseline map[string]int
 	if node.Availability == availabilityDrain {
@@ -859,16 +856,16 @@ func (r *drainRun) tasksMoved(ctx context.Context, nodeID string, baseline map[s
 
 // demote demotes the node (unless an earlier run did) and waits until it shows as a worker
 // and another manager leads.
-func (r *drainRun) demote(ctx context.Context, node Node) error {
+func (r *drainRun) demote(ctx context.Context, node swarm.Node) error {
 	t := time.Now()
-	if node.Role == roleManager {
+	if node.Role == swarm.RoleManager {
 		// The drain took a while: look at quorum again right before the demotion.
 		if err := r.checkDemotion(ctx, node.ID); err != nil {
 			r.record(StepDemote, OutcomeFailed, err.Error(), t)
 			return err
 		}
 		err := r.retry(ctx, "demote node "+node.ID, func(ctx context.Context) error {
-			return r.d.Swarm.SetRole(ctx, node.ID, roleWorker)
+			return r.d.Swarm.SetRole(ctx, node.ID, swarm.RoleWorker)
 		})
 		if err != nil {
 			r.record(StepDemote, OutcomeFailed, err.Error(), t)
@@ -902,7 +899,7 @@ func (r *drainRun) demoted(ctx context.Context, nodeID string) (bool, string, er
 	leader := ""
 	for _, n := range nodes {
 		switch {
-		case n.ID == nodeID && (n.Role != roleWorker || n.Leader || n.Reachability != ""):
+		case n.ID == nodeID && (n.Role != swarm.RoleWorker || n.Leader || n.Reachability != ""):
 			return false, "still a raft member", nil
 		case n.ID != nodeID && n.Leader:
 			leader = n.ID
@@ -923,7 +920,7 @@ func (r *drainRun) demoted(ctx context.Context, nodeID string) (bool, string, er
 
 // deregister withdraws a manager from discovery. A failure is reported, not fatal: the
 // leader keeps the managers' records true and drops this one once the node is gone.
-func (r *drainRun) deregister(ctx context.Context, node Node) {
+func (r *drainRun) deregister(ctx context.Context, node swarm.Node) {
 	t := time.Now()
 	if r.d.Registrar == nil {
 		r.record(StepDeregister, OutcomeSkipped, "no discovery to deregister from", t)
@@ -931,7 +928,7 @@ func (r *drainRun) deregister(ctx context.Context, node Node) {
 	}
 	addr := cmp.Or(r.opts.Addr, node.Addr)
 	err := r.retry(ctx, "deregister "+r.instanceID+" at "+addr, func(ctx context.Context) error {
-		return r.d.Registrar.Deregister(ctx, r.instanceID, addr)
+		return r.d.Registrar.Deregister(ctx, swarm.Member{InstanceID: r.instanceID, Addr: addr})
 	})
 	if err != nil {
 		r.record(StepDeregister, OutcomeFailed, err.Error(), t)
@@ -962,7 +959,7 @@ func (r *drainRun) leave(ctx context.Context, force bool) error {
 // managers any more (its node certificate went with it); the reaper removes the node.
 func (r *drainRun) removeLeft(ctx context.Context) {
 	t := time.Now()
-	var nodes []Node
+	var nodes []swarm.Node
 	err := r.retry(ctx, "list nodes", func(ctx context.Context) (err error) {
 		nodes, err = r.d.Swarm.Nodes(ctx)
 		return err

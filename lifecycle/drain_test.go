@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -31,10 +33,10 @@ func newWorld(managers, workers int) *world {
 	j := &journal{}
 	c := newFakeCluster(j)
 	for i := 1; i <= managers; i++ {
-		c.addNode(fmt.Sprintf("m%d", i), roleManager, fmt.Sprintf("i-m%d", i))
+		c.addNode(fmt.Sprintf("m%d", i), swarm.RoleManager, fmt.Sprintf("i-m%d", i))
 	}
 	for i := 1; i <= workers; i++ {
-		c.addNode(fmt.Sprintf("w%d", i), roleWorker, fmt.Sprintf("i-w%d", i))
+		c.addNode(fmt.Sprintf("w%d", i), swarm.RoleWorker, fmt.Sprintf("i-w%d", i))
 	}
 	c.addService("web", 6)
 	c.addService("agent", 0)
@@ -122,11 +124,11 @@ func (w *world) inOrder(t *testing.T, prefixes ...string) {
 func (w *world) checkMarkTakenBack(t *testing.T, node string) {
 	t.Helper()
 	got := slices.DeleteFunc(w.j.all(), func(e string) bool { return strings.HasPrefix(e, "turn "+node) })
-	if len(got) != 2 || !strings.HasPrefix(got[0], "labels "+node) || !strings.Contains(got[0], LabelLeaving+":2") ||
-		got[1] != "labels "+node+" map["+LabelLeaving+": "+LabelProgress+": "+LabelLeavingRole+": "+LabelTurn+":]" {
+	if len(got) != 2 || !strings.HasPrefix(got[0], "labels "+node) || !strings.Contains(got[0], swarm.LabelLeaving+":2") ||
+		got[1] != "labels "+node+" map["+swarm.LabelLeaving+": "+swarm.LabelProgress+": "+swarm.LabelLeavingRole+": "+swarm.LabelTurn+":]" {
 		t.Errorf("refused drain: journal %q, want the mark (and its turn) and its taking back only", w.j.all())
 	}
-	if n, _ := w.c.node(node); n.Labels[LabelLeaving] != "" || n.Labels[LabelProgress] != "" {
+	if n, _ := w.c.node(node); n.Labels[swarm.LabelLeaving] != "" || n.Labels[swarm.LabelProgress] != "" {
 		t.Errorf("refused drain left labels %v", n.Labels)
 	}
 }
@@ -159,7 +161,7 @@ func TestDrainWorker(t *testing.T) {
 		if o.rep.TasksMoved != before || before != 2 {
 			t.Errorf("TasksMoved = %d, want the %d tasks running on w1 (1 web + 1 agent)", o.rep.TasksMoved, before)
 		}
-		if o.rep.Result != ResultContinue || o.rep.AlreadyCompleted || o.rep.TimedOut || o.rep.NodeID != "w1" || o.rep.Role != roleWorker {
+		if o.rep.Result != ResultContinue || o.rep.AlreadyCompleted || o.rep.TimedOut || o.rep.NodeID != "w1" || o.rep.Role != swarm.RoleWorker {
 			t.Errorf("report = %+v", o.rep)
 		}
 		// the replacements start 20 s after the drain: the wait is about that long
@@ -210,7 +212,7 @@ func TestDrainManager(t *testing.T) {
 				if n := w.j.countPrefix("deregister"); n != 1 {
 					t.Errorf("deregistered %d times, want 1", n)
 				}
-				if o.rep.Role != roleManager {
+				if o.rep.Role != swarm.RoleManager {
 					t.Errorf("report role = %q, want manager", o.rep.Role)
 				}
 				if s, _ := o.rep.Step(StepQuorum); s.Outcome != OutcomeDone {
@@ -278,7 +280,7 @@ func TestDrainLastManager(t *testing.T) {
 				t.Fatalf("Drain error = %v, want ErrLastManager", o.err)
 			}
 			n, ok := w.c.node("m1")
-			if !ok || n.Role != roleManager || n.Availability != "active" || !n.Leader || n.Labels[LabelLeaving] != "" {
+			if !ok || n.Role != swarm.RoleManager || n.Availability != "active" || !n.Leader || n.Labels[swarm.LabelLeaving] != "" {
 				t.Errorf("the last manager changed: %+v (present %t)", n, ok)
 			}
 			w.checkMarkTakenBack(t, "m1")
@@ -321,7 +323,7 @@ func TestDrainQuorum(t *testing.T) {
 				t.Fatalf("Drain error = %v, want ErrNoQuorum", o.err)
 			}
 			w.checkMarkTakenBack(t, "m1")
-			if n, _ := w.c.node("m1"); n.Role != roleManager || n.Availability != "active" {
+			if n, _ := w.c.node("m1"); n.Role != swarm.RoleManager || n.Availability != "active" {
 				t.Errorf("m1 = %+v, want an active manager", n)
 			}
 			if c, _, _ := w.hook.status(); len(c) != 0 {
@@ -370,7 +372,7 @@ func TestDrainQuorum(t *testing.T) {
 			if !errors.Is(o.err, ErrNoQuorum) {
 				t.Fatalf("Drain error = %v, want ErrNoQuorum", o.err)
 			}
-			if n, _ := w.c.node("m2"); n.Role != roleManager {
+			if n, _ := w.c.node("m2"); n.Role != swarm.RoleManager {
 				t.Errorf("m2 = %+v, want still a manager", n)
 			}
 			if w.j.countPrefix("role") != 0 || w.j.countPrefix("leave") != 0 {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // faultMode is how an injected fault strikes.
@@ -185,7 +187,7 @@ type fakeCluster struct {
 }
 
 type fakeNode struct {
-	Node
+	swarm.Node
 	raft      bool      // raft member (has manager status)
 	raftOutAt time.Time // a pending demotion takes effect then
 	left      bool      // its engine left the swarm
@@ -193,7 +195,7 @@ type fakeNode struct {
 }
 
 type fakeTask struct {
-	Task
+	swarm.Task
 	runAt  time.Time // it runs then (desired running)
 	stopAt time.Time // it stops then (desired shutdown)
 }
@@ -206,15 +208,15 @@ func newFakeCluster(j *journal) *fakeCluster {
 var _ Swarm = (*fakeCluster)(nil)
 
 // addNode adds a ready, active node; the first manager leads.
-func (c *fakeCluster) addNode(id, role, instanceID string) {
+func (c *fakeCluster) addNode(id string, role swarm.Role, instanceID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := &fakeNode{Node: Node{ID: id, Hostname: "host-" + id, Addr: fmt.Sprintf("10.0.0.%d", len(c.nodes)+1), Role: role,
+	n := &fakeNode{Node: swarm.Node{ID: id, Hostname: "host-" + id, Addr: fmt.Sprintf("10.0.0.%d", len(c.nodes)+1), Role: role,
 		Availability: "active", State: "ready", Labels: map[string]string{}, EngineLabels: map[string]string{}}}
 	if instanceID != "" {
-		n.EngineLabels[LabelInstanceID] = instanceID
+		n.EngineLabels[swarm.LabelInstanceID] = instanceID
 	}
-	if role == roleManager {
+	if role == swarm.RoleManager {
 		n.raft, n.Reachability = true, reachable
 		n.Leader = !slices.ContainsFunc(c.nodes, func(o *fakeNode) bool { return o.Leader })
 	}
@@ -239,7 +241,7 @@ func (c *fakeCluster) addService(id string, replicas int) {
 
 func (c *fakeCluster) newTaskLocked(svc string, slot int, nodeID, state string) *fakeTask {
 	c.nextTask++
-	t := &fakeTask{Task: Task{ID: fmt.Sprintf("t%d", c.nextTask), ServiceID: svc, NodeID: nodeID, Slot: slot,
+	t := &fakeTask{Task: swarm.Task{ID: fmt.Sprintf("t%d", c.nextTask), ServiceID: svc, NodeID: nodeID, Slot: slot,
 		DesiredState: "running", State: state}}
 	c.tasks = append(c.tasks, t)
 	return t
@@ -318,7 +320,7 @@ func (c *fakeCluster) findLocked(id string) *fakeNode {
 	return nil
 }
 
-func (n *fakeNode) view() Node {
+func (n *fakeNode) view() swarm.Node {
 	out := n.Node
 	out.Labels, out.EngineLabels = maps.Clone(n.Labels), maps.Clone(n.EngineLabels)
 	return out
@@ -326,9 +328,9 @@ func (n *fakeNode) view() Node {
 
 func noSuchNode(id string) error { return fmt.Errorf("node %s: %w", id, ErrNoSuchNode) }
 
-func (c *fakeCluster) Node(_ context.Context, id string) (_ Node, err error) {
+func (c *fakeCluster) Node(_ context.Context, id string) (_ swarm.Node, err error) {
 	if ferr := c.before("Node"); ferr != nil {
-		return Node{}, ferr
+		return swarm.Node{}, ferr
 	}
 	defer c.after("Node", &err)
 	c.mu.Lock()
@@ -336,12 +338,12 @@ func (c *fakeCluster) Node(_ context.Context, id string) (_ Node, err error) {
 	c.advanceLocked()
 	n := c.findLocked(id)
 	if n == nil {
-		return Node{}, noSuchNode(id)
+		return swarm.Node{}, noSuchNode(id)
 	}
 	return n.view(), nil
 }
 
-func (c *fakeCluster) Nodes(context.Context) (_ []Node, err error) {
+func (c *fakeCluster) Nodes(context.Context) (_ []swarm.Node, err error) {
 	if ferr := c.before("Nodes"); ferr != nil {
 		return nil, ferr
 	}
@@ -349,7 +351,7 @@ func (c *fakeCluster) Nodes(context.Context) (_ []Node, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.advanceLocked()
-	out := make([]Node, 0, len(c.nodes))
+	out := make([]swarm.Node, 0, len(c.nodes))
 	for _, n := range c.nodes {
 		out = append(out, n.view())
 	}
@@ -373,8 +375,8 @@ func (c *fakeCluster) SetNodeLabels(_ context.Context, id string, labels map[str
 			n.Labels[k], changed = v, true
 		}
 	}
-	_, progress := labels[LabelProgress]
-	turn, isTurn := labels[LabelTurn]
+	_, progress := labels[swarm.LabelProgress]
+	turn, isTurn := labels[swarm.LabelTurn]
 	switch {
 	case !changed: // like the engine adapter, an update that changes nothing writes nothing
 	case progress && len(labels) == 1:
@@ -427,7 +429,7 @@ func (c *fakeCluster) SetAvailability(_ context.Context, id, availability string
 	return nil
 }
 
-func (c *fakeCluster) SetRole(_ context.Context, id, role string) (err error) {
+func (c *fakeCluster) SetRole(_ context.Context, id string, role swarm.Role) (err error) {
 	if ferr := c.before("SetRole"); ferr != nil {
 		return ferr
 	}
@@ -442,14 +444,14 @@ func (c *fakeCluster) SetRole(_ context.Context, id, role string) (err error) {
 	if n.Role == role {
 		return nil
 	}
-	if role == roleManager {
-		n.Role, n.raft, n.Reachability = roleManager, true, reachable
+	if role == swarm.RoleManager {
+		n.Role, n.raft, n.Reachability = swarm.RoleManager, true, reachable
 		c.j.add("role %s manager", id)
 		return nil
 	}
 	managers, members, reachableOthers := 0, 0, 0
 	for _, o := range c.nodes {
-		if o.Role == roleManager {
+		if o.Role == swarm.RoleManager {
 			managers++
 		}
 		if o.raft {
@@ -465,7 +467,7 @@ func (c *fakeCluster) SetRole(_ context.Context, id, role string) (err error) {
 	if n.raft && reachableOthers <= (members-1)/2 {
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = can't remove member from the raft: this would result in a loss of quorum")
 	}
-	n.Role = roleWorker
+	n.Role = swarm.RoleWorker
 	if n.raft {
 		n.raftOutAt = time.Now().Add(c.demoteDelay)
 	}
@@ -485,7 +487,7 @@ func (c *fakeCluster) RemoveNode(_ context.Context, id string, force bool) (err 
 	switch {
 	case n == nil:
 		return noSuchNode(id)
-	case n.Role == roleManager || n.raft:
+	case n.Role == swarm.RoleManager || n.raft:
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal", id)
 	case !force && n.State != "down":
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is not down and can't be removed", id)
@@ -495,7 +497,7 @@ func (c *fakeCluster) RemoveNode(_ context.Context, id string, force bool) (err 
 	return nil
 }
 
-func (c *fakeCluster) Tasks(_ context.Context, nodeID, serviceID string) (_ []Task, err error) {
+func (c *fakeCluster) Tasks(_ context.Context, nodeID, serviceID string) (_ []swarm.Task, err error) {
 	if ferr := c.before("Tasks"); ferr != nil {
 		return nil, ferr
 	}
@@ -503,7 +505,7 @@ func (c *fakeCluster) Tasks(_ context.Context, nodeID, serviceID string) (_ []Ta
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.advanceLocked()
-	var out []Task
+	var out []swarm.Task
 	for _, t := range c.tasks {
 		if (nodeID == "" || t.NodeID == nodeID) && (serviceID == "" || t.ServiceID == serviceID) {
 			out = append(out, t.Task)
@@ -540,13 +542,13 @@ func (c *fakeCluster) revive(id string) {
 }
 
 // node returns the node as the managers see it, and whether it exists.
-func (c *fakeCluster) node(id string) (Node, bool) {
+func (c *fakeCluster) node(id string) (swarm.Node, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.advanceLocked()
 	n := c.findLocked(id)
 	if n == nil {
-		return Node{}, false
+		return swarm.Node{}, false
 	}
 	return n.view(), true
 }
@@ -569,7 +571,7 @@ func (c *fakeCluster) managers() []string {
 	c.advanceLocked()
 	var out []string
 	for _, n := range c.nodes {
-		if n.Role == roleManager {
+		if n.Role == swarm.RoleManager {
 			out = append(out, n.ID)
 		}
 	}
@@ -773,11 +775,11 @@ type fakeRegistrar struct {
 	j *journal
 }
 
-func (f *fakeRegistrar) Deregister(_ context.Context, instanceID, addr string) (err error) {
+func (f *fakeRegistrar) Deregister(_ context.Context, m swarm.Member) (err error) {
 	if ferr := f.before("Deregister"); ferr != nil {
 		return ferr
 	}
 	defer f.after("Deregister", &err)
-	f.j.add("deregister %s %s", instanceID, addr)
+	f.j.add("deregister %s %s", m.InstanceID, m.Addr)
 	return nil
 }

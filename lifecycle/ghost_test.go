@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // events records what an Observer is told.
@@ -48,10 +50,10 @@ func TestReapGhosts(t *testing.T) {
 		{
 			name: "rejoined worker: the ghost goes at once, the live node's action is left alone",
 			setup: func(w *world) {
-				w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z") // its first drain, long ago
+				w.c.label("w1", swarm.LabelLeaving, "2000-01-01T00:00:00Z") // its first drain, long ago
 				w.c.kill("w1")
-				w.c.addNode("w1b", roleWorker, "i-w1") // the same instance, joined again, draining now
-				w.c.label("w1b", LabelLeaving, "2000-01-02T00:00:00Z")
+				w.c.addNode("w1b", swarm.RoleWorker, "i-w1") // the same instance, joined again, draining now
+				w.c.label("w1b", swarm.LabelLeaving, "2000-01-02T00:00:00Z")
 			},
 			passes:      3,
 			want:        []string{"w1"},
@@ -62,7 +64,7 @@ func TestReapGhosts(t *testing.T) {
 			name: "rejoined worker, ghost not labelled leaving",
 			setup: func(w *world) {
 				w.c.kill("w1")
-				w.c.addNode("w1b", roleWorker, "i-w1")
+				w.c.addNode("w1b", swarm.RoleWorker, "i-w1")
 			},
 			passes:      3,
 			want:        []string{"w1"},
@@ -73,7 +75,7 @@ func TestReapGhosts(t *testing.T) {
 			name: "rejoined manager: the ghost is demoted, then removed",
 			setup: func(w *world) {
 				w.c.kill("m3")
-				w.c.addNode("m3b", roleManager, "i-m3")
+				w.c.addNode("m3b", swarm.RoleManager, "i-m3")
 			},
 			passes:      3,
 			want:        []string{"m3"},
@@ -84,8 +86,8 @@ func TestReapGhosts(t *testing.T) {
 			name: "two live nodes claim the instance: nothing done, refused once",
 			setup: func(w *world) {
 				w.c.kill("w1")
-				w.c.addNode("w1b", roleWorker, "i-w1")
-				w.c.addNode("w1c", roleWorker, "i-w1")
+				w.c.addNode("w1b", swarm.RoleWorker, "i-w1")
+				w.c.addNode("w1c", swarm.RoleWorker, "i-w1")
 			},
 			passes:     3,
 			wantEvents: []string{EventRefused + " " + ReasonAmbiguous},
@@ -144,12 +146,12 @@ func TestReapLeftBehindRejoined(t *testing.T) {
 		hook.scaleIn()
 		ev := &events{}
 		r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: newFakeEC2(w), Log: testLogger(t), Observe: ev.observe}
-		w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
+		w.c.label("w1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 		w.c.kill("w1")
 		if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
 			t.Fatalf("first pass = %v, %v; want the leaving node removed at once", got, err)
 		}
-		w.c.addNode("w1b", roleWorker, "i-w1")
+		w.c.addNode("w1b", swarm.RoleWorker, "i-w1")
 		time.Sleep(grace)
 		if _, err := r.Reap(t.Context(), time.Now()); err != nil {
 			t.Fatal(err)
@@ -171,12 +173,12 @@ func TestRemoteDrainPicksTheLiveNode(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			j := &journal{}
 			c := newFakeCluster(j)
-			c.addNode("m1", roleManager, "i-m1")
-			c.addNode("m2", roleManager, "i-m2")
-			c.addNode("m3", roleManager, "i-m3")
-			c.addNode("w9", roleWorker, "i-w1") // the old object, first in the list
-			c.addNode("w1", roleWorker, "i-w1")
-			c.addNode("w2", roleWorker, "i-w2")
+			c.addNode("m1", swarm.RoleManager, "i-m1")
+			c.addNode("m2", swarm.RoleManager, "i-m2")
+			c.addNode("m3", swarm.RoleManager, "i-m3")
+			c.addNode("w9", swarm.RoleWorker, "i-w1") // the old object, first in the list
+			c.addNode("w1", swarm.RoleWorker, "i-w1")
+			c.addNode("w2", swarm.RoleWorker, "i-w2")
 			c.kill("w9")
 			c.addService("web", 6)
 			w := &world{j: j, c: c, reg: &fakeRegistrar{j: j}}
@@ -201,7 +203,7 @@ func TestRemoteDrainPicksTheLiveNode(t *testing.T) {
 	t.Run("two live nodes", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newWorld(3, 2)
-			w.c.addNode("w9", roleWorker, "i-w1")
+			w.c.addNode("w9", swarm.RoleWorker, "i-w1")
 			w.scaleIn("w1", 5*time.Minute)
 			d := &Drainer{Swarm: w.c, Local: RemoteLocal{Swarm: w.c, InstanceID: "i-w1"}, Hook: w.hook, Log: testLogger(t),
 				Options: DrainOptions{Remote: true}}
@@ -229,7 +231,7 @@ func TestReapSpoofedGhost(t *testing.T) {
 		ec2 := newFakeEC2(w) // EC2 knows the true addresses
 		hook := newFakeHook(w.j, "i-m3", time.Hour)
 		hook.scaleIn()
-		w.c.label("w1", LabelInstanceID, "i-m3")
+		w.c.label("w1", swarm.LabelInstanceID, "i-m3")
 		w.c.kill("w1")
 		ev := &events{}
 		r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: ec2, Log: testLogger(t), Registrar: w.reg, Observe: ev.observe}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Instance is what EC2 says of an instance (DescribeInstances).
@@ -65,7 +67,7 @@ var ErrIdentity = errors.New("EC2 does not confirm the node's instance")
 // addresses. It returns nil when it does, ErrIdentity (wrapped, saying what disagrees) when
 // it does not, and EC2's error when EC2 could not be asked. Without Instances nothing can be
 // verified: ErrIdentity.
-func VerifyNode(ctx context.Context, ec Instances, n Node) error {
+func VerifyNode(ctx context.Context, ec Instances, n swarm.Node) error {
 	id := n.InstanceID()
 	switch {
 	case id == "":

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestVerifyNode(t *testing.T) {
-	node := func(addr, id string) Node {
-		return Node{ID: "n1", Addr: addr, Labels: map[string]string{LabelInstanceID: id}}
+	node := func(addr, id string) swarm.Node {
+		return swarm.Node{ID: "n1", Addr: addr, Labels: map[string]string{swarm.LabelInstanceID: id}}
 	}
 	ec2 := &fakeEC2{gone: map[string]bool{"i-gone": true}, addrs: map[string][]string{
 		"i-1":    {"10.0.0.5", "10.0.0.6"}, // a secondary address too
@@ -20,7 +22,7 @@ func TestVerifyNode(t *testing.T) {
 	tests := []struct {
 		name    string
 		ec      Instances
-		n       Node
+		n       swarm.Node
 		wantErr error
 	}{
 		{"primary address", ec2, node("10.0.0.5", "i-1"), nil},
@@ -68,7 +70,7 @@ func TestReapChecksIdentity(t *testing.T) {
 		{
 			name: "a down worker labelled with another instance's id: nothing done",
 			setup: func(w *world, ec2 *fakeEC2) {
-				w.c.label("w2", LabelInstanceID, "i-x")
+				w.c.label("w2", swarm.LabelInstanceID, "i-x")
 				ec2.addrs["i-x"] = []string{"10.9.9.9"}
 				w.c.kill("w2")
 			},
@@ -77,7 +79,7 @@ func TestReapChecksIdentity(t *testing.T) {
 		{
 			name: "EC2 confirms the address: removed and completed",
 			setup: func(w *world, ec2 *fakeEC2) {
-				w.c.label("w2", LabelInstanceID, "i-x")
+				w.c.label("w2", swarm.LabelInstanceID, "i-x")
 				n, _ := w.c.node("w2")
 				ec2.addrs["i-x"] = []string{"10.9.9.9", n.Addr}
 				w.c.kill("w2")
@@ -88,7 +90,7 @@ func TestReapChecksIdentity(t *testing.T) {
 		{
 			name: "EC2 does not know the instance",
 			setup: func(w *world, ec2 *fakeEC2) {
-				w.c.label("w2", LabelInstanceID, "i-x")
+				w.c.label("w2", swarm.LabelInstanceID, "i-x")
 				w.c.kill("w2")
 			},
 			wantEvents: []string{EventRefused + " " + ReasonIdentity},
@@ -96,7 +98,7 @@ func TestReapChecksIdentity(t *testing.T) {
 		{
 			name: "EC2 fails: an error, nothing done",
 			setup: func(w *world, ec2 *fakeEC2) {
-				w.c.label("w2", LabelInstanceID, "i-x")
+				w.c.label("w2", swarm.LabelInstanceID, "i-x")
 				ec2.err = errors.New("throttled")
 				w.c.kill("w2")
 			},
@@ -105,11 +107,11 @@ func TestReapChecksIdentity(t *testing.T) {
 		{
 			name: "a live node claims a down node's instance: the down node is no ghost of it",
 			setup: func(w *world, ec2 *fakeEC2) {
-				w.c.label("w1", LabelInstanceID, "i-x") // the real node of i-x, down
+				w.c.label("w1", swarm.LabelInstanceID, "i-x") // the real node of i-x, down
 				n, _ := w.c.node("w1")
 				ec2.addrs["i-x"] = []string{n.Addr}
 				w.c.kill("w1")
-				w.c.label("w2", LabelInstanceID, "i-x") // a live node that says it is i-x
+				w.c.label("w2", swarm.LabelInstanceID, "i-x") // a live node that says it is i-x
 			},
 			wantEvents: []string{EventRefused + " " + ReasonIdentity},
 		},
@@ -174,8 +176,8 @@ func TestReapChecksIdentity(t *testing.T) {
 			ec2.addrs["i-x"] = []string{"10.9.9.9"}
 			ev := &events{}
 			r := &Reaper{Swarm: w.c, Hook: hook, Grace: grace, Instances: ec2, Log: testLogger(t), Observe: ev.observe}
-			w.c.label("w1", LabelInstanceID, "i-x")
-			w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
+			w.c.label("w1", swarm.LabelInstanceID, "i-x")
+			w.c.label("w1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 			w.c.kill("w1")
 			for range 3 {
 				if _, err := r.Reap(t.Context(), time.Now()); err != nil {

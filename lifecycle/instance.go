@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // ErrAmbiguous means several live node objects (not down) carry one instance's id: at most
@@ -43,7 +45,7 @@ func (o Observer) observe(event, reason string) {
 
 // nodesOf splits the node objects labelled with instanceID into the live ones (any state
 // but down) and the down ones.
-func nodesOf(nodes []Node, instanceID string) (live, down []Node) {
+func nodesOf(nodes []swarm.Node, instanceID string) (live, down []swarm.Node) {
 	if instanceID == "" {
 		return nil, nil
 	}
@@ -62,11 +64,11 @@ func nodesOf(nodes []Node, instanceID string) (live, down []Node) {
 // NodeOfInstance returns the live node object labelled with instanceID; ok is false when
 // there is none (no node, or only down ones). More than one live node is ErrAmbiguous
 // (wrapped, naming them): the caller must act on none of them.
-func NodeOfInstance(nodes []Node, instanceID string) (n Node, ok bool, err error) {
+func NodeOfInstance(nodes []swarm.Node, instanceID string) (n swarm.Node, ok bool, err error) {
 	live, _ := nodesOf(nodes, instanceID)
 	switch len(live) {
 	case 0:
-		return Node{}, false, nil
+		return swarm.Node{}, false, nil
 	case 1:
 		return live[0], true, nil
 	}
@@ -74,7 +76,7 @@ func NodeOfInstance(nodes []Node, instanceID string) (n Node, ok bool, err error
 	for i, l := range live {
 		ids[i] = l.ID + " (" + l.Addr + ")"
 	}
-	return Node{}, false, fmt.Errorf("instance %s: nodes %s: %w", instanceID, strings.Join(ids, ", "), ErrAmbiguous)
+	return swarm.Node{}, false, fmt.Errorf("instance %s: nodes %s: %w", instanceID, strings.Join(ids, ", "), ErrAmbiguous)
 }
 
 // RemoteLocal is the Local of a node that a manager drains on its behalf (queue mode: its
@@ -98,7 +100,7 @@ func (r RemoteLocal) Self(ctx context.Context) (string, bool, error) {
 	if err != nil || !ok {
 		return "", false, err
 	}
-	return n.ID, n.Role == roleManager || n.Reachability != "", nil
+	return n.ID, n.Role == swarm.RoleManager || n.Reachability != "", nil
 }
 
 // Leave refuses: a node drained on its behalf cannot be made to leave.

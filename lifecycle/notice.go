@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Defaults of NoticeHandler.
@@ -103,7 +105,7 @@ func (h *NoticeHandler) Handle(ctx context.Context, n Notice) error {
 					Msg("the node left the swarm but its lifecycle action still waits: completing it on its behalf")
 				return h.onBehalf(ctx, n, nil, ReasonStale, log)
 			}
-		case node.Labels[LabelLeaving] != "":
+		case node.Labels[swarm.LabelLeaving] != "":
 			goneSince = time.Time{}
 			if !draining {
 				draining = true
@@ -144,7 +146,7 @@ func (h *NoticeHandler) actionEnded(ctx context.Context, n Notice) (bool, error)
 
 // onBehalf checks node's claim to the instance with EC2, then drains it on its behalf
 // (a takeover, for reason).
-func (h *NoticeHandler) onBehalf(ctx context.Context, n Notice, node *Node, reason string, log zerolog.Logger) error {
+func (h *NoticeHandler) onBehalf(ctx context.Context, n Notice, node *swarm.Node, reason string, log zerolog.Logger) error {
 	if node != nil {
 		err := VerifyNode(ctx, h.Instances, *node)
 		if errors.Is(err, ErrIdentity) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // noticeWorld is a leader handling queued notices in a world, with a real remote Drainer.
@@ -89,9 +91,13 @@ func TestNoticeHandler(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			j := &journal{}
 			c := newFakeCluster(j)
-			for _, n := range []struct{ id, role, inst string }{
-				{"m1", roleManager, "i-m1"}, {"m2", roleManager, "i-m2"}, {"m3", roleManager, "i-m3"},
-				{"w9", roleWorker, "i-w1"}, {"w1", roleWorker, "i-w1"}, {"w2", roleWorker, "i-w2"},
+			for _, n := range []struct {
+				id   string
+				role swarm.Role
+				inst string
+			}{
+				{"m1", swarm.RoleManager, "i-m1"}, {"m2", swarm.RoleManager, "i-m2"}, {"m3", swarm.RoleManager, "i-m3"},
+				{"w9", swarm.RoleWorker, "i-w1"}, {"w1", swarm.RoleWorker, "i-w1"}, {"w2", swarm.RoleWorker, "i-w2"},
 			} {
 				c.addNode(n.id, n.role, n.inst)
 			}
@@ -116,15 +122,15 @@ func TestNoticeHandler(t *testing.T) {
 		reason string
 	}{
 		{name: "two live nodes carry the instance id", want: ErrAmbiguous, reason: ReasonAmbiguous,
-			setup: func(nw *noticeWorld) { nw.c.addNode("w9", roleWorker, "i-w1") }},
+			setup: func(nw *noticeWorld) { nw.c.addNode("w9", swarm.RoleWorker, "i-w1") }},
 		{name: "a worker labelled with a manager's instance id", want: ErrIdentity, reason: ReasonIdentity,
 			setup: func(nw *noticeWorld) {
 				nw.scaleIn("m2", 5*time.Minute)
 				nw.h.Hook = nw.hook
 				// Only w1 claims i-m2 (the manager's node carries another label): EC2 knows
 				// i-m2 at m2's address, not at w1's.
-				nw.c.label("m2", LabelInstanceID, "i-m2-old")
-				nw.c.label("w1", LabelInstanceID, "i-m2")
+				nw.c.label("m2", swarm.LabelInstanceID, "i-m2-old")
+				nw.c.label("w1", swarm.LabelInstanceID, "i-m2")
 			}},
 		{name: "EC2 does not know the instance", want: ErrIdentity, reason: ReasonIdentity,
 			setup: func(nw *noticeWorld) { delete(nw.ec2.addrs, "i-w1") }},

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Drain progress: a draining agent writes LabelProgress every ProgressInterval; the leader
@@ -33,15 +35,15 @@ type progressSeen struct {
 }
 
 // stale reports whether node n's drain has made no progress for ProgressStale, and why.
-func (p *progressWatch) stale(n Node, now time.Time) (bool, string) {
+func (p *progressWatch) stale(n swarm.Node, now time.Time) (bool, string) {
 	if p.seen == nil {
 		p.seen = map[string]progressSeen{}
 	}
-	v := n.Labels[LabelProgress]
+	v := n.Labels[swarm.LabelProgress]
 	if v == "" && p.legacy > 0 {
-		if at, err := time.Parse(time.RFC3339, n.Labels[LabelLeaving]); err == nil {
+		if at, err := time.Parse(time.RFC3339, n.Labels[swarm.LabelLeaving]); err == nil {
 			if age := now.Sub(at); age >= p.legacy {
-				return true, fmt.Sprintf("leaving since %s (%s) and no drain progress reported", n.Labels[LabelLeaving], age.Round(time.Second))
+				return true, fmt.Sprintf("leaving since %s (%s) and no drain progress reported", n.Labels[swarm.LabelLeaving], age.Round(time.Second))
 			}
 			return false, ""
 		}
@@ -58,11 +60,11 @@ func (p *progressWatch) stale(n Node, now time.Time) (bool, string) {
 }
 
 // restart times node n's current progress value from now again.
-func (p *progressWatch) restart(n Node, now time.Time) {
+func (p *progressWatch) restart(n swarm.Node, now time.Time) {
 	if p.seen == nil {
 		p.seen = map[string]progressSeen{}
 	}
-	p.seen[n.ID] = progressSeen{value: n.Labels[LabelProgress], at: now}
+	p.seen[n.ID] = progressSeen{value: n.Labels[swarm.LabelProgress], at: now}
 }
 
 // keep forgets the nodes for which keep is false.
@@ -80,13 +82,13 @@ func (p *progressWatch) keep(keep func(nodeID string) bool) {
 func (r *drainRun) startProgress(ctx context.Context, nodeID string, now bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	swarm, log := r.d.Swarm, r.log
+	sw, log := r.d.Swarm, r.log
 	wg.Go(func() {
 		t := time.NewTicker(ProgressInterval)
 		defer t.Stop()
 		for beat := now; ; beat = true {
 			if beat {
-				err := swarm.SetNodeLabels(ctx, nodeID, map[string]string{LabelProgress: progressValue(time.Now())})
+				err := sw.SetNodeLabels(ctx, nodeID, map[string]string{swarm.LabelProgress: progressValue(time.Now())})
 				if err != nil && ctx.Err() == nil {
 					log.Debug().Err(err).Msg("drain progress not recorded")
 				}

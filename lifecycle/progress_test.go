@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // markSeen is a Swarm and a Hook that note whether the node was already marked leaving when
@@ -23,7 +25,7 @@ type markSeen struct {
 
 func (m *markSeen) marked() bool {
 	n, _ := m.fakeCluster.node(m.node)
-	return n.Labels[LabelLeaving] != ""
+	return n.Labels[swarm.LabelLeaving] != ""
 }
 
 func (m *markSeen) Action(ctx context.Context, id string) (HookAction, error) {
@@ -44,7 +46,7 @@ func (m *markSeen) Complete(ctx context.Context, asg, hook, id, result string) e
 	return m.hook.Complete(ctx, asg, hook, id, result)
 }
 
-func (m *markSeen) Nodes(ctx context.Context) ([]Node, error) {
+func (m *markSeen) Nodes(ctx context.Context) ([]swarm.Node, error) {
 	m.mu.Lock()
 	if m.atListing == nil {
 		v := m.marked()
@@ -75,7 +77,7 @@ func TestDrainMarksFirst(t *testing.T) {
 				if node[0] == 'm' && (seen.atListing == nil || !*seen.atListing) {
 					t.Errorf("the quorum was checked before the node was marked leaving")
 				}
-				if first := w.j.all()[0]; !strings.Contains(first, LabelLeaving+":") || !strings.Contains(first, LabelProgress+":") {
+				if first := w.j.all()[0]; !strings.Contains(first, swarm.LabelLeaving+":") || !strings.Contains(first, swarm.LabelProgress+":") {
 					t.Errorf("first change %q, want the leaving mark with its progress", first)
 				}
 			})
@@ -121,7 +123,7 @@ func TestDrainProgress(t *testing.T) {
 							continue
 						}
 						mu.Lock()
-						if v := n.Labels[LabelProgress]; v != last {
+						if v := n.Labels[swarm.LabelProgress]; v != last {
 							if last != "" {
 								longest = max(longest, time.Since(changed))
 							}

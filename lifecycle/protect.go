@@ -7,11 +7,9 @@ import (
 	"slices"
 
 	"github.com/rs/zerolog"
-)
 
-// LabelProtected marks a manager whose instance the leader protected from scale-in, so that
-// the leader only ever lifts protection it set itself (an operator's stays).
-const LabelProtected = "swarm-agent.scale-in-protected"
+	"github.com/swarm-agent/swarm-agent/swarm"
+)
 
 // EventProtection: the leader set (reason "set") or lifted ("cleared") scale-in protection.
 const EventProtection = "protection"
@@ -54,17 +52,17 @@ type Protector struct {
 }
 
 // Pass brings the protection of the managers in nodes (one leader pass's list) in line.
-func (p *Protector) Pass(ctx context.Context, nodes []Node) error {
+func (p *Protector) Pass(ctx context.Context, nodes []swarm.Node) error {
 	if p.off {
 		return nil
 	}
 	if p.verified == nil {
 		p.verified = map[string]string{}
 	}
-	var managers []Node
+	var managers []swarm.Node
 	var ids []string
 	for _, n := range nodes {
-		if n.Role != roleManager || n.InstanceID() == "" || n.Labels[LabelLeaving] != "" {
+		if n.Role != swarm.RoleManager || n.InstanceID() == "" || n.Labels[swarm.LabelLeaving] != "" {
 			continue
 		}
 		managers = append(managers, n)
@@ -85,7 +83,7 @@ func (p *Protector) Pass(ctx context.Context, nodes []Node) error {
 			continue
 		}
 		need := CheckDemotion(nodes, n.ID) != nil
-		ours := n.Labels[LabelProtected] != ""
+		ours := n.Labels[swarm.LabelProtected] != ""
 		log := p.Log.With().Str("node_id", n.ID).Str("instance_id", id).Str("asg_name", m.ASG).Logger()
 		switch {
 		case need && !m.Protected:
@@ -94,11 +92,11 @@ func (p *Protector) Pass(ctx context.Context, nodes []Node) error {
 			errs = append(errs, p.set(ctx, n, m, false, log))
 		case !m.Protected && ours && !need:
 			// lifted by someone else: forget it was ours
-			errs = append(errs, p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{LabelProtected: ""}))
+			errs = append(errs, p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{swarm.LabelProtected: ""}))
 		}
 	}
 	for id := range p.verified {
-		if !slices.ContainsFunc(nodes, func(n Node) bool { return n.ID == id }) {
+		if !slices.ContainsFunc(nodes, func(n swarm.Node) bool { return n.ID == id }) {
 			delete(p.verified, id)
 		}
 	}
@@ -108,7 +106,7 @@ func (p *Protector) Pass(ctx context.Context, nodes []Node) error {
 // set protects (or unprotects) the manager's instance. The label goes first when protecting
 // and last when unprotecting, so that a failure half-way is mended by the next pass and an
 // operator's protection is never taken for the leader's.
-func (p *Protector) set(ctx context.Context, n Node, m GroupMember, protect bool, log zerolog.Logger) error {
+func (p *Protector) set(ctx context.Context, n swarm.Node, m GroupMember, protect bool, log zerolog.Logger) error {
 	if err := p.verify(ctx, n); err != nil {
 		if errors.Is(err, ErrIdentity) {
 			log.Warn().Err(err).Str("reason", ReasonIdentity).Msg("scale-in protection left as it is: EC2 does not confirm the manager's instance")
@@ -119,7 +117,7 @@ func (p *Protector) set(ctx context.Context, n Node, m GroupMember, protect bool
 	}
 	id := n.InstanceID()
 	if protect {
-		if err := p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{LabelProtected: "true"}); err != nil {
+		if err := p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{swarm.LabelProtected: "true"}); err != nil {
 			return fmt.Errorf("label manager %s protected: %w", n.ID, err)
 		}
 	}
@@ -132,7 +130,7 @@ func (p *Protector) set(ctx context.Context, n Node, m GroupMember, protect bool
 		return err
 	}
 	if !protect {
-		if err := p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{LabelProtected: ""}); err != nil {
+		if err := p.Swarm.SetNodeLabels(ctx, n.ID, map[string]string{swarm.LabelProtected: ""}); err != nil {
 			return fmt.Errorf("label manager %s unprotected: %w", n.ID, err)
 		}
 	}
@@ -147,7 +145,7 @@ func (p *Protector) set(ctx context.Context, n Node, m GroupMember, protect bool
 }
 
 // verify is VerifyNode, remembered per node, instance and address.
-func (p *Protector) verify(ctx context.Context, n Node) error {
+func (p *Protector) verify(ctx context.Context, n swarm.Node) error {
 	key := n.InstanceID() + "|" + n.Addr
 	if p.verified[n.ID] == key {
 		return nil

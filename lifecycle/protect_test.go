@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // fakeScaleIn is Auto Scaling's view of the world's instances: every one in service in
@@ -23,7 +25,7 @@ func newFakeScaleIn(w *world) *fakeScaleIn {
 	f := &fakeScaleIn{j: w.j, m: map[string]GroupMember{}}
 	for _, n := range w.c.nodesNow() {
 		group := "workers"
-		if n.Role == roleManager {
+		if n.Role == swarm.RoleManager {
 			group = "managers"
 		}
 		f.m[n.InstanceID()] = GroupMember{ASG: group, State: "InService"}
@@ -112,7 +114,7 @@ func TestProtector(t *testing.T) {
 			wantEvents: []string{"protection set", "protection cleared"}},
 		{name: "a leaving manager is left alone", managers: 1,
 			steps: []step{{do: func(w *world, _ *fakeScaleIn, _ *fakeEC2) {
-				w.c.label("m1", LabelLeaving, "2000-01-01T00:00:00Z")
+				w.c.label("m1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 			}}}},
 		{name: "EC2 does not confirm the manager's instance", managers: 1,
 			steps: []step{{do: func(_ *world, _ *fakeScaleIn, ec2 *fakeEC2) {
@@ -144,7 +146,7 @@ func TestProtector(t *testing.T) {
 				t.Errorf("events %q, want %q", e, tt.wantEvents)
 			}
 			for _, n := range w.c.nodesNow() {
-				if n.Labels[LabelProtected] != "" && !slices.Contains(asg.protected(), n.InstanceID()) {
+				if n.Labels[swarm.LabelProtected] != "" && !slices.Contains(asg.protected(), n.InstanceID()) {
 					t.Errorf("node %s labelled protected, its instance is not", n.ID)
 				}
 			}

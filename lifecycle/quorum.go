@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
-// Node roles, availability, states and reachability the drain and the reaper look at, as
-// Node spells them.
+// Node availability, states and reachability the drain and the reaper look at, as
+// swarm.Node spells them.
 const (
-	roleManager       = "manager"
-	roleWorker        = "worker"
 	availabilityDrain = "drain"
 	stateDown         = "down"
 	reachable         = "reachable"
@@ -28,10 +28,10 @@ func KeepsQuorum(managers, reachableOthers int) bool {
 // returns nil when it may (or when nodeID is not a manager: nothing to demote),
 // ErrLastManager when it is the only manager, and ErrNoQuorum when too few of the other
 // managers are reachable for the rest to keep quorum without it.
-func CheckDemotion(nodes []Node, nodeID string) error {
+func CheckDemotion(nodes []swarm.Node, nodeID string) error {
 	managers, reachableOthers, isManager := 0, 0, false
 	for _, n := range nodes {
-		if n.Role != roleManager {
+		if n.Role != swarm.RoleManager {
 			continue
 		}
 		managers++
@@ -54,10 +54,6 @@ func CheckDemotion(nodes []Node, nodeID string) error {
 	return nil
 }
 
-// LabelTurn is set on a manager whose drain has its turn to leave the managers (value: Unix
-// seconds); managers leave one at a time.
-const LabelTurn = "swarm-agent.leaving-turn"
-
 // turn is what a leaving manager does next (turnOf).
 type turn int
 
@@ -75,11 +71,11 @@ const (
 // do) gives it back, so at most one manager leaves at a time. Holders that are no managers
 // any more (demoted) or whose drain stopped (alive false) do not count. It returns the other
 // holders.
-func turnOf(nodes []Node, selfID string, since time.Time, mine bool, alive func(Node) bool) (turn, []Node) {
-	var holders []Node
+func turnOf(nodes []swarm.Node, selfID string, since time.Time, mine bool, alive func(swarm.Node) bool) (turn, []swarm.Node) {
+	var holders []swarm.Node
 	yield := false
 	for _, n := range nodes {
-		if n.ID == selfID || n.Role != roleManager || n.Labels[LabelLeaving] == "" || n.Labels[LabelTurn] == "" || !alive(n) {
+		if n.ID == selfID || n.Role != swarm.RoleManager || n.Labels[swarm.LabelLeaving] == "" || n.Labels[swarm.LabelTurn] == "" || !alive(n) {
 			continue
 		}
 		holders = append(holders, n)
@@ -103,8 +99,8 @@ func turnOf(nodes []Node, selfID string, since time.Time, mine bool, alive func(
 
 // comesFirst reports whether leaving manager n comes before manager selfID, marked at since:
 // an earlier mark (an unreadable one counts as earliest), at the same second a smaller id.
-func comesFirst(n Node, selfID string, since time.Time) bool {
-	at, err := time.Parse(time.RFC3339, n.Labels[LabelLeaving])
+func comesFirst(n swarm.Node, selfID string, since time.Time) bool {
+	at, err := time.Parse(time.RFC3339, n.Labels[swarm.LabelLeaving])
 	if err != nil {
 		at = time.Time{}
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestKeepsQuorum(t *testing.T) {
@@ -35,24 +37,26 @@ func TestKeepsQuorum(t *testing.T) {
 }
 
 func TestCheckDemotion(t *testing.T) {
-	mgr := func(id, reach string) Node { return Node{ID: id, Role: roleManager, Reachability: reach} }
-	worker := func(id string) Node { return Node{ID: id, Role: roleWorker} }
+	mgr := func(id, reach string) swarm.Node {
+		return swarm.Node{ID: id, Role: swarm.RoleManager, Reachability: reach}
+	}
+	worker := func(id string) swarm.Node { return swarm.Node{ID: id, Role: swarm.RoleWorker} }
 	tests := []struct {
 		name    string
-		nodes   []Node
+		nodes   []swarm.Node
 		self    string
 		wantErr error
 	}{
-		{name: "one of three, all reachable", nodes: []Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), worker("w1")}, self: "m1"},
-		{name: "one of three, another unreachable", nodes: []Node{mgr("m1", reachable), mgr("m2", "unreachable"), mgr("m3", reachable)}, self: "m1", wantErr: ErrNoQuorum},
-		{name: "the unreachable one of three", nodes: []Node{mgr("m1", reachable), mgr("m2", "unreachable"), mgr("m3", reachable)}, self: "m2"},
-		{name: "one of two", nodes: []Node{mgr("m1", reachable), mgr("m2", reachable)}, self: "m2"},
-		{name: "one of two, other unknown", nodes: []Node{mgr("m1", "unknown"), mgr("m2", reachable)}, self: "m2", wantErr: ErrNoQuorum},
-		{name: "last manager", nodes: []Node{mgr("m1", reachable), worker("w1"), worker("w2")}, self: "m1", wantErr: ErrLastManager},
-		{name: "a worker", nodes: []Node{mgr("m1", reachable), worker("w1")}, self: "w1"},
-		{name: "unknown node", nodes: []Node{mgr("m1", reachable)}, self: "x"},
-		{name: "one of five, two others down", nodes: []Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), mgr("m4", "unreachable"), mgr("m5", "unreachable")}, self: "m1", wantErr: ErrNoQuorum},
-		{name: "one of five, one other down", nodes: []Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), mgr("m4", reachable), mgr("m5", "unreachable")}, self: "m1"},
+		{name: "one of three, all reachable", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), worker("w1")}, self: "m1"},
+		{name: "one of three, another unreachable", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", "unreachable"), mgr("m3", reachable)}, self: "m1", wantErr: ErrNoQuorum},
+		{name: "the unreachable one of three", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", "unreachable"), mgr("m3", reachable)}, self: "m2"},
+		{name: "one of two", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", reachable)}, self: "m2"},
+		{name: "one of two, other unknown", nodes: []swarm.Node{mgr("m1", "unknown"), mgr("m2", reachable)}, self: "m2", wantErr: ErrNoQuorum},
+		{name: "last manager", nodes: []swarm.Node{mgr("m1", reachable), worker("w1"), worker("w2")}, self: "m1", wantErr: ErrLastManager},
+		{name: "a worker", nodes: []swarm.Node{mgr("m1", reachable), worker("w1")}, self: "w1"},
+		{name: "unknown node", nodes: []swarm.Node{mgr("m1", reachable)}, self: "x"},
+		{name: "one of five, two others down", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), mgr("m4", "unreachable"), mgr("m5", "unreachable")}, self: "m1", wantErr: ErrNoQuorum},
+		{name: "one of five, one other down", nodes: []swarm.Node{mgr("m1", reachable), mgr("m2", reachable), mgr("m3", reachable), mgr("m4", reachable), mgr("m5", "unreachable")}, self: "m1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,42 +70,42 @@ func TestCheckDemotion(t *testing.T) {
 
 func TestTurnOf(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	mgr := func(id, leaving string, holds bool) Node {
-		n := Node{ID: id, Role: roleManager, Reachability: reachable, Labels: map[string]string{}}
+	mgr := func(id, leaving string, holds bool) swarm.Node {
+		n := swarm.Node{ID: id, Role: swarm.RoleManager, Reachability: reachable, Labels: map[string]string{}}
 		if leaving != "" {
-			n.Labels[LabelLeaving] = leaving
+			n.Labels[swarm.LabelLeaving] = leaving
 		}
 		if holds {
-			n.Labels[LabelTurn] = "1"
+			n.Labels[swarm.LabelTurn] = "1"
 		}
 		return n
 	}
 	before, same, after := at.Add(-time.Minute).Format(time.RFC3339), at.Format(time.RFC3339), at.Add(time.Minute).Format(time.RFC3339)
-	alive := func(Node) bool { return true }
+	alive := func(swarm.Node) bool { return true }
 	tests := []struct {
 		name        string
-		nodes       []Node // m1 is the one deciding, marked at at
+		nodes       []swarm.Node // m1 is the one deciding, marked at at
 		mine        bool
-		alive       func(Node) bool
+		alive       func(swarm.Node) bool
 		want        turn
 		wantHolders []string
 	}{
-		{name: "nobody else leaving: claim", nodes: []Node{mgr("m2", "", false)}, want: turnClaim},
-		{name: "claimed, alone: go", nodes: []Node{mgr("m2", "", false)}, mine: true, want: turnGo},
-		{name: "others leave but hold nothing: claim", nodes: []Node{mgr("m2", before, false), mgr("m3", after, false)}, want: turnClaim},
-		{name: "another holds it: wait without claiming", nodes: []Node{mgr("m2", after, true)}, want: turnWait, wantHolders: []string{"m2"}},
-		{name: "both claimed, the other came first: give it back", nodes: []Node{mgr("m2", before, true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
-		{name: "both claimed at the same second, the smaller id keeps it", nodes: []Node{mgr("m2", same, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
-		{name: "both claimed, this one came first: wait for the other to give it back", nodes: []Node{mgr("m2", after, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
-		{name: "an unreadable mark comes first", nodes: []Node{mgr("m2", "soon", true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
-		{name: "a demoted holder does not count", nodes: []Node{{ID: "m2", Role: roleWorker, Labels: map[string]string{LabelLeaving: before, LabelTurn: "1"}}}, mine: true, want: turnGo},
-		{name: "a holder whose drain stopped does not count", nodes: []Node{mgr("m2", before, true)}, mine: true, alive: func(Node) bool { return false }, want: turnGo},
-		{name: "a holder no longer leaving does not count", nodes: []Node{mgr("m2", "", true)}, want: turnClaim},
+		{name: "nobody else leaving: claim", nodes: []swarm.Node{mgr("m2", "", false)}, want: turnClaim},
+		{name: "claimed, alone: go", nodes: []swarm.Node{mgr("m2", "", false)}, mine: true, want: turnGo},
+		{name: "others leave but hold nothing: claim", nodes: []swarm.Node{mgr("m2", before, false), mgr("m3", after, false)}, want: turnClaim},
+		{name: "another holds it: wait without claiming", nodes: []swarm.Node{mgr("m2", after, true)}, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "both claimed, the other came first: give it back", nodes: []swarm.Node{mgr("m2", before, true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
+		{name: "both claimed at the same second, the smaller id keeps it", nodes: []swarm.Node{mgr("m2", same, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "both claimed, this one came first: wait for the other to give it back", nodes: []swarm.Node{mgr("m2", after, true)}, mine: true, want: turnWait, wantHolders: []string{"m2"}},
+		{name: "an unreadable mark comes first", nodes: []swarm.Node{mgr("m2", "soon", true)}, mine: true, want: turnYield, wantHolders: []string{"m2"}},
+		{name: "a demoted holder does not count", nodes: []swarm.Node{{ID: "m2", Role: swarm.RoleWorker, Labels: map[string]string{swarm.LabelLeaving: before, swarm.LabelTurn: "1"}}}, mine: true, want: turnGo},
+		{name: "a holder whose drain stopped does not count", nodes: []swarm.Node{mgr("m2", before, true)}, mine: true, alive: func(swarm.Node) bool { return false }, want: turnGo},
+		{name: "a holder no longer leaving does not count", nodes: []swarm.Node{mgr("m2", "", true)}, want: turnClaim},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := cmpOr(tt.alive, alive)
-			nodes := append([]Node{mgr("m1", same, tt.mine)}, tt.nodes...)
+			nodes := append([]swarm.Node{mgr("m1", same, tt.mine)}, tt.nodes...)
 			got, holders := turnOf(nodes, "m1", at.Add(300*time.Millisecond), tt.mine, a)
 			var ids []string
 			for _, n := range holders {
@@ -114,7 +118,7 @@ func TestTurnOf(t *testing.T) {
 	}
 }
 
-func cmpOr(f, g func(Node) bool) func(Node) bool {
+func cmpOr(f, g func(swarm.Node) bool) func(swarm.Node) bool {
 	if f != nil {
 		return f
 	}

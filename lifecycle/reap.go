@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Reaper removes nodes that are down for good. The leader calls Reap periodically.
@@ -83,7 +85,7 @@ type Reaper struct {
 
 // removedNode is a leaving node the Reaper removed, and when.
 type removedNode struct {
-	node Node
+	node swarm.Node
 	at   time.Time
 }
 
@@ -135,7 +137,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			first = now
 			r.downSince[n.ID] = now
 		}
-		log := r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Str("role", n.Role).Logger()
+		log := r.Log.With().Str("node_id", n.ID).Str("instance_id", n.InstanceID()).Str("role", string(n.Role)).Logger()
 		d, err := r.due(ctx, nodes, n, now.Sub(first))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
@@ -164,7 +166,7 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 			if err := r.complete(ctx, n.InstanceID(), *d.held, log); err != nil {
 				errs = append(errs, fmt.Errorf("reap node %s: %w", n.ID, err))
 			}
-		case r.Hook != nil && n.Labels[LabelLeaving] != "" && n.InstanceID() != "":
+		case r.Hook != nil && n.Labels[swarm.LabelLeaving] != "" && n.InstanceID() != "":
 			r.leftBehind[n.InstanceID()] = removedNode{node: n, at: now}
 		}
 	}
@@ -186,8 +188,8 @@ func (r *Reaper) Reap(ctx context.Context, now time.Time) ([]string, error) {
 // takeOver has a live node drained on its instance's behalf when it is labelled leaving,
 // its drain progress is stale and Auto Scaling holds its instance in Terminating:Wait. The
 // decision says what was refused, if anything.
-func (r *Reaper) takeOver(ctx context.Context, nodes []Node, n Node, now time.Time) (reapDecision, error) {
-	if r.TakeOver == nil || r.Hook == nil || n.Labels[LabelLeaving] == "" || n.Leader {
+func (r *Reaper) takeOver(ctx context.Context, nodes []swarm.Node, n swarm.Node, now time.Time) (reapDecision, error) {
+	if r.TakeOver == nil || r.Hook == nil || n.Labels[swarm.LabelLeaving] == "" || n.Leader {
 		return reapDecision{}, nil
 	}
 	if r.progress.legacy == 0 {
@@ -237,7 +239,7 @@ func (r *Reaper) refuse(id string, d reapDecision, log zerolog.Logger) {
 
 // due decides whether a down node, down for the given time, is to be reaped now. nodes is
 // the pass's node list, where the node's instance may have other node objects.
-func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Duration) (reapDecision, error) {
+func (r *Reaper) due(ctx context.Context, nodes []swarm.Node, n swarm.Node, down time.Duration) (reapDecision, error) {
 	keep := func(why string) (reapDecision, error) { return reapDecision{why: why}, nil }
 	if n.Leader {
 		return keep("the leader's own node")
@@ -262,7 +264,7 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 	// A leaving node goes at once (its drain got as far as marking it), but only once Auto
 	// Scaling or EC2 says its instance is going: a drain that was aborted, or a mark a node
 	// set on itself, leaves its node to the rule of any other down node.
-	leaving := n.Labels[LabelLeaving] != ""
+	leaving := n.Labels[swarm.LabelLeaving] != ""
 	switch {
 	case id == "":
 		return keep("no instance-id label: not ours to remove")
@@ -273,7 +275,7 @@ func (r *Reaper) due(ctx context.Context, nodes []Node, n Node, down time.Durati
 	}
 	what := fmt.Sprintf("the node down for %s", down)
 	if leaving {
-		what = fmt.Sprintf("the node leaving since %s and down", n.Labels[LabelLeaving])
+		what = fmt.Sprintf("the node leaving since %s and down", n.Labels[swarm.LabelLeaving])
 	}
 	if r.Hook != nil {
 		// One look at Auto Scaling answers both questions for an instance in a hooked group.
@@ -323,7 +325,7 @@ func abortedDrain(leaving bool) string {
 
 // verify checks node n's claim to its instance with EC2 (VerifyNode). It returns nil, nil
 // when EC2 confirms it, a refused decision when EC2 disagrees, and EC2's error otherwise.
-func (r *Reaper) verify(ctx context.Context, n Node) (*reapDecision, error) {
+func (r *Reaper) verify(ctx context.Context, n swarm.Node) (*reapDecision, error) {
 	err := VerifyNode(ctx, r.Instances, n)
 	switch {
 	case err == nil:
@@ -337,7 +339,7 @@ func (r *Reaper) verify(ctx context.Context, n Node) (*reapDecision, error) {
 // completeLeftBehind completes the actions still waiting Grace after their leaving node was
 // removed, and forgets the instances whose action ended otherwise. An instance with a live
 // node object again (it joined anew) is left to that node's own drain.
-func (r *Reaper) completeLeftBehind(ctx context.Context, nodes []Node, now time.Time) []error {
+func (r *Reaper) completeLeftBehind(ctx context.Context, nodes []swarm.Node, now time.Time) []error {
 	var errs []error
 	for id, removed := range r.leftBehind {
 		if now.Sub(removed.at) < r.Grace {
@@ -400,9 +402,9 @@ func (r *Reaper) complete(ctx context.Context, instanceID string, a HookAction, 
 
 // reap demotes a manager and removes the node. It reports false without error while a
 // demotion is under way; the next pass removes the node.
-func (r *Reaper) reap(ctx context.Context, n Node, log zerolog.Logger) (bool, error) {
-	if n.Role == roleManager || n.Reachability != "" {
-		if n.Role == roleManager {
+func (r *Reaper) reap(ctx context.Context, n swarm.Node, log zerolog.Logger) (bool, error) {
+	if n.Role == swarm.RoleManager || n.Reachability != "" {
+		if n.Role == swarm.RoleManager {
 			nodes, err := r.Swarm.Nodes(ctx)
 			if err != nil {
 				return false, fmt.Errorf("list nodes: %w", err)
@@ -410,7 +412,7 @@ func (r *Reaper) reap(ctx context.Context, n Node, log zerolog.Logger) (bool, er
 			if err := CheckDemotion(nodes, n.ID); err != nil {
 				return false, err
 			}
-			if err := r.Swarm.SetRole(ctx, n.ID, roleWorker); err != nil {
+			if err := r.Swarm.SetRole(ctx, n.ID, swarm.RoleWorker); err != nil {
 				if errors.Is(err, ErrNoSuchNode) {
 					return true, nil
 				}
@@ -419,7 +421,7 @@ func (r *Reaper) reap(ctx context.Context, n Node, log zerolog.Logger) (bool, er
 			log.Info().Msg("demoted down manager")
 		}
 		if r.Registrar != nil && n.InstanceID() != "" {
-			if err := r.Registrar.Deregister(ctx, n.InstanceID(), n.Addr); err != nil {
+			if err := r.Registrar.Deregister(ctx, swarm.Member{InstanceID: n.InstanceID(), Addr: n.Addr}); err != nil {
 				log.Warn().Err(err).Msg("deregister down manager")
 			}
 		}
@@ -429,7 +431,7 @@ func (r *Reaper) reap(ctx context.Context, n Node, log zerolog.Logger) (bool, er
 			return true, nil
 		case err != nil:
 			return false, fmt.Errorf("inspect after demotion: %w", err)
-		case now.Role != roleWorker || now.Reachability != "":
+		case now.Role != swarm.RoleWorker || now.Reachability != "":
 			log.Info().Msg("demotion under way: the node is removed on a later pass")
 			return false, nil
 		}

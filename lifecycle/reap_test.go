@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // fakeEC2 is EC2 for the reaper (Instances): it knows every instance in addrs, running with
@@ -53,10 +55,10 @@ func (f *fakeEC2) Instance(_ context.Context, id string) (Instance, error) {
 }
 
 // nodesNow lists the nodes without counting a call.
-func (c *fakeCluster) nodesNow() []Node {
+func (c *fakeCluster) nodesNow() []swarm.Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Node, 0, len(c.nodes))
+	out := make([]swarm.Node, 0, len(c.nodes))
 	for _, n := range c.nodes {
 		out = append(out, n.view())
 	}
@@ -152,7 +154,7 @@ func TestReap(t *testing.T) {
 			name: "leaving, down, instance gone: at once",
 			passes: []pass{
 				{at: 0, do: func(w *world, ec2 *fakeEC2) {
-					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("w2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					killGone("w2")(w, ec2)
 				}, want: []string{"w2"}},
 			},
@@ -165,7 +167,7 @@ func TestReap(t *testing.T) {
 			name: "leaving, down, instance alive: kept like any down node",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
-					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("w2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.kill("w2")
 				}},
 				{at: grace},
@@ -177,7 +179,7 @@ func TestReap(t *testing.T) {
 			name: "leaving, down, instance alive, terminated later",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
-					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("w2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.kill("w2")
 				}},
 				{at: time.Minute, do: func(_ *world, ec2 *fakeEC2) { ec2.terminate("i-w2") }, want: []string{"w2"}},
@@ -202,7 +204,7 @@ func TestReap(t *testing.T) {
 			name: "leaving, up: never",
 			passes: []pass{
 				{at: 0, do: func(w *world, ec2 *fakeEC2) {
-					w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("w2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					ec2.terminate("i-w2")
 				}},
 				{at: 10 * grace},
@@ -219,7 +221,7 @@ func TestReap(t *testing.T) {
 			name: "no instance-id label: never",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
-					w.c.addNode("x1", roleWorker, "")
+					w.c.addNode("x1", swarm.RoleWorker, "")
 					w.c.kill("x1")
 				}},
 				{at: 10 * grace},
@@ -229,8 +231,8 @@ func TestReap(t *testing.T) {
 			name: "no instance-id label but leaving: never (no instance to ask about)",
 			passes: []pass{
 				{at: 0, do: func(w *world, _ *fakeEC2) {
-					w.c.addNode("x1", roleWorker, "")
-					w.c.label("x1", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.addNode("x1", swarm.RoleWorker, "")
+					w.c.label("x1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.kill("x1")
 				}},
 				{at: 10 * grace},
@@ -263,7 +265,7 @@ func TestReap(t *testing.T) {
 			name: "leaving manager down: demoted and removed in one pass",
 			passes: []pass{
 				{at: 0, do: func(w *world, ec2 *fakeEC2) {
-					w.c.label("m2", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("m2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					killGone("m2")(w, ec2)
 				}, want: []string{"m2"}},
 			},
@@ -274,7 +276,7 @@ func TestReap(t *testing.T) {
 			name: "never the leader's own node",
 			passes: []pass{
 				{at: 0, do: func(w *world, ec2 *fakeEC2) {
-					w.c.label("m1", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("m1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					w.c.setState("m1", "down")
 					ec2.terminate("i-m1")
 				}},
@@ -287,7 +289,7 @@ func TestReap(t *testing.T) {
 				{at: 0, do: func(w *world, ec2 *fakeEC2) {
 					killGone("w1")(w, ec2)
 					killGone("w2")(w, ec2)
-					w.c.label("w3", LabelLeaving, "2000-01-01T00:00:00Z")
+					w.c.label("w3", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 					killGone("w3")(w, ec2)
 				}, want: []string{"w3"}},
 				{at: grace, want: []string{"w1", "w2"}},
@@ -334,7 +336,7 @@ func TestReapErrors(t *testing.T) {
 			w := newWorld(1, 2)
 			w.c.kill("w1")
 			w.c.kill("w2")
-			w.c.label("w2", LabelLeaving, "2000-01-01T00:00:00Z")
+			w.c.label("w2", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 			ec2 := newFakeEC2(w)
 			ec2.terminate("i-w1")
 			ec2.terminate("i-w2")
@@ -460,7 +462,7 @@ func TestReapCompletesHeldAction(t *testing.T) {
 				hook.scaleIn()
 				ec2 := newFakeEC2(w)
 				r := &Reaper{Swarm: w.c, Grace: grace, Hook: hook, Instances: ec2, Log: testLogger(t)}
-				w.c.label("w1", LabelLeaving, "2000-01-01T00:00:00Z")
+				w.c.label("w1", swarm.LabelLeaving, "2000-01-01T00:00:00Z")
 				w.c.kill("w1") // it left the swarm
 				if got, err := r.Reap(t.Context(), time.Now()); err != nil || !slices.Equal(got, []string{"w1"}) {
 					t.Fatalf("first pass = %v, %v; want the leaving node removed at once", got, err)

@@ -8,62 +8,22 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
-
-// Node is a swarm node as a manager sees it.
-type Node struct {
-	ID           string
-	Hostname     string
-	Addr         string
-	Role         string // manager | worker
-	Availability string // active | pause | drain
-	State        string // ready | down | unknown | disconnected
-	Leader       bool
-	Reachability string // managers: reachable | unreachable | unknown
-	Labels       map[string]string
-	EngineLabels map[string]string
-}
-
-// InstanceID is the EC2 instance id the agent labelled the node with, if any.
-func (n Node) InstanceID() string {
-	if v := n.Labels[LabelInstanceID]; v != "" {
-		return v
-	}
-	return n.EngineLabels[LabelInstanceID]
-}
-
-// Labels the agent owns on nodes.
-const (
-	LabelInstanceID = "swarm-agent.instance-id"
-	LabelLeaving    = "swarm-agent.leaving" // value: RFC3339 time the drain started
-	// LabelProgress is kept fresh by a running drain (value: Unix seconds, every
-	// ProgressInterval), so that the leader can tell a drain that goes on from one whose
-	// agent died.
-	LabelProgress = "swarm-agent.leaving-progress"
-)
-
-// Task is a swarm task.
-type Task struct {
-	ID           string
-	ServiceID    string
-	NodeID       string
-	Slot         int
-	DesiredState string // running | shutdown | ...
-	State        string // running | shutdown | complete | failed | ...
-}
 
 // Swarm is what draining needs from the swarm's managers. On a manager it is the local engine;
 // on a worker it is the managers' control API, which allows only operations on the caller's
 // own node.
 type Swarm interface {
-	Node(ctx context.Context, id string) (Node, error)
-	Nodes(ctx context.Context) ([]Node, error)
+	Node(ctx context.Context, id string) (swarm.Node, error)
+	Nodes(ctx context.Context) ([]swarm.Node, error)
 	SetAvailability(ctx context.Context, nodeID, availability string) error
 	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
-	SetRole(ctx context.Context, nodeID, role string) error
+	SetRole(ctx context.Context, nodeID string, role swarm.Role) error
 	RemoveNode(ctx context.Context, nodeID string, force bool) error
 	// Tasks lists tasks; nodeID "" means every node, serviceID "" every service.
-	Tasks(ctx context.Context, nodeID, serviceID string) ([]Task, error)
+	Tasks(ctx context.Context, nodeID, serviceID string) ([]swarm.Task, error)
 }
 
 // Local is the node's own engine.
@@ -73,9 +33,11 @@ type Local interface {
 	Leave(ctx context.Context, force bool) error
 }
 
-// Registrar withdraws a manager from discovery.
+// Registrar withdraws a manager from discovery: the part of discovery.Registrar that the
+// drain and the reaper use, so that a discovery provider serves as one. They name the manager
+// by instance id and address (Port stays 0: no provider needs it to deregister).
 type Registrar interface {
-	Deregister(ctx context.Context, instanceID, addr string) error
+	Deregister(ctx context.Context, m swarm.Member) error
 }
 
 // Notice is a reason for a node to leave.

@@ -13,6 +13,8 @@ import (
 	"text/template"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // UserData is what one group of instances (managers or workers of a cluster) boots with.
@@ -70,7 +72,7 @@ func (u UserData) validate() error {
 	bad := func(field, val, rule string) {
 		errs = append(errs, fmt.Errorf("user_data %s %q: %s", field, val, rule))
 	}
-	if u.Role != "manager" && u.Role != "worker" {
+	if _, err := swarm.ParseRole(u.Role); err != nil {
 		bad("Role", u.Role, "must be manager or worker")
 	}
 	if !clusterRE.MatchString(u.Cluster) {

@@ -13,25 +13,12 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // DefaultPath is where dockerd reads its configuration.
 const DefaultPath = "/etc/docker/daemon.json"
-
-// LabelPrefix marks the engine labels the agent owns. Every label under it is rewritten on each
-// merge (stale ones are removed); operators use other keys.
-const LabelPrefix = "swarm-agent."
-
-// The engine label keys the agent sets.
-const (
-	LabelInstanceID   = LabelPrefix + "instance-id"
-	LabelAZ           = LabelPrefix + "az"
-	LabelInstanceType = LabelPrefix + "instance-type"
-	LabelRole         = LabelPrefix + "role"
-	// LabelNodeLabels lists (comma-separated) the operator's label keys the agent wrote, which
-	// managers copy into node labels for placement constraints.
-	LabelNodeLabels = LabelPrefix + "node-labels"
-)
 
 // Owned is what the agent wants in daemon.json. Empty fields are not written.
 type Owned struct {
@@ -52,10 +39,10 @@ func (o Owned) labels() ([]string, map[string]bool, error) {
 	keys := map[string]bool{}
 	var out []string
 	for _, kv := range [][2]string{
-		{LabelInstanceID, o.InstanceID},
-		{LabelAZ, o.AZ},
-		{LabelInstanceType, o.InstanceType},
-		{LabelRole, o.Role},
+		{swarm.LabelInstanceID, o.InstanceID},
+		{swarm.LabelAZ, o.AZ},
+		{swarm.LabelInstanceType, o.InstanceType},
+		{swarm.LabelRole, o.Role},
 	} {
 		if kv[1] != "" {
 			if !utf8.ValidString(kv[1]) {
@@ -77,8 +64,8 @@ func (o Owned) labels() ([]string, map[string]bool, error) {
 	}
 	slices.Sort(names)
 	if len(names) > 0 {
-		out = append(out, LabelNodeLabels+"="+strings.Join(names, ","))
-		keys[LabelNodeLabels] = true
+		out = append(out, swarm.LabelNodeLabels+"="+strings.Join(names, ","))
+		keys[swarm.LabelNodeLabels] = true
 	}
 	for _, k := range names {
 		out = append(out, k+"="+o.Labels[k])
@@ -103,8 +90,8 @@ func checkLabelKey(k string) error {
 	switch {
 	case k == "":
 		return errors.New("engine label: empty key")
-	case strings.HasPrefix(k, LabelPrefix):
-		return fmt.Errorf("engine label %q: keys starting with %q are reserved for the agent", k, LabelPrefix)
+	case strings.HasPrefix(k, swarm.LabelPrefix):
+		return fmt.Errorf("engine label %q: keys starting with %q are reserved for the agent", k, swarm.LabelPrefix)
 	case !utf8.ValidString(k):
 		return fmt.Errorf("engine label %q: key is not valid UTF-8", k)
 	case strings.ContainsAny(k, "= \t\r\n"):
@@ -144,7 +131,7 @@ func Merge(existing []byte, want Owned) (out []byte, changed bool, err error) {
 		}
 		for _, l := range cur {
 			k, _, _ := strings.Cut(l, "=")
-			if strings.HasPrefix(k, LabelPrefix) || wantKeys[k] {
+			if strings.HasPrefix(k, swarm.LabelPrefix) || wantKeys[k] {
 				continue
 			}
 			labels = append(labels, l)
@@ -332,13 +319,13 @@ func writeAtomic(path string, data []byte) error {
 // the operator's labels (workload=database). Engine labels the agent did not write are ignored.
 func NodeLabels(engine map[string]string) map[string]string {
 	out := map[string]string{}
-	for from, to := range map[string]string{LabelAZ: "az", LabelInstanceType: "instance-type", LabelInstanceID: LabelInstanceID} {
+	for from, to := range map[string]string{swarm.LabelAZ: "az", swarm.LabelInstanceType: "instance-type", swarm.LabelInstanceID: swarm.LabelInstanceID} {
 		if v := engine[from]; v != "" {
 			out[to] = v
 		}
 	}
-	for k := range strings.SplitSeq(engine[LabelNodeLabels], ",") {
-		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, LabelPrefix) {
+	for k := range strings.SplitSeq(engine[swarm.LabelNodeLabels], ",") {
+		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, swarm.LabelPrefix) {
 			if v, ok := engine[k]; ok {
 				out[k] = v
 			}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -124,13 +126,13 @@ func checkInvariants(t *testing.T, in, out []byte, want Owned) {
 			t.Errorf("label %q appears %d times", l, n)
 		}
 		k, _, _ := strings.Cut(l, "=")
-		if strings.HasPrefix(k, LabelPrefix) {
+		if strings.HasPrefix(k, swarm.LabelPrefix) {
 			if !ownedLabel(want, l) {
 				t.Errorf("stale agent label %q kept", l)
 			}
 		}
 	}
-	if want.InstanceID != "" && labels[LabelInstanceID+"="+want.InstanceID] != 1 {
+	if want.InstanceID != "" && labels[swarm.LabelInstanceID+"="+want.InstanceID] != 1 {
 		t.Errorf("labels %v: missing instance id", list)
 	}
 	for k, v := range want.Labels {
@@ -141,7 +143,7 @@ func checkInvariants(t *testing.T, in, out []byte, want Owned) {
 	if bl, ok := before["labels"].([]any); ok {
 		for _, l := range bl {
 			k, _, _ := strings.Cut(l.(string), "=")
-			if _, replaced := want.Labels[k]; replaced || strings.HasPrefix(k, LabelPrefix) {
+			if _, replaced := want.Labels[k]; replaced || strings.HasPrefix(k, swarm.LabelPrefix) {
 				continue
 			}
 			if labels[l.(string)] != 1 {
@@ -154,11 +156,11 @@ func checkInvariants(t *testing.T, in, out []byte, want Owned) {
 func ownedLabel(o Owned, l string) bool {
 	if len(o.Labels) > 0 {
 		keys := slices.Sorted(maps.Keys(o.Labels))
-		if l == LabelNodeLabels+"="+strings.Join(keys, ",") {
+		if l == swarm.LabelNodeLabels+"="+strings.Join(keys, ",") {
 			return true
 		}
 	}
-	for _, kv := range [][2]string{{LabelInstanceID, o.InstanceID}, {LabelAZ, o.AZ}, {LabelInstanceType, o.InstanceType}, {LabelRole, o.Role}} {
+	for _, kv := range [][2]string{{swarm.LabelInstanceID, o.InstanceID}, {swarm.LabelAZ, o.AZ}, {swarm.LabelInstanceType, o.InstanceType}, {swarm.LabelRole, o.Role}} {
 		if kv[1] != "" && l == kv[0]+"="+kv[1] {
 			return true
 		}
@@ -254,7 +256,7 @@ func TestApply(t *testing.T) {
 			t.Errorf("mode = %v, want 0644", fi.Mode().Perm())
 		}
 		b, _ := os.ReadFile(path)
-		if !strings.Contains(string(b), LabelInstanceID+"="+node.InstanceID) {
+		if !strings.Contains(string(b), swarm.LabelInstanceID+"="+node.InstanceID) {
 			t.Errorf("file lacks the instance id label:\n%s", b)
 		}
 	})
@@ -326,12 +328,12 @@ func FuzzMerge(f *testing.F) {
 
 func TestNodeLabels(t *testing.T) {
 	engine := map[string]string{
-		LabelInstanceID: "i-1", LabelAZ: "us-east-1a", LabelInstanceType: "t3.medium", LabelRole: "worker",
-		LabelNodeLabels: "workload,tier,swarm-agent.sneaky", "workload": "database", "tier": "gold",
+		swarm.LabelInstanceID: "i-1", swarm.LabelAZ: "us-east-1a", swarm.LabelInstanceType: "t3.medium", swarm.LabelRole: "worker",
+		swarm.LabelNodeLabels: "workload,tier,swarm-agent.sneaky", "workload": "database", "tier": "gold",
 		"swarm-testbed.node": "node4", "swarm-agent.sneaky": "x",
 	}
 	got := NodeLabels(engine)
-	want := map[string]string{"az": "us-east-1a", "instance-type": "t3.medium", LabelInstanceID: "i-1",
+	want := map[string]string{"az": "us-east-1a", "instance-type": "t3.medium", swarm.LabelInstanceID: "i-1",
 		"workload": "database", "tier": "gold"}
 	if !maps.Equal(got, want) {
 		t.Fatalf("NodeLabels = %v, want %v", got, want)

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	cerrdefs "github.com/containerd/errdefs"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,10 +15,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
+	cerrdefs "github.com/containerd/errdefs"
+
+	swarmapi "github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 var _ bootstrap.Engine = (*Engine)(nil)
@@ -188,7 +190,7 @@ func certClusterID(path string) string {
 	return c.Subject.Organization[0]
 }
 
-func localNode(s swarm.Info) bootstrap.LocalNode {
+func localNode(s swarmapi.Info) bootstrap.LocalNode {
 	ln := bootstrap.LocalNode{
 		State:     bootstrap.SwarmState(s.LocalNodeState),
 		NodeID:    s.NodeID,
@@ -205,7 +207,7 @@ func localNode(s swarm.Info) bootstrap.LocalNode {
 	return ln
 }
 
-// Self returns this node's id and whether it is a manager; "" when it is in no swarm.
+// Self returns this node's id and whether it is a manager; "" when it is in no swarmapi.
 func (e *Engine) Self(ctx context.Context) (string, bool, error) {
 	ln, err := e.Local(ctx)
 	if err != nil {
@@ -282,13 +284,13 @@ func (e *Engine) waitActive(ctx context.Context, op string) error {
 		if err == nil {
 			s := res.Info.Swarm
 			switch s.LocalNodeState {
-			case swarm.LocalNodeStateActive:
+			case swarmapi.LocalNodeStateActive:
 				return nil
-			case swarm.LocalNodeStateError:
+			case swarmapi.LocalNodeStateError:
 				return e.wrap(op, fmt.Errorf("join went on in the background and failed: %s", s.Error))
-			case swarm.LocalNodeStateInactive:
+			case swarmapi.LocalNodeStateInactive:
 				return e.wrap(op, errors.New("join went on in the background and the node is inactive again"))
-			case swarm.LocalNodeStateLocked:
+			case swarmapi.LocalNodeStateLocked:
 				return e.wrap(op, bootstrap.ErrSwarmLocked)
 			}
 			last = string(s.LocalNodeState)
@@ -301,7 +303,7 @@ func (e *Engine) waitActive(ctx context.Context, op string) error {
 	}
 }
 
-// Leave leaves the swarm. A node that is in no swarm has nothing to leave: that is not an error.
+// Leave leaves the swarmapi. A node that is in no swarm has nothing to leave: that is not an error.
 func (e *Engine) Leave(ctx context.Context, force bool) error {
 	_, err := e.c.SwarmLeave(ctx, client.SwarmLeaveOptions{Force: force})
 	if err != nil && strings.Contains(err.Error(), "not part of a swarm") {
@@ -314,12 +316,12 @@ func (e *Engine) Leave(ctx context.Context, force bool) error {
 }
 
 // JoinTokens reads the join tokens and the cluster id (managers only).
-func (e *Engine) JoinTokens(ctx context.Context) (bootstrap.JoinTokens, string, error) {
+func (e *Engine) JoinTokens(ctx context.Context) (swarm.JoinTokens, string, error) {
 	res, err := e.c.SwarmInspect(ctx, client.SwarmInspectOptions{})
 	if err != nil {
-		return bootstrap.JoinTokens{}, "", e.wrap("read join tokens", err)
+		return swarm.JoinTokens{}, "", e.wrap("read join tokens", err)
 	}
-	return bootstrap.JoinTokens{Worker: res.Swarm.JoinTokens.Worker, Manager: res.Swarm.JoinTokens.Manager}, res.Swarm.ID, nil
+	return swarm.JoinTokens{Worker: res.Swarm.JoinTokens.Worker, Manager: res.Swarm.JoinTokens.Manager}, res.Swarm.ID, nil
 }
 
 // redactedError hides a secret in an error's text and still unwraps to it.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 )
@@ -96,12 +96,12 @@ type fakeDaemon struct {
 	joinErr      string
 	joinStatus   int
 	pendingInfos int
-	finalState   swarm.LocalNodeState
+	finalState   swarmapi.LocalNodeState
 	finalErr     string
 	infoCalls    int
 	inSwarm      bool
 	// nodes by id; raceUpdates makes that many updates fail as if another writer won.
-	nodes       map[string]*swarm.Node
+	nodes       map[string]*swarmapi.Node
 	raceUpdates int
 	updates     int
 }
@@ -137,12 +137,12 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(nil)
 	case path == "/info":
 		f.infoCalls++
-		state := swarm.LocalNodeStatePending
+		state := swarmapi.LocalNodeStatePending
 		var errText string
 		if f.infoCalls > f.pendingInfos {
 			state, errText = f.finalState, f.finalErr
 		}
-		reply(map[string]any{"Swarm": swarm.Info{NodeID: "n1", LocalNodeState: state, Error: errText}})
+		reply(map[string]any{"Swarm": swarmapi.Info{NodeID: "n1", LocalNodeState: state, Error: errText}})
 	case path == "/swarm/leave":
 		if !f.inSwarm {
 			fail(http.StatusServiceUnavailable, "This node is not part of a swarm")
@@ -173,7 +173,7 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
 			return
 		}
-		var spec swarm.NodeSpec
+		var spec swarmapi.NodeSpec
 		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
 			fail(http.StatusBadRequest, err.Error())
 			return
@@ -224,8 +224,8 @@ func TestJoin(t *testing.T) {
 		wantInfos int    // at least this many /info polls
 	}{
 		{name: "immediate", f: &fakeDaemon{}},
-		{name: "timeout then active", f: &fakeDaemon{joinErr: engineTimeout, pendingInfos: 3, finalState: swarm.LocalNodeStateActive}, wantInfos: 4},
-		{name: "timeout then error", f: &fakeDaemon{joinErr: engineTimeout, pendingInfos: 2, finalState: swarm.LocalNodeStateError, finalErr: "manager unreachable"},
+		{name: "timeout then active", f: &fakeDaemon{joinErr: engineTimeout, pendingInfos: 3, finalState: swarmapi.LocalNodeStateActive}, wantInfos: 4},
+		{name: "timeout then error", f: &fakeDaemon{joinErr: engineTimeout, pendingInfos: 2, finalState: swarmapi.LocalNodeStateError, finalErr: "manager unreachable"},
 			wantErr: "failed: manager unreachable", wantInfos: 3},
 		{name: "timeout and still pending when ctx ends", f: &fakeDaemon{joinErr: engineTimeout, pendingInfos: 1 << 30},
 			// Long enough for the join call itself on a loaded machine (it once took over
@@ -289,10 +289,10 @@ func TestNodeUpdateRetriesOutOfSequence(t *testing.T) {
 		{"always loses", updateAttempts + 5, updateAttempts, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			n := &swarm.Node{ID: "n1", Spec: swarm.NodeSpec{Availability: swarm.NodeAvailabilityActive, Role: swarm.NodeRoleWorker}}
+			n := &swarmapi.Node{ID: "n1", Spec: swarmapi.NodeSpec{Availability: swarmapi.NodeAvailabilityActive, Role: swarmapi.NodeRoleWorker}}
 			n.Version.Index = 7
 			n.Spec.Labels = map[string]string{"keep": "me"}
-			f := &fakeDaemon{nodes: map[string]*swarm.Node{"n1": n}, raceUpdates: c.races}
+			f := &fakeDaemon{nodes: map[string]*swarmapi.Node{"n1": n}, raceUpdates: c.races}
 			e := serve(t, f)
 			err := e.SetNodeLabels(t.Context(), "n1", map[string]string{"swarm-agent.instance-id": "i-1"})
 			if c.wantErr {
@@ -325,7 +325,7 @@ func TestNodeUpdateRetriesOutOfSequence(t *testing.T) {
 }
 
 func TestInvalidArguments(t *testing.T) {
-	e := serve(t, &fakeDaemon{nodes: map[string]*swarm.Node{}})
+	e := serve(t, &fakeDaemon{nodes: map[string]*swarmapi.Node{}})
 	for name, err := range map[string]error{
 		"availability": e.SetAvailability(t.Context(), "n1", "drained"),
 		"role":         e.SetRole(t.Context(), "n1", "leader"),
@@ -355,7 +355,7 @@ func TestInvalidArguments(t *testing.T) {
 }
 
 func TestUnknownNodeIsNotFound(t *testing.T) {
-	f := &fakeDaemon{nodes: map[string]*swarm.Node{}}
+	f := &fakeDaemon{nodes: map[string]*swarmapi.Node{}}
 	e := serve(t, f)
 	_, err := e.Node(t.Context(), "nope")
 	if !IsNotFound(err) {

@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
 	"github.com/swarm-agent/swarm-agent/internal/waitfor"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // TestRealSwarm drives three real engines through a swarm's life: check, init, join as
@@ -77,7 +78,7 @@ func TestRealSwarm(t *testing.T) {
 	})
 
 	var id1, cluster string
-	var tokens bootstrap.JoinTokens
+	var tokens swarm.JoinTokens
 	step("init", func(t *testing.T) {
 		var err error
 		if id1, err = e1.Init(ctx, bootstrap.InitRequest{AdvertiseAddr: n1.IP}); err != nil {
@@ -193,23 +194,23 @@ func TestRealSwarm(t *testing.T) {
 	})
 
 	var serviceID string
-	running := func(f TaskFilter) ([]Task, error) {
+	running := func(f TaskFilter) ([]swarm.Task, error) {
 		f.DesiredState = "running"
 		tasks, err := e1.Tasks(ctx, f)
 		if err != nil {
 			return nil, err
 		}
-		return slices.DeleteFunc(tasks, func(t Task) bool { return t.State != "running" }), nil
+		return slices.DeleteFunc(tasks, func(t swarm.Task) bool { return t.State != "running" }), nil
 	}
 	step("service tasks land", func(t *testing.T) {
 		replicas := uint64(2)
 		grace := 500 * time.Millisecond
-		res, err := e1.c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-			Annotations: swarm.Annotations{Name: "sleeper"},
-			TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{
+		res, err := e1.c.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
+			Annotations: swarmapi.Annotations{Name: "sleeper"},
+			TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{
 				Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace,
 			}},
-			Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+			Mode: swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
 		}, QueryRegistry: false})
 		if err != nil {
 			t.Fatal(err)

@@ -9,31 +9,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/types/swarm"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
-// Node is a swarm node as a manager sees it.
-type Node struct {
-	ID           string
-	Hostname     string
-	Addr         string // the node's IP
-	Role         string // manager | worker
-	Availability string // active | pause | drain
-	State        string // ready | down | unknown | disconnected
-	Leader       bool
-	Reachability string // managers: reachable | unreachable | unknown
-	Labels       map[string]string
-	// EngineLabels are the node's engine labels (dockerd --label).
-	EngineLabels map[string]string
-}
-
-func node(n swarm.Node) Node {
-	out := Node{
+func node(n swarmapi.Node) swarm.Node {
+	out := swarm.Node{
 		ID:           n.ID,
 		Hostname:     n.Description.Hostname,
 		Addr:         n.Status.Addr,
-		Role:         string(n.Spec.Role),
+		Role:         swarm.Role(n.Spec.Role),
 		Availability: string(n.Spec.Availability),
 		State:        string(n.Status.State),
 		Labels:       maps.Clone(n.Spec.Labels),
@@ -56,12 +43,12 @@ func node(n swarm.Node) Node {
 }
 
 // Nodes lists the swarm's nodes (managers only).
-func (e *Engine) Nodes(ctx context.Context) ([]Node, error) {
+func (e *Engine) Nodes(ctx context.Context) ([]swarm.Node, error) {
 	res, err := e.c.NodeList(ctx, client.NodeListOptions{})
 	if err != nil {
 		return nil, e.wrap("list nodes", err)
 	}
-	out := make([]Node, 0, len(res.Items))
+	out := make([]swarm.Node, 0, len(res.Items))
 	for _, n := range res.Items {
 		out = append(out, node(n))
 	}
@@ -69,17 +56,17 @@ func (e *Engine) Nodes(ctx context.Context) ([]Node, error) {
 }
 
 // Node reads one node (managers only).
-func (e *Engine) Node(ctx context.Context, id string) (Node, error) {
+func (e *Engine) Node(ctx context.Context, id string) (swarm.Node, error) {
 	res, err := e.c.NodeInspect(ctx, id, client.NodeInspectOptions{})
 	if err != nil {
-		return Node{}, e.wrap("inspect node "+id, err)
+		return swarm.Node{}, e.wrap("inspect node "+id, err)
 	}
 	return node(res.Node), nil
 }
 
 // SetNodeLabels merges labels into the node's spec labels (managers only).
 func (e *Engine) SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error {
-	return e.updateNode(ctx, nodeID, "label node "+nodeID, func(s *swarm.NodeSpec) bool {
+	return e.updateNode(ctx, nodeID, "label node "+nodeID, func(s *swarmapi.NodeSpec) bool {
 		changed := false
 		if s.Labels == nil {
 			s.Labels = map[string]string{}
@@ -95,13 +82,13 @@ func (e *Engine) SetNodeLabels(ctx context.Context, nodeID string, labels map[st
 
 // SetAvailability sets the node's availability: active, pause or drain (managers only).
 func (e *Engine) SetAvailability(ctx context.Context, nodeID, availability string) error {
-	a := swarm.NodeAvailability(availability)
+	a := swarmapi.NodeAvailability(availability)
 	switch a {
-	case swarm.NodeAvailabilityActive, swarm.NodeAvailabilityPause, swarm.NodeAvailabilityDrain:
+	case swarmapi.NodeAvailabilityActive, swarmapi.NodeAvailabilityPause, swarmapi.NodeAvailabilityDrain:
 	default:
 		return fmt.Errorf("availability %q: must be active, pause or drain", availability)
 	}
-	return e.updateNode(ctx, nodeID, "set availability of node "+nodeID+" to "+availability, func(s *swarm.NodeSpec) bool {
+	return e.updateNode(ctx, nodeID, "set availability of node "+nodeID+" to "+availability, func(s *swarmapi.NodeSpec) bool {
 		if s.Availability == a {
 			return false
 		}
@@ -111,14 +98,14 @@ func (e *Engine) SetAvailability(ctx context.Context, nodeID, availability strin
 }
 
 // SetRole promotes (manager) or demotes (worker) the node (managers only).
-func (e *Engine) SetRole(ctx context.Context, nodeID, role string) error {
-	r := swarm.NodeRole(role)
+func (e *Engine) SetRole(ctx context.Context, nodeID string, role swarm.Role) error {
+	r := swarmapi.NodeRole(role)
 	switch r {
-	case swarm.NodeRoleManager, swarm.NodeRoleWorker:
+	case swarmapi.NodeRoleManager, swarmapi.NodeRoleWorker:
 	default:
 		return fmt.Errorf("role %q: must be manager or worker", role)
 	}
-	return e.updateNode(ctx, nodeID, "set role of node "+nodeID+" to "+role, func(s *swarm.NodeSpec) bool {
+	return e.updateNode(ctx, nodeID, "set role of node "+nodeID+" to "+string(role), func(s *swarmapi.NodeSpec) bool {
 		if s.Role == r {
 			return false
 		}
@@ -142,7 +129,7 @@ const updateAttempts = 8
 // updateNode reads the node's spec and version, lets mutate change the spec (false: nothing to
 // do) and writes it back at that version; when another writer got there first ("update out
 // of sequence") it reads again and retries.
-func (e *Engine) updateNode(ctx context.Context, nodeID, op string, mutate func(*swarm.NodeSpec) bool) error {
+func (e *Engine) updateNode(ctx context.Context, nodeID, op string, mutate func(*swarmapi.NodeSpec) bool) error {
 	var err error
 	for attempt := range updateAttempts {
 		var res client.NodeInspectResult
@@ -184,18 +171,8 @@ type TaskFilter struct {
 	DesiredState string // running | shutdown | accepted
 }
 
-// Task is a swarm task.
-type Task struct {
-	ID           string
-	ServiceID    string
-	NodeID       string
-	Slot         int
-	DesiredState string // running | shutdown | ...
-	State        string // running | shutdown | complete | failed | ...
-}
-
 // Tasks lists tasks matching f (managers only).
-func (e *Engine) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+func (e *Engine) Tasks(ctx context.Context, f TaskFilter) ([]swarm.Task, error) {
 	filters := client.Filters{}
 	if f.NodeID != "" {
 		filters.Add("node", f.NodeID)
@@ -210,9 +187,9 @@ func (e *Engine) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	if err != nil {
 		return nil, e.wrap("list tasks", err)
 	}
-	out := make([]Task, 0, len(res.Items))
+	out := make([]swarm.Task, 0, len(res.Items))
 	for _, t := range res.Items {
-		out = append(out, Task{ID: t.ID, ServiceID: t.ServiceID, NodeID: t.NodeID, Slot: t.Slot,
+		out = append(out, swarm.Task{ID: t.ID, ServiceID: t.ServiceID, NodeID: t.NodeID, Slot: t.Slot,
 			DesiredState: string(t.DesiredState), State: string(t.Status.State)})
 	}
 	return out, nil

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/moby/moby/api/types/swarm"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 )
@@ -21,7 +21,7 @@ func TestErrorObserver(t *testing.T) {
 		defer mu.Unlock()
 		got = append(got, kind+" "+op)
 	}
-	f := &fakeDaemon{nodes: map[string]*swarm.Node{}, joinErr: "invalid join token", joinStatus: http.StatusBadRequest}
+	f := &fakeDaemon{nodes: map[string]*swarmapi.Node{}, joinErr: "invalid join token", joinStatus: http.StatusBadRequest}
 	e, srv := serveWith(t, f, WithErrorObserver(observe))
 	ctx := t.Context()
 	if _, err := e.Node(ctx, "abcdefghijklmnopqrstuvwxy"); !IsNotFound(err) {

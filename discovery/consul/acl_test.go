@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func uuid(t *testing.T) string {
@@ -86,7 +86,7 @@ func TestACL(t *testing.T) {
 	none := provider("provider=consul", nil)
 
 	ctx := t.Context()
-	tokens := bootstrap.JoinTokens{Manager: "SWMTKN-1-secret-manager", Worker: "SWMTKN-1-secret-worker"}
+	tokens := swarm.JoinTokens{Manager: "SWMTKN-1-secret-manager", Worker: "SWMTKN-1-secret-worker"}
 	// secretFree fails when an error shows a token of any kind.
 	secretFree := func(t *testing.T, what string, err error) {
 		t.Helper()
@@ -99,7 +99,7 @@ func TestACL(t *testing.T) {
 	denied := func(t *testing.T, what string, err error, want string) {
 		t.Helper()
 		secretFree(t, what, err)
-		if !errors.Is(err, ErrDenied) || errors.Is(err, bootstrap.ErrLockHeld) || errors.Is(err, bootstrap.ErrNoToken) {
+		if !errors.Is(err, ErrDenied) || errors.Is(err, discovery.ErrLockHeld) || errors.Is(err, discovery.ErrNoToken) {
 			t.Errorf("%s: got %v, want an error wrapping only ErrDenied", what, err)
 			return
 		}
@@ -109,7 +109,7 @@ func TestACL(t *testing.T) {
 	}
 
 	t.Run("manager policy does its work", func(t *testing.T) {
-		l, err := mgr.TryLock(ctx, bootstrap.Holder{InstanceID: "i-manager"}, gone)
+		l, err := mgr.TryLock(ctx, discovery.Holder{InstanceID: "i-manager"}, gone)
 		if err != nil {
 			t.Fatalf("TryLock: %v", err)
 		}
@@ -119,11 +119,11 @@ func TestACL(t *testing.T) {
 		if err := mgr.PutTokens(ctx, "cluster-1", tokens); err != nil {
 			t.Fatalf("PutTokens: %v", err)
 		}
-		if tok, cid, err := mgr.Token(ctx, bootstrap.RoleManager); err != nil || tok != tokens.Manager || cid != "cluster-1" {
+		if tok, cid, err := mgr.Token(ctx, swarm.RoleManager); err != nil || tok != tokens.Manager || cid != "cluster-1" {
 			t.Errorf("Token(manager): got %q, %q, %v", tok, cid, err)
 		}
 		sp := listenSwarmPort(t)
-		m := bootstrap.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
+		m := swarm.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
 		if err := mgr.Register(ctx, m); err != nil {
 			t.Fatalf("Register: %v", err)
 		}
@@ -137,18 +137,18 @@ func TestACL(t *testing.T) {
 	})
 
 	t.Run("worker reads only the worker token", func(t *testing.T) {
-		if tok, cid, err := wrk.Token(ctx, bootstrap.RoleWorker); err != nil || tok != tokens.Worker || cid != "cluster-1" {
+		if tok, cid, err := wrk.Token(ctx, swarm.RoleWorker); err != nil || tok != tokens.Worker || cid != "cluster-1" {
 			t.Errorf("Token(worker): got %q, %q, %v; want the worker token", tok, cid, err)
 		}
-		_, _, err := wrk.Token(ctx, bootstrap.RoleManager)
+		_, _, err := wrk.Token(ctx, swarm.RoleManager)
 		denied(t, "worker Token(manager)", err, "consul: read key swarm-agent/prod/join-token/manager: denied by consul ACL: "+
 			"the ACL token from CONSUL_HTTP_TOKEN lacks key read on swarm-agent/prod/join-token/manager")
 		t.Logf("worker reading the manager token: %v", err)
-		_, err = wrk.TryLock(ctx, bootstrap.Holder{InstanceID: "i-worker"}, gone)
+		_, err = wrk.TryLock(ctx, discovery.Holder{InstanceID: "i-worker"}, gone)
 		denied(t, "worker TryLock", err, "lacks session write and key write on swarm-agent/prod/bootstrap-lock")
 		err = wrk.PutTokens(ctx, "cluster-2", tokens)
 		denied(t, "worker PutTokens", err, "lacks key write on swarm-agent/prod/")
-		err = wrk.Register(ctx, bootstrap.Member{InstanceID: "i-worker", Addr: "127.0.0.1", Port: 2377})
+		err = wrk.Register(ctx, swarm.Member{InstanceID: "i-worker", Addr: "127.0.0.1", Port: 2377})
 		denied(t, "worker Register", err, "lacks service write on swarm-manager")
 	})
 
@@ -156,7 +156,7 @@ func TestACL(t *testing.T) {
 		_, err := wrong.Managers(ctx)
 		denied(t, "Managers", err, "Consul does not know the ACL token from SWARM_AGENT_CONSUL_TOKEN (wrong or deleted token)")
 		t.Logf("wrong token: %v", err)
-		_, _, err = wrong.Token(ctx, bootstrap.RoleWorker)
+		_, _, err = wrong.Token(ctx, swarm.RoleWorker)
 		denied(t, "Token", err, "Consul does not know the ACL token from SWARM_AGENT_CONSUL_TOKEN")
 	})
 
@@ -171,7 +171,7 @@ func TestACL(t *testing.T) {
 			t.Fatal(err)
 		}
 		sp := listenSwarmPort(t)
-		m := bootstrap.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
+		m := swarm.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
 		if err := mgr.Register(ctx, m); err != nil {
 			t.Fatalf("Register: %v", err)
 		}
@@ -187,7 +187,7 @@ func TestACL(t *testing.T) {
 
 	t.Run("no token", func(t *testing.T) {
 		sp := listenSwarmPort(t)
-		m := bootstrap.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
+		m := swarm.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
 		if err := mgr.Register(ctx, m); err != nil {
 			t.Fatalf("Register: %v", err)
 		}
@@ -198,7 +198,7 @@ func TestACL(t *testing.T) {
 		denied(t, "Managers", err, "the agent's default ACL token (no token given) lacks service read on swarm-manager or node read: "+
 			"no instance is visible to the anonymous token")
 		t.Logf("no token: %v", err)
-		_, _, err = none.Token(ctx, bootstrap.RoleWorker)
+		_, _, err = none.Token(ctx, swarm.RoleWorker)
 		denied(t, "Token", err, "lacks key read on swarm-agent/prod/join-token/worker")
 
 		// An agent with a default token of its own answers for requests without one: then an

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // TestBootRace boots 3 managers and 3 workers at once, with shuffled start times, through the
@@ -29,19 +30,19 @@ func TestBootRace(t *testing.T) {
 		w := &world{swarms: map[string]*fakeSwarm{}}
 		cluster := "race-" + strconv.Itoa(round)
 		type node struct {
-			role bootstrap.Role
-			id   bootstrap.Identity
+			role swarm.Role
+			id   swarm.Identity
 			port *swarmPort
 			eng  *fakeEngine
 			p    *Provider
 		}
 		var nodes []*node
 		for i := range managers + workers {
-			n := &node{role: bootstrap.RoleWorker, port: listenSwarmPort(t)}
+			n := &node{role: swarm.RoleWorker, port: listenSwarmPort(t)}
 			if i < managers {
-				n.role = bootstrap.RoleManager
+				n.role = swarm.RoleManager
 			}
-			n.id = bootstrap.Identity{InstanceID: fmt.Sprintf("i-%d-%d", round, i), PrivateIP: "127.0.0.1"}
+			n.id = swarm.Identity{InstanceID: fmt.Sprintf("i-%d-%d", round, i), PrivateIP: "127.0.0.1"}
 			n.eng = &fakeEngine{w: w, addr: n.port.Addr(), state: bootstrap.StateInactive}
 			p, err := New(Config{Service: "mgr-" + strconv.Itoa(round), Address: a.Addr,
 				LockTTL: 10 * time.Second, Prefix: "swarm-agent/" + cluster, Port: n.port.Port}, testLogger(t))
@@ -56,7 +57,7 @@ func TestBootRace(t *testing.T) {
 				Probe: func(_ context.Context, addr string) bootstrap.Probe {
 					return bootstrap.Probe{Answers: w.isManager(addr)}
 				}}
-			if n.role == bootstrap.RoleManager {
+			if n.role == swarm.RoleManager {
 				d.Registrar, d.Locker = n.p, n.p
 			}
 			return bootstrap.Boot(ctx, bootstrap.Config{Role: n.role, Cluster: cluster, Identity: n.id,
@@ -81,7 +82,7 @@ func TestBootRace(t *testing.T) {
 			t.Fatalf("round %d: %d swarms, want 1 (%s)", round, got, w)
 		}
 		for _, n := range nodes {
-			if n.eng.state != bootstrap.StateActive || n.eng.manager != (n.role == bootstrap.RoleManager) {
+			if n.eng.state != bootstrap.StateActive || n.eng.manager != (n.role == swarm.RoleManager) {
 				t.Errorf("round %d: %s (%s) is %s manager=%v", round, n.id.InstanceID, n.role, n.eng.state, n.eng.manager)
 			}
 		}
@@ -109,7 +110,7 @@ type world struct {
 
 type fakeSwarm struct {
 	id       string
-	tokens   bootstrap.JoinTokens
+	tokens   swarm.JoinTokens
 	managers []string // addresses
 }
 
@@ -174,7 +175,7 @@ func (e *fakeEngine) Init(context.Context, bootstrap.InitRequest) (string, error
 	}
 	id := fmt.Sprintf("swarm-%d", len(e.w.swarms)+1)
 	e.w.swarms[id] = &fakeSwarm{id: id, managers: []string{e.addr},
-		tokens: bootstrap.JoinTokens{Manager: "SWMTKN-" + id + "-m", Worker: "SWMTKN-" + id + "-w"}}
+		tokens: swarm.JoinTokens{Manager: "SWMTKN-" + id + "-m", Worker: "SWMTKN-" + id + "-w"}}
 	e.state, e.swarm, e.manager = bootstrap.StateActive, id, true
 	return "node-" + e.addr, nil
 }
@@ -186,18 +187,18 @@ func (e *fakeEngine) Join(_ context.Context, req bootstrap.JoinRequest) error {
 		return fmt.Errorf("this node is already part of a swarm")
 	}
 	for _, sw := range e.w.swarms {
-		var role bootstrap.Role
+		var role swarm.Role
 		switch req.Token {
 		case sw.tokens.Manager:
-			role = bootstrap.RoleManager
+			role = swarm.RoleManager
 		case sw.tokens.Worker:
-			role = bootstrap.RoleWorker
+			role = swarm.RoleWorker
 		default:
 			continue
 		}
 		for _, m := range sw.managers {
 			if len(req.RemoteAddrs) == 1 && req.RemoteAddrs[0] == m {
-				e.state, e.swarm, e.manager = bootstrap.StateActive, sw.id, role == bootstrap.RoleManager
+				e.state, e.swarm, e.manager = bootstrap.StateActive, sw.id, role == swarm.RoleManager
 				if e.manager {
 					sw.managers = append(sw.managers, e.addr)
 				}
@@ -209,12 +210,12 @@ func (e *fakeEngine) Join(_ context.Context, req bootstrap.JoinRequest) error {
 	return fmt.Errorf("invalid join token")
 }
 
-func (e *fakeEngine) JoinTokens(context.Context) (bootstrap.JoinTokens, string, error) {
+func (e *fakeEngine) JoinTokens(context.Context) (swarm.JoinTokens, string, error) {
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
 	sw := e.w.swarms[e.swarm]
 	if sw == nil || !e.manager {
-		return bootstrap.JoinTokens{}, "", fmt.Errorf("this node is not a swarm manager")
+		return swarm.JoinTokens{}, "", fmt.Errorf("this node is not a swarm manager")
 	}
 	return sw.tokens, sw.id, nil
 }
@@ -233,8 +234,8 @@ func TestBootWaitsForConsul(t *testing.T) {
 		}
 		w := &world{swarms: map[string]*fakeSwarm{}}
 		eng := &fakeEngine{w: w, addr: sp.Addr(), state: bootstrap.StateInactive}
-		return bootstrap.Boot(t.Context(), bootstrap.Config{Role: bootstrap.RoleManager, Cluster: "prod",
-			Identity:  bootstrap.Identity{InstanceID: "i-1", PrivateIP: "127.0.0.1"},
+		return bootstrap.Boot(t.Context(), bootstrap.Config{Role: swarm.RoleManager, Cluster: "prod",
+			Identity:  swarm.Identity{InstanceID: "i-1", PrivateIP: "127.0.0.1"},
 			SwarmPort: sp.Port, Wait: wait, PollMin: 50 * time.Millisecond, PollMax: 500 * time.Millisecond},
 			bootstrap.Deps{Engine: eng, Discoverer: p, Registrar: p, Locker: p, Tokens: p, Log: testLogger(t),
 				Probe: func(_ context.Context, addr string) bootstrap.Probe {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
@@ -109,20 +108,20 @@ var knownKeys = []string{"service", "address", "datacenter", "token_file", "ca_f
 
 // FromSpec validates a provider=consul discovery string for cluster. getenv (os.Getenv in the
 // agent) supplies the ACL token and the Consul environment defaults. Errors wrap
-// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule; they never hold the
+// discovery.ErrDiscoveryConfig and name the key, the value and the rule; they never hold the
 // ACL token.
 func FromSpec(s discovery.Spec, cluster string, getenv func(string) string) (Config, error) {
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: consul %s", bootstrap.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: consul %s", discovery.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
 	}
 	if s.Provider != "consul" {
-		return Config{}, fmt.Errorf("%w: provider %q: want consul", bootstrap.ErrDiscoveryConfig, s.Provider)
+		return Config{}, fmt.Errorf("%w: provider %q: want consul", discovery.ErrDiscoveryConfig, s.Provider)
 	}
 	if _, ok := s.Args["token"]; ok {
 		return Config{}, bad("token=<redacted>: the ACL token is never a discovery key (it would show in ps): use token_file=PATH or %s", EnvHTTPToken)
 	}
 	if err := s.CheckKeys(knownKeys...); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -228,21 +227,21 @@ func (c *Config) tokenFrom(s discovery.Spec, getenv func(string) string) error {
 	fromFile := func(src, path string) error {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("%w: consul %s=%q: cannot read the ACL token: %w", bootstrap.ErrDiscoveryConfig, src, path, err)
+			return fmt.Errorf("%w: consul %s=%q: cannot read the ACL token: %w", discovery.ErrDiscoveryConfig, src, path, err)
 		}
 		t := strings.TrimSpace(string(b))
 		if t == "" {
-			return fmt.Errorf("%w: consul %s=%q: the file is empty: want the ACL token", bootstrap.ErrDiscoveryConfig, src, path)
+			return fmt.Errorf("%w: consul %s=%q: the file is empty: want the ACL token", discovery.ErrDiscoveryConfig, src, path)
 		}
 		if strings.ContainsAny(t, "\r\n\t ") {
-			return fmt.Errorf("%w: consul %s=%q: must hold one ACL token on one line", bootstrap.ErrDiscoveryConfig, src, path)
+			return fmt.Errorf("%w: consul %s=%q: must hold one ACL token on one line", discovery.ErrDiscoveryConfig, src, path)
 		}
 		c.Token, c.TokenSource = Secret(t), src+"="+path
 		return nil
 	}
 	if path, ok := s.Args["token_file"]; ok {
 		if path == "" {
-			return fmt.Errorf("%w: consul token_file=\"\": must be a file path", bootstrap.ErrDiscoveryConfig)
+			return fmt.Errorf("%w: consul token_file=\"\": must be a file path", discovery.ErrDiscoveryConfig)
 		}
 		return fromFile("token_file", path)
 	}

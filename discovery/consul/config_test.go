@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
@@ -126,7 +125,7 @@ func TestFromSpec(t *testing.T) {
 				if err == nil {
 					t.Fatalf("got %+v, want error containing %q", got, tt.err)
 				}
-				if !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+				if !errors.Is(err, discovery.ErrDiscoveryConfig) {
 					t.Errorf("error %q does not wrap ErrDiscoveryConfig", err)
 				}
 				if !strings.Contains(err.Error(), tt.err) {

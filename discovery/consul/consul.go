@@ -13,7 +13,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // callTimeout bounds each Consul request; the caller's context may end it sooner.
@@ -23,11 +24,11 @@ const callTimeout = 10 * time.Second
 // lacks a permission. Retrying does not help until the token or its policy changes.
 var ErrDenied error = deniedError{}
 
-// deniedError is ErrDenied; it also matches bootstrap.ErrAccessDenied so that boot stops at once.
+// deniedError is ErrDenied; it also matches discovery.ErrAccessDenied so that boot stops at once.
 type deniedError struct{}
 
 func (deniedError) Error() string        { return "denied by consul ACL" }
-func (deniedError) Is(target error) bool { return target == bootstrap.ErrAccessDenied }
+func (deniedError) Is(target error) bool { return target == discovery.ErrAccessDenied }
 
 // errFiltered and errAnonymous explain an empty answer that ACLs may have caused.
 var (
@@ -44,11 +45,11 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
-	_ bootstrap.Registrar  = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
-	_ bootstrap.TokenStore = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+	_ discovery.TokenStore = (*Provider)(nil)
 )
 
 // New builds a client for cfg. It does not contact Consul: the boot loop's first request does,
@@ -108,11 +109,11 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 }
 
 // Registered is ConfirmManagers with each instance's id (service meta instance_id).
-func (p *Provider) Registered(ctx context.Context) ([]bootstrap.Member, error) {
+func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
 	return p.managers(ctx, true)
 }
 
-func addrs(ms []bootstrap.Member) []string {
+func addrs(ms []swarm.Member) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
@@ -121,7 +122,7 @@ func addrs(ms []bootstrap.Member) []string {
 	return slices.Compact(out)
 }
 
-func (p *Provider) managers(ctx context.Context, confirm bool) ([]bootstrap.Member, error) {
+func (p *Provider) managers(ctx context.Context, confirm bool) ([]swarm.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	q := &api.QueryOptions{RequireConsistent: confirm}
@@ -148,7 +149,7 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]bootstrap.Memb
 	if qm != nil && qm.ResultsFilteredByACLs {
 		p.log.Warn().Msg("consul left some manager instances out: the ACL token lacks node read on some nodes")
 	}
-	out := make([]bootstrap.Member, 0, len(entries))
+	out := make([]swarm.Member, 0, len(entries))
 	for _, e := range entries {
 		if e.Service == nil {
 			continue
@@ -164,7 +165,7 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]bootstrap.Memb
 		if port == 0 {
 			port = p.cfg.Port
 		}
-		out = append(out, bootstrap.Member{InstanceID: e.Service.Meta["instance_id"], Addr: host, Port: port})
+		out = append(out, swarm.Member{InstanceID: e.Service.Meta["instance_id"], Addr: host, Port: port})
 	}
 	return out, nil
 }
@@ -184,7 +185,7 @@ func (p *Provider) ServiceID(instanceID string) string {
 // Register publishes m as an instance of the managers' service through the local agent, with
 // a TCP check on its swarm port. Registering the same member again changes nothing: the agent
 // keeps the check's status, so a reconciling boot does not hide a healthy manager.
-func (p *Provider) Register(ctx context.Context, m bootstrap.Member) error {
+func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 	if m.InstanceID == "" || m.Addr == "" {
 		return fmt.Errorf("consul: register manager %q at %q: instance id and address are required", m.InstanceID, m.Addr)
 	}
@@ -248,7 +249,7 @@ func (p *Provider) waitCatalog(ctx context.Context, id string) error {
 
 // Deregister withdraws m from the managers' service. A member that is not registered is not
 // an error.
-func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
+func (p *Provider) Deregister(ctx context.Context, m swarm.Member) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	id := p.ServiceID(m.InstanceID)

@@ -14,8 +14,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
-	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/locktest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // The tests below run a real Consul agent (bin/consul); they skip when it is not built.
@@ -31,7 +32,7 @@ func TestLockExclusive(t *testing.T) {
 	for round := range rounds {
 		type result struct {
 			owner string
-			lock  bootstrap.Lock
+			lock  discovery.Lock
 			err   error
 		}
 		start := make(chan struct{})
@@ -43,7 +44,7 @@ func TestLockExclusive(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				time.Sleep(jitter)
-				l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: owner}, gone)
+				l, err := p.TryLock(t.Context(), discovery.Holder{InstanceID: owner}, gone)
 				results <- result{owner, l, err}
 			})
 		}
@@ -55,7 +56,7 @@ func TestLockExclusive(t *testing.T) {
 			switch {
 			case r.err == nil:
 				winners = append(winners, r)
-			case !errors.Is(r.err, bootstrap.ErrLockHeld):
+			case !errors.Is(r.err, discovery.ErrLockHeld):
 				t.Errorf("round %d: %s: got error %v, want one wrapping ErrLockHeld", round, r.owner, r.err)
 			}
 		}
@@ -83,12 +84,12 @@ func TestLockExclusive(t *testing.T) {
 func TestLockReleaseThenReacquire(t *testing.T) {
 	a := startConsul(t, "", "")
 	p1, p2 := a.provider(t, 10*time.Second, ""), a.provider(t, 10*time.Second, "")
-	l1, err := p1.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-first"}, gone)
+	l1, err := p1.TryLock(t.Context(), discovery.Holder{InstanceID: "i-first"}, gone)
 	if err != nil {
 		t.Fatalf("first TryLock: %v", err)
 	}
-	_, err = p2.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-second"}, gone)
-	if !errors.Is(err, bootstrap.ErrLockHeld) {
+	_, err = p2.TryLock(t.Context(), discovery.Holder{InstanceID: "i-second"}, gone)
+	if !errors.Is(err, discovery.ErrLockHeld) {
 		t.Fatalf("second TryLock while held: got %v, want ErrLockHeld", err)
 	}
 	if want := "consul: acquire lock swarm-agent/prod/bootstrap-lock: held by i-first"; !strings.Contains(err.Error(), want) {
@@ -101,7 +102,7 @@ func TestLockReleaseThenReacquire(t *testing.T) {
 		t.Errorf("second release: %v, want nil", err)
 	}
 	// A released lock is free at once: no lock-delay after an explicit release.
-	l2, err := p2.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-second"}, gone)
+	l2, err := p2.TryLock(t.Context(), discovery.Holder{InstanceID: "i-second"}, gone)
 	if err != nil {
 		t.Fatalf("TryLock after release: %v", err)
 	}
@@ -117,7 +118,7 @@ func TestLockReleaseThenReacquire(t *testing.T) {
 	}
 }
 
-func gone(context.Context, bootstrap.Holder) (bool, string) { return false, "gone (test)" }
+func gone(context.Context, discovery.Holder) (bool, string) { return false, "gone (test)" }
 
 // TestLockContract runs the contract every lock provider passes against a real Consul agent.
 // The agent allows short session TTLs (session_ttl_min 1s); Consul may take up to twice the
@@ -129,9 +130,9 @@ func TestLockContract(t *testing.T) {
 	locktest.Run(t, locktest.Env{
 		TTL:    ttl,
 		Margin: 2*ttl + 2*time.Second,
-		Namespace: func(t *testing.T) func(time.Duration) bootstrap.Locker {
+		Namespace: func(t *testing.T) func(time.Duration) discovery.Locker {
 			prefix := fmt.Sprintf("swarm-agent/contract%d", n.Add(1))
-			return func(time.Duration) bootstrap.Locker {
+			return func(time.Duration) discovery.Locker {
 				p := a.provider(t, ttl, "")
 				p.cfg.Prefix = prefix
 				return p
@@ -145,7 +146,7 @@ func TestLockContract(t *testing.T) {
 func TestLockDelayIsTheTTL(t *testing.T) {
 	a := startConsul(t, "", "")
 	p := a.provider(t, 3*time.Second, "")
-	l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-1"}, gone)
+	l, err := p.TryLock(t.Context(), discovery.Holder{InstanceID: "i-1"}, gone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,14 +165,14 @@ func TestRegisterAndManagers(t *testing.T) {
 	p := a.provider(t, 10*time.Second, "")
 	ctx := t.Context()
 	sp1, sp2 := listenSwarmPort(t), listenSwarmPort(t)
-	m1 := bootstrap.Member{InstanceID: "i-1", Addr: "127.0.0.1", Port: sp1.Port}
-	m2 := bootstrap.Member{InstanceID: "i-2", Addr: "127.0.0.1", Port: sp2.Port}
+	m1 := swarm.Member{InstanceID: "i-1", Addr: "127.0.0.1", Port: sp1.Port}
+	m2 := swarm.Member{InstanceID: "i-2", Addr: "127.0.0.1", Port: sp2.Port}
 
 	got, err := p.Managers(ctx)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Managers before any registration: got %v, %v; want none", got, err)
 	}
-	for _, m := range []bootstrap.Member{m1, m2} {
+	for _, m := range []swarm.Member{m1, m2} {
 		if err := p.Register(ctx, m); err != nil {
 			t.Fatalf("register %s: %v", m.InstanceID, err)
 		}
@@ -219,7 +220,7 @@ func TestRegisterAndManagers(t *testing.T) {
 	}
 
 	// Deregistration removes the manager from the service, not only from the passing list.
-	for _, m := range []bootstrap.Member{m1, m2} {
+	for _, m := range []swarm.Member{m1, m2} {
 		if err := p.Deregister(ctx, m); err != nil {
 			t.Fatalf("deregister %s: %v", m.InstanceID, err)
 		}
@@ -266,9 +267,9 @@ func TestTokens(t *testing.T) {
 	a := startConsul(t, "", "")
 	p := a.provider(t, 10*time.Second, "")
 	ctx := t.Context()
-	for _, r := range []bootstrap.Role{bootstrap.RoleManager, bootstrap.RoleWorker} {
+	for _, r := range []swarm.Role{swarm.RoleManager, swarm.RoleWorker} {
 		_, _, err := p.Token(ctx, r)
-		if !errors.Is(err, bootstrap.ErrNoToken) {
+		if !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("Token(%s) before publishing: got %v, want ErrNoToken", r, err)
 		}
 		if want := "consul: read key swarm-agent/prod/join-token/" + string(r); !strings.Contains(err.Error(), want) {
@@ -279,17 +280,17 @@ func TestTokens(t *testing.T) {
 		{"cluster-a", "SWMTKN-1-a-manager", "SWMTKN-1-a-worker"},
 		{"cluster-b", "SWMTKN-1-b-manager", "SWMTKN-1-b-worker"}, // replaced, e.g. after rotation
 	} {
-		if err := p.PutTokens(ctx, v.cid, bootstrap.JoinTokens{Manager: v.mgr, Worker: v.wrk}); err != nil {
+		if err := p.PutTokens(ctx, v.cid, swarm.JoinTokens{Manager: v.mgr, Worker: v.wrk}); err != nil {
 			t.Fatalf("PutTokens: %v", err)
 		}
-		for r, want := range map[bootstrap.Role]string{bootstrap.RoleManager: v.mgr, bootstrap.RoleWorker: v.wrk} {
+		for r, want := range map[swarm.Role]string{swarm.RoleManager: v.mgr, swarm.RoleWorker: v.wrk} {
 			tok, cid, err := p.Token(ctx, r)
 			if err != nil || tok != want || cid != v.cid {
 				t.Errorf("Token(%s): got %q, %q, %v; want %q, %q", r, tok, cid, err, want, v.cid)
 			}
 		}
 	}
-	if err := p.PutTokens(ctx, "", bootstrap.JoinTokens{Manager: "m", Worker: "w"}); err == nil {
+	if err := p.PutTokens(ctx, "", swarm.JoinTokens{Manager: "m", Worker: "w"}); err == nil {
 		t.Error("PutTokens without a cluster id: got nil, want an error")
 	}
 }
@@ -306,17 +307,17 @@ func TestUnreachable(t *testing.T) {
 	_, err = p.Managers(ctx)
 	check := func(what string, err error, want string) {
 		t.Helper()
-		if err == nil || !strings.Contains(err.Error(), want) || errors.Is(err, bootstrap.ErrLockHeld) ||
-			errors.Is(err, bootstrap.ErrNoToken) || errors.Is(err, ErrDenied) {
+		if err == nil || !strings.Contains(err.Error(), want) || errors.Is(err, discovery.ErrLockHeld) ||
+			errors.Is(err, discovery.ErrNoToken) || errors.Is(err, ErrDenied) {
 			t.Errorf("%s: got %v, want an error containing %q", what, err, want)
 		}
 	}
 	check("Managers", err, "consul: list passing instances of service swarm-manager: ")
-	_, err = p.TryLock(ctx, bootstrap.Holder{InstanceID: "i-1"}, gone)
+	_, err = p.TryLock(ctx, discovery.Holder{InstanceID: "i-1"}, gone)
 	check("TryLock", err, "consul: create session for lock swarm-agent/prod/bootstrap-lock: ")
-	_, _, err = p.Token(ctx, bootstrap.RoleWorker)
+	_, _, err = p.Token(ctx, swarm.RoleWorker)
 	check("Token", err, "consul: read key swarm-agent/prod/join-token/worker: ")
-	err = p.Register(ctx, bootstrap.Member{InstanceID: "i-1", Addr: "10.0.0.1"})
+	err = p.Register(ctx, swarm.Member{InstanceID: "i-1", Addr: "10.0.0.1"})
 	check("Register", err, "consul: register service swarm-manager-i-1: ")
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // maxLockDelay is Consul's ceiling for a session's lock-delay.
@@ -30,11 +30,11 @@ func (p *Provider) HolderKey() string { return p.cfg.Prefix + "/bootstrap-lock-h
 func (p *Provider) lockDelay() time.Duration { return min(p.cfg.LockTTL, maxLockDelay) }
 
 // TryLock takes the bootstrap lock for me: a session with the configured TTL, and a KV acquire
-// of PREFIX/bootstrap-lock. It returns an error wrapping bootstrap.ErrLockHeld when another
+// of PREFIX/bootstrap-lock. It returns an error wrapping discovery.ErrLockHeld when another
 // session holds the key, or when the last holder (HolderKey) is another node that alive says
 // may still be acting on the lock. The lock is a lease: the boot loop renews its session;
 // Lost tells at once (a blocking query on the key) when the session is gone.
-func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive bootstrap.AliveFunc) (bootstrap.Lock, error) {
+func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) (discovery.Lock, error) {
 	key := p.LockKey()
 	need := "session write and key write on " + key
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -57,7 +57,7 @@ func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive boots
 		return nil, p.fail("acquire lock "+key, need, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("consul: acquire lock %s: %s: %w", key, p.holder(cctx, key), bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("consul: acquire lock %s: %s: %w", key, p.holder(cctx, key), discovery.ErrLockHeld)
 	}
 	l := &lock{p: p, key: key, session: id, me: me, lost: make(chan struct{})}
 	if err := p.checkLastHolder(cctx, me, alive); err != nil {
@@ -73,7 +73,7 @@ func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive boots
 
 // checkLastHolder refuses the lock while the last holder is another node that may be alive,
 // and otherwise records me as the holder.
-func (p *Provider) checkLastHolder(ctx context.Context, me bootstrap.Holder, alive bootstrap.AliveFunc) error {
+func (p *Provider) checkLastHolder(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) error {
 	hk := p.HolderKey()
 	pair, _, err := p.c.KV().Get(hk, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
@@ -84,7 +84,7 @@ func (p *Provider) checkLastHolder(ctx context.Context, me bootstrap.Holder, ali
 		if prev.InstanceID != "" && prev.InstanceID != me.InstanceID {
 			if ok, why := alive(ctx, prev); ok {
 				return fmt.Errorf("consul: the last holder of %s, %s, lost its session but may be alive (%s): %w",
-					p.LockKey(), prev.InstanceID, why, bootstrap.ErrLockHeld)
+					p.LockKey(), prev.InstanceID, why, discovery.ErrLockHeld)
 			}
 			p.log.Info().Str("owner", prev.InstanceID).Msg("last bootstrap lock holder is gone: taking the lock")
 		}
@@ -96,8 +96,8 @@ func (p *Provider) checkLastHolder(ctx context.Context, me bootstrap.Holder, ali
 	return nil
 }
 
-func parseHolder(s string) bootstrap.Holder {
-	var h bootstrap.Holder
+func parseHolder(s string) discovery.Holder {
+	var h discovery.Holder
 	for f := range strings.FieldsSeq(s) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
@@ -135,7 +135,7 @@ type lock struct {
 	p       *Provider
 	key     string
 	session string
-	me      bootstrap.Holder
+	me      discovery.Holder
 
 	stop     context.CancelFunc // nil until the watch starts
 	done     chan struct{}      // closed when watch returns
@@ -160,12 +160,12 @@ func (l *lock) Renew(ctx context.Context) error {
 	switch {
 	case err != nil && strings.Contains(err.Error(), "404"):
 		l.markLost()
-		return fmt.Errorf("%w: consul session %s is gone", bootstrap.ErrLockLost, l.session)
+		return fmt.Errorf("%w: consul session %s is gone", discovery.ErrLockLost, l.session)
 	case err != nil:
 		return l.p.fail("renew session of lock "+l.key, "session write", err)
 	case entry == nil:
 		l.markLost()
-		return fmt.Errorf("%w: consul session %s is gone", bootstrap.ErrLockLost, l.session)
+		return fmt.Errorf("%w: consul session %s is gone", discovery.ErrLockLost, l.session)
 	}
 	return nil
 }

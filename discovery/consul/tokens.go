@@ -7,11 +7,12 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // TokenKey is the KV key of role's join token.
-func (p *Provider) TokenKey(r bootstrap.Role) string {
+func (p *Provider) TokenKey(r swarm.Role) string {
 	return p.cfg.Prefix + "/join-token/" + string(r)
 }
 
@@ -20,7 +21,7 @@ func (p *Provider) ClusterIDKey() string { return p.cfg.Prefix + "/cluster-id" }
 
 // PutTokens writes both join tokens and the cluster id in one transaction, so that a reader
 // never sees the tokens of one swarm with the id of another.
-func (p *Provider) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+func (p *Provider) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	if t.Manager == "" || t.Worker == "" || clusterID == "" {
 		return fmt.Errorf("consul: write join tokens under %s/: both tokens and the cluster id are required", p.cfg.Prefix)
 	}
@@ -30,8 +31,8 @@ func (p *Provider) PutTokens(ctx context.Context, clusterID string, t bootstrap.
 		return &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: []byte(v)}}
 	}
 	ops := api.TxnOps{
-		set(p.TokenKey(bootstrap.RoleManager), t.Manager),
-		set(p.TokenKey(bootstrap.RoleWorker), t.Worker),
+		set(p.TokenKey(swarm.RoleManager), t.Manager),
+		set(p.TokenKey(swarm.RoleWorker), t.Worker),
 		set(p.ClusterIDKey(), clusterID),
 	}
 	what := "write join tokens under " + p.cfg.Prefix + "/"
@@ -53,8 +54,8 @@ func (p *Provider) PutTokens(ctx context.Context, clusterID string, t bootstrap.
 }
 
 // Token reads role's join token and the cluster id. It returns an error wrapping
-// bootstrap.ErrNoToken when the token is not published yet.
-func (p *Provider) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+// discovery.ErrNoToken when the token is not published yet.
+func (p *Provider) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	token, err := p.get(ctx, p.TokenKey(r))
@@ -62,7 +63,7 @@ func (p *Provider) Token(ctx context.Context, r bootstrap.Role) (string, string,
 		return "", "", err
 	}
 	if token == "" {
-		return "", "", fmt.Errorf("consul: read key %s: %w", p.TokenKey(r), bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("consul: read key %s: %w", p.TokenKey(r), discovery.ErrNoToken)
 	}
 	clusterID, err := p.get(ctx, p.ClusterIDKey())
 	if err != nil {

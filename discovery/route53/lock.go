@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // The bootstrap lock is a TXT record set "_swarm-agent-lock.NAME" whose one value is
@@ -22,7 +22,7 @@ import (
 //
 // Nobody trusts the holder's clock: another node counts the lease from the moment IT first
 // saw the current value, on its own clock, and takes an expired lock over only when the
-// holder is proven gone (bootstrap.AliveFunc). "expires" is for people reading the record.
+// holder is proven gone (discovery.AliveFunc). "expires" is for people reading the record.
 
 type lockValue struct {
 	owner   string
@@ -102,10 +102,10 @@ func (p *Provider) sinceSeen(val string) time.Duration {
 	return now.Sub(p.lockSeenAt)
 }
 
-// TryLock takes the bootstrap lock for me, or returns an error wrapping bootstrap.ErrLockHeld
+// TryLock takes the bootstrap lock for me, or returns an error wrapping discovery.ErrLockHeld
 // naming the holder: while its value changed within the lock TTL (as this node saw it), or
 // while alive says the holder of an unrenewed lock may be alive.
-func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive bootstrap.AliveFunc) (bootstrap.Lock, error) {
+func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) (discovery.Lock, error) {
 	mine := p.nextValue(me, 0)
 	err := p.change(ctx, "take bootstrap lock", types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
 	if err == nil {
@@ -121,7 +121,7 @@ func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive boots
 	}
 	if cur == nil {
 		// Released between our CREATE and our read: let the next round try again.
-		return nil, fmt.Errorf("bootstrap lock changed while taking it: %w", bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("bootstrap lock changed while taking it: %w", discovery.ErrLockHeld)
 	}
 	held, perr := parseLockValue(value(*cur))
 	if perr == nil && held.owner == me.InstanceID {
@@ -137,41 +137,41 @@ func (p *Provider) TryLock(ctx context.Context, me bootstrap.Holder, alive boots
 				who += " (" + held.addr + ")"
 			}
 		}
-		return nil, fmt.Errorf("held by %s, renewed within the last %s: %w", who, p.cfg.LockTTL, bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("held by %s, renewed within the last %s: %w", who, p.cfg.LockTTL, discovery.ErrLockHeld)
 	}
 	if perr != nil {
 		p.log.Warn().Err(perr).Msg("bootstrap lock record is unreadable and unchanged for a whole lock TTL: replacing it")
 	} else {
-		if ok, why := alive(ctx, bootstrap.Holder{InstanceID: held.owner, Addr: held.addr}); ok {
+		if ok, why := alive(ctx, discovery.Holder{InstanceID: held.owner, Addr: held.addr}); ok {
 			return nil, fmt.Errorf("held by %s, not renewed for %s, but the holder may be alive (%s): %w",
-				held.owner, standing.Round(time.Second), why, bootstrap.ErrLockHeld)
+				held.owner, standing.Round(time.Second), why, discovery.ErrLockHeld)
 		}
 		p.log.Info().Str("owner", held.owner).Dur("unrenewed_for", standing).Msg("bootstrap lock expired and its holder is gone: taking it over")
 	}
 	return p.swap(ctx, *cur, p.nextValue(me, 0))
 }
 
-func (p *Provider) nextValue(me bootstrap.Holder, n int64) lockValue {
+func (p *Provider) nextValue(me discovery.Holder, n int64) lockValue {
 	return lockValue{owner: me.InstanceID, addr: me.Addr, n: n, expires: p.now().Add(p.cfg.LockTTL).Truncate(time.Second)}
 }
 
 // swap replaces exactly cur with mine in one batch; losing the race means the lock is held.
-func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue) (bootstrap.Lock, error) {
+func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue) (discovery.Lock, error) {
 	err := p.change(ctx, "take over bootstrap lock",
 		types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cur},
 		types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
 	if err == nil {
-		return &lock{p: p, v: mine, me: bootstrap.Holder{InstanceID: mine.owner, Addr: mine.addr}}, nil
+		return &lock{p: p, v: mine, me: discovery.Holder{InstanceID: mine.owner, Addr: mine.addr}}, nil
 	}
 	if isBatchConflict(err) {
-		return nil, fmt.Errorf("another node took the bootstrap lock first: %w", bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("another node took the bootstrap lock first: %w", discovery.ErrLockHeld)
 	}
 	return nil, err
 }
 
 type lock struct {
 	p  *Provider
-	me bootstrap.Holder
+	me discovery.Holder
 	v  lockValue // the value this holder last wrote
 }
 
@@ -204,7 +204,7 @@ func (l *lock) Renew(ctx context.Context) error {
 				continue
 			}
 		}
-		return fmt.Errorf("%w: the lock record is no longer this node's", bootstrap.ErrLockLost)
+		return fmt.Errorf("%w: the lock record is no longer this node's", discovery.ErrLockLost)
 	}
 }
 

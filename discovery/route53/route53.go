@@ -23,8 +23,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Record modes.
@@ -55,7 +55,7 @@ type Config struct {
 	// Port is the swarm port appended to addresses (2377).
 	Port int
 	// Role is the role of the node using the provider.
-	Role string
+	Role swarm.Role
 }
 
 // Help describes the keys of provider=route53.
@@ -88,19 +88,19 @@ var zoneIDRe = func(s string) bool {
 }
 
 // FromSpec validates a provider=route53 discovery string for a node of role. Errors wrap
-// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule.
-func FromSpec(s discovery.Spec, role string) (Config, error) {
+// discovery.ErrDiscoveryConfig and name the key, the value and the rule.
+func FromSpec(s discovery.Spec, role swarm.Role) (Config, error) {
 	bad := func(format string, a ...any) (Config, error) {
-		return Config{}, fmt.Errorf("%w: route53 %s", bootstrap.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
+		return Config{}, fmt.Errorf("%w: route53 %s", discovery.ErrDiscoveryConfig, fmt.Sprintf(format, a...))
 	}
 	if s.Provider != "route53" {
-		return Config{}, fmt.Errorf("%w: provider %q: want route53", bootstrap.ErrDiscoveryConfig, s.Provider)
+		return Config{}, fmt.Errorf("%w: provider %q: want route53", discovery.ErrDiscoveryConfig, s.Provider)
 	}
 	if err := s.CheckKeys("zone_id", "name", "mode", "resolver", "ttl", "lock_ttl", "api_after", "api_every"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	if err := s.Require("zone_id", "name"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	c := Config{Role: role, Port: 2377}
 	c.ZoneID = strings.TrimPrefix(s.Args["zone_id"], "/hostedzone/")
@@ -156,7 +156,7 @@ func durationKey(s discovery.Spec, key string, def, lo, hi time.Duration) (time.
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {
-		return 0, fmt.Errorf("%w: route53 %s=%q: must be a duration in %s..%s", bootstrap.ErrDiscoveryConfig, key, v, lo, hi)
+		return 0, fmt.Errorf("%w: route53 %s=%q: must be a duration in %s..%s", discovery.ErrDiscoveryConfig, key, v, lo, hi)
 	}
 	return d, nil
 }
@@ -185,6 +185,15 @@ type API interface {
 	ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error)
 }
 
+// What the provider is to the boot, the drain and the leader (its tokens are in ssmtokens).
+var (
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Reconciler = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+)
+
 // Provider is a Route 53 Discoverer, Registry, Registrar and Locker.
 type Provider struct {
 	cfg      Config
@@ -201,10 +210,10 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
-	_ bootstrap.Registrar  = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Registrar  = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
 )
 
 // New returns a provider for cfg that calls api.
@@ -243,7 +252,7 @@ func (p *Provider) CheckZone(ctx context.Context) error {
 	}
 	zone := strings.TrimSuffix(strings.ToLower(aws.ToString(out.HostedZone.Name)), ".")
 	if p.cfg.Name != zone && !strings.HasSuffix(p.cfg.Name, "."+zone) {
-		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", bootstrap.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
+		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", discovery.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
 	}
 	return nil
 }
@@ -331,19 +340,19 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 
 // Registered reads the managers' A record sets through the API: multivalue sets carry the
 // manager's instance id as SetIdentifier; failover sets (PRIMARY, SECONDARY) do not.
-func (p *Provider) Registered(ctx context.Context) ([]bootstrap.Member, error) {
+func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
 	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
 	if err != nil {
 		return nil, err
 	}
-	var out []bootstrap.Member
+	var out []swarm.Member
 	for _, s := range sets {
 		id := aws.ToString(s.SetIdentifier)
 		if s.Failover != "" {
 			id = ""
 		}
 		for _, r := range s.ResourceRecords {
-			out = append(out, bootstrap.Member{InstanceID: id, Addr: aws.ToString(r.Value), Port: p.cfg.Port})
+			out = append(out, swarm.Member{InstanceID: id, Addr: aws.ToString(r.Value), Port: p.cfg.Port})
 		}
 	}
 	return out, nil
@@ -400,7 +409,7 @@ func isBatchConflict(err error) bool {
 	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidChangeBatch"
 }
 
-func (p *Provider) aSet(m bootstrap.Member, failover types.ResourceRecordSetFailover, id string) *types.ResourceRecordSet {
+func (p *Provider) aSet(m swarm.Member, failover types.ResourceRecordSetFailover, id string) *types.ResourceRecordSet {
 	s := &types.ResourceRecordSet{
 		Name:            aws.String(p.fqdn()),
 		Type:            types.RRTypeA,
@@ -426,7 +435,7 @@ func value(s types.ResourceRecordSet) string {
 // Register publishes this manager's address. Multivalue: its own set, keyed by instance id.
 // Failover: PRIMARY if there is none, else SECONDARY if there is none, else nothing (failover
 // answers at most two). Nothing is written when the record already says the right thing.
-func (p *Provider) Register(ctx context.Context, m bootstrap.Member) error {
+func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 	if _, err := netip.ParseAddr(m.Addr); err != nil {
 		return fmt.Errorf("route53: register %q: not an IP address", m.Addr)
 	}
@@ -449,12 +458,12 @@ func (p *Provider) Register(ctx context.Context, m bootstrap.Member) error {
 	return fmt.Errorf("route53: register %s in %s: the record sets kept changing", m.Addr, p.cfg.Name)
 }
 
-func (p *Provider) registerMultivalue(ctx context.Context, m bootstrap.Member, sets []types.ResourceRecordSet) error {
+func (p *Provider) registerMultivalue(ctx context.Context, m swarm.Member, sets []types.ResourceRecordSet) error {
 	var changes []types.Change
 	for _, s := range sets {
 		if s.Failover != "" || s.SetIdentifier == nil {
 			return fmt.Errorf("%w: route53 mode=multivalue but %s has %s sets: use mode=failover or remove them",
-				bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(s))
+				discovery.ErrDiscoveryConfig, p.cfg.Name, routing(s))
 		}
 		id := aws.ToString(s.SetIdentifier)
 		if id == m.InstanceID {
@@ -491,11 +500,11 @@ func routing(s types.ResourceRecordSet) string {
 	return "other routing"
 }
 
-func (p *Provider) registerFailover(ctx context.Context, m bootstrap.Member, sets []types.ResourceRecordSet) error {
+func (p *Provider) registerFailover(ctx context.Context, m swarm.Member, sets []types.ResourceRecordSet) error {
 	primary, secondary, other := failoverPair(sets)
 	if len(other) > 0 {
 		return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
-			bootstrap.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
+			discovery.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
 	}
 	if (primary != nil && value(*primary) == m.Addr) || (secondary != nil && value(*secondary) == m.Addr) {
 		return nil
@@ -522,7 +531,7 @@ func (p *Provider) registerFailover(ctx context.Context, m bootstrap.Member, set
 
 // Deregister withdraws this manager's address. In failover mode a PRIMARY that leaves hands
 // PRIMARY to the SECONDARY in the same atomic batch.
-func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
+func (p *Provider) Deregister(ctx context.Context, m swarm.Member) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
 		if err != nil {
@@ -543,7 +552,7 @@ func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
 		if primary != nil && value(*primary) == m.Addr && secondary != nil && value(*secondary) != m.Addr {
 			// Promote the SECONDARY: delete it and create it again as PRIMARY.
 			changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: secondary})
-			promoted := p.aSet(bootstrap.Member{Addr: value(*secondary)}, types.ResourceRecordSetFailoverPrimary, "primary")
+			promoted := p.aSet(swarm.Member{Addr: value(*secondary)}, types.ResourceRecordSetFailoverPrimary, "primary")
 			promoted.TTL = secondary.TTL
 			changes = append(changes, types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: promoted})
 		}
@@ -563,7 +572,7 @@ func (p *Provider) Deregister(ctx context.Context, m bootstrap.Member) error {
 // multivalue mode one set per live manager and none for others; in failover mode PRIMARY on
 // the leader and SECONDARY on another live manager (the current SECONDARY when it is still
 // live). It writes nothing when the record is already right, and one atomic batch otherwise.
-func (p *Provider) Reconcile(ctx context.Context, leader bootstrap.Member, live []bootstrap.Member) error {
+func (p *Provider) Reconcile(ctx context.Context, leader swarm.Member, live []swarm.Member) error {
 	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
 	if err != nil {
 		return err
@@ -584,8 +593,8 @@ func (p *Provider) Reconcile(ctx context.Context, leader bootstrap.Member, live 
 	return nil
 }
 
-func (p *Provider) multivalueChanges(sets []types.ResourceRecordSet, live []bootstrap.Member) []types.Change {
-	want := map[string]bootstrap.Member{}
+func (p *Provider) multivalueChanges(sets []types.ResourceRecordSet, live []swarm.Member) []types.Change {
+	want := map[string]swarm.Member{}
 	for _, m := range live {
 		if m.InstanceID != "" && m.Addr != "" {
 			want[m.InstanceID] = m
@@ -619,14 +628,14 @@ func (p *Provider) multivalueChanges(sets []types.ResourceRecordSet, live []boot
 	return changes
 }
 
-func (p *Provider) failoverChanges(sets []types.ResourceRecordSet, leader bootstrap.Member, live []bootstrap.Member) []types.Change {
+func (p *Provider) failoverChanges(sets []types.ResourceRecordSet, leader swarm.Member, live []swarm.Member) []types.Change {
 	primary, secondary, other := failoverPair(sets)
 	var changes []types.Change
 	for i := range other { // not failover sets: they have no place in this record
 		changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &other[i]})
 	}
 	isLive := func(addr string) bool {
-		return slices.ContainsFunc(live, func(m bootstrap.Member) bool { return m.Addr == addr })
+		return slices.ContainsFunc(live, func(m swarm.Member) bool { return m.Addr == addr })
 	}
 	wantSecondary := ""
 	if secondary != nil && value(*secondary) != leader.Addr && isLive(value(*secondary)) {
@@ -652,7 +661,7 @@ func (p *Provider) failoverChanges(sets []types.ResourceRecordSet, leader bootst
 		}
 		if addr != "" {
 			changes = append(changes, types.Change{Action: types.ChangeActionCreate,
-				ResourceRecordSet: p.aSet(bootstrap.Member{Addr: addr}, role, strings.ToLower(string(role)))})
+				ResourceRecordSet: p.aSet(swarm.Member{Addr: addr}, role, strings.ToLower(string(role)))})
 		}
 	}
 	replace(primary, types.ResourceRecordSetFailoverPrimary, leader.Addr)

@@ -17,12 +17,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/rs/zerolog"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
-	"github.com/swarm-agent/swarm-agent/bootstrap/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestFromSpec(t *testing.T) {
@@ -60,16 +60,16 @@ func TestFromSpec(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, discovery.ErrDiscoveryConfig) {
 				t.Fatalf("FromSpec(%q) = %v, want ErrDiscoveryConfig containing %q", tt.in, err, tt.wantErr)
 			}
 		})
 	}
 }
 
-func holder(id string) bootstrap.Holder { return bootstrap.Holder{InstanceID: id, Addr: "192.0.2.1"} }
+func holder(id string) discovery.Holder { return discovery.Holder{InstanceID: id, Addr: "192.0.2.1"} }
 
-func gone(context.Context, bootstrap.Holder) (bool, string) { return false, "gone (test)" }
+func gone(context.Context, discovery.Holder) (bool, string) { return false, "gone (test)" }
 
 // TestLockContract runs the contract every lock provider passes against moto and the front.
 func TestLockContract(t *testing.T) {
@@ -78,9 +78,9 @@ func TestLockContract(t *testing.T) {
 	locktest.Run(t, locktest.Env{
 		TTL:    5 * time.Second,
 		Margin: 2 * time.Second,
-		Namespace: func(t *testing.T) func(time.Duration) bootstrap.Locker {
+		Namespace: func(t *testing.T) func(time.Duration) discovery.Locker {
 			name := fmt.Sprintf("lock%d.swarm.internal", n.Add(1))
-			return func(skew time.Duration) bootstrap.Locker {
+			return func(skew time.Duration) discovery.Locker {
 				spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s lock_ttl=5s", e.zone, name))
 				if err != nil {
 					t.Fatal(err)
@@ -141,7 +141,7 @@ func TestConformance(t *testing.T) {
 		}
 		spec, _ = discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.other.internal", e.zone))
 		cfg, _ = route53.FromSpec(spec, "manager")
-		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, discovery.ErrDiscoveryConfig) {
 			t.Fatalf("name outside the zone: %v, want ErrDiscoveryConfig", err)
 		}
 	})
@@ -149,7 +149,7 @@ func TestConformance(t *testing.T) {
 	t.Run("lock is exclusive under a race", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		var won []bootstrap.Lock
+		var won []discovery.Lock
 		var held int
 		for i := range 6 {
 			wg.Go(func() {
@@ -159,7 +159,7 @@ func TestConformance(t *testing.T) {
 				switch {
 				case err == nil:
 					won = append(won, l)
-				case errors.Is(err, bootstrap.ErrLockHeld):
+				case errors.Is(err, discovery.ErrLockHeld):
 					held++
 				default:
 					t.Errorf("TryLock: %v", err)
@@ -170,7 +170,7 @@ func TestConformance(t *testing.T) {
 		if len(won) != 1 || held != 5 {
 			t.Fatalf("%d winners and %d ErrLockHeld, want 1 and 5", len(won), held)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone); !errors.Is(err, bootstrap.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-0000000000000000f"), gone); !errors.Is(err, discovery.ErrLockHeld) || !strings.Contains(err.Error(), "held by i-") {
 			t.Fatalf("TryLock while held: %v, want ErrLockHeld naming the holder", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
@@ -194,7 +194,7 @@ func TestConformance(t *testing.T) {
 		var contenders []*route53.Provider
 		for range 4 {
 			p := e.provider(t, "lock_ttl=5s")
-			if _, err := p.TryLock(ctx, holder("i-00000000000000001"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
+			if _, err := p.TryLock(ctx, holder("i-00000000000000001"), gone); !errors.Is(err, discovery.ErrLockHeld) {
 				t.Fatalf("before expiry: %v, want ErrLockHeld", err)
 			}
 			contenders = append(contenders, p)
@@ -202,11 +202,11 @@ func TestConformance(t *testing.T) {
 		time.Sleep(6 * time.Second)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		var won []bootstrap.Lock
+		var won []discovery.Lock
 		for i, p := range contenders {
 			wg.Go(func() {
 				l, err := p.TryLock(ctx, holder(fmt.Sprintf("i-%017x", i+100)), gone)
-				if err != nil && !errors.Is(err, bootstrap.ErrLockHeld) {
+				if err != nil && !errors.Is(err, discovery.ErrLockHeld) {
 					t.Errorf("TryLock: %v", err)
 				}
 				if err == nil {
@@ -224,7 +224,7 @@ func TestConformance(t *testing.T) {
 		if err := dead.Release(ctx); err != nil {
 			t.Fatalf("late release: %v", err)
 		}
-		if _, err := e.provider(t, "").TryLock(ctx, holder("i-00000000000000002"), gone); !errors.Is(err, bootstrap.ErrLockHeld) {
+		if _, err := e.provider(t, "").TryLock(ctx, holder("i-00000000000000002"), gone); !errors.Is(err, discovery.ErrLockHeld) {
 			t.Fatalf("after the old holder's late release: %v, want the new holder to still hold it", err)
 		}
 		if err := won[0].Release(ctx); err != nil {
@@ -234,7 +234,7 @@ func TestConformance(t *testing.T) {
 
 	t.Run("multivalue register is idempotent and DNS answers", func(t *testing.T) {
 		p := e.provider(t, "mode=multivalue")
-		ms := []bootstrap.Member{{InstanceID: "i-0000000000000000a", Addr: "10.0.0.11"},
+		ms := []swarm.Member{{InstanceID: "i-0000000000000000a", Addr: "10.0.0.11"},
 			{InstanceID: "i-0000000000000000b", Addr: "10.0.0.12"}, {InstanceID: "i-0000000000000000c", Addr: "10.0.0.13"}}
 		for _, m := range ms {
 			if err := p.Register(ctx, m); err != nil {
@@ -274,10 +274,10 @@ func TestConformance(t *testing.T) {
 
 	t.Run("failover: PRIMARY, SECONDARY, promotion on deregister", func(t *testing.T) {
 		p := e.provider(t, "mode=failover")
-		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.21"}
-		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.22"}
-		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.23"}
-		for _, m := range []bootstrap.Member{a, b, c} {
+		a := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.21"}
+		b := swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.22"}
+		c := swarm.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.23"}
+		for _, m := range []swarm.Member{a, b, c} {
 			if err := p.Register(ctx, m); err != nil {
 				t.Fatalf("register %s: %v", m.Addr, err)
 			}
@@ -302,7 +302,7 @@ func TestConformance(t *testing.T) {
 		if sets = failoverSets(t, e); sets["SECONDARY"] != c.Addr {
 			t.Fatalf("third manager not made SECONDARY: %v", sets)
 		}
-		for _, m := range []bootstrap.Member{b, c} {
+		for _, m := range []swarm.Member{b, c} {
 			if err := p.Deregister(ctx, m); err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +321,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = l.Release(ctx) }()
-		m := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.51"}
+		m := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.51"}
 		for round := range 3 {
 			if err := p.Register(ctx, m); err != nil {
 				t.Fatalf("round %d: register: %v", round, err)
@@ -336,24 +336,24 @@ func TestConformance(t *testing.T) {
 	})
 
 	t.Run("leader reconciles the record to the live managers", func(t *testing.T) {
-		a := bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.61"}
-		b := bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.62"}
-		c := bootstrap.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.63"}
+		a := swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.61"}
+		b := swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.62"}
+		c := swarm.Member{InstanceID: "i-0000000000000000c", Addr: "10.0.0.63"}
 		mv := e.provider(t, "mode=multivalue")
-		for _, m := range []bootstrap.Member{a, b} {
+		for _, m := range []swarm.Member{a, b} {
 			if err := mv.Register(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// a died; b leads; c is a live manager that never registered.
-		if err := mv.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+		if err := mv.Reconcile(ctx, b, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := mv.ConfirmManagers(ctx); !slices.Equal(got, []string{"10.0.0.62:2377", "10.0.0.63:2377"}) {
 			t.Fatalf("multivalue after reconcile: %v", got)
 		}
 		e.Front.ResetRequests()
-		if err := mv.Reconcile(ctx, b, []bootstrap.Member{c, b}); err != nil {
+		if err := mv.Reconcile(ctx, b, []swarm.Member{c, b}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.Count("route53", "ChangeResourceRecordSets"); n != 0 {
@@ -364,13 +364,13 @@ func TestConformance(t *testing.T) {
 		}
 
 		fo := e.provider(t, "mode=failover")
-		for _, m := range []bootstrap.Member{a, b} {
+		for _, m := range []swarm.Member{a, b} {
 			if err := fo.Register(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// PRIMARY a, SECONDARY b; b becomes leader, a is dead, c live: PRIMARY b, SECONDARY c.
-		if err := fo.Reconcile(ctx, b, []bootstrap.Member{b, c}); err != nil {
+		if err := fo.Reconcile(ctx, b, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); sets["PRIMARY"] != b.Addr || sets["SECONDARY"] != c.Addr {
@@ -380,13 +380,13 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("DNS answers %v, want the leader", got)
 		}
 		// Leadership moves to c, b still live: the two swap in one batch.
-		if err := fo.Reconcile(ctx, c, []bootstrap.Member{b, c}); err != nil {
+		if err := fo.Reconcile(ctx, c, []swarm.Member{b, c}); err != nil {
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); sets["PRIMARY"] != c.Addr || sets["SECONDARY"] != b.Addr {
 			t.Fatalf("failover after the leader moved: %v", sets)
 		}
-		if err := fo.Reconcile(ctx, bootstrap.Member{}, nil); err != nil { // clean up
+		if err := fo.Reconcile(ctx, swarm.Member{}, nil); err != nil { // clean up
 			t.Fatal(err)
 		}
 		if sets := failoverSets(t, e); len(sets) != 0 {
@@ -395,21 +395,21 @@ func TestConformance(t *testing.T) {
 	})
 
 	t.Run("mixing routing kinds is refused clearly", func(t *testing.T) {
-		if err := e.provider(t, "mode=failover").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
+		if err := e.provider(t, "mode=failover").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"}); err != nil {
 			t.Fatal(err)
 		}
-		err := e.provider(t, "mode=multivalue").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
-		if !errors.Is(err, bootstrap.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
+		err := e.provider(t, "mode=multivalue").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000b", Addr: "10.0.0.32"})
+		if !errors.Is(err, discovery.ErrDiscoveryConfig) || !strings.Contains(err.Error(), "failover") {
 			t.Fatalf("multivalue beside failover: %v, want a configuration error", err)
 		}
-		_ = e.provider(t, "mode=failover").Deregister(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})
+		_ = e.provider(t, "mode=failover").Deregister(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "10.0.0.31"})
 	})
 
 	t.Run("throttling and PriorRequestNotComplete are retried", func(t *testing.T) {
 		e.Front.ResetRequests()
 		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultThrottle, Count: 1})
 		e.Front.InjectFault(awsfront.Fault{Service: "route53", Operation: "ChangeResourceRecordSets", Kind: awsfront.FaultPriorReqNC, Count: 1})
-		m := bootstrap.Member{InstanceID: "i-0000000000000000e", Addr: "10.0.0.41"}
+		m := swarm.Member{InstanceID: "i-0000000000000000e", Addr: "10.0.0.41"}
 		if err := e.provider(t, "").Register(ctx, m); err != nil {
 			t.Fatalf("register through faults: %v", err)
 		}

@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // API is the part of the Secrets Manager client the store uses; *secretsmanager.Client
@@ -28,14 +28,14 @@ type API interface {
 	RestoreSecret(ctx context.Context, in *secretsmanager.RestoreSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RestoreSecretOutput, error)
 }
 
-// Store is a bootstrap.TokenStore in Secrets Manager.
+// Store is a discovery.TokenStore in Secrets Manager.
 type Store struct {
 	api    API
 	prefix string
 	kmsKey string
 }
 
-var _ bootstrap.TokenStore = (*Store)(nil)
+var _ discovery.TokenStore = (*Store)(nil)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/secretsmanager key. The
 // key is chosen when a secret is created; later writes keep the secret's key.
@@ -47,7 +47,7 @@ func New(api API, cluster, kmsKeyID string) (*Store, error) {
 }
 
 // Name returns the secret name of a role's token: swarm-agent/<cluster>/join-token/<role>.
-func (s *Store) Name(r bootstrap.Role) string { return s.prefix + "/join-token/" + string(r) }
+func (s *Store) Name(r swarm.Role) string { return s.prefix + "/join-token/" + string(r) }
 
 // value is what a secret holds.
 type value struct {
@@ -57,11 +57,11 @@ type value struct {
 
 // PutTokens writes both tokens with the cluster id, creating the secrets on first use and
 // restoring one that was scheduled for deletion.
-func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	if t.Manager == "" || t.Worker == "" {
 		return errors.New("secretsmanager: refusing to store empty join tokens")
 	}
-	for _, r := range []bootstrap.Role{bootstrap.RoleWorker, bootstrap.RoleManager} {
+	for _, r := range []swarm.Role{swarm.RoleWorker, swarm.RoleManager} {
 		b, err := json.Marshal(value{Token: t.For(r), ClusterID: clusterID})
 		if err != nil {
 			return fmt.Errorf("secretsmanager: encode %s: %w", s.Name(r), err)
@@ -111,9 +111,9 @@ func (s *Store) put(ctx context.Context, name, val string) error {
 	}
 }
 
-// Token reads the role's token and the cluster id with one GetSecretValue; bootstrap.ErrNoToken
+// Token reads the role's token and the cluster id with one GetSecretValue; discovery.ErrNoToken
 // (wrapped) when the token is not published.
-func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.Name(r)
 	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
 	if err != nil {
@@ -121,17 +121,17 @@ func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, er
 		var inv *types.InvalidRequestException
 		switch {
 		case errors.As(err, &nf):
-			return "", "", fmt.Errorf("secretsmanager: %s: %w", name, bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("secretsmanager: %s: %w", name, discovery.ErrNoToken)
 		case errors.As(err, &inv):
 			// Scheduled for deletion: not published until a manager restores and rewrites it.
-			return "", "", fmt.Errorf("secretsmanager: %s cannot be read (%s): %w", name, aws.ToString(inv.Message), bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("secretsmanager: %s cannot be read (%s): %w", name, aws.ToString(inv.Message), discovery.ErrNoToken)
 		}
 		return "", "", fmt.Errorf("secretsmanager: get secret value %s: %w", name, discovery.MarkDenied(err))
 	}
 	var v value
 	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v); err != nil || v.Token == "" {
 		// Never echo the value: it may be a token.
-		return "", "", fmt.Errorf("secretsmanager: %s does not hold a token written by swarm-agent (want JSON with \"token\" and \"cluster_id\"): %w", name, bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("secretsmanager: %s does not hold a token written by swarm-agent (want JSON with \"token\" and \"cluster_id\"): %w", name, discovery.ErrNoToken)
 	}
 	return v.Token, v.ClusterID, nil
 }

@@ -8,10 +8,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/smtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestNewRejectsBadCluster(t *testing.T) {
@@ -31,10 +32,10 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := bootstrap.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
+	tok := swarm.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
 	t.Run("absent token is ErrNoToken", func(t *testing.T) {
-		_, _, err := s.Token(ctx, bootstrap.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/worker") {
+		_, _, err := s.Token(ctx, swarm.RoleWorker)
+		if !errors.Is(err, discovery.ErrNoToken) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/worker") {
 			t.Fatalf("Token before publish: %v, want ErrNoToken naming the secret", err)
 		}
 	})
@@ -45,7 +46,7 @@ func TestConformance(t *testing.T) {
 		if n := e.Count("secretsmanager", "CreateSecret"); n != 2 {
 			t.Fatalf("%d CreateSecret calls, want 2 (one secret per role)", n)
 		}
-		for _, r := range []bootstrap.Role{bootstrap.RoleWorker, bootstrap.RoleManager} {
+		for _, r := range []swarm.Role{swarm.RoleWorker, swarm.RoleManager} {
 			e.Front.ResetRequests()
 			got, cid, err := s.Token(ctx, r)
 			if err != nil || got != tok.For(r) || cid != "cid1" {
@@ -58,13 +59,13 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("rotation writes new values into the same secrets", func(t *testing.T) {
 		e.Front.ResetRequests()
-		if err := s.PutTokens(ctx, "cid2", bootstrap.JoinTokens{Worker: "SWMTKN-1-w2", Manager: "SWMTKN-1-m2"}); err != nil {
+		if err := s.PutTokens(ctx, "cid2", swarm.JoinTokens{Worker: "SWMTKN-1-w2", Manager: "SWMTKN-1-m2"}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.Count("secretsmanager", "CreateSecret"); n != 0 {
 			t.Fatalf("%d CreateSecret calls on rotation, want 0", n)
 		}
-		if got, cid, _ := s.Token(ctx, bootstrap.RoleWorker); got != "SWMTKN-1-w2" || cid != "cid2" {
+		if got, cid, _ := s.Token(ctx, swarm.RoleWorker); got != "SWMTKN-1-w2" || cid != "cid2" {
 			t.Fatalf("after rotation: %q %q", got, cid)
 		}
 	})
@@ -80,14 +81,14 @@ func TestConformance(t *testing.T) {
 	t.Run("a secret created by another manager in between is written over", func(t *testing.T) {
 		other, _ := smtokens.New(e.SM, "race", "")
 		// Another manager creates the worker secret first (as a racing publisher would).
-		if _, err := e.SM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(other.Name(bootstrap.RoleWorker)),
+		if _, err := e.SM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(other.Name(swarm.RoleWorker)),
 			SecretString: aws.String(`{"token":"SWMTKN-1-old","cluster_id":"c0"}`)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := other.PutTokens(ctx, "c1", tok); err != nil {
 			t.Fatal(err)
 		}
-		if got, cid, _ := other.Token(ctx, bootstrap.RoleWorker); got != tok.Worker || cid != "c1" {
+		if got, cid, _ := other.Token(ctx, swarm.RoleWorker); got != tok.Worker || cid != "c1" {
 			t.Fatalf("Token = %q %q, want the new value", got, cid)
 		}
 	})
@@ -96,41 +97,41 @@ func TestConformance(t *testing.T) {
 		if err := del.PutTokens(ctx, "c1", tok); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.SM.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String(del.Name(bootstrap.RoleWorker)),
+		if _, err := e.SM.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String(del.Name(swarm.RoleWorker)),
 			RecoveryWindowInDays: aws.Int64(7)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := del.Token(ctx, bootstrap.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := del.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("Token of a secret scheduled for deletion: %v, want ErrNoToken", err)
 		}
 		if err := del.PutTokens(ctx, "c2", tok); err != nil {
 			t.Fatalf("PutTokens over a secret scheduled for deletion: %v", err)
 		}
-		if got, cid, err := del.Token(ctx, bootstrap.RoleWorker); err != nil || got != tok.Worker || cid != "c2" {
+		if got, cid, err := del.Token(ctx, swarm.RoleWorker); err != nil || got != tok.Worker || cid != "c2" {
 			t.Fatalf("after restore: %q %q %v", got, cid, err)
 		}
 	})
 	t.Run("a secret that is not swarm-agent's is not a token and is not echoed", func(t *testing.T) {
 		odd, _ := smtokens.New(e.SM, "odd", "")
-		if _, err := e.SM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(odd.Name(bootstrap.RoleWorker)),
+		if _, err := e.SM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(odd.Name(swarm.RoleWorker)),
 			SecretString: aws.String("SWMTKN-1-plain")}); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := odd.Token(ctx, bootstrap.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) || strings.Contains(err.Error(), "SWMTKN") {
+		_, _, err := odd.Token(ctx, swarm.RoleWorker)
+		if !errors.Is(err, discovery.ErrNoToken) || strings.Contains(err.Error(), "SWMTKN") {
 			t.Fatalf("Token of a plain secret: %v, want ErrNoToken without the value", err)
 		}
 	})
 	t.Run("another cluster does not see them", func(t *testing.T) {
 		other, _ := smtokens.New(e.SM, "staging", "")
-		if _, _, err := other.Token(ctx, bootstrap.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("other cluster: %v, want ErrNoToken", err)
 		}
 	})
 	t.Run("throttling is retried", func(t *testing.T) {
 		e.Front.ResetRequests()
 		e.Front.InjectFault(awsfront.Fault{Service: "secretsmanager", Kind: awsfront.FaultThrottle, Count: 2})
-		if _, _, err := s.Token(ctx, bootstrap.RoleWorker); err != nil {
+		if _, _, err := s.Token(ctx, swarm.RoleWorker); err != nil {
 			t.Fatalf("Token through 2 throttles: %v", err)
 		}
 		if n := e.Count("secretsmanager", "GetSecretValue"); n != 3 {
@@ -139,17 +140,17 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("access denied is ErrAccessDenied naming the secret, never the token", func(t *testing.T) {
 		e.Front.InjectFault(awsfront.Fault{Service: "secretsmanager", Operation: "GetSecretValue", Kind: awsfront.FaultDenied})
-		_, _, err := s.Token(ctx, bootstrap.RoleManager)
-		if !errors.Is(err, bootstrap.ErrAccessDenied) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
+		_, _, err := s.Token(ctx, swarm.RoleManager)
+		if !errors.Is(err, discovery.ErrAccessDenied) || !strings.Contains(err.Error(), "swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
 			t.Fatalf("denied read: %v; want ErrAccessDenied naming the secret and not the token", err)
 		}
 		e.Front.InjectFault(awsfront.Fault{Service: "secretsmanager", Operation: "PutSecretValue", Kind: awsfront.FaultDenied})
-		if err := s.PutTokens(ctx, "cid3", tok); !errors.Is(err, bootstrap.ErrAccessDenied) {
+		if err := s.PutTokens(ctx, "cid3", tok); !errors.Is(err, discovery.ErrAccessDenied) {
 			t.Fatalf("denied write: %v, want ErrAccessDenied", err)
 		}
 	})
 	t.Run("empty tokens are refused", func(t *testing.T) {
-		if err := s.PutTokens(ctx, "c", bootstrap.JoinTokens{}); err == nil {
+		if err := s.PutTokens(ctx, "c", swarm.JoinTokens{}); err == nil {
 			t.Fatal("PutTokens with empty tokens succeeded")
 		}
 	})

@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // API is the part of the SSM client the store uses; *ssm.Client satisfies it.
@@ -21,14 +21,14 @@ type API interface {
 	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
 }
 
-// Store is a bootstrap.TokenStore in SSM Parameter Store.
+// Store is a discovery.TokenStore in SSM Parameter Store.
 type Store struct {
 	api    API
 	prefix string
 	kmsKey string
 }
 
-var _ bootstrap.TokenStore = (*Store)(nil)
+var _ discovery.TokenStore = (*Store)(nil)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/ssm key.
 func New(api API, cluster, kmsKeyID string) (*Store, error) {
@@ -42,10 +42,10 @@ func New(api API, cluster, kmsKeyID string) (*Store, error) {
 // "cluster-id".
 func (s *Store) Path(leaf string) string { return s.prefix + "/" + leaf }
 
-func (s *Store) tokenPath(r bootstrap.Role) string { return s.Path("join-token/" + string(r)) }
+func (s *Store) tokenPath(r swarm.Role) string { return s.Path("join-token/" + string(r)) }
 
 // PutTokens writes the cluster id and both tokens, replacing what was there.
-func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.JoinTokens) error {
+func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTokens) error {
 	if t.Manager == "" || t.Worker == "" {
 		return fmt.Errorf("ssm: refusing to store empty join tokens")
 	}
@@ -66,22 +66,22 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t bootstrap.Joi
 	if err := put(s.Path("cluster-id"), clusterID, false); err != nil {
 		return err
 	}
-	if err := put(s.tokenPath(bootstrap.RoleWorker), t.Worker, true); err != nil {
+	if err := put(s.tokenPath(swarm.RoleWorker), t.Worker, true); err != nil {
 		return err
 	}
-	return put(s.tokenPath(bootstrap.RoleManager), t.Manager, true)
+	return put(s.tokenPath(swarm.RoleManager), t.Manager, true)
 }
 
-// Token reads the role's token and the cluster id in one call; bootstrap.ErrNoToken (wrapped)
+// Token reads the role's token and the cluster id in one call; discovery.ErrNoToken (wrapped)
 // when the token is not published.
-func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, error) {
+func (s *Store) Token(ctx context.Context, r swarm.Role) (string, string, error) {
 	name := s.tokenPath(r)
 	out, err := s.api.GetParameters(ctx, &ssm.GetParametersInput{
 		Names: []string{name, s.Path("cluster-id")}, WithDecryption: aws.Bool(true)})
 	if err != nil {
 		var pnf *types.ParameterNotFound
 		if errors.As(err, &pnf) {
-			return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+			return "", "", fmt.Errorf("ssm: %s: %w", name, discovery.ErrNoToken)
 		}
 		return "", "", fmt.Errorf("ssm: read parameter %s: %w", name, discovery.MarkDenied(err))
 	}
@@ -95,7 +95,7 @@ func (s *Store) Token(ctx context.Context, r bootstrap.Role) (string, string, er
 		}
 	}
 	if token == "" {
-		return "", "", fmt.Errorf("ssm: %s: %w", name, bootstrap.ErrNoToken)
+		return "", "", fmt.Errorf("ssm: %s: %w", name, discovery.ErrNoToken)
 	}
 	return token, cid, nil
 }

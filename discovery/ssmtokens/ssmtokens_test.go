@@ -9,10 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestNewRejectsBadCluster(t *testing.T) {
@@ -32,8 +33,8 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("absent token is ErrNoToken", func(t *testing.T) {
-		_, _, err := s.Token(ctx, bootstrap.RoleWorker)
-		if !errors.Is(err, bootstrap.ErrNoToken) {
+		_, _, err := s.Token(ctx, swarm.RoleWorker)
+		if !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("Token before publish: %v, want ErrNoToken", err)
 		}
 	})
@@ -51,21 +52,21 @@ func TestConformance(t *testing.T) {
 		}
 	})
 	t.Run("put then read each role", func(t *testing.T) {
-		tok := bootstrap.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
+		tok := swarm.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
 		if err := s.PutTokens(ctx, "cid1", tok); err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range []bootstrap.Role{bootstrap.RoleWorker, bootstrap.RoleManager} {
+		for _, r := range []swarm.Role{swarm.RoleWorker, swarm.RoleManager} {
 			got, cid, err := s.Token(ctx, r)
 			if err != nil || got != tok.For(r) || cid != "cid1" {
 				t.Fatalf("Token(%s) = %q %q %v", r, got, cid, err)
 			}
 		}
 		// Replaced on rotation.
-		if err := s.PutTokens(ctx, "cid2", bootstrap.JoinTokens{Worker: "SWMTKN-1-w2", Manager: "SWMTKN-1-m2"}); err != nil {
+		if err := s.PutTokens(ctx, "cid2", swarm.JoinTokens{Worker: "SWMTKN-1-w2", Manager: "SWMTKN-1-m2"}); err != nil {
 			t.Fatal(err)
 		}
-		if got, cid, _ := s.Token(ctx, bootstrap.RoleWorker); got != "SWMTKN-1-w2" || cid != "cid2" {
+		if got, cid, _ := s.Token(ctx, swarm.RoleWorker); got != "SWMTKN-1-w2" || cid != "cid2" {
 			t.Fatalf("after rotation: %q %q", got, cid)
 		}
 	})
@@ -82,14 +83,14 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("another cluster does not see them", func(t *testing.T) {
 		other, _ := ssmtokens.New(e.SSM, "staging", "")
-		if _, _, err := other.Token(ctx, bootstrap.RoleWorker); !errors.Is(err, bootstrap.ErrNoToken) {
+		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
 			t.Fatalf("other cluster: %v, want ErrNoToken", err)
 		}
 	})
 	t.Run("throttling is retried", func(t *testing.T) {
 		e.Front.ResetRequests()
 		e.Front.InjectFault(awsfront.Fault{Service: "ssm", Kind: awsfront.FaultThrottle, Count: 2})
-		if _, _, err := s.Token(ctx, bootstrap.RoleWorker); err != nil {
+		if _, _, err := s.Token(ctx, swarm.RoleWorker); err != nil {
 			t.Fatalf("Token through 2 throttles: %v", err)
 		}
 		if n := e.Count("ssm", "GetParameters"); n != 3 {
@@ -97,13 +98,13 @@ func TestConformance(t *testing.T) {
 		}
 	})
 	t.Run("empty tokens are refused", func(t *testing.T) {
-		if err := s.PutTokens(ctx, "c", bootstrap.JoinTokens{}); err == nil {
+		if err := s.PutTokens(ctx, "c", swarm.JoinTokens{}); err == nil {
 			t.Fatal("PutTokens with empty tokens succeeded")
 		}
 	})
 	t.Run("a denied read names the parameter, never the token", func(t *testing.T) {
 		e.Front.InjectFault(awsfront.Fault{Service: "ssm", Kind: awsfront.Fault5xx, Count: 10})
-		_, _, err := s.Token(ctx, bootstrap.RoleManager)
+		_, _, err := s.Token(ctx, swarm.RoleManager)
 		if err == nil || !strings.Contains(err.Error(), "/swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
 			t.Fatalf("error %v: want one naming the parameter and not the token", err)
 		}

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // DefaultPort is the swarm port assumed for a manager given without one.
@@ -35,23 +35,23 @@ No AWS permissions are needed. Managers are not registered anywhere: the list is
 }
 
 // FromSpec validates a provider=static discovery string. Errors wrap
-// bootstrap.ErrDiscoveryConfig and name the key, the value and the rule.
+// discovery.ErrDiscoveryConfig and name the key, the value and the rule.
 func FromSpec(s discovery.Spec) (Config, error) {
 	if s.Provider != "static" {
-		return Config{}, fmt.Errorf("%w: provider %q: want static", bootstrap.ErrDiscoveryConfig, s.Provider)
+		return Config{}, fmt.Errorf("%w: provider %q: want static", discovery.ErrDiscoveryConfig, s.Provider)
 	}
 	if err := s.CheckKeys("managers", "init"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	if err := s.Require("managers"); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", bootstrap.ErrDiscoveryConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", discovery.ErrDiscoveryConfig, err)
 	}
 	var cfg Config
 	var first netip.Addr
 	for item := range strings.SplitSeq(s.Args["managers"], ",") {
 		ap, err := parseManager(item)
 		if err != nil {
-			return Config{}, fmt.Errorf("%w: static managers=%q: %w", bootstrap.ErrDiscoveryConfig, s.Args["managers"], err)
+			return Config{}, fmt.Errorf("%w: static managers=%q: %w", discovery.ErrDiscoveryConfig, s.Args["managers"], err)
 		}
 		if !first.IsValid() {
 			first = ap.Addr()
@@ -59,7 +59,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 		a := ap.String()
 		for _, m := range cfg.Managers {
 			if m == a {
-				return Config{}, fmt.Errorf("%w: static managers=%q: %s is listed twice", bootstrap.ErrDiscoveryConfig, s.Args["managers"], a)
+				return Config{}, fmt.Errorf("%w: static managers=%q: %s is listed twice", discovery.ErrDiscoveryConfig, s.Args["managers"], a)
 			}
 		}
 		cfg.Managers = append(cfg.Managers, a)
@@ -68,7 +68,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 	if v, ok := s.Args["init"]; ok {
 		ip, err := netip.ParseAddr(v)
 		if err != nil || ip.Zone() != "" {
-			return Config{}, fmt.Errorf("%w: static init=%q: must be an IP address without port", bootstrap.ErrDiscoveryConfig, v)
+			return Config{}, fmt.Errorf("%w: static init=%q: must be an IP address without port", discovery.ErrDiscoveryConfig, v)
 		}
 		ip = ip.Unmap()
 		found := false
@@ -79,7 +79,7 @@ func FromSpec(s discovery.Spec) (Config, error) {
 			}
 		}
 		if !found {
-			return Config{}, fmt.Errorf("%w: static init=%q: must be one of managers=%q", bootstrap.ErrDiscoveryConfig, v, s.Args["managers"])
+			return Config{}, fmt.Errorf("%w: static init=%q: must be one of managers=%q", discovery.ErrDiscoveryConfig, v, s.Args["managers"])
 		}
 		cfg.Init = ip
 	}
@@ -106,6 +106,13 @@ func parseManager(item string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
 }
 
+// What the provider is to the boot.
+var (
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+)
+
 // Provider is a static Discoverer and Locker.
 type Provider struct {
 	cfg  Config
@@ -113,9 +120,9 @@ type Provider struct {
 }
 
 var (
-	_ bootstrap.Discoverer = (*Provider)(nil)
-	_ bootstrap.Locker     = (*Provider)(nil)
-	_ bootstrap.Registry   = (*Provider)(nil)
+	_ discovery.Discoverer = (*Provider)(nil)
+	_ discovery.Locker     = (*Provider)(nil)
+	_ discovery.Registry   = (*Provider)(nil)
 )
 
 // New parses spec and returns a provider for the node whose private IP is selfIP.
@@ -140,11 +147,11 @@ func (p *Provider) Managers(context.Context) ([]string, error) {
 }
 
 // TryLock grants the bootstrap lock only to the init node; every other node gets
-// bootstrap.ErrLockHeld and waits for it. The lock is a fixed rule, so it never expires and
+// discovery.ErrLockHeld and waits for it. The lock is a fixed rule, so it never expires and
 // releasing it does nothing.
-func (p *Provider) TryLock(context.Context, bootstrap.Holder, bootstrap.AliveFunc) (bootstrap.Lock, error) {
+func (p *Provider) TryLock(context.Context, discovery.Holder, discovery.AliveFunc) (discovery.Lock, error) {
 	if p.self != p.cfg.Init {
-		return nil, fmt.Errorf("static discovery: only %s may create the swarm (this node is %s): %w", p.cfg.Init, p.self, bootstrap.ErrLockHeld)
+		return nil, fmt.Errorf("static discovery: only %s may create the swarm (this node is %s): %w", p.cfg.Init, p.self, discovery.ErrLockHeld)
 	}
 	return lock{}, nil
 }
@@ -159,4 +166,4 @@ func (lock) Release(context.Context) error { return nil }
 // a listed manager that does not answer is not known to exist. The init node creates the swarm
 // when no listed manager answers (the operator's list is the truth); a restarted init node
 // whose engine still has swarm state never does (boot waits for that state to settle).
-func (p *Provider) Registered(context.Context) ([]bootstrap.Member, error) { return nil, nil }
+func (p *Provider) Registered(context.Context) ([]swarm.Member, error) { return nil, nil }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
@@ -52,7 +51,7 @@ func TestFromSpec(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 					t.Fatalf("FromSpec(%q) error = %v, want it to contain %q", tt.in, err, tt.errHas)
 				}
-				if !errors.Is(err, bootstrap.ErrDiscoveryConfig) {
+				if !errors.Is(err, discovery.ErrDiscoveryConfig) {
 					t.Errorf("error %v does not wrap ErrDiscoveryConfig", err)
 				}
 				return
@@ -96,7 +95,7 @@ func TestProviderLock(t *testing.T) {
 			if again, _ := p.Managers(t.Context()); again[0] != "10.0.0.1:2377" {
 				t.Errorf("Managers shares its slice with callers: %v", again)
 			}
-			l, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-0123456789abcdef0"}, nil)
+			l, err := p.TryLock(t.Context(), discovery.Holder{InstanceID: "i-0123456789abcdef0"}, nil)
 			if tt.wantOK {
 				if err != nil {
 					t.Fatalf("TryLock on the init node: %v", err)
@@ -105,12 +104,12 @@ func TestProviderLock(t *testing.T) {
 					t.Errorf("Release: %v", err)
 				}
 				// The rule holds on every boot, also after a release.
-				if _, err := p.TryLock(t.Context(), bootstrap.Holder{InstanceID: "i-0123456789abcdef0"}, nil); err != nil {
+				if _, err := p.TryLock(t.Context(), discovery.Holder{InstanceID: "i-0123456789abcdef0"}, nil); err != nil {
 					t.Errorf("second TryLock on the init node: %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, bootstrap.ErrLockHeld) {
+			if !errors.Is(err, discovery.ErrLockHeld) {
 				t.Fatalf("TryLock on %s = %v, want ErrLockHeld", tt.self, err)
 			}
 		})

@@ -15,7 +15,6 @@ import (
 	route53sdk "github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
@@ -195,8 +194,8 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		}
 		api := route53sdk.NewFromConfig(c.AWS,
 			func(o *route53sdk.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
-		deadHolder := bootstrap.Holder{InstanceID: "i-0000000000000dead", Addr: "10.99.254.254"}
-		gone := func(context.Context, bootstrap.Holder) (bool, string) { return false, "" }
+		deadHolder := discovery.Holder{InstanceID: "i-0000000000000dead", Addr: "10.99.254.254"}
+		gone := func(context.Context, discovery.Holder) (bool, string) { return false, "" }
 		if _, err := route53.New(cfg, api, zerolog.Nop()).TryLock(ctx, deadHolder, gone); err != nil {
 			t.Fatalf("take lock as the dead holder: %v", err)
 		}

@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	"github.com/moby/moby/api/types/swarm"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
@@ -26,6 +26,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
 	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // The remaining proofs of the lifecycle-correctness issue on real engines: ghosts of rejoined
@@ -90,14 +91,14 @@ func noticeQueue(t *testing.T, c *localcluster.Cluster) string {
 // SIGTERM: each task takes its stop grace period (0: Docker's default) to stop.
 func sleepService(t *testing.T, d *client.Client, name string, replicas uint64, grace time.Duration) string {
 	t.Helper()
-	spec := &swarm.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}}
+	spec := &swarmapi.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}}
 	if grace > 0 {
 		spec.StopGracePeriod = &grace
 	}
-	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-		Annotations:  swarm.Annotations{Name: name},
-		TaskTemplate: swarm.TaskSpec{ContainerSpec: spec},
-		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
+		Annotations:  swarmapi.Annotations{Name: name},
+		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: spec},
+		Mode:         swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
 	}, QueryRegistry: false})
 	if err != nil {
 		t.Fatal(err)
@@ -256,8 +257,8 @@ func TestIntegrationGhostNodes(t *testing.T) {
 	ctx := t.Context()
 	managers := c.Bed.Nodes[:3]
 	oldW, oldM := nodeIDOf(t, c, worker), nodeIDOf(t, c, mgr)
-	waitLabel(t, c, leader, oldW, lifecycle.LabelInstanceID, c.InstanceID(worker))
-	waitLabel(t, c, leader, oldM, lifecycle.LabelInstanceID, c.InstanceID(mgr))
+	waitLabel(t, c, leader, oldW, swarm.LabelInstanceID, c.InstanceID(worker))
+	waitLabel(t, c, leader, oldM, swarm.LabelInstanceID, c.InstanceID(mgr))
 
 	for _, n := range []*testbed.Node{worker, mgr} {
 		forceLeave(t, c, n)
@@ -300,7 +301,7 @@ func TestIntegrationGhostNodes(t *testing.T) {
 	}
 	reachable := 0
 	for _, n := range res.Items {
-		if n.ManagerStatus != nil && n.ManagerStatus.Reachability == swarm.ReachabilityReachable {
+		if n.ManagerStatus != nil && n.ManagerStatus.Reachability == swarmapi.ReachabilityReachable {
 			reachable++
 		}
 	}
@@ -367,10 +368,10 @@ func TestIntegrationSpoofedInstanceID(t *testing.T) {
 	ctx := t.Context()
 	runs := others(c.Bed.Nodes[:3], victim)
 	workerID, victimID := nodeIDOf(t, c, worker), nodeIDOf(t, c, victim)
-	waitLabel(t, c, leader, workerID, lifecycle.LabelInstanceID, c.InstanceID(worker))
+	waitLabel(t, c, leader, workerID, swarm.LabelInstanceID, c.InstanceID(worker))
 
-	setEngineLabel(t, worker, lifecycle.LabelInstanceID, c.InstanceID(victim))
-	waitLabel(t, c, leader, workerID, lifecycle.LabelInstanceID, c.InstanceID(victim))
+	setEngineLabel(t, worker, swarm.LabelInstanceID, c.InstanceID(victim))
+	waitLabel(t, c, leader, workerID, swarm.LabelInstanceID, c.InstanceID(victim))
 	if err := c.Front.StartScaleIn(ctx, c.InstanceID(victim)); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +418,7 @@ func TestIntegrationQueueTakeoverAfterKill(t *testing.T) {
 		"--queue-url="+url, "--queue-grace=3s")
 	id := c.InstanceID(worker)
 	nodeID := nodeIDOf(t, c, worker)
-	waitLabel(t, c, manager, nodeID, lifecycle.LabelInstanceID, id)
+	waitLabel(t, c, manager, nodeID, swarm.LabelInstanceID, id)
 
 	// Tasks on the worker that take their stop grace to stop keep its drain going.
 	d := must[*client.Client](t)(c.Docker(manager))
@@ -435,7 +436,7 @@ func TestIntegrationQueueTakeoverAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitfor.Every(t, time.Minute, 50*time.Millisecond, "the worker marked leaving by its agent", func() error {
-		if r, _ := nodeRow(t, c, manager, nodeID); r.Labels[lifecycle.LabelLeaving] == "" {
+		if r, _ := nodeRow(t, c, manager, nodeID); r.Labels[swarm.LabelLeaving] == "" {
 			return fmt.Errorf("labels %v", r.Labels)
 		}
 		return nil
@@ -537,14 +538,14 @@ func pollManagers(c *localcluster.Cluster, t *testing.T, nodes []*testbed.Node) 
 		}
 		var p managerPoll
 		for _, x := range res.Items {
-			if x.ManagerStatus == nil || x.Spec.Role != swarm.NodeRoleManager {
+			if x.ManagerStatus == nil || x.Spec.Role != swarmapi.NodeRoleManager {
 				continue
 			}
 			p.managers = append(p.managers, x.ID)
-			if x.ManagerStatus.Reachability == swarm.ReachabilityReachable {
+			if x.ManagerStatus.Reachability == swarmapi.ReachabilityReachable {
 				p.reachable++
 			}
-			if x.Spec.Labels[lifecycle.LabelTurn] != "" {
+			if x.Spec.Labels[swarm.LabelTurn] != "" {
 				p.turns = append(p.turns, x.ID)
 			}
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery/smtokens"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // memEngine is an engine whose swarm step always works at once: inactive until Join.
@@ -59,8 +60,8 @@ func (e *memEngine) Join(_ context.Context, r bootstrap.JoinRequest) error {
 	return nil
 }
 func (e *memEngine) Leave(context.Context, bool) error { return nil }
-func (e *memEngine) JoinTokens(context.Context) (bootstrap.JoinTokens, string, error) {
-	return bootstrap.JoinTokens{}, "", fmt.Errorf("memEngine: not a manager")
+func (e *memEngine) JoinTokens(context.Context) (swarm.JoinTokens, string, error) {
+	return swarm.JoinTokens{}, "", fmt.Errorf("memEngine: not a manager")
 }
 func (e *memEngine) SetNodeLabels(context.Context, string, map[string]string) error { return nil }
 
@@ -137,7 +138,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 		}
 	}()
 	swarmPort := ln.Addr().(*net.TCPAddr).Port
-	provider := func(role string) *route53.Provider {
+	provider := func(role swarm.Role) *route53.Provider {
 		spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.scale.internal resolver=%s", zone, front.DNSAddr()))
 		if err != nil {
 			b.Fatal(err)
@@ -149,7 +150,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 		rc.Port = swarmPort
 		return route53.New(rc, r53, zerolog.Nop())
 	}
-	if err := provider("manager").Register(ctx, bootstrap.Member{InstanceID: "i-0000000000000000a", Addr: "127.0.0.1", Port: swarmPort}); err != nil {
+	if err := provider("manager").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "127.0.0.1", Port: swarmPort}); err != nil {
 		b.Fatal(err)
 	}
 	var store bootstrap.TokenStore
@@ -162,7 +163,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := store.PutTokens(ctx, "cluster-scale", bootstrap.JoinTokens{Worker: "SWMTKN-1-worker", Manager: "SWMTKN-1-manager"}); err != nil {
+	if err := store.PutTokens(ctx, "cluster-scale", swarm.JoinTokens{Worker: "SWMTKN-1-worker", Manager: "SWMTKN-1-manager"}); err != nil {
 		b.Fatal(err)
 	}
 
@@ -187,8 +188,8 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 			wg.Go(func() {
 				eng := &memEngine{}
 				_, errs[i] = bootstrap.Boot(ctx, bootstrap.Config{
-					Role: bootstrap.RoleWorker, Cluster: "scale", SwarmPort: swarmPort, Wait: 10 * time.Minute,
-					Identity: bootstrap.Identity{InstanceID: fmt.Sprintf("i-%017x", i+1), PrivateIP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)},
+					Role: swarm.RoleWorker, Cluster: "scale", SwarmPort: swarmPort, Wait: 10 * time.Minute,
+					Identity: swarm.Identity{InstanceID: fmt.Sprintf("i-%017x", i+1), PrivateIP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)},
 				}, bootstrap.Deps{Engine: eng, Discoverer: provider("worker"), Tokens: store, Log: zerolog.Nop()})
 				durations[i] = time.Since(start)
 				if errs[i] == nil && eng.token == "SWMTKN-1-worker" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // fakeEC2 answers DescribeInstances from a map of instances, as EC2 does: an unknown id is
@@ -112,7 +113,7 @@ func TestInstancesAgainstFront(t *testing.T) {
 	if err != nil || !in.HasAddr("10.99.7.11") || in.Gone() {
 		t.Fatalf("after assigning a secondary address: %+v, %v; want it among the addresses", in, err)
 	}
-	node := lifecycle.Node{ID: "n1", Addr: "10.99.7.11", Labels: map[string]string{lifecycle.LabelInstanceID: id}}
+	node := swarm.Node{ID: "n1", Addr: "10.99.7.11", Labels: map[string]string{swarm.LabelInstanceID: id}}
 	if err := lifecycle.VerifyNode(ctx, c, node); err != nil {
 		t.Fatalf("VerifyNode of a node at the secondary address: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Certs is a swarm node's certificate directory (CertsDir): the swarm's root CA and the
@@ -205,9 +207,9 @@ func identityOf(cert *x509.Certificate) (Identity, error) {
 	id := Identity{NodeID: s.CommonName, ClusterID: s.Organization[0]}
 	switch {
 	case slices.Equal(s.OrganizationalUnit, []string{OUManager}):
-		id.Role = RoleManager
+		id.Role = swarm.RoleManager
 	case slices.Equal(s.OrganizationalUnit, []string{OUWorker}):
-		id.Role = RoleWorker
+		id.Role = swarm.RoleWorker
 	default:
 		return Identity{}, fmt.Errorf("certificate of %s: OU %q: want %s or %s", s.CommonName, s.OrganizationalUnit, OUManager, OUWorker)
 	}
@@ -272,7 +274,7 @@ func clientConfig(m *material) *tls.Config {
 			if err != nil {
 				return err
 			}
-			if id.Role != RoleManager {
+			if id.Role != swarm.RoleManager {
 				return fmt.Errorf("server %s is a %s, not a %s", id.NodeID, OUWorker, OUManager)
 			}
 			if id.ClusterID != m.id.ClusterID {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestCertsIdentity(t *testing.T) {
@@ -16,8 +18,8 @@ func TestCertsIdentity(t *testing.T) {
 		ou   string
 		want Identity
 	}{
-		{OUManager, Identity{NodeID: manager1, Role: RoleManager, ClusterID: clusterA}},
-		{OUWorker, Identity{NodeID: manager1, Role: RoleWorker, ClusterID: clusterA}},
+		{OUManager, Identity{NodeID: manager1, Role: swarm.RoleManager, ClusterID: clusterA}},
+		{OUWorker, Identity{NodeID: manager1, Role: swarm.RoleWorker, ClusterID: clusterA}},
 	} {
 		c := &Certs{Dir: ca.writeNode(t, manager1, tt.ou, clusterA)}
 		got, err := c.Identity()

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // DefaultTimeout bounds one call to one manager.
@@ -97,32 +98,28 @@ func (c *Client) dialTLS(ctx context.Context, network, addr string) (net.Conn, e
 }
 
 // Node reads a node.
-func (c *Client) Node(ctx context.Context, id string) (lifecycle.Node, error) {
+func (c *Client) Node(ctx context.Context, id string) (swarm.Node, error) {
 	if err := checkID("node", id); err != nil {
-		return lifecycle.Node{}, err
+		return swarm.Node{}, err
 	}
-	var out nodeJSON
+	var out swarm.Node
 	if err := c.call(ctx, http.MethodGet, "/v1/nodes/"+id, nil, nil, &out); err != nil {
-		return lifecycle.Node{}, fmt.Errorf("inspect node %s: %w", id, err)
+		return swarm.Node{}, fmt.Errorf("inspect node %s: %w", id, err)
 	}
-	return fromNodeJSON(out), nil
+	return out, nil
 }
 
 // Nodes lists the swarm's nodes.
-func (c *Client) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
+func (c *Client) Nodes(ctx context.Context) ([]swarm.Node, error) {
 	var out nodesJSON
 	if err := c.call(ctx, http.MethodGet, "/v1/nodes", nil, nil, &out); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	ns := make([]lifecycle.Node, 0, len(out.Nodes))
-	for _, n := range out.Nodes {
-		ns = append(ns, fromNodeJSON(n))
-	}
-	return ns, nil
+	return out.Nodes, nil
 }
 
 // Tasks lists tasks; nodeID "" means every node, serviceID "" every service.
-func (c *Client) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
+func (c *Client) Tasks(ctx context.Context, nodeID, serviceID string) ([]swarm.Task, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"node": nodeID, "service": serviceID} {
 		if v == "" {
@@ -137,11 +134,7 @@ func (c *Client) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecyc
 	if err := c.call(ctx, http.MethodGet, "/v1/tasks", q, nil, &out); err != nil {
 		return nil, fmt.Errorf("list tasks (node %q, service %q): %w", nodeID, serviceID, err)
 	}
-	ts := make([]lifecycle.Task, 0, len(out.Tasks))
-	for _, t := range out.Tasks {
-		ts = append(ts, fromTaskJSON(t))
-	}
-	return ts, nil
+	return out.Tasks, nil
 }
 
 // SetAvailability sets a node's availability; managers allow it only on the caller's node.
@@ -157,7 +150,7 @@ func (c *Client) SetAvailability(ctx context.Context, nodeID, availability strin
 }
 
 // SetNodeLabels merges labels into a node's labels; managers allow it only on the caller's
-// node and only for keys under LabelPrefix.
+// node and only for keys under swarm.LabelPrefix.
 func (c *Client) SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error {
 	if err := checkID("node", nodeID); err != nil {
 		return err
@@ -169,7 +162,7 @@ func (c *Client) SetNodeLabels(ctx context.Context, nodeID string, labels map[st
 }
 
 // SetRole is not offered by the control API: a manager demotes itself on its own engine.
-func (c *Client) SetRole(_ context.Context, nodeID, role string) error {
+func (c *Client) SetRole(_ context.Context, nodeID string, role swarm.Role) error {
 	return fmt.Errorf("set role of node %s to %s: the control API offers no role changes: %w", nodeID, role, lifecycle.ErrNotAllowed)
 }
 

@@ -13,6 +13,8 @@ package control
 import (
 	"path/filepath"
 	"regexp"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // DefaultPort is where managers serve the control API unless configured otherwise (the
@@ -25,18 +27,6 @@ const (
 	OUManager = "swarm-manager"
 	OUWorker  = "swarm-worker"
 )
-
-// Roles as Identity.Role, the same words as lifecycle.Node.Role.
-const (
-	RoleManager = "manager"
-	RoleWorker  = "worker"
-)
-
-// LabelPrefix is the only node label namespace a node may set on itself through the
-// control API: node labels steer placement constraints, so a node must not be able to
-// attract services by labelling itself. The agent's own labels (lifecycle.LabelLeaving, ...)
-// all live under it.
-const LabelPrefix = "swarm-agent."
 
 // Files in a swarm node's certificate directory, as the engine writes them.
 const (
@@ -53,9 +43,9 @@ func CertsDir(dataRoot string) string {
 
 // Identity is who a swarm node certificate says its holder is.
 type Identity struct {
-	NodeID    string // the certificate's CN
-	Role      string // RoleManager or RoleWorker, from its OU
-	ClusterID string // its O
+	NodeID    string     // the certificate's CN
+	Role      swarm.Role // from its OU
+	ClusterID string     // its O
 }
 
 // idRe is what a node, service or cluster id may look like. Swarm ids are 25 characters of

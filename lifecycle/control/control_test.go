@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // syncBuffer is a log sink the tests read while servers write to it.
@@ -115,7 +116,7 @@ func newTestSwarm(t *testing.T) *testSwarm {
 	t.Helper()
 	s := &testSwarm{ca: newTestCA(t), logs: &syncBuffer{}}
 	s.engine = newFakeSwarm(node(manager1, "manager"), node(manager2, "manager"), node(worker1, "worker"), node(worker2, "worker"))
-	s.engine.tasks = []lifecycle.Task{
+	s.engine.tasks = []swarm.Task{
 		{ID: "t1", ServiceID: "svc1", NodeID: worker1, Slot: 1, DesiredState: "running", State: "running"},
 		{ID: "t2", ServiceID: "svc1", NodeID: worker2, Slot: 2, DesiredState: "running", State: "running"},
 		{ID: "t3", ServiceID: "svc2", NodeID: worker1, Slot: 1, DesiredState: "running", State: "running"},
@@ -221,7 +222,7 @@ func TestNodeChangesOnlyItself(t *testing.T) {
 		{"drain a manager", func() error { return c.SetAvailability(ctx, manager1, "drain") }},
 		{"activate another node", func() error { return c.SetAvailability(ctx, worker2, "active") }},
 		{"label another node", func() error {
-			return c.SetNodeLabels(ctx, worker2, map[string]string{lifecycle.LabelLeaving: "2026-01-01T00:00:00Z"})
+			return c.SetNodeLabels(ctx, worker2, map[string]string{swarm.LabelLeaving: "2026-01-01T00:00:00Z"})
 		}},
 		{"remove another node", func() error { return c.RemoveNode(ctx, worker2, false) }},
 		{"remove a node that does not exist", func() error { return c.RemoveNode(ctx, "nosuchnode", false) }},
@@ -317,7 +318,7 @@ func TestWorkerDrainsItself(t *testing.T) {
 	}
 
 	since := "2026-03-01T10:00:00Z"
-	if err := c.SetNodeLabels(ctx, worker1, map[string]string{lifecycle.LabelLeaving: since}); err != nil {
+	if err := c.SetNodeLabels(ctx, worker1, map[string]string{swarm.LabelLeaving: since}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetAvailability(ctx, worker1, "drain"); err != nil {
@@ -330,7 +331,7 @@ func TestWorkerDrainsItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Availability != "drain" || n.Labels[lifecycle.LabelLeaving] != since {
+	if n.Availability != "drain" || n.Labels[swarm.LabelLeaving] != since {
 		t.Errorf("after drain: %+v", n)
 	}
 
@@ -364,7 +365,7 @@ func TestWorkerDrainsItself(t *testing.T) {
 	}
 
 	want := []string{
-		"labels " + worker1 + " map[" + lifecycle.LabelLeaving + ":" + since + "]",
+		"labels " + worker1 + " map[" + swarm.LabelLeaving + ":" + since + "]",
 		"availability " + worker1 + " drain",
 		"remove " + worker1 + " force=false",
 	}
@@ -383,7 +384,7 @@ func TestClientRefusesFalseManagers(t *testing.T) {
 	var hits atomic.Int32
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		writeJSON(w, http.StatusOK, toNodeJSON(node(worker1, "worker")))
+		writeJSON(w, http.StatusOK, node(worker1, "worker"))
 	})
 	tests := []struct {
 		name string
@@ -591,7 +592,7 @@ type blockingSwarm struct {
 	release chan struct{}
 }
 
-func (b *blockingSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
+func (b *blockingSwarm) Nodes(ctx context.Context) ([]swarm.Node, error) {
 	b.entered <- struct{}{}
 	select {
 	case <-b.release:

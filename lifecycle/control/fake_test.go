@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // fakeSwarm is an in-memory swarm as a manager's engine shows it. Like Docker it refuses to
@@ -15,15 +16,15 @@ import (
 // node it does not know.
 type fakeSwarm struct {
 	mu    sync.Mutex
-	nodes map[string]*lifecycle.Node
-	tasks []lifecycle.Task
+	nodes map[string]*swarm.Node
+	tasks []swarm.Task
 	calls []string // changes made, in order
 }
 
 var _ lifecycle.Swarm = (*fakeSwarm)(nil)
 
-func newFakeSwarm(nodes ...lifecycle.Node) *fakeSwarm {
-	f := &fakeSwarm{nodes: map[string]*lifecycle.Node{}}
+func newFakeSwarm(nodes ...swarm.Node) *fakeSwarm {
+	f := &fakeSwarm{nodes: map[string]*swarm.Node{}}
 	for _, n := range nodes {
 		n.Labels, n.EngineLabels = maps.Clone(n.Labels), maps.Clone(n.EngineLabels)
 		if n.Labels == nil {
@@ -37,8 +38,8 @@ func newFakeSwarm(nodes ...lifecycle.Node) *fakeSwarm {
 	return f
 }
 
-func node(id, role string) lifecycle.Node {
-	return lifecycle.Node{ID: id, Hostname: "host-" + id[:2], Role: role, Availability: "active", State: "ready"}
+func node(id string, role swarm.Role) swarm.Node {
+	return swarm.Node{ID: id, Hostname: "host-" + id[:2], Role: role, Availability: "active", State: "ready"}
 }
 
 func (f *fakeSwarm) setState(id, state string) {
@@ -66,7 +67,7 @@ func (f *fakeSwarm) changes() []string {
 	return slices.Clone(f.calls)
 }
 
-func (f *fakeSwarm) find(id string) (*lifecycle.Node, error) {
+func (f *fakeSwarm) find(id string) (*swarm.Node, error) {
 	n := f.nodes[id]
 	if n == nil {
 		return nil, fmt.Errorf("node %s: %w", id, lifecycle.ErrNoSuchNode)
@@ -74,26 +75,26 @@ func (f *fakeSwarm) find(id string) (*lifecycle.Node, error) {
 	return n, nil
 }
 
-func view(n *lifecycle.Node) lifecycle.Node {
+func view(n *swarm.Node) swarm.Node {
 	out := *n
 	out.Labels, out.EngineLabels = maps.Clone(n.Labels), maps.Clone(n.EngineLabels)
 	return out
 }
 
-func (f *fakeSwarm) Node(_ context.Context, id string) (lifecycle.Node, error) {
+func (f *fakeSwarm) Node(_ context.Context, id string) (swarm.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, err := f.find(id)
 	if err != nil {
-		return lifecycle.Node{}, err
+		return swarm.Node{}, err
 	}
 	return view(n), nil
 }
 
-func (f *fakeSwarm) Nodes(context.Context) ([]lifecycle.Node, error) {
+func (f *fakeSwarm) Nodes(context.Context) ([]swarm.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []lifecycle.Node
+	var out []swarm.Node
 	for _, id := range slices.Sorted(maps.Keys(f.nodes)) {
 		out = append(out, view(f.nodes[id]))
 	}
@@ -124,7 +125,7 @@ func (f *fakeSwarm) SetNodeLabels(_ context.Context, id string, labels map[strin
 	return nil
 }
 
-func (f *fakeSwarm) SetRole(_ context.Context, id, role string) error {
+func (f *fakeSwarm) SetRole(_ context.Context, id string, role swarm.Role) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, err := f.find(id)
@@ -132,7 +133,7 @@ func (f *fakeSwarm) SetRole(_ context.Context, id, role string) error {
 		return err
 	}
 	n.Role = role
-	f.calls = append(f.calls, "role "+id+" "+role)
+	f.calls = append(f.calls, "role "+id+" "+string(role))
 	return nil
 }
 
@@ -151,10 +152,10 @@ func (f *fakeSwarm) RemoveNode(_ context.Context, id string, force bool) error {
 	return nil
 }
 
-func (f *fakeSwarm) Tasks(_ context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
+func (f *fakeSwarm) Tasks(_ context.Context, nodeID, serviceID string) ([]swarm.Task, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []lifecycle.Task
+	var out []swarm.Task
 	for _, t := range f.tasks {
 		if (nodeID == "" || t.NodeID == nodeID) && (serviceID == "" || t.ServiceID == serviceID) {
 			out = append(out, t)

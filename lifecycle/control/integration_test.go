@@ -14,6 +14,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // engineSwarm is a minimal lifecycle.Swarm over a real manager's engine, for the test. A
@@ -33,19 +34,19 @@ func (s engineSwarm) known(ctx context.Context, id string) error {
 	return fmt.Errorf("node %s: %w", id, lifecycle.ErrNoSuchNode)
 }
 
-func (s engineSwarm) Node(ctx context.Context, id string) (lifecycle.Node, error) {
+func (s engineSwarm) Node(ctx context.Context, id string) (swarm.Node, error) {
 	if err := s.known(ctx, id); err != nil {
-		return lifecycle.Node{}, err
+		return swarm.Node{}, err
 	}
 	n, err := s.e.Node(ctx, id)
-	return lifecycle.Node(n), err
+	return swarm.Node(n), err
 }
 
-func (s engineSwarm) Nodes(ctx context.Context) ([]lifecycle.Node, error) {
+func (s engineSwarm) Nodes(ctx context.Context) ([]swarm.Node, error) {
 	ns, err := s.e.Nodes(ctx)
-	out := make([]lifecycle.Node, 0, len(ns))
+	out := make([]swarm.Node, 0, len(ns))
 	for _, n := range ns {
-		out = append(out, lifecycle.Node(n))
+		out = append(out, swarm.Node(n))
 	}
 	return out, err
 }
@@ -58,7 +59,7 @@ func (s engineSwarm) SetNodeLabels(ctx context.Context, id string, l map[string]
 	return s.e.SetNodeLabels(ctx, id, l)
 }
 
-func (s engineSwarm) SetRole(ctx context.Context, id, role string) error {
+func (s engineSwarm) SetRole(ctx context.Context, id string, role swarm.Role) error {
 	return s.e.SetRole(ctx, id, role)
 }
 
@@ -69,11 +70,11 @@ func (s engineSwarm) RemoveNode(ctx context.Context, id string, force bool) erro
 	return s.e.RemoveNode(ctx, id, force)
 }
 
-func (s engineSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]lifecycle.Task, error) {
+func (s engineSwarm) Tasks(ctx context.Context, nodeID, serviceID string) ([]swarm.Task, error) {
 	ts, err := s.e.Tasks(ctx, engine.TaskFilter{NodeID: nodeID, ServiceID: serviceID})
-	out := make([]lifecycle.Task, 0, len(ts))
+	out := make([]swarm.Task, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, lifecycle.Task(t))
+		out = append(out, swarm.Task(t))
 	}
 	return out, err
 }
@@ -120,8 +121,8 @@ func TestIntegrationControlRealCerts(t *testing.T) {
 		certs *Certs
 		want  Identity
 	}{
-		{mgrCerts, Identity{NodeID: managerID, Role: RoleManager, ClusterID: cluster}},
-		{wrkCerts, Identity{NodeID: workerID, Role: RoleWorker, ClusterID: cluster}},
+		{mgrCerts, Identity{NodeID: managerID, Role: swarm.RoleManager, ClusterID: cluster}},
+		{wrkCerts, Identity{NodeID: workerID, Role: swarm.RoleWorker, ClusterID: cluster}},
 	} {
 		got, err := c.certs.Identity()
 		if err != nil {
@@ -157,13 +158,13 @@ func TestIntegrationControlRealCerts(t *testing.T) {
 	if m, err := e1.Node(ctx, managerID); err != nil || m.Availability != "active" {
 		t.Errorf("manager after the refused drain: %+v, %v", m, err)
 	}
-	if err := c.SetNodeLabels(ctx, workerID, map[string]string{lifecycle.LabelLeaving: "2026-03-01T10:00:00Z"}); err != nil {
+	if err := c.SetNodeLabels(ctx, workerID, map[string]string{swarm.LabelLeaving: "2026-03-01T10:00:00Z"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetAvailability(ctx, workerID, "drain"); err != nil {
 		t.Fatal(err)
 	}
-	if w, err := e1.Node(ctx, workerID); err != nil || w.Availability != "drain" || w.Labels[lifecycle.LabelLeaving] == "" {
+	if w, err := e1.Node(ctx, workerID); err != nil || w.Availability != "drain" || w.Labels[swarm.LabelLeaving] == "" {
 		t.Errorf("worker after draining itself: %+v, %v", w, err)
 	}
 	if err := c.RemoveNode(ctx, workerID, false); err == nil || !strings.Contains(err.Error(), "not down") {

@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Limits of requests.
@@ -103,38 +103,13 @@ type (
 	labelsBody struct {
 		Labels map[string]string `json:"labels"`
 	}
-	nodeJSON struct {
-		ID           string            `json:"id"`
-		Hostname     string            `json:"hostname"`
-		Addr         string            `json:"addr"`
-		Role         string            `json:"role"`
-		Availability string            `json:"availability"`
-		State        string            `json:"state"`
-		Leader       bool              `json:"leader"`
-		Reachability string            `json:"reachability,omitempty"`
-		Labels       map[string]string `json:"labels"`
-		EngineLabels map[string]string `json:"engine_labels"`
-	}
 	nodesJSON struct {
-		Nodes []nodeJSON `json:"nodes"`
-	}
-	taskJSON struct {
-		ID           string `json:"id"`
-		ServiceID    string `json:"service_id"`
-		NodeID       string `json:"node_id"`
-		Slot         int    `json:"slot"`
-		DesiredState string `json:"desired_state"`
-		State        string `json:"state"`
+		Nodes []swarm.Node `json:"nodes"`
 	}
 	tasksJSON struct {
-		Tasks []taskJSON `json:"tasks"`
+		Tasks []swarm.Task `json:"tasks"`
 	}
 )
-
-func toNodeJSON(n lifecycle.Node) nodeJSON   { return nodeJSON(n) }
-func fromNodeJSON(n nodeJSON) lifecycle.Node { return lifecycle.Node(n) }
-func toTaskJSON(t lifecycle.Task) taskJSON   { return taskJSON(t) }
-func fromTaskJSON(t taskJSON) lifecycle.Task { return lifecycle.Task(t) }
 
 // parseRequest reads a request from its method, escaped path, raw query and body. It is
 // strict: a path is made of ids that need no escaping, unknown query keys and JSON fields are
@@ -283,7 +258,9 @@ func decodeStrict(body []byte, v any) error {
 }
 
 // checkLabels checks labels a node sets on itself: at least one, within the limits, keys
-// under LabelPrefix, printable text.
+// under swarm.LabelPrefix, printable text. Node labels steer placement constraints, so a node
+// must not be able to attract services by labelling itself: the agent's own namespace is the
+// only one it may write.
 func checkLabels(labels map[string]string) *apiError {
 	if len(labels) == 0 {
 		return badRequest("labels: none given")
@@ -295,8 +272,8 @@ func checkLabels(labels map[string]string) *apiError {
 		if len(k) > maxLabelKey || !printable(k) || strings.ContainsRune(k, ' ') {
 			return badRequest("label key %q: want at most %d printable characters without spaces", k, maxLabelKey)
 		}
-		if !strings.HasPrefix(k, LabelPrefix) || len(k) == len(LabelPrefix) {
-			return notAllowed("label key %q: a node may set only labels under %s on itself", k, LabelPrefix)
+		if !strings.HasPrefix(k, swarm.LabelPrefix) || len(k) == len(swarm.LabelPrefix) {
+			return notAllowed("label key %q: a node may set only labels under %s on itself", k, swarm.LabelPrefix)
 		}
 		if len(v) > maxLabelValue || !printable(v) {
 			return badRequest("label %s value %q: want at most %d printable characters", k, v, maxLabelValue)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -92,7 +94,7 @@ func TestParseRequest(t *testing.T) {
 }
 
 func TestAuthorize(t *testing.T) {
-	self := Identity{NodeID: worker1, Role: RoleWorker, ClusterID: clusterA}
+	self := Identity{NodeID: worker1, Role: swarm.RoleWorker, ClusterID: clusterA}
 	for _, tt := range []struct {
 		req request
 		ok  bool
@@ -174,12 +176,12 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatal("no labels accepted")
 			}
 			for k := range req.labels {
-				if !strings.HasPrefix(k, LabelPrefix) {
+				if !strings.HasPrefix(k, swarm.LabelPrefix) {
 					t.Fatalf("label %q accepted", k)
 				}
 			}
 		}
-		caller := Identity{NodeID: callerID, Role: RoleWorker, ClusterID: clusterA}
+		caller := Identity{NodeID: callerID, Role: swarm.RoleWorker, ClusterID: clusterA}
 		if authorize(req, caller) == nil && req.nodeID != callerID {
 			t.Fatalf("node %q allowed to %s node %q (path %q)", callerID, req.op, req.nodeID, path)
 		}

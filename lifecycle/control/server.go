@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // Bounds of the server.
@@ -63,7 +64,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return fmt.Errorf("control API on %s: %w", addr, err)
 	}
-	if id.Role != RoleManager {
+	if id.Role != swarm.RoleManager {
 		ln.Close()
 		return fmt.Errorf("control API on %s: the certificate of node %s is a %s's: only managers serve the control API", addr, id.NodeID, OUWorker)
 	}
@@ -237,27 +238,25 @@ func (h *handler) do(ctx context.Context, req request) (int, any, *apiError) {
 		if err != nil {
 			return 0, nil, swarmError(err)
 		}
-		return http.StatusOK, toNodeJSON(n), nil
+		return http.StatusOK, n, nil
 	case opNodes:
 		ns, err := h.swarm.Nodes(ctx)
 		if err != nil {
 			return 0, nil, swarmError(err)
 		}
-		out := nodesJSON{Nodes: make([]nodeJSON, 0, len(ns))}
-		for _, n := range ns {
-			out.Nodes = append(out.Nodes, toNodeJSON(n))
+		if ns == nil {
+			ns = []swarm.Node{} // [] on the wire, not null
 		}
-		return http.StatusOK, out, nil
+		return http.StatusOK, nodesJSON{Nodes: ns}, nil
 	case opTasks:
 		ts, err := h.swarm.Tasks(ctx, req.nodeID, req.serviceID)
 		if err != nil {
 			return 0, nil, swarmError(err)
 		}
-		out := tasksJSON{Tasks: make([]taskJSON, 0, len(ts))}
-		for _, t := range ts {
-			out.Tasks = append(out.Tasks, toTaskJSON(t))
+		if ts == nil {
+			ts = []swarm.Task{} // [] on the wire, not null
 		}
-		return http.StatusOK, out, nil
+		return http.StatusOK, tasksJSON{Tasks: ts}, nil
 	case opAvailability:
 		if err := h.swarm.SetAvailability(ctx, req.nodeID, req.availability); err != nil {
 			return 0, nil, swarmError(err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // API is the part of the SDK's IMDS client used here; *imds.Client satisfies it.
@@ -27,17 +29,6 @@ type Client struct{ api API }
 
 // New wraps an SDK IMDS client (built with EnableFallback false: IMDSv2 only).
 func New(api API) *Client { return &Client{api: api} }
-
-// Identity is who the instance is.
-type Identity struct {
-	InstanceID   string
-	PrivateIP    string
-	AZ           string
-	Region       string
-	InstanceType string
-	// Tags are the instance's tags when instance metadata tags are enabled, else nil.
-	Tags map[string]string
-}
 
 // ErrNotFound is a 404 from IMDS: the item does not exist (no notice, tags disabled, ...).
 var ErrNotFound = errors.New("not in instance metadata")
@@ -93,8 +84,8 @@ func (c *Client) get(ctx context.Context, path string) (string, error) {
 
 // Identity reads and validates the instance's identity; a malformed answer is an error that
 // names the path and the value.
-func (c *Client) Identity(ctx context.Context) (Identity, error) {
-	var id Identity
+func (c *Client) Identity(ctx context.Context) (swarm.Identity, error) {
+	var id swarm.Identity
 	fields := []struct {
 		path  string
 		dst   *string
@@ -110,19 +101,19 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 	for _, f := range fields {
 		v, err := c.get(ctx, f.path)
 		if err != nil {
-			return Identity{}, err
+			return swarm.Identity{}, err
 		}
 		if !f.valid(v) {
-			return Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(v), f.rule)
+			return swarm.Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(v), f.rule)
 		}
 		*f.dst = v
 	}
 	if r := AZRegion(id.AZ); r != id.Region {
-		return Identity{}, fmt.Errorf("imds placement/availability-zone: answered %q, want a zone of %s (placement/region)", id.AZ, id.Region)
+		return swarm.Identity{}, fmt.Errorf("imds placement/availability-zone: answered %q, want a zone of %s (placement/region)", id.AZ, id.Region)
 	}
 	tags, err := c.Tags(ctx)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Identity{}, err
+		return swarm.Identity{}, err
 	}
 	id.Tags = tags
 	return id, nil

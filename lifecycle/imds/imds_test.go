@@ -13,6 +13,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func client(url string) *imds.Client {
@@ -37,7 +38,7 @@ func TestIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := imds.Identity{InstanceID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "eu-west-1b", Region: "eu-west-1", InstanceType: "t3.medium"}
+		want := swarm.Identity{InstanceID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "eu-west-1b", Region: "eu-west-1", InstanceType: "t3.medium"}
 		if id.InstanceID != want.InstanceID || id.PrivateIP != want.PrivateIP || id.AZ != want.AZ || id.Region != want.Region || id.InstanceType != want.InstanceType || id.Tags != nil {
 			t.Fatalf("got %+v, want %+v", id, want)
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // Env describes a provider under test.
@@ -22,13 +22,13 @@ type Env struct {
 	// Namespace returns a constructor of nodes sharing one fresh lock (so that cases run in
 	// parallel): each call of node is another node, with its own memory, whose clock runs
 	// skew behind real time (providers that never read the holder's clock may ignore skew).
-	Namespace func(t *testing.T) (node func(skew time.Duration) bootstrap.Locker)
+	Namespace func(t *testing.T) (node func(skew time.Duration) discovery.Locker)
 }
 
-func dead(context.Context, bootstrap.Holder) (bool, string)  { return false, "proven gone (test)" }
-func alive(context.Context, bootstrap.Holder) (bool, string) { return true, "alive (test)" }
+func dead(context.Context, discovery.Holder) (bool, string)  { return false, "proven gone (test)" }
+func alive(context.Context, discovery.Holder) (bool, string) { return true, "alive (test)" }
 
-func holder(id string) bootstrap.Holder { return bootstrap.Holder{InstanceID: id, Addr: "192.0.2.1"} }
+func holder(id string) discovery.Holder { return discovery.Holder{InstanceID: id, Addr: "192.0.2.1"} }
 
 // Run runs the contract.
 func Run(t *testing.T, env Env) {
@@ -50,13 +50,13 @@ func Run(t *testing.T, env Env) {
 			t.Fatalf("renew: %v", err)
 		}
 		last := time.Now()
-		var got bootstrap.Lock
+		var got discovery.Lock
 		for got == nil {
 			nl, err := other.TryLock(ctx, holder("i-other"), dead)
 			switch {
 			case err == nil:
 				got = nl
-			case !errors.Is(err, bootstrap.ErrLockHeld):
+			case !errors.Is(err, discovery.ErrLockHeld):
 				t.Fatalf("TryLock: %v", err)
 			case time.Since(last) > env.TTL+env.Margin:
 				t.Fatalf("a dead holder's lock still stands %s after its last renewal (TTL %s, margin %s): %v",
@@ -70,14 +70,14 @@ func Run(t *testing.T, env Env) {
 		}
 		t.Logf("taken over %s after the last renewal", el.Round(time.Millisecond))
 		// The old holder learns at its next renewal (and at once where the provider watches).
-		if n, ok := l.(bootstrap.LossNotifier); ok {
+		if n, ok := l.(discovery.LossNotifier); ok {
 			select {
 			case <-n.Lost():
 			case <-time.After(env.TTL / 3):
 				t.Fatalf("the provider did not report the lost lease within one renewal period (%s)", env.TTL/3)
 			}
 		}
-		if err := l.Renew(ctx); !errors.Is(err, bootstrap.ErrLockLost) {
+		if err := l.Renew(ctx); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("renewal of a lock taken over = %v, want ErrLockLost", err)
 		}
 		// Its late release leaves the new holder's lock alone.
@@ -87,7 +87,7 @@ func Run(t *testing.T, env Env) {
 		if err := got.Renew(ctx); err != nil {
 			t.Fatalf("new holder's renewal after the old holder's late release: %v", err)
 		}
-		if _, err := node(0).TryLock(ctx, holder("i-third"), dead); !errors.Is(err, bootstrap.ErrLockHeld) {
+		if _, err := node(0).TryLock(ctx, holder("i-third"), dead); !errors.Is(err, discovery.ErrLockHeld) {
 			t.Fatalf("third node while the new holder holds: %v, want ErrLockHeld", err)
 		}
 		if err := got.Release(ctx); err != nil {
@@ -108,7 +108,7 @@ func Run(t *testing.T, env Env) {
 				_ = nl.Release(ctx)
 				t.Fatalf("a holder that alive says is alive was displaced after %s", time.Since(deadline.Add(-2*env.TTL-env.Margin)))
 			}
-			if !errors.Is(err, bootstrap.ErrLockHeld) {
+			if !errors.Is(err, discovery.ErrLockHeld) {
 				t.Fatalf("TryLock: %v", err)
 			}
 			sleep(t, env.TTL/5)
@@ -119,7 +119,7 @@ func Run(t *testing.T, env Env) {
 		ctx := t.Context()
 		node := env.Namespace(t)
 		type res struct {
-			l   bootstrap.Lock
+			l   discovery.Lock
 			err error
 		}
 		out := make(chan res, 6)
@@ -130,13 +130,13 @@ func Run(t *testing.T, env Env) {
 				out <- res{l, err}
 			}()
 		}
-		var won []bootstrap.Lock
+		var won []discovery.Lock
 		for range 6 {
 			r := <-out
 			switch {
 			case r.err == nil:
 				won = append(won, r.l)
-			case !errors.Is(r.err, bootstrap.ErrLockHeld):
+			case !errors.Is(r.err, discovery.ErrLockHeld):
 				t.Fatalf("TryLock: %v", r.err)
 			}
 		}
@@ -171,14 +171,14 @@ func renewedAgainst(t *testing.T, env Env, skew time.Duration) {
 		if nl, err := other.TryLock(ctx, holder("i-other"), dead); err == nil {
 			_ = nl.Release(ctx)
 			t.Fatalf("a renewed lock (holder clock %s behind) was taken over", skew)
-		} else if !errors.Is(err, bootstrap.ErrLockHeld) {
+		} else if !errors.Is(err, discovery.ErrLockHeld) {
 			t.Fatalf("TryLock: %v", err)
 		}
 		sleep(t, env.TTL/10)
 	}
 }
 
-func take(t *testing.T, l bootstrap.Locker, id string) bootstrap.Lock {
+func take(t *testing.T, l discovery.Locker, id string) discovery.Lock {
 	t.Helper()
 	lk, err := l.TryLock(t.Context(), holder(id), dead)
 	if err != nil {

@@ -1,0 +1,40 @@
+package swarm
+
+// LabelPrefix is the namespace of every label the agent owns, engine labels (dockerd --label)
+// and node labels alike. The agent rewrites engine labels under it on each merge, and it is
+// the only namespace a node may set node labels in on itself through the control API.
+const LabelPrefix = "swarm-agent."
+
+// LabelInstanceID carries the node's EC2 instance id, as an engine label (daemon.json) and as
+// a node label (set at boot on managers): a hint that the leader checks against EC2.
+const LabelInstanceID = LabelPrefix + "instance-id"
+
+// Engine label keys the agent writes into daemon.json, besides LabelInstanceID.
+const (
+	LabelAZ           = LabelPrefix + "az"
+	LabelInstanceType = LabelPrefix + "instance-type"
+	LabelRole         = LabelPrefix + "role"
+	// LabelNodeLabels lists (comma-separated) the operator's label keys the agent wrote, which
+	// managers copy into node labels for placement constraints.
+	LabelNodeLabels = LabelPrefix + "node-labels"
+)
+
+// Node label keys a drain and the leader write.
+const (
+	// LabelLeaving marks a node whose drain has started (value: RFC3339 time it started).
+	LabelLeaving = LabelPrefix + "leaving"
+	// LabelProgress is kept fresh by a running drain (value: Unix seconds, every
+	// lifecycle.ProgressInterval), so that the leader can tell a drain that goes on from one
+	// whose agent died.
+	LabelProgress = LabelPrefix + "leaving-progress"
+	// LabelLeavingRole is set next to LabelLeaving on a manager that is leaving (value
+	// "manager"), so that a drain resumed after the demotion still knows to deregister the
+	// node from discovery.
+	LabelLeavingRole = LabelPrefix + "leaving-role"
+	// LabelTurn is set on a manager whose drain has its turn to leave the managers (value:
+	// Unix seconds); managers leave one at a time.
+	LabelTurn = LabelPrefix + "leaving-turn"
+	// LabelProtected marks a manager whose instance the leader protected from scale-in, so
+	// that the leader only ever lifts protection it set itself (an operator's stays).
+	LabelProtected = LabelPrefix + "scale-in-protected"
+)
