@@ -153,7 +153,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 	if err := provider("manager").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "127.0.0.1", Port: swarmPort}); err != nil {
 		b.Fatal(err)
 	}
-	var store bootstrap.TokenStore
+	var store discovery.TokenStore
 	switch storeName {
 	case "ssm":
 		store, err = ssmtokens.New(ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(front.APIURL()) }), "scale", "")
@@ -172,7 +172,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 	var reads sync.WaitGroup
 	readStart := time.Now()
 	for range n {
-		reads.Go(func() { _, _, _ = store.Token(ctx, bootstrap.RoleWorker) })
+		reads.Go(func() { _, _, _ = store.Token(ctx, swarm.RoleWorker) })
 	}
 	reads.Wait()
 	bareReads := time.Since(readStart)
