@@ -22,6 +22,9 @@ import (
 // consulBinary is the real Consul agent that tools/consul/build.sh builds.
 func consulBinary(t *testing.T) string {
 	t.Helper()
+	if os.Getenv("SWARM_AGENT_TEST_UNIT_ONLY") != "" {
+		t.Skip("SWARM_AGENT_TEST_UNIT_ONLY is set (make test-unit): no Consul agent is started")
+	}
 	_, file, _, _ := runtime.Caller(0)
 	bin := filepath.Join(filepath.Dir(file), "..", "..", "bin", "consul")
 	if p := os.Getenv("SWARM_AGENT_TEST_CONSUL"); p != "" {

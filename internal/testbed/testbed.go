@@ -41,8 +41,15 @@ const (
 // tools the bed runs; Available checks them.
 var tools = []string{"dockerd", "containerd", "runc", "nsenter", "unshare", "ip", "iptables", "busybox"}
 
+// UnitOnlyEnv, when set (make test-unit), makes every test that needs a real component (engines,
+// moto, Consul) skip, saying so: only the unit tests run.
+const UnitOnlyEnv = "SWARM_AGENT_TEST_UNIT_ONLY"
+
 // Available reports why real engines cannot run here, or nil when they can.
 func Available() error {
+	if os.Getenv(UnitOnlyEnv) != "" {
+		return errors.New(UnitOnlyEnv + " is set (make test-unit): real engines are not started")
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("testbed needs root (network namespaces, bridges, dockerd)")
 	}

@@ -5,6 +5,7 @@ package fronttest
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -38,6 +39,9 @@ type Env struct {
 // override the front's default per-service limits (nil keeps Route 53 at 5 requests/s).
 func Start(t testing.TB, limits map[string]awsfront.Limit) *Env {
 	t.Helper()
+	if os.Getenv("SWARM_AGENT_TEST_UNIT_ONLY") != "" {
+		t.Skip("SWARM_AGENT_TEST_UNIT_ONLY is set (make test-unit): moto is not started")
+	}
 	if _, err := exec.LookPath("moto_server"); err != nil {
 		t.Skipf("moto_server is not installed (pip install 'moto[server]'); CI has it: %v", err)
 	}
