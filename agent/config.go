@@ -22,6 +22,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle/control"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/notify"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	DockerLogOpts    map[string]string
 	DockerPIDFile    string
 	QueueGrace       time.Duration
+	NotifyURL        string
+	NotifyTemplate   string
+	NotifyTimeout    time.Duration
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
 }
@@ -154,6 +158,15 @@ var options = map[string]option{
 	}},
 	"persist": {"persist", "boot: write the effective settings to --config-file for the systemd unit and reboots", false, func(fs *pflag.FlagSet, c *Config) {
 		fs.BoolVar(&c.Persist, "persist", true, "")
+	}},
+	"notify-url": {"notify-url", "drain: webhook (http or https URL) that gets a POST when a drain starts and when it ends; never blocks the drain, never logged (only its host)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.NotifyURL, "notify-url", "", "")
+	}},
+	"notify-template": {"notify-template", "drain: Go text/template of the webhook's body over the event (.Event .Cluster .InstanceID .NodeID .Kind .Source .Result .Error .Seconds .Time); default: the event as JSON", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.NotifyTemplate, "notify-template", "", "")
+	}},
+	"notify-timeout": {"notify-timeout", "drain: timeout of one webhook attempt (4 attempts, 1, 2 and 4 s apart)", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.NotifyTimeout, "notify-timeout", 5*time.Second, "")
 	}},
 	"drain-deadline": {"drain-deadline", "drain: how long tasks may take to start elsewhere before --on-timeout applies", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.DrainDeadline, "drain-deadline", 10*time.Minute, "")
@@ -481,6 +494,15 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("swarm-port") && (c.SwarmPort < 1 || c.SwarmPort > 65535) {
 		bad("swarm-port", strconv.Itoa(c.SwarmPort), "must be 1-65535")
+	}
+	if has("notify-url") && c.NotifyURL != "" {
+		if err := notify.Check(c.NotifyURL, c.NotifyTemplate); err != nil {
+			// Never echo the URL: its path or query may hold the webhook's secret.
+			p = append(p, fmt.Sprintf("--notify-url/--notify-template (%s, %s): %v", envName("notify-url"), envName("notify-template"), err))
+		}
+	}
+	if has("notify-timeout") && (c.NotifyTimeout <= 0 || c.NotifyTimeout > time.Minute) {
+		bad("notify-timeout", c.NotifyTimeout.String(), "must be a positive duration up to 1m")
 	}
 	if has("drain-deadline") && c.DrainDeadline <= 0 {
 		bad("drain-deadline", c.DrainDeadline.String(), "must be a positive duration such as 10m")

@@ -315,6 +315,9 @@ func TestRunBadInputExitCodes(t *testing.T) {
 		{"long unknown flag, cut", []string{"boot", "--" + long + "=1"}, nil, ExitUsage, `unknown flag: "--` + long[:62] + `..." (100002 bytes)`},
 		{"long unknown shorthand, cut", []string{"boot", "-" + long}, nil, ExitUsage, `"unknown shorthand flag: 'a' in -aaaa`},
 		{"drain: bad on-timeout", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--on-timeout=maybe", "--config-file="}, nil, ExitUsage, "must be continue or abandon"},
+		{"drain: notify url without a host, the URL not echoed", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--notify-url=https:///T0/B0/hook-secret", "--config-file="}, nil, ExitUsage, "--notify-url/--notify-template (SWARM_AGENT_NOTIFY_URL, SWARM_AGENT_NOTIFY_TEMPLATE): no host"},
+		{"run: notify template that does not parse", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--notify-url=https://hooks.example.com/x", "--notify-template={{.Event", "--config-file="}, nil, ExitUsage, "template:"},
+		{"run: notify timeout too long", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--notify-timeout=10m", "--config-file="}, nil, ExitUsage, "up to 1m"},
 		{"run: watch interval too long", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--watch-interval=5m", "--config-file="}, nil, ExitUsage, "must be 100ms..1m"},
 		{"boot: log opts without a driver", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-log-opts=max-size=10m"}, nil, ExitUsage, "needs --docker-log-driver"},
 		{"run: reap grace too short", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--reap-grace=5s", "--config-file="}, nil, ExitUsage, "at least 1m"},
@@ -339,6 +342,9 @@ func TestRunBadInputExitCodes(t *testing.T) {
 			last := lastLine(errb.String())
 			if !strings.HasPrefix(last, "swarm-agent: ") || !strings.Contains(last, tt.wantMsg) {
 				t.Errorf("last stderr line %q, want \"swarm-agent: ...%s...\"", showValue(last), tt.wantMsg)
+			}
+			if strings.Contains(errb.String(), "hook-secret") {
+				t.Errorf("stderr shows the webhook's path: %s", errb.String())
 			}
 			if errb.Len() > 2000 {
 				t.Errorf("stderr is %d bytes: a long value was echoed whole", errb.Len())

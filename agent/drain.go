@@ -13,13 +13,14 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/asg"
+	"github.com/swarm-agent/swarm-agent/notify"
 )
 
 // drainOptions are the settings drain takes (run takes them too).
 var drainOptions = []string{"role", "cluster", "discovery", "docker-host", "log-format", "log-level", "identity",
 	"instance-id", "private-ip", "az", "region", "token-store", "kms-key-id", "swarm-port", "min-docker-version",
 	"status-file", "config-file", "drain-deadline", "on-timeout", "force-last-manager", "control-port",
-	"heartbeat-interval"}
+	"heartbeat-interval", "notify-url", "notify-template", "notify-timeout"}
 
 func init() { extraCommands = append(extraCommands, drainCmd) }
 
@@ -46,7 +47,7 @@ margin for the rest).`,
 			}
 			defer w.close()
 			st.update(func(s *Status) { s.Role, s.InstanceID = cfg.Role, w.identity.InstanceID })
-			rep, err := runDrain(cmd.Context(), w.drainer, lifecycle.Notice{Kind: "manual", Source: "command", InstanceID: w.identity.InstanceID}, nil, log, st)
+			rep, err := runDrain(cmd.Context(), w.drainer, lifecycle.Notice{Kind: "manual", Source: "command", InstanceID: w.identity.InstanceID}, nil, log, st, w.notifier)
 			out, _ := json.Marshal(rep)
 			fmt.Fprintln(e.stdout, string(out))
 			return err
@@ -61,7 +62,21 @@ type drainWiring struct {
 	*wiring
 	drainer *lifecycle.Drainer
 	hook    *asg.Client
+	// notifier tells the operator's webhook when drains start and end (nil without --notify-url).
+	notifier *notify.Notifier
 }
+
+// close delivers what the notifier still holds (bounded: the drain itself is over) and closes
+// the wiring.
+func (w *drainWiring) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), notifyFlush)
+	defer cancel()
+	w.notifier.Close(ctx)
+	w.wiring.close()
+}
+
+// notifyFlush bounds how long an exiting agent waits for its last notifications.
+const notifyFlush = 15 * time.Second
 
 // wireDrain builds the Drainer for this node: the local engine as Swarm on a manager (with
 // the other managers' control API once it is demoted), the control API on a worker, Auto
@@ -104,17 +119,26 @@ func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFi
 	if w.deps.Registrar != nil {
 		d.Registrar = w.deps.Registrar
 	}
+	var nt *notify.Notifier
+	if cfg.NotifyURL != "" {
+		nt, err = notify.New(notify.Options{URL: cfg.NotifyURL, Template: cfg.NotifyTemplate, Cluster: cfg.Cluster,
+			Timeout: cfg.NotifyTimeout, Log: log.With().Str("component", "notify").Logger(), Result: m.notified})
+		if err != nil {
+			return nil, &ConfigError{[]string{"--notify-url/--notify-template: " + err.Error()}}
+		}
+	}
 	ok = true
-	return &drainWiring{wiring: w, drainer: d, hook: hook}, nil
+	return &drainWiring{wiring: w, drainer: d, hook: hook, notifier: nt}, nil
 }
 
 // runDrain runs one drain with dr and records it in metrics and the status file (either may
 // be nil: the leader's drains on another node's behalf leave its own status alone).
-func runDrain(ctx context.Context, dr *lifecycle.Drainer, n lifecycle.Notice, m *metrics, log zerolog.Logger, st *statusFile) (lifecycle.DrainReport, error) {
+func runDrain(ctx context.Context, dr *lifecycle.Drainer, n lifecycle.Notice, m *metrics, log zerolog.Logger, st *statusFile, nt *notify.Notifier) (lifecycle.DrainReport, error) {
 	st.update(func(s *Status) { s.Stage = "draining (" + n.Kind + ")" })
 	if m != nil {
 		m.drainsStarted.Inc()
 	}
+	nt.Notify(notify.Event{Event: notify.DrainStarted, InstanceID: n.InstanceID, Kind: n.Kind, Source: n.Source})
 	start := time.Now()
 	rep, err := dr.Drain(ctx, n)
 	result := "completed"
@@ -124,6 +148,12 @@ func runDrain(ctx context.Context, dr *lifecycle.Drainer, n lifecycle.Notice, m 
 	case err != nil:
 		result = "failed"
 	}
+	done := notify.Event{Event: notify.DrainFinished, InstanceID: n.InstanceID, NodeID: rep.NodeID, Kind: n.Kind, Source: n.Source,
+		Result: result, Seconds: time.Since(start).Seconds()}
+	if err != nil {
+		done.Error = err.Error()
+	}
+	nt.Notify(done)
 	if m != nil {
 		m.drainsFinished.WithLabelValues(result).Inc()
 		m.drainDuration.Observe(time.Since(start).Seconds())

@@ -24,6 +24,7 @@ import (
 type metrics struct {
 	reg             *prometheus.Registry
 	drainsStarted   prometheus.Counter
+	notifications   *prometheus.CounterVec // result=sent|failed|dropped
 	drainsFinished  *prometheus.CounterVec // result=completed|abandoned|failed
 	drainDuration   prometheus.Histogram
 	heartbeats      prometheus.Counter
@@ -50,6 +51,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.drainsStarted = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_drains_started_total", Help: "Drains started."})
+	m.notifications = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_notifications_total", Help: "Drain notifications to --notify-url, by result (sent, failed after retries, dropped)."}, []string{"result"})
 	m.drainsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_drains_finished_total", Help: "Drains finished, by result."}, []string{"result"})
 	m.drainDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarm_agent_drain_duration_seconds", Help: "Time from the termination signal to the lifecycle completion.",
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}})
@@ -71,7 +73,7 @@ func newMetrics() *metrics {
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
-	m.reg.MustRegister(m.drainsStarted, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
+	m.reg.MustRegister(m.drainsStarted, m.notifications, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
 		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -164,4 +166,11 @@ func (m *metrics) countAWSErrors(cfg *aws.Config) {
 				return out, md, err
 			}), middleware.After)
 	})
+}
+
+// notified counts one notification's outcome; m may be nil (the drain command has no metrics).
+func (m *metrics) notified(result string) {
+	if m != nil {
+		m.notifications.WithLabelValues(result).Inc()
+	}
 }

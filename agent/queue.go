@@ -71,7 +71,7 @@ func (d *daemon) drainOnBehalf(ctx context.Context, dw *drainWiring, n lifecycle
 			InstanceID: n.InstanceID, Remote: true,
 		},
 	}
-	_, err := runDrain(ctx, dr, n, d.m, log, nil)
+	_, err := runDrain(ctx, dr, n, d.m, log, nil, dw.notifier)
 	if errors.Is(err, lifecycle.ErrAmbiguous) {
 		d.m.observe(lifecycle.EventRefused, lifecycle.ReasonAmbiguous)
 	}

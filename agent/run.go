@@ -183,7 +183,7 @@ func (d *daemon) drainBeforeBoot(ctx context.Context, cfg Config) (done bool, er
 	defer dw.close()
 	stop := d.keepAlive()
 	defer stop()
-	_, err = runDrain(ctx, dw.drainer, n, d.m, d.log, d.st)
+	_, err = runDrain(ctx, dw.drainer, n, d.m, d.log, d.st, dw.notifier)
 	return true, err
 }
 
@@ -215,7 +215,7 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 			_ = d.notify.Status("draining: " + n.Kind)
 			// The drain outlives ctx (its own deadline); keep the watchdog fed meanwhile.
 			stop := d.keepAlive()
-			_, err := runDrain(ctx, dw.drainer, n, d.m, d.log, d.st)
+			_, err := runDrain(ctx, dw.drainer, n, d.m, d.log, d.st, dw.notifier)
 			stop()
 			_ = d.notify.Stopping()
 			return err
