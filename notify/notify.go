@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,11 +77,11 @@ func Check(rawURL, tmpl string) error {
 	u, err := url.Parse(rawURL)
 	switch {
 	case err != nil:
-		return fmt.Errorf("not a URL")
+		return errors.New("not a URL")
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("scheme %q: must be http or https", cut(u.Scheme, 16))
 	case u.Host == "":
-		return fmt.Errorf("no host: want e.g. https://hooks.example.com/...")
+		return errors.New("no host: want e.g. https://hooks.example.com/services/T0/B0/X")
 	case u.User != nil:
 		return fmt.Errorf("user info in the URL of host %s: put credentials in the path or query the service expects", u.Hostname())
 	}

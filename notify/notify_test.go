@@ -111,7 +111,7 @@ func TestServerErrorsAreRetriedAndRefusalsAreNot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Notify(notify.Event{Event: notify.DrainStarted}) // 503, 500, then 200
+	n.Notify(notify.Event{Event: notify.DrainStarted})  // 503, 500, then 200
 	n.Notify(notify.Event{Event: notify.DrainFinished}) // 400: not retried
 	n.Close(t.Context())
 	if got := len(h.got()); got != 4 {
