@@ -31,7 +31,8 @@ const maxAnswer = 32 << 20
 
 // Client is the managers' control API as a lifecycle.Swarm: what a node, a worker above
 // all, uses to drain and remove itself. Managers refuse every change to another node
-// (lifecycle.ErrNotAllowed); SetRole and forced removals are not offered at all.
+// (lifecycle.ErrNotAllowed); SetRole is not offered at all, and a node removes itself by force only
+// once it has drained and is marked leaving.
 //
 // Each call tries the managers in the order the managers function gives them until one
 // answers; an answer that is a refusal (403, 404, 409, 400) is final, a failure to connect,
@@ -166,17 +167,24 @@ func (c *Client) SetRole(_ context.Context, nodeID string, role swarm.Role) erro
 	return fmt.Errorf("set role of node %s to %s: the control API offers no role changes: %w", nodeID, role, lifecycle.ErrNotAllowed)
 }
 
-// RemoveNode asks a manager to remove a node, which it does only for the caller's own node
-// and only once it shows down. Forced removal is not offered.
+// RemoveNode asks a manager to remove a node, which it does only for the caller's own node:
+// unforced once the node shows down; forced (at once) only while the node is a worker that
+// has drained and is marked leaving (lifecycle.LabelLeaving), which is how a drained node
+// that has just left spares the wait for its heartbeat to time out. A refused forced removal
+// matches lifecycle.ErrNotAllowed; a manager from before forced removals answers a bad
+// request.
 func (c *Client) RemoveNode(ctx context.Context, nodeID string, force bool) error {
-	if force {
-		return fmt.Errorf("remove node %s: the control API never removes a node by force: %w", nodeID, lifecycle.ErrNotAllowed)
-	}
 	if err := checkID("node", nodeID); err != nil {
 		return err
 	}
-	if err := c.call(ctx, http.MethodDelete, "/v1/nodes/"+nodeID, nil, nil, nil); err != nil {
-		return fmt.Errorf("remove node %s: %w", nodeID, err)
+	var q url.Values
+	what := "remove node " + nodeID
+	if force {
+		q = url.Values{"force": {"true"}}
+		what += " by force"
+	}
+	if err := c.call(ctx, http.MethodDelete, "/v1/nodes/"+nodeID, q, nil, nil); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -190,6 +190,7 @@ func TestRefusesOutsiders(t *testing.T) {
 				{"GET", "/v1/nodes", ""},
 				{"POST", "/v1/nodes/" + worker1 + "/availability", `{"availability":"drain"}`},
 				{"DELETE", "/v1/nodes/" + worker1, ""},
+				{"DELETE", "/v1/nodes/" + worker1 + "?force=true", ""},
 			} {
 				r, _ := http.NewRequest(req.method, "https://"+s.addr+req.path, strings.NewReader(req.body))
 				resp, err := rawClient(tt.cfg).Do(r)
@@ -555,7 +556,8 @@ func TestServerAnswers(t *testing.T) {
 		{"POST", "/v1/nodes/" + worker1 + "/role", `{"role":"manager"}`, 403, codeNotAllowed},
 		{"POST", "/v1/nodes/" + worker1 + "/availability", `{"availability":"drain","force":true}`, 400, codeBadRequest},
 		{"POST", "/v1/nodes/" + worker1 + "/labels", `{"labels":{"swarm-agent.x":"` + strings.Repeat("a", maxBody) + `"}}`, 413, codeTooLarge},
-		{"DELETE", "/v1/nodes/" + worker1 + "?force=true", "", 400, codeBadRequest},
+		{"DELETE", "/v1/nodes/" + worker1 + "?force=true", "", 403, codeNotAllowed},
+		{"DELETE", "/v1/nodes/" + worker1 + "?force=yes", "", 400, codeBadRequest},
 		{"DELETE", "/v1/nodes/" + worker1, "", 409, codeNotDown},
 		{"DELETE", "/v1/nodes/" + worker1 + "%2F..%2F" + worker2, "", 400, codeBadRequest},
 	}

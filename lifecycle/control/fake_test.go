@@ -43,9 +43,14 @@ func node(id string, role swarm.Role) swarm.Node {
 }
 
 func (f *fakeSwarm) setState(id, state string) {
+	f.update(id, func(n *lifecycle.Node) { n.State = state })
+}
+
+// update changes a node as the swarm would (not a change the API made: not recorded).
+func (f *fakeSwarm) update(id string, change func(*lifecycle.Node)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.nodes[id].State = state
+	change(f.nodes[id])
 }
 
 // snapshot is the fake's state as text, to compare before and after.

@@ -35,10 +35,15 @@ const (
 	opAvailability op = "set-availability"
 	opLabels       op = "set-labels"
 	opRemove       op = "remove-node"
+	// opForceRemove is a node removing its own node object by force once it has left the
+	// swarm, so that the managers need not wait for its heartbeat to time out.
+	opForceRemove op = "force-remove-node"
 )
 
 // writes reports whether o changes a node (and so is allowed only on the caller's own).
-func (o op) writes() bool { return o == opAvailability || o == opLabels || o == opRemove }
+func (o op) writes() bool {
+	return o == opAvailability || o == opLabels || o == opRemove || o == opForceRemove
+}
 
 // request is a parsed control API request.
 type request struct {
@@ -178,7 +183,8 @@ func parseRequest(method, path, rawQuery string, body []byte) (request, *apiErro
 	return req, nil
 }
 
-// parseQuery reads the query: only list-tasks takes one (node, service, each at most once).
+// parseQuery reads the query: list-tasks takes node and service, remove-node takes
+// force=true (which makes it force-remove-node); each at most once.
 func parseQuery(req *request, rawQuery string) *apiError {
 	if rawQuery == "" {
 		return nil
@@ -188,11 +194,18 @@ func parseQuery(req *request, rawQuery string) *apiError {
 		return badRequest("query: %v", err)
 	}
 	for k, vs := range q {
-		if req.op != opTasks || (k != "node" && k != "service") {
-			return badRequest("query parameter %q: not accepted here", k)
-		}
 		if len(vs) != 1 {
 			return badRequest("query parameter %q: given %d times, at most once", k, len(vs))
+		}
+		if req.op == opRemove && k == "force" {
+			if vs[0] != "true" {
+				return badRequest("query parameter force=%q: want true, or no force parameter", vs[0])
+			}
+			req.op = opForceRemove
+			continue
+		}
+		if req.op != opTasks || (k != "node" && k != "service") {
+			return badRequest("query parameter %q: not accepted here", k)
 		}
 		if vs[0] != "" && !validID(vs[0]) {
 			return badRequest("query parameter %s=%q: want 1 to 64 letters and digits", k, vs[0])

@@ -35,6 +35,7 @@ func TestParseRequest(t *testing.T) {
 		{name: "labels", method: "POST", path: "/v1/nodes/" + worker1 + "/labels", body: `{"labels":{"swarm-agent.leaving":"2026-03-01T10:00:00Z"}}`,
 			want: request{op: opLabels, nodeID: worker1, labels: map[string]string{"swarm-agent.leaving": "2026-03-01T10:00:00Z"}}},
 		{name: "remove", method: "DELETE", path: "/v1/nodes/" + worker1, want: request{op: opRemove, nodeID: worker1}},
+		{name: "remove by force", method: "DELETE", path: "/v1/nodes/" + worker1, query: "force=true", want: request{op: opForceRemove, nodeID: worker1}},
 
 		{name: "no version", method: "GET", path: "/nodes", status: 404, code: codeNotFound},
 		{name: "unknown endpoint", method: "GET", path: "/v1/services", status: 404, code: codeNotFound},
@@ -48,7 +49,11 @@ func TestParseRequest(t *testing.T) {
 		{name: "dot dot id", method: "DELETE", path: "/v1/nodes/..", status: 400, code: codeBadRequest},
 		{name: "empty id", method: "DELETE", path: "/v1/nodes/", status: 400, code: codeBadRequest},
 		{name: "long id", method: "GET", path: "/v1/nodes/" + strings.Repeat("a", 65), status: 400, code: codeBadRequest},
-		{name: "query on node", method: "DELETE", path: "/v1/nodes/" + worker1, query: "force=true", status: 400, code: codeBadRequest},
+		{name: "query on node", method: "GET", path: "/v1/nodes/" + worker1, query: "force=true", status: 400, code: codeBadRequest},
+		{name: "force not true", method: "DELETE", path: "/v1/nodes/" + worker1, query: "force=1", status: 400, code: codeBadRequest},
+		{name: "force twice", method: "DELETE", path: "/v1/nodes/" + worker1, query: "force=true&force=true", status: 400, code: codeBadRequest},
+		{name: "force and more", method: "DELETE", path: "/v1/nodes/" + worker1, query: "force=true&node=" + worker2, status: 400, code: codeBadRequest},
+		{name: "force on labels", method: "POST", path: "/v1/nodes/" + worker1 + "/labels", query: "force=true", body: `{"labels":{"swarm-agent.a":"b"}}`, status: 400, code: codeBadRequest},
 		{name: "unknown task filter", method: "GET", path: "/v1/tasks", query: "desired=running", status: 400, code: codeBadRequest},
 		{name: "repeated task filter", method: "GET", path: "/v1/tasks", query: "node=a&node=b", status: 400, code: codeBadRequest},
 		{name: "bad task filter", method: "GET", path: "/v1/tasks", query: "node=a%20b", status: 400, code: codeBadRequest},
@@ -109,6 +114,9 @@ func TestAuthorize(t *testing.T) {
 		{request{op: opLabels, nodeID: worker2}, false},
 		{request{op: opRemove, nodeID: worker2}, false},
 		{request{op: opRemove, nodeID: ""}, false},
+		{request{op: opForceRemove, nodeID: worker1}, true},
+		{request{op: opForceRemove, nodeID: worker2}, false},
+		{request{op: opForceRemove, nodeID: ""}, false},
 	} {
 		t.Run(fmt.Sprintf("%s %s", tt.req.op, tt.req.nodeID), func(t *testing.T) {
 			err := authorize(tt.req, self)
@@ -120,8 +128,10 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
-	if err := authorize(request{op: opRemove}, Identity{}); err == nil {
-		t.Error("a caller without a node id may remove the node with an empty id")
+	for _, o := range []op{opRemove, opForceRemove} {
+		if err := authorize(request{op: o}, Identity{}); err == nil {
+			t.Errorf("a caller without a node id may %s the node with an empty id", o)
+		}
 	}
 }
 
@@ -138,6 +148,8 @@ func FuzzParseRequest(f *testing.F) {
 		{"POST", "/v1/nodes/" + worker1 + "%2F" + worker2 + "/labels", "", `{"labels":{"swarm-agent.a":"b"}}`, worker1},
 		{"DELETE", "/v1/nodes/" + worker1, "", "", worker1},
 		{"DELETE", "/v1/nodes/" + worker2, "force=1", "", worker1},
+		{"DELETE", "/v1/nodes/" + worker2, "force=true", "", worker1},
+		{"DELETE", "/v1/nodes/" + worker1, "force=true", "", worker1},
 		{"DELETE", "/v1/nodes/../" + worker2, "", "", worker1},
 		{"POST", "/v1/nodes/" + worker1 + "/role", "", `{"role":"manager"}`, worker1},
 		{"GET", "/v1//nodes", "", "", ""},

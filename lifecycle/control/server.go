@@ -37,7 +37,9 @@ const (
 //	GET    /v1/tasks?node={id}&service={id}  tasks (filters optional) any member of the swarm
 //	POST   /v1/nodes/{id}/availability    {"availability": "drain"} (only drain)   node {id} only
 //	POST   /v1/nodes/{id}/labels          {"labels": {"swarm-agent.x": "v"}} (merged) node {id} only
-//	DELETE /v1/nodes/{id}                 remove, never forced; only once the node is down  node {id} only
+//	DELETE /v1/nodes/{id}                 remove; only once the node is down           node {id} only
+//	DELETE /v1/nodes/{id}?force=true      remove at once; only a worker that drained and
+//	                                      marked itself leaving (it has left or is leaving) node {id} only
 //
 // Role changes are not offered (403). The caller is the CN of its verified client
 // certificate; it must belong to this manager's cluster (O).
@@ -282,8 +284,42 @@ func (h *handler) do(ctx context.Context, req request) (int, any, *apiError) {
 			return 0, nil, swarmError(err)
 		}
 		return http.StatusNoContent, nil, nil
+	case opForceRemove:
+		n, err := h.swarm.Node(ctx, req.nodeID)
+		if err != nil {
+			return 0, nil, swarmError(err)
+		}
+		if aerr := mayForceRemove(n); aerr != nil {
+			return 0, nil, aerr
+		}
+		if err := h.swarm.RemoveNode(ctx, req.nodeID, true); err != nil {
+			return 0, nil, swarmError(err)
+		}
+		return http.StatusNoContent, nil, nil
 	}
 	return 0, nil, &apiError{status: http.StatusInternalServerError, code: codeSwarm, msg: "unknown operation " + string(req.op)}
+}
+
+// mayForceRemove decides whether a node (authorized as the caller's own) may be removed by
+// force, before the managers see it down: only a worker (a manager is demoted first, as Docker
+// requires) that is down already or has drained and marked itself leaving, which its own
+// drain does before it leaves the swarm. So the removal spares the wait for the node's
+// heartbeat to time out, and nothing else: a node that is not on its way out cannot cut
+// itself off by mistake. Removing a node orphans its remaining tasks (the orchestrator
+// replaces them elsewhere) and denylists its certificate; its engine, having left, joins
+// again as a new node.
+func mayForceRemove(n lifecycle.Node) *apiError {
+	if n.Role != RoleWorker || n.Reachability != "" {
+		return notAllowed("node %s is a manager: it must be demoted before it is removed", n.ID)
+	}
+	if n.State == "down" {
+		return nil
+	}
+	if n.Labels[lifecycle.LabelLeaving] == "" || n.Availability != "drain" {
+		return notAllowed("node %s is %s and %s without the %s label: a node may remove itself by force only once it has drained and marked itself leaving",
+			n.ID, n.State, n.Availability, lifecycle.LabelLeaving)
+	}
+	return nil
 }
 
 // swarmError maps an error of the manager's engine to an answer.
