@@ -39,8 +39,9 @@ const (
 	finishMargin = 5 * time.Minute
 	// demoteWait bounds the wait for a demoted manager to show as a worker under a new leader.
 	demoteWait = 2 * time.Minute
-	// removeWait bounds the retries of the node's removal, which the managers refuse until
-	// they see the node down; the reaper removes a leaving node that is still there later.
+	// removeWait bounds the retries of the node's removal when the managers refuse to force
+	// it and wait until they see the node down; the reaper removes a leaving node that is
+	// still there later.
 	removeWait = 2 * time.Minute
 	// spotReserve is what a spot interruption's two minutes keep for the steps after the
 	// task wait.
@@ -983,9 +984,14 @@ func (r *drainRun) removeLeft(ctx context.Context) {
 	r.remove(ctx, ids)
 }
 
-// remove has a manager remove the nodes, retrying while they do not show down yet. A node
-// that is still there at the bound is reported, not fatal: it is labelled leaving, and the
-// leader's reaper removes such nodes as soon as they are down.
+// remove has a manager remove the nodes of this node, which has left the swarm. It asks
+// for a forced removal first: the managers allow it for a node that drained and is marked
+// leaving, so the node goes at once instead of when the managers see it down (its heartbeat
+// timeout, about 15 s). When that is refused (a manager from before forced removals, or a
+// node not marked) it falls back to the unforced removal, retried until the node shows down;
+// when the managers cannot be reached it keeps asking for both. A node still there at the
+// bound is reported, not fatal: it is labelled leaving, and the leader's reaper removes such
+// nodes as soon as they are down.
 func (r *drainRun) remove(ctx context.Context, ids []string) {
 	t := time.Now()
 	until := time.Now().Add(removeWait)
@@ -993,11 +999,26 @@ func (r *drainRun) remove(ctx context.Context, ids []string) {
 		until = earliest(until, end.Add(-completeReserve))
 	}
 	for _, id := range ids {
+		forced := true
 		ok, detail, err := r.waitFor(ctx, "removal of node "+id, until, func(ctx context.Context) (bool, string, error) {
+			if forced {
+				err := r.d.Swarm.RemoveNode(ctx, id, true)
+				switch {
+				case err == nil:
+					return true, "removed node " + id + " at once (forced: it had left)", nil
+				case errors.Is(err, ErrNoSuchNode):
+					return true, "node " + id + " removed already", nil
+				case permanent(err):
+					forced = false
+					r.log.Info().Err(err).Msg("forced removal refused: removing the node once the managers see it down")
+				default:
+					r.log.Debug().Err(err).Msg("forced removal failed: trying the unforced removal too")
+				}
+			}
 			err := r.d.Swarm.RemoveNode(ctx, id, false)
 			switch {
 			case err == nil:
-				return true, "removed node " + id, nil
+				return true, "removed node " + id + " once it showed down", nil
 			case errors.Is(err, ErrNoSuchNode):
 				return true, "node " + id + " removed already", nil
 			}

@@ -692,8 +692,7 @@ func TestDrainResume(t *testing.T) {
 		{op: "Self", skip: 1, managerOnly: true},  // while the demotion takes effect
 		{op: "Deregister", managerOnly: true},
 		{op: "Leave"},
-		{op: "RemoveNode"},          // refused: not down yet
-		{op: "RemoveNode", skip: 3}, // the removal itself
+		{op: "RemoveNode"}, // the forced removal right after leaving
 		{op: "Complete"},
 	}
 	for _, node := range []string{"m1", "w1"} {
@@ -920,6 +919,84 @@ func TestDrainTwoManagersAtOnce(t *testing.T) {
 					"availability "+second+" drain", "role "+second+" worker")
 				if least < managers-2 {
 					t.Errorf("reachable managers fell to %d, want at least %d", least, managers-2)
+				}
+			})
+		})
+	}
+}
+
+// TestDrainRemovesAtOnce: once the node has left, its node object goes at once (a forced
+// removal, which the managers allow a drained node marked leaving), not when the managers see
+// the node down; the action is completed right after.
+func TestDrainRemovesAtOnce(t *testing.T) {
+	for _, node := range []string{"w1", "m2"} {
+		t.Run(node, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(3, 2)
+				w.scaleIn(node, 5*time.Minute)
+
+				o := run(t.Context(), w.drainer(t, node, DrainOptions{}), notice(node))
+
+				if o.err != nil {
+					t.Fatalf("Drain: %v", o.err)
+				}
+				w.checkGone(t, node, ResultContinue)
+				if !slices.Equal(w.c.forced, []string{node}) {
+					t.Errorf("removed by force before showing down: %v, want [%s]", w.c.forced, node)
+				}
+				if n := w.c.count("RemoveNode"); n != 1 {
+					t.Errorf("RemoveNode called %d times, want 1", n)
+				}
+				w.inOrder(t, "leave "+node, "remove "+node, "complete i-"+node)
+				rm, _ := o.rep.Step(StepRemove)
+				done, _ := o.rep.Step(StepComplete)
+				if rm.Outcome != OutcomeDone || !strings.Contains(rm.Detail, "at once") {
+					t.Errorf("remove step = %+v, want done at once", rm)
+				}
+				if after := rm.Took + done.Took; after >= w.c.downDelay {
+					t.Errorf("completed %s after leaving, want before the node shows down (%s)", after, w.c.downDelay)
+				}
+			})
+		})
+	}
+}
+
+// TestDrainRemoveFallback: when the managers refuse the forced removal (ErrNotAllowed) or do
+// not know it (an older agent answers a bad request), the drain removes the node the old way,
+// once the managers see it down.
+func TestDrainRemoveFallback(t *testing.T) {
+	tests := []struct {
+		name       string
+		refusal    error
+		wantForced int // forced removals asked for
+	}{
+		{"refused", fmt.Errorf("manager 10.0.0.1:2380 answered 403 not_allowed: %w", ErrNotAllowed), 1},
+		{"not offered", errors.New("manager 10.0.0.1:2380 answered 400 bad_request: query parameter \"force\": not accepted here"), 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(3, 2)
+				w.scaleIn("w1", 5*time.Minute)
+				w.c.refuseForce = tt.refusal
+				o := run(t.Context(), w.drainer(t, "w1", DrainOptions{}), notice("w1"))
+				removeCalls := w.c.count("RemoveNode")
+
+				if o.err != nil {
+					t.Fatalf("Drain: %v", o.err)
+				}
+				w.checkGone(t, "w1", ResultContinue)
+				if len(w.c.forced) != 0 {
+					t.Errorf("removed by force: %v", w.c.forced)
+				}
+				rm, _ := o.rep.Step(StepRemove)
+				if rm.Outcome != OutcomeDone || rm.Took < w.c.downDelay || !strings.Contains(rm.Detail, "showed down") {
+					t.Errorf("remove step = %+v, want done once the node showed down (%s after leaving)", rm, w.c.downDelay)
+				}
+				// Polls every 2 s until down after 5 s: at 0, 2 and 4 s refused, at 6 s removed;
+				// a refused forced removal is not asked for again, one not offered is.
+				if want := tt.wantForced + 4; removeCalls != want {
+					t.Errorf("RemoveNode called %d times, want %d (%d forced, 4 unforced)", removeCalls, want, tt.wantForced)
 				}
 			})
 		})

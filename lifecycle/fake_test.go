@@ -172,12 +172,18 @@ func (j *journal) countPrefix(prefix string) int {
 // after startDelay; a demoted manager leaves raft after demoteDelay, and when it led,
 // another reachable manager leads electDelay later; a node that left shows down after
 // downDelay. Like Docker it refuses to demote the last manager or break quorum, to remove
-// a raft member, and to remove a node that is not down without force.
+// a raft member, and to remove a node that is not down without force; like the managers'
+// control API, through which a node that left asks for its removal, it forces the removal
+// only of a node that drained and is marked leaving.
 type fakeCluster struct {
 	faults
 	j *journal
 
 	startDelay, stopDelay, demoteDelay, electDelay, downDelay time.Duration
+	// refuseForce, when set, is what every forced removal answers (managers from before
+	// forced removals answer a bad request; a refusal matches ErrNotAllowed).
+	refuseForce error
+	forced      []string // nodes removed by force before they showed down
 
 	mu       sync.Mutex
 	nodes    []*fakeNode
@@ -280,11 +286,11 @@ func (c *fakeCluster) advanceLocked() {
 	}
 	for _, n := range c.nodes {
 		if !n.raftOutAt.IsZero() && !now.Before(n.raftOutAt) {
-			n.raft, n.Reachability, n.raftOutAt = false, "", time.Time{}
 			if n.Leader {
 				n.Leader = false
-				c.electAt = now.Add(c.electDelay)
+				c.electAt = n.raftOutAt.Add(c.electDelay) // counted from the demotion, not from when it is seen
 			}
+			n.raft, n.Reachability, n.raftOutAt = false, "", time.Time{}
 		}
 		if !n.downAt.IsZero() && !now.Before(n.downAt) {
 			n.State, n.downAt = "down", time.Time{}
@@ -489,10 +495,17 @@ func (c *fakeCluster) RemoveNode(_ context.Context, id string, force bool) (err 
 		return noSuchNode(id)
 	case n.Role == swarm.RoleManager || n.raft:
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal", id)
+	case force && c.refuseForce != nil:
+		return c.refuseForce
+	case force && n.State != "down" && (n.Labels[LabelLeaving] == "" || n.Availability != availabilityDrain):
+		return fmt.Errorf("node %s is not leaving: %w", id, ErrNotAllowed)
 	case !force && n.State != "down":
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is not down and can't be removed", id)
 	}
 	c.nodes = slices.DeleteFunc(c.nodes, func(o *fakeNode) bool { return o.ID == id })
+	if force && n.State != "down" {
+		c.forced = append(c.forced, id)
+	}
 	c.j.add("remove %s", id)
 	return nil
 }
