@@ -1003,24 +1003,19 @@ func (r *drainRun) remove(ctx context.Context, ids []string) {
 		ok, detail, err := r.waitFor(ctx, "removal of node "+id, until, func(ctx context.Context) (bool, string, error) {
 			if forced {
 				err := r.d.Swarm.RemoveNode(ctx, id, true)
-				switch {
-				case err == nil:
-					return true, "removed node " + id + " at once (forced: it had left)", nil
-				case errors.Is(err, ErrNoSuchNode):
-					return true, "node " + id + " removed already", nil
-				case permanent(err):
+				if ok, detail := removed(err, id, "at once (forced: it had left)"); ok {
+					return true, detail, nil
+				}
+				if permanent(err) {
 					forced = false
 					r.log.Info().Err(err).Msg("forced removal refused: removing the node once the managers see it down")
-				default:
+				} else {
 					r.log.Debug().Err(err).Msg("forced removal failed: trying the unforced removal too")
 				}
 			}
 			err := r.d.Swarm.RemoveNode(ctx, id, false)
-			switch {
-			case err == nil:
-				return true, "removed node " + id + " once it showed down", nil
-			case errors.Is(err, ErrNoSuchNode):
-				return true, "node " + id + " removed already", nil
+			if ok, detail := removed(err, id, "once it showed down"); ok {
+				return true, detail, nil
 			}
 			return false, "node " + id + " not removed yet", err
 		})
@@ -1034,6 +1029,17 @@ func (r *drainRun) remove(ctx context.Context, ids []string) {
 		}
 		r.record(StepRemove, OutcomeDone, detail, t)
 	}
+}
+
+// removed reports whether a removal's outcome leaves the node gone, and says how.
+func removed(err error, id, how string) (bool, string) {
+	switch {
+	case err == nil:
+		return true, "removed node " + id + " " + how
+	case errors.Is(err, ErrNoSuchNode):
+		return true, "node " + id + " removed already"
+	}
+	return false, ""
 }
 
 // complete stops the heartbeats and completes the lifecycle action, once.

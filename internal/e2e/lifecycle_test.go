@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -82,6 +84,7 @@ func TestIntegrationScaleIn(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Errorf("the drained worker's agent did not exit")
 		}
+		completedSoonAfterLeaving(t, agents[workers[2].Name].Log())
 	})
 
 	t.Run("SIGTERM to the agent mid-drain", func(t *testing.T) {
@@ -210,6 +213,12 @@ func TestIntegrationScaleIn(t *testing.T) {
 	t.Run("manager out of 3", func(t *testing.T) {
 		n := managers[2]
 		scaleIn(t, n, leader, nil)
+		select {
+		case <-agents[n.Name].Done():
+		case <-time.After(30 * time.Second):
+			t.Errorf("the drained manager's agent did not exit")
+		}
+		completedSoonAfterLeaving(t, agents[n.Name].Log())
 		v := must[localcluster.View](t)(c.View(ctx, managers[:2]))
 		if v.Managers != 2 || len(v.ClusterIDs) != 1 {
 			t.Fatalf("after a manager left: %d managers in %d swarms", v.Managers, len(v.ClusterIDs))
@@ -251,6 +260,49 @@ func TestIntegrationScaleIn(t *testing.T) {
 			t.Fatalf("the last manager is no longer a manager: %+v", v)
 		}
 	})
+}
+
+// afterLeaving bounds the time from the node leaving the swarm to the lifecycle action's
+// completion: the node's removal (forced: it had left) and the completion. Generous: the
+// managers' heartbeat timeout this must not wait for is about 15 s.
+const afterLeaving = 5 * time.Second
+
+// completedSoonAfterLeaving checks, with the drain's own step timings from the agent's log,
+// that the node was removed at once after it left (not when the managers saw it down) and
+// the action completed right after.
+func completedSoonAfterLeaving(t *testing.T, log string) {
+	t.Helper()
+	took := map[string]time.Duration{}
+	detail := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			Action  string  `json:"action"`
+			State   string  `json:"state"`
+			Elapsed float64 `json:"elapsed"` // milliseconds
+			Message string  `json:"message"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.State == "" {
+			continue
+		}
+		if e.Action == "leave" || e.Action == "remove" || e.Action == "complete" {
+			took[e.Action] = time.Duration(e.Elapsed * float64(time.Millisecond))
+			detail[e.Action] = e.State + ": " + e.Message
+		}
+	}
+	for _, step := range []string{"leave", "remove", "complete"} {
+		if !strings.HasPrefix(detail[step], "done") {
+			t.Fatalf("drain step %s: %q, want done; agent log:\n%s", step, detail[step], tail(log, 30))
+		}
+	}
+	after := took["remove"] + took["complete"]
+	t.Logf("left the swarm in %s; then removal %s (%s), completion %s", took["leave"].Round(time.Millisecond),
+		took["remove"].Round(time.Millisecond), detail["remove"], took["complete"].Round(time.Millisecond))
+	if after > afterLeaving || !strings.Contains(detail["remove"], "at once") {
+		t.Errorf("action completed %s after the node left (removal: %s), want within %s: removed at once, not after the managers' heartbeat timeout",
+			after.Round(time.Millisecond), detail["remove"], afterLeaving)
+	}
 }
 
 func nodeIDOf(t *testing.T, c *localcluster.Cluster, n *testbed.Node) string {
