@@ -22,8 +22,9 @@ import (
 // BenchmarkDrainOverhead measures the agent's own overhead in a scale-in drain on real
 // engines: the time `swarm-agent drain` took from start to CompleteLifecycleAction, minus the
 // time the swarm itself took to move the node's tasks (the drain report's TaskWait). It also
-// reports the remove step apart: most of it is the swarm noticing that the node left (its
-// heartbeat timeout), which the node removal has to wait for.
+// reports the remove step apart: the node asks for its own removal by force right after it
+// left; were that refused, the removal would wait for the swarm to notice that the node left
+// (its heartbeat timeout, about 15 s).
 func BenchmarkDrainOverhead(b *testing.B) {
 	if err := testbed.Available(); err != nil {
 		b.Skipf("real engines cannot start here: %v", err)
