@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -61,12 +64,43 @@ func controlSwarm(ctx context.Context, cfg Config, w *wiring, log zerolog.Logger
 		}
 		return out, nil
 	}
-	c, err := control.NewClient(certs, managers, log.With().Str("component", "control-client").Logger())
+	c, err := control.NewClient(certs, cachedManagers(managers, managersTTL, time.Now), log.With().Str("component", "control-client").Logger())
 	if err != nil {
 		log.Info().Err(err).Msg("no swarm certificate to reach the managers' control API")
 		return nil, nil
 	}
 	return c, nil
+}
+
+// managersTTL is how long the control client reuses the managers it found: finding them asks
+// the engine (Info) and discovery, which on a loaded machine took longer than the control API
+// call itself, for every call of a drain. A manager that left in between costs one failed
+// connection before the next one answers.
+const managersTTL = 10 * time.Second
+
+// cachedManagers is find with its last good answer reused for ttl, and also when a later
+// lookup fails (a node that has left knows no managers of its own any more).
+func cachedManagers(find func(context.Context) ([]string, error), ttl time.Duration, now func() time.Time) func(context.Context) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		last []string
+		at   time.Time
+	)
+	return func(ctx context.Context) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(last) > 0 && now().Sub(at) < ttl {
+			return slices.Clone(last), nil
+		}
+		ms, err := find(ctx)
+		switch {
+		case err == nil && len(ms) > 0:
+			last, at = slices.Clone(ms), now()
+		case len(last) > 0:
+			return slices.Clone(last), nil
+		}
+		return ms, err
+	}
 }
 
 // serveControl serves the control API on this manager until ctx ends.
