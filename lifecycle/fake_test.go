@@ -497,7 +497,7 @@ func (c *fakeCluster) RemoveNode(_ context.Context, id string, force bool) (err 
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal", id)
 	case force && c.refuseForce != nil:
 		return c.refuseForce
-	case force && n.State != "down" && (n.Labels[LabelLeaving] == "" || n.Availability != availabilityDrain):
+	case force && n.State != "down" && (n.Labels[swarm.LabelLeaving] == "" || n.Availability != availabilityDrain):
 		return fmt.Errorf("node %s is not leaving: %w", id, ErrNotAllowed)
 	case !force && n.State != "down":
 		return fmt.Errorf("rpc error: code = FailedPrecondition desc = node %s is not down and can't be removed", id)

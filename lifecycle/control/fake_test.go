@@ -43,11 +43,11 @@ func node(id string, role swarm.Role) swarm.Node {
 }
 
 func (f *fakeSwarm) setState(id, state string) {
-	f.update(id, func(n *lifecycle.Node) { n.State = state })
+	f.update(id, func(n *swarm.Node) { n.State = state })
 }
 
 // update changes a node as the swarm would (not a change the API made: not recorded).
-func (f *fakeSwarm) update(id string, change func(*lifecycle.Node)) {
+func (f *fakeSwarm) update(id string, change func(*swarm.Node)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	change(f.nodes[id])

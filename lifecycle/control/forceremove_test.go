@@ -10,12 +10,13 @@ import (
 	"testing"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // leaving is what a node's own drain makes of its node before it leaves: drained and marked.
-func leaving(n *lifecycle.Node) {
+func leaving(n *swarm.Node) {
 	n.Availability = "drain"
-	n.Labels[lifecycle.LabelLeaving] = "2026-03-01T10:00:00Z"
+	n.Labels[swarm.LabelLeaving] = "2026-03-01T10:00:00Z"
 }
 
 // TestForceRemoveSelf: a node may have its own node object removed by force, at once, once
@@ -73,14 +74,14 @@ func TestForceRemoveSelf(t *testing.T) {
 			name:   "own node, marked leaving but not drained",
 			caller: func(s *testSwarm) string { return s.w1 }, target: worker1,
 			setup: func(s *testSwarm) {
-				s.engine.update(worker1, func(n *lifecycle.Node) { n.Labels[lifecycle.LabelLeaving] = "2026-03-01T10:00:00Z" })
+				s.engine.update(worker1, func(n *swarm.Node) { n.Labels[swarm.LabelLeaving] = "2026-03-01T10:00:00Z" })
 			},
 			wantMsg: "only once it has drained and marked itself leaving",
 		},
 		{
 			name:   "own node, drained by an operator, not leaving",
 			caller: func(s *testSwarm) string { return s.w1 }, target: worker1,
-			setup:   func(s *testSwarm) { s.engine.update(worker1, func(n *lifecycle.Node) { n.Availability = "drain" }) },
+			setup:   func(s *testSwarm) { s.engine.update(worker1, func(n *swarm.Node) { n.Availability = "drain" }) },
 			wantMsg: "only once it has drained and marked itself leaving",
 		},
 		{
@@ -90,7 +91,7 @@ func TestForceRemoveSelf(t *testing.T) {
 			},
 			target: manager2,
 			setup: func(s *testSwarm) {
-				s.engine.update(manager2, func(n *lifecycle.Node) { leaving(n); n.Reachability = "reachable" })
+				s.engine.update(manager2, func(n *swarm.Node) { leaving(n); n.Reachability = "reachable" })
 			},
 			wantMsg: "must be demoted",
 		},
@@ -101,7 +102,7 @@ func TestForceRemoveSelf(t *testing.T) {
 			},
 			target: manager2,
 			setup: func(s *testSwarm) {
-				s.engine.update(manager2, func(n *lifecycle.Node) { leaving(n); n.Role = "worker" })
+				s.engine.update(manager2, func(n *swarm.Node) { leaving(n); n.Role = "worker" })
 			},
 			wantRemoved: true,
 		},

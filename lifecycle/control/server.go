@@ -308,16 +308,16 @@ func (h *handler) do(ctx context.Context, req request) (int, any, *apiError) {
 // itself off by mistake. Removing a node orphans its remaining tasks (the orchestrator
 // replaces them elsewhere) and denylists its certificate; its engine, having left, joins
 // again as a new node.
-func mayForceRemove(n lifecycle.Node) *apiError {
-	if n.Role != RoleWorker || n.Reachability != "" {
+func mayForceRemove(n swarm.Node) *apiError {
+	if n.Role != swarm.RoleWorker || n.Reachability != "" {
 		return notAllowed("node %s is a manager: it must be demoted before it is removed", n.ID)
 	}
 	if n.State == "down" {
 		return nil
 	}
-	if n.Labels[lifecycle.LabelLeaving] == "" || n.Availability != "drain" {
+	if n.Labels[swarm.LabelLeaving] == "" || n.Availability != "drain" {
 		return notAllowed("node %s is %s and %s without the %s label: a node may remove itself by force only once it has drained and marked itself leaving",
-			n.ID, n.State, n.Availability, lifecycle.LabelLeaving)
+			n.ID, n.State, n.Availability, swarm.LabelLeaving)
 	}
 	return nil
 }
