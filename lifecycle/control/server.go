@@ -316,8 +316,8 @@ func mayForceRemove(n swarm.Node) *apiError {
 		return nil
 	}
 	if n.Labels[swarm.LabelLeaving] == "" || n.Availability != "drain" {
-		return notAllowed("node %s is %s and %s without the %s label: a node may remove itself by force only once it has drained and marked itself leaving",
-			n.ID, n.State, n.Availability, swarm.LabelLeaving)
+		return notAllowed("node %s is %s, availability %s, label %s=%q: a node may remove itself by force only once it has drained and marked itself leaving",
+			n.ID, n.State, n.Availability, swarm.LabelLeaving, n.Labels[swarm.LabelLeaving])
 	}
 	return nil
 }
