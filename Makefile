@@ -21,7 +21,7 @@ prepare: build ## install what the tests need (Docker via `swarm-agent install`,
 
 test: prepare ## THE test command: every unit, integration and fuzz-seed test on real engines, moto and Consul
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./... 2>&1 | tee /tmp/swarm-agent-test.log
+	$(GO) test -count=1 -timeout 70m ./... 2>&1 | tee /tmp/swarm-agent-test.log
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 test-unit: ## unit tests only (no root, no engines)
