@@ -32,6 +32,17 @@ func (f *Front) Requests() []Request {
 	return append([]Request(nil), f.reqs...)
 }
 
+// Count returns how many logged requests match service and operation ("" = any).
+func (f *Front) Count(service, op string) int {
+	n := 0
+	for _, r := range f.Requests() {
+		if r.Service == service && (op == "" || r.Operation == op) {
+			n++
+		}
+	}
+	return n
+}
+
 // ResetRequests empties the request log.
 func (f *Front) ResetRequests() {
 	f.mu.Lock()

@@ -214,20 +214,15 @@ func forceLeave(t *testing.T, c *localcluster.Cluster, n *testbed.Node) {
 // anyone completes it (or heartbeats it: nobody drains it).
 func holdAction(t *testing.T, c *localcluster.Cluster, d time.Duration, ids ...string) {
 	t.Helper()
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+	waitfor.Throughout(t, d, time.Second, "lifecycle actions left waiting, untouched", func() error {
 		for _, id := range ids {
 			a, ok := c.Front.LifecycleAction(id)
 			if !ok || a.State != awsfront.StateTerminatingWait || a.Completions != 0 || a.Heartbeats != 0 {
-				t.Fatalf("instance %s's lifecycle action = %+v, %v; want it left waiting, untouched", id, a, ok)
+				return fmt.Errorf("instance %s's lifecycle action = %+v, %v", id, a, ok)
 			}
 		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(time.Second):
-		}
-	}
+		return nil
+	})
 }
 
 // threeAndOne boots 3 managers and a worker, with a hook timeout long enough that an action
@@ -457,12 +452,13 @@ func TestIntegrationQueueTakeoverAfterKill(t *testing.T) {
 		return nil
 	})
 	took := time.Since(killed)
-	// One more pass: nobody completes it a second time.
-	time.Sleep(leaderPass)
-	act, _ := c.Front.LifecycleAction(id)
-	if act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
-		t.Fatalf("action %+v; want exactly one completion, CONTINUE", act)
-	}
+	// Through one more pass, sampled all along: nobody completes it a second time.
+	waitfor.Throughout(t, leaderPass, 200*time.Millisecond, "exactly one completion, CONTINUE", func() error {
+		if act, _ := c.Front.LifecycleAction(id); act.Result != "CONTINUE" || act.TimedOut || act.Completions != 1 {
+			return fmt.Errorf("action %+v", act)
+		}
+		return nil
+	})
 	t.Logf("completed %s after the kill (bound %s)", took.Round(time.Millisecond), bound)
 	on, running, err := localcluster.RunningTasks(ctx, d, svc)
 	if err != nil || running != 4 || on[nodeID] != 0 {

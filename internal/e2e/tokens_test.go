@@ -30,15 +30,7 @@ func TestIntegrationSecretsManagerTokens(t *testing.T) {
 	if r := c.Boot(ctx, w1, "worker", store); r.Code != 0 || r.Result.Action != "join" {
 		t.Fatalf("boot of a worker: exit %d action %q\n%s", r.Code, r.Result.Action, keyLines(r.Stderr))
 	}
-	count := func(service, op string) int {
-		n := 0
-		for _, q := range c.Front.Requests() {
-			if q.Service == service && (op == "" || q.Operation == op) {
-				n++
-			}
-		}
-		return n
-	}
+	count := c.Front.Count
 	if n := count("ssm", ""); n != 0 {
 		t.Errorf("%d SSM requests with --token-store=secretsmanager, want 0", n)
 	}

@@ -33,3 +33,23 @@ func Every(t testing.TB, wait, every time.Duration, what string, cond func() err
 		}
 	}
 }
+
+// Throughout checks cond every period for d and fails the test at the first sample where it
+// returns an error: an invariant that must hold all along, not only at the end.
+func Throughout(t testing.TB, d, every time.Duration, what string, cond func() error) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for {
+		if err := cond(); err != nil {
+			t.Fatalf("%s broke: %v", what, err)
+		}
+		if !time.Now().Before(end) {
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("watching %s: %v", what, t.Context().Err())
+		case <-time.After(every):
+		}
+	}
+}

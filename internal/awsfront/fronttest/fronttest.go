@@ -85,12 +85,4 @@ func (e *Env) Zone(t testing.TB, name string) string {
 }
 
 // Count returns how many logged requests match service and operation ("" = any).
-func (e *Env) Count(service, op string) int {
-	n := 0
-	for _, r := range e.Front.Requests() {
-		if r.Service == service && (op == "" || r.Operation == op) {
-			n++
-		}
-	}
-	return n
-}
+func (e *Env) Count(service, op string) int { return e.Front.Count(service, op) }
