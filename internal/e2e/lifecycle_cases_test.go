@@ -624,7 +624,8 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("both drained in %s", time.Since(start).Round(time.Second))
+	done := time.Now()
+	t.Logf("both drained in %s", done.Sub(start).Round(time.Second))
 	stopPoll()
 	for _, v := range victims {
 		if a, _ := c.Front.LifecycleAction(c.InstanceID(v)); a.Result != "CONTINUE" || a.TimedOut || a.Completions != 1 {
@@ -633,8 +634,16 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(samples) < 50 {
-		t.Fatalf("only %d polls answered (%d failed): the invariant was not watched", len(samples), fails)
+	// Watched throughout: answered polls from before the scale-in to after both completions,
+	// never more than maxGap apart (a count would depend on how fast the drains are).
+	const maxGap = 2 * time.Second
+	if len(samples) < 10 || samples[0].at.After(start.Add(maxGap)) || samples[len(samples)-1].at.Before(done.Add(-maxGap)) {
+		t.Fatalf("%d polls answered (%d failed), not covering the scale-in: the invariant was not watched", len(samples), fails)
+	}
+	for i := 1; i < len(samples); i++ {
+		if gap := samples[i].at.Sub(samples[i-1].at); gap > maxGap {
+			t.Fatalf("no answered poll for %s (at %s): the invariant was not watched throughout", gap.Round(time.Millisecond), samples[i].at.Format("15:04:05.000"))
+		}
 	}
 	minReach := 5
 	demoted := map[string]time.Time{} // victim -> first poll without it as a manager
