@@ -16,6 +16,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/locktest"
+	"github.com/swarm-agent/swarm-agent/discovery/tokenstoretest"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -293,6 +294,25 @@ func TestTokens(t *testing.T) {
 	if err := p.PutTokens(ctx, "", swarm.JoinTokens{Manager: "m", Worker: "w"}); err == nil {
 		t.Error("PutTokens without a cluster id: got nil, want an error")
 	}
+}
+
+// TestContract runs the contract every token store passes on a real Consul agent.
+func TestContract(t *testing.T) {
+	a := startConsul(t, "", "")
+	tokenstoretest.Run(t, tokenstoretest.Env{
+		New: func(t *testing.T, cluster string) discovery.TokenStore {
+			p, err := New(Config{Service: DefaultService, Scheme: "http", Address: a.Addr, LockTTL: 10 * time.Second,
+				Prefix: "swarm-agent/" + cluster, Port: DefaultPort}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		Where: func(cluster string, r swarm.Role) string {
+			return "swarm-agent/" + cluster + "/join-token/" + string(r)
+		},
+		Atomic: true, // one transaction writes both tokens and the cluster id
+	})
 }
 
 // With Consul down, every call fails with an error that names what it tried; none of them may

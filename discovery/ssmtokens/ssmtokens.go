@@ -1,5 +1,11 @@
 // Package ssmtokens keeps the swarm's join tokens in SSM Parameter Store as SecureString
 // parameters under a per-cluster path, so that IAM can give workers the worker token only.
+//
+// The cluster id and the two tokens are three parameters written one after the other (SSM has
+// no multi-parameter write), so two publishers of different swarms racing could leave one's
+// token beside the other's id: the only store of the three without that guarantee
+// (tokenstoretest's Atomic). Publishers of one swarm write the same id, and two swarms are
+// what the bootstrap lock prevents; Secrets Manager keeps token and id in one secret.
 package ssmtokens
 
 import (

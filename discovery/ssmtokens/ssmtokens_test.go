@@ -11,6 +11,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/discovery/ssmtokens"
+	"github.com/swarm-agent/swarm-agent/discovery/tokenstoretest"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -24,7 +25,9 @@ func TestNewRejectsBadCluster(t *testing.T) {
 	}
 }
 
-// TestConformance runs the store through the real SDK against moto and the front.
+// TestConformance checks what is SSM's own (how AWS reports missing parameters, SecureString
+// under the cluster path) through the real SDK against moto and the front; TestContract the
+// rest.
 func TestConformance(t *testing.T) {
 	e := fronttest.Start(t, map[string]awsfront.Limit{"ssm": {}})
 	ctx := t.Context()
@@ -32,12 +35,6 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("absent token is ErrNoToken", func(t *testing.T) {
-		_, _, err := s.Token(ctx, swarm.RoleWorker)
-		if !errors.Is(err, discovery.ErrNoToken) {
-			t.Fatalf("Token before publish: %v, want ErrNoToken", err)
-		}
-	})
 	t.Run("missing parameters as AWS reports them", func(t *testing.T) {
 		// GetParameters (what Token uses: one call for token and cluster id) lists missing
 		// names in InvalidParameters; GetParameter answers ParameterNotFound.
@@ -51,26 +48,10 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("GetParameter of a missing name: %v, want *types.ParameterNotFound", err)
 		}
 	})
-	t.Run("put then read each role", func(t *testing.T) {
-		tok := swarm.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}
-		if err := s.PutTokens(ctx, "cid1", tok); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range []swarm.Role{swarm.RoleWorker, swarm.RoleManager} {
-			got, cid, err := s.Token(ctx, r)
-			if err != nil || got != tok.For(r) || cid != "cid1" {
-				t.Fatalf("Token(%s) = %q %q %v", r, got, cid, err)
-			}
-		}
-		// Replaced on rotation.
-		if err := s.PutTokens(ctx, "cid2", swarm.JoinTokens{Worker: "SWMTKN-1-w2", Manager: "SWMTKN-1-m2"}); err != nil {
-			t.Fatal(err)
-		}
-		if got, cid, _ := s.Token(ctx, swarm.RoleWorker); got != "SWMTKN-1-w2" || cid != "cid2" {
-			t.Fatalf("after rotation: %q %q", got, cid)
-		}
-	})
 	t.Run("tokens are SecureString under the cluster path", func(t *testing.T) {
+		if err := s.PutTokens(ctx, "cid1", swarm.JoinTokens{Worker: "SWMTKN-1-w", Manager: "SWMTKN-1-m"}); err != nil {
+			t.Fatal(err)
+		}
 		for _, role := range []string{"worker", "manager"} {
 			out, err := e.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/swarm-agent/prod/join-token/" + role)})
 			if err != nil {
@@ -81,32 +62,23 @@ func TestConformance(t *testing.T) {
 			}
 		}
 	})
-	t.Run("another cluster does not see them", func(t *testing.T) {
-		other, _ := ssmtokens.New(e.SSM, "staging", "")
-		if _, _, err := other.Token(ctx, swarm.RoleWorker); !errors.Is(err, discovery.ErrNoToken) {
-			t.Fatalf("other cluster: %v, want ErrNoToken", err)
-		}
-	})
-	t.Run("throttling is retried", func(t *testing.T) {
-		e.Front.ResetRequests()
-		e.Front.InjectFault(awsfront.Fault{Service: "ssm", Kind: awsfront.FaultThrottle, Count: 2})
-		if _, _, err := s.Token(ctx, swarm.RoleWorker); err != nil {
-			t.Fatalf("Token through 2 throttles: %v", err)
-		}
-		if n := e.Count("ssm", "GetParameters"); n != 3 {
-			t.Fatalf("%d GetParameters calls, want 3 (2 throttled + 1)", n)
-		}
-	})
-	t.Run("empty tokens are refused", func(t *testing.T) {
-		if err := s.PutTokens(ctx, "c", swarm.JoinTokens{}); err == nil {
-			t.Fatal("PutTokens with empty tokens succeeded")
-		}
-	})
-	t.Run("a denied read names the parameter, never the token", func(t *testing.T) {
-		e.Front.InjectFault(awsfront.Fault{Service: "ssm", Kind: awsfront.Fault5xx, Count: 10})
-		_, _, err := s.Token(ctx, swarm.RoleManager)
-		if err == nil || !strings.Contains(err.Error(), "/swarm-agent/prod/join-token/manager") || strings.Contains(err.Error(), "SWMTKN") {
-			t.Fatalf("error %v: want one naming the parameter and not the token", err)
-		}
+}
+
+// TestContract runs the contract every token store passes, through the real SDK against moto
+// and the front.
+func TestContract(t *testing.T) {
+	e := fronttest.Start(t, map[string]awsfront.Limit{"ssm": {}})
+	tokenstoretest.Run(t, tokenstoretest.Env{
+		New: func(t *testing.T, cluster string) discovery.TokenStore {
+			s, err := ssmtokens.New(e.SSM, cluster, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		Where: func(cluster string, r swarm.Role) string {
+			return "/swarm-agent/" + cluster + "/join-token/" + string(r)
+		},
+		Faults: e.StoreFaults("ssm", "GetParameters", "PutParameter"),
 	})
 }

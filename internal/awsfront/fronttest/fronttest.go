@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/discovery/tokenstoretest"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 )
 
@@ -86,3 +87,23 @@ func (e *Env) Zone(t testing.TB, name string) string {
 
 // Count returns how many logged requests match service and operation ("" = any).
 func (e *Env) Count(service, op string) int { return e.Front.Count(service, op) }
+
+// StoreFaults injects the token-store contract's faults (discovery/tokenstoretest) into
+// service's calls: readOp is what a store's Token calls, writeOp what PutTokens calls.
+func (e *Env) StoreFaults(service, readOp, writeOp string) *tokenstoretest.Faults {
+	inject := func(op, kind string, n int) {
+		e.Front.InjectFault(awsfront.Fault{Service: service, Operation: op, Kind: kind, Count: n})
+	}
+	return &tokenstoretest.Faults{
+		Throttle: func(n int) { inject("", awsfront.FaultThrottle, n) },
+		Deny: func(write bool) {
+			if write {
+				inject(writeOp, awsfront.FaultDenied, 1)
+				return
+			}
+			inject(readOp, awsfront.FaultDenied, 1)
+		},
+		Fail:  func(n int) { inject("", awsfront.Fault5xx, n) },
+		Reads: func() int { return e.Count(service, readOp) },
+	}
+}
