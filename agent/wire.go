@@ -180,10 +180,8 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 		}
 		p := route53.New(rc, awsroute53.NewFromConfig(ac), dlog)
 		if role == swarm.RoleManager {
-			// Workers never call the Route 53 API up front (account rate limit).
-			if err := p.CheckZone(ctx); err != nil {
-				return fmt.Errorf("%w: %w", errDiscovery, err)
-			}
+			// No call up front (GetHostedZone would be a fourth call per manager): the first
+			// read or change names a missing zone or a name outside it (ErrDiscoveryConfig).
 			w.deps.Registrar = p
 			w.deps.Locker = p
 		}

@@ -165,7 +165,7 @@ func (p permanent) Unwrap() error { return p.error }
 
 func retryable(err error) bool {
 	var p permanent
-	return !errors.As(err, &p) && !errors.Is(err, discovery.ErrAccessDenied)
+	return !errors.As(err, &p) && !errors.Is(err, discovery.ErrAccessDenied) && !errors.Is(err, discovery.ErrDiscoveryConfig)
 }
 
 // round observes, decides and acts once. It returns done=true when the boot is complete.
@@ -248,7 +248,7 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		return false, nil
 	case ActReconcile:
 		b.d.Stage("reconciling")
-		if err := b.afterJoin(ctx, local, true); err != nil {
+		if err := b.afterJoin(ctx, local); err != nil {
 			return false, err
 		}
 		res.Action, res.NodeID = ActReconcile, local.NodeID
@@ -359,7 +359,7 @@ func (b *booter) join(ctx context.Context, res *Result, managers []string, token
 		if err != nil {
 			return false, fmt.Errorf("read local swarm state after join: %w", err)
 		}
-		if err := b.afterJoin(ctx, local, false); err != nil {
+		if err := b.afterJoin(ctx, local); err != nil {
 			return false, err
 		}
 		res.Action, res.NodeID = ActJoin, local.NodeID
@@ -373,17 +373,34 @@ func (b *booter) join(ctx context.Context, res *Result, managers []string, token
 // afterJoin registers the manager, publishes the tokens and labels the node. It is
 // idempotent: reconcile runs it on every boot. Registration comes first: it is what makes a
 // new swarm findable, and findable is what stops another manager from creating one.
-func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool) error {
+func (b *booter) afterJoin(ctx context.Context, local LocalNode) error {
 	if !local.IsManager {
 		return nil
 	}
-	if b.d.Registrar != nil {
-		b.d.Stage("registering in discovery")
-		m := swarm.Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
-		if err := b.d.Registrar.Register(ctx, m); err != nil {
-			return fmt.Errorf("register manager: %w", err)
-		}
+	if err := b.register(ctx); err != nil {
+		return err
 	}
+	return b.publishAndLabel(ctx, local)
+}
+
+// register publishes this manager in discovery (nothing without a Registrar).
+func (b *booter) register(ctx context.Context) error {
+	if b.d.Registrar == nil {
+		return nil
+	}
+	b.d.Stage("registering in discovery")
+	if err := b.d.Registrar.Register(ctx, b.member()); err != nil {
+		return fmt.Errorf("register manager: %w", err)
+	}
+	return nil
+}
+
+func (b *booter) member() swarm.Member {
+	return swarm.Member{InstanceID: b.cfg.Identity.InstanceID, Addr: b.cfg.Identity.PrivateIP, Port: b.cfg.SwarmPort}
+}
+
+// publishAndLabel writes the join tokens when the store is behind and labels the node.
+func (b *booter) publishAndLabel(ctx context.Context, local LocalNode) error {
 	b.d.Stage("publishing join tokens")
 	published, clusterID, err := PublishTokens(ctx, b.d.Engine, b.d.Tokens)
 	if err != nil {
@@ -398,7 +415,6 @@ func (b *booter) afterJoin(ctx context.Context, local LocalNode, reconcile bool)
 			return fmt.Errorf("label node %s: %w", local.NodeID, err)
 		}
 	}
-	_ = reconcile
 	return nil
 }
 

@@ -31,9 +31,16 @@ type world struct {
 	lockTTL   time.Duration
 	lockTakes int
 	renewals  int
-	// stealAfterLock, when set, gives the lock to that owner right after the next TryLock
-	// grants it: the holder's lease is lost before it can act.
+	// stealAfterLock, when set, pauses the next holder for a whole lease right after
+	// TryLock grants it and gives the lock to that owner meanwhile (who waited the lease
+	// out, as the lock's contract wants): the holder's lease is lost before it can act.
 	stealAfterLock string
+	// handOver makes the locks RegisteringLocks (Route 53's): the creator registers as it
+	// releases; handOvers counts those steps, tokensBeforeHandOver whether the tokens were
+	// published by then.
+	handOver             bool
+	handOvers            int
+	tokensBeforeHandOver bool
 	// registerDelay slows every Register (a slow or throttled Route 53).
 	registerDelay time.Duration
 	// gone are instances EC2 says are gone.
@@ -45,6 +52,8 @@ type world struct {
 	inits     int
 	nextID    int
 	down      map[string]bool // addr -> unreachable
+	// registerConfigErr makes every Register fail with it (a zone that does not exist).
+	registerConfigErr error
 	// registerFails makes that many Register calls fail (a throttled or refused Route 53).
 	registerFails int
 }
@@ -226,6 +235,9 @@ func (d fakeDisc) Register(ctx context.Context, m swarm.Member) error {
 	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
+	if d.w.registerConfigErr != nil {
+		return d.w.registerConfigErr
+	}
 	if d.w.registerFails > 0 {
 		d.w.registerFails--
 		return errors.New("register: injected failure")
@@ -268,10 +280,35 @@ func (d fakeDisc) TryLock(ctx context.Context, me discovery.Holder, alive discov
 	}
 	d.w.lockOwner, d.w.lockAddr, d.w.lockUntil = me.InstanceID, me.Addr, now.Add(d.w.lockTTL)
 	d.w.lockTakes++
-	if d.w.stealAfterLock != "" {
-		d.w.lockOwner, d.w.stealAfterLock = d.w.stealAfterLock, ""
+	if thief := d.w.stealAfterLock; thief != "" {
+		// The holder pauses for a whole lease right after the grant; the thief, having
+		// waited that lease out, takes the lock over meanwhile.
+		d.w.stealAfterLock = ""
+		d.w.mu.Unlock()
+		time.Sleep(d.w.lockTTL)
+		d.w.mu.Lock()
+		d.w.lockOwner, d.w.lockUntil = thief, time.Now().Add(d.w.lockTTL)
+	}
+	if d.w.handOver {
+		return &handOverLock{fakeLock{w: d.w, owner: me.InstanceID}}, nil
 	}
 	return &fakeLock{w: d.w, owner: me.InstanceID}, nil
+}
+
+// handOverLock registers the creator and releases the lock in one step.
+type handOverLock struct{ fakeLock }
+
+func (l *handOverLock) ReleaseRegistered(ctx context.Context, m swarm.Member) error {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	if l.w.lockOwner != l.owner {
+		return fmt.Errorf("%w: taken by %s", discovery.ErrLockLost, l.w.lockOwner)
+	}
+	l.w.records[m.InstanceID] = fmt.Sprintf("%s:%d", m.Addr, m.Port)
+	l.w.lockOwner = ""
+	l.w.handOvers++
+	l.w.tokensBeforeHandOver = l.w.tokens[swarm.RoleWorker] != "" && l.w.tokens[swarm.RoleManager] != ""
+	return nil
 }
 
 func (l *fakeLock) Renew(ctx context.Context) error {
@@ -761,6 +798,52 @@ func TestBootSlowPublishKeepsOneSwarm(t *testing.T) {
 		}
 		if w.renewals < 3 {
 			t.Fatalf("%d renewals during a 30 s publish with a 10 s lease", w.renewals)
+		}
+	})
+}
+
+// TestBootHandsOverRegistration: with a lock that registers as it releases (Route 53's), the
+// creator publishes its tokens first, then registers and releases in one step; the others
+// join and register; one swarm.
+func TestBootHandsOverRegistration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.handOver = true
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i := range 3 {
+			e := w.engine(fmt.Sprintf("10.0.0.%d", 10+i))
+			wg.Go(func() { _, errs[i] = w.boot(t.Context(), e, swarm.RoleManager, time.Minute) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("manager %d: %v", i, err)
+			}
+		}
+		if w.inits != 1 || w.swarmCount() != 1 {
+			t.Fatalf("inits=%d swarms=%d, want one", w.inits, w.swarmCount())
+		}
+		if w.handOvers != 1 || !w.tokensBeforeHandOver {
+			t.Fatalf("hand-overs=%d tokens published before=%v, want 1 and true", w.handOvers, w.tokensBeforeHandOver)
+		}
+		if len(w.records) != 3 || w.lockOwner != "" {
+			t.Fatalf("registered %v, lock owner %q: want 3 managers and a free lock", w.records, w.lockOwner)
+		}
+	})
+}
+
+// TestBootStopsOnDiscoveryConfigError: a registration refused because discovery is
+// misconfigured (no such zone: with no call up front, the first read says so) ends the boot at
+// once, not after --wait.
+func TestBootStopsOnDiscoveryConfigError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		w.registerConfigErr = fmt.Errorf("%w: route53 hosted zone ZNOSUCHZONE not found", discovery.ErrDiscoveryConfig)
+		start := time.Now()
+		_, err := w.boot(t.Context(), w.engine("10.0.0.1"), swarm.RoleManager, time.Minute)
+		if !errors.Is(err, discovery.ErrDiscoveryConfig) || time.Since(start) > time.Second {
+			t.Fatalf("boot = %v after %s, want ErrDiscoveryConfig at once", err, time.Since(start))
 		}
 	})
 }

@@ -30,9 +30,13 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		return false, err
 	}
 	// Release at the end unless this node's swarm exists but is not yet published: then the
-	// lock is left to expire (its swarm port answering keeps others from taking it over).
-	keepLock := false
+	// lock is left to expire (its swarm port answering keeps others from taking it over). A
+	// lock handed over with the registration is released already.
+	keepLock, handedOver := false, false
 	defer func() {
+		if handedOver {
+			return
+		}
 		if keepLock {
 			ls.Stop()
 			b.log.Warn().Msg("leaving the bootstrap lock to expire: this node's swarm exists but is not published")
@@ -44,7 +48,9 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 	}()
 
 	// Look again, from the source of truth: a manager may have finished between our first
-	// look and the lock, or be registered and silent.
+	// look and the lock, or be registered and silent. (A provider whose lock was taken by a
+	// compare-and-swap conditioned on its own read of the registry answers with that read:
+	// an unchanged lock proves no holder registered since; see route53.Provider.Registered.)
 	var addrs []string
 	if _, ok := b.d.Discoverer.(discovery.Registry); !ok {
 		if addrs, err = b.d.Discoverer.Managers(ctx); err != nil {
@@ -115,7 +121,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 		}
 		b.log.Warn().Err(err).Msg("swarm init answered with an error but the swarm exists: going on")
 	}
-	done, err := b.publish(ctx, &ls, me, &local)
+	done, err := b.publish(ctx, &ls, me, &local, &handedOver)
 	if !done {
 		keepLock = true
 		return true, err
@@ -151,8 +157,11 @@ func (b *booter) take(ctx context.Context, me discovery.Holder) (*lease, error) 
 // publish registers the new swarm's manager and publishes its tokens, retrying, each attempt
 // under a held lease (retaken when it was lost: the swarm port answering keeps others off).
 // Until this manager is findable nobody else can see the swarm, so the lock is not released
-// before; if the boot ends first, the lock is left to expire.
-func (b *booter) publish(ctx context.Context, ls **lease, me discovery.Holder, local *LocalNode) (bool, error) {
+// before; if the boot ends first, the lock is left to expire. Where the lock can register
+// the manager as it is released (RegisteringLock), the tokens are published first and the
+// registration and the release are one atomic step (handedOver says it happened): the swarm
+// is findable exactly from the moment its lock is free, and joiners find its tokens ready.
+func (b *booter) publish(ctx context.Context, ls **lease, me discovery.Holder, local *LocalNode, handedOver *bool) (bool, error) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval = b.cfg.PollMin, b.cfg.PollMax
 	for attempt := 1; ; attempt++ {
@@ -173,7 +182,7 @@ func (b *booter) publish(ctx context.Context, ls **lease, me discovery.Holder, l
 			if err != nil {
 				err = fmt.Errorf("read local swarm state after init: %w", err)
 			} else {
-				err = b.afterJoin(ctx, *local, false)
+				err = b.publishRegistered(ctx, *ls, *local, handedOver)
 			}
 		}
 		if err == nil {
@@ -189,4 +198,22 @@ func (b *booter) publish(ctx context.Context, ls **lease, me discovery.Holder, l
 		case <-time.After(bo.NextBackOff()):
 		}
 	}
+}
+
+// publishRegistered runs afterJoin's steps for the manager that created the swarm, handing
+// the lock over with the registration where the lock can.
+func (b *booter) publishRegistered(ctx context.Context, ls *lease, local LocalNode, handedOver *bool) error {
+	rl, ok := ls.lock.(discovery.RegisteringLock)
+	if !ok || b.d.Registrar == nil || !local.IsManager {
+		return b.afterJoin(ctx, local)
+	}
+	if err := b.publishAndLabel(ctx, local); err != nil {
+		return err
+	}
+	b.d.Stage("registering in discovery and releasing the bootstrap lock")
+	if err := ls.handOver(ctx, rl, b.member()); err != nil {
+		return fmt.Errorf("register manager and release the bootstrap lock: %w", err)
+	}
+	*handedOver = true
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // lease keeps a held Lock alive: one goroutine, owned by the lease, renews it three times per
@@ -81,7 +82,7 @@ func (ls *lease) run(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := ls.renew(ctx); err != nil {
-			if errors.Is(err, discovery.ErrLockLost) {
+			if errors.Is(err, discovery.ErrLockLost) || ctx.Err() != nil {
 				return
 			}
 			ls.log.Warn().Err(err).Msg("renew bootstrap lock failed; retrying while the lease lasts")
@@ -99,6 +100,9 @@ func (ls *lease) renew(ctx context.Context) error {
 	}
 	ls.rmu.Lock()
 	defer ls.rmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err // stopped while waiting for a hand-over
+	}
 	start := ls.now()
 	rctx, cancel := context.WithTimeout(ctx, ls.ttl/3)
 	err := ls.lock.Renew(rctx)
@@ -141,11 +145,19 @@ func (ls *lease) err() error {
 	return ls.lost
 }
 
-// Fresh renews the lease now and checks that at least half of it is left: the fence before a
-// step that only the holder may take. It returns an error wrapping ErrLockLost when the lease
-// is gone or too short to trust.
+// Fresh checks that at least half of the lease is left, renewing it first when less is: the
+// fence before a step that only the holder may take. The lease counts from the start of the
+// last write that succeeded (the take or a renewal: each is a compare-and-swap), so a lock
+// taken moments ago is as fresh as one just renewed and costs no renewal. It returns an
+// error wrapping ErrLockLost when the lease is gone or too short to trust.
 func (ls *lease) Fresh(ctx context.Context) error {
 	if ls.ttl <= 0 {
+		return nil
+	}
+	if err := ls.err(); err != nil {
+		return err
+	}
+	if ls.left() >= ls.ttl/2 {
 		return nil
 	}
 	if err := ls.renew(ctx); err != nil {
@@ -157,12 +169,40 @@ func (ls *lease) Fresh(ctx context.Context) error {
 	if err := ls.err(); err != nil {
 		return err
 	}
-	ls.mu.Lock()
-	left := ls.validUntil.Sub(ls.now())
-	ls.mu.Unlock()
-	if left < ls.ttl/2 {
+	if left := ls.left(); left < ls.ttl/2 {
 		return fmt.Errorf("%w: only %s of the %s lease left after renewing (slow provider)", discovery.ErrLockLost, left.Round(time.Millisecond), ls.ttl)
 	}
+	return nil
+}
+
+// left is how much of the lease remains on this process's clock.
+func (ls *lease) left() time.Duration {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.validUntil.Sub(ls.now())
+}
+
+// handOver registers m and releases the lock in one atomic step; the lock must be a
+// RegisteringLock. Renewals are held off while the step runs and end with it when it
+// succeeds; after an error the lease goes on (lost, when the lock was no longer ours).
+func (ls *lease) handOver(ctx context.Context, rl discovery.RegisteringLock, m swarm.Member) error {
+	if err := ls.err(); err != nil {
+		return err
+	}
+	ls.rmu.Lock()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	err := rl.ReleaseRegistered(rctx, m)
+	cancel()
+	if err == nil {
+		ls.stop() // before renewals may run again: a renewal of a released lock would fail
+	} else if errors.Is(err, discovery.ErrLockLost) {
+		ls.markLost(err)
+	}
+	ls.rmu.Unlock()
+	if err != nil {
+		return err
+	}
+	<-ls.done
 	return nil
 }
 

@@ -117,11 +117,39 @@ func TestLeaseRunsOutWhenRenewalsFail(t *testing.T) {
 func TestLeaseFreshRefusesSlowRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := &scriptLock{ttl: 9 * time.Second}
-		ls := keep(t.Context(), l, time.Now(), zerolog.New(io.Discard))
+		// Taken 5 s ago: less than half of the lease is left, so Fresh must renew first.
+		ls := keep(t.Context(), l, time.Now().Add(-5*time.Second), zerolog.New(io.Discard))
 		defer ls.Stop()
 		l.set(func(l *scriptLock) { l.delay = time.Minute })
 		if err := ls.Fresh(t.Context()); !errors.Is(err, discovery.ErrLockLost) {
 			t.Fatalf("Fresh with a renewal that never answers = %v, want ErrLockLost", err)
+		}
+	})
+}
+
+// TestLeaseFreshCountsFromTheTake: a lock taken moments ago has more than half its lease
+// left, counted from the take's start (itself a compare-and-swap), so Fresh needs no
+// renewal; once less than half is left, Fresh renews before it answers.
+func TestLeaseFreshCountsFromTheTake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &scriptLock{ttl: 9 * time.Second}
+		ls := keep(t.Context(), l, time.Now(), zerolog.New(io.Discard))
+		defer ls.Stop()
+		if err := ls.Fresh(t.Context()); err != nil {
+			t.Fatalf("Fresh right after the take: %v", err)
+		}
+		if l.renewals != 0 {
+			t.Fatalf("%d renewals for a lease taken moments ago, want 0", l.renewals)
+		}
+		// Taken 5 s ago (a slow look at the registry): 4 s of 9 left, so Fresh renews.
+		l2 := &scriptLock{ttl: 9 * time.Second}
+		ls2 := keep(t.Context(), l2, time.Now().Add(-5*time.Second), zerolog.New(io.Discard))
+		defer ls2.Stop()
+		if err := ls2.Fresh(t.Context()); err != nil {
+			t.Fatalf("Fresh with a working renewal: %v", err)
+		}
+		if l2.renewals != 1 {
+			t.Fatalf("Fresh with less than half the lease left made %d renewals, want 1", l2.renewals)
 		}
 	})
 }

@@ -68,6 +68,14 @@ type Lock interface {
 	Release(ctx context.Context) error
 }
 
+// RegisteringLock is implemented by locks that can register the manager that created the
+// swarm and release the lock in one atomic step (Route 53: one change batch), so that the
+// swarm becomes findable exactly when its lock is given up. It returns an error wrapping
+// ErrLockLost, having changed nothing, when the lock is no longer the holder's.
+type RegisteringLock interface {
+	ReleaseRegistered(ctx context.Context, m swarm.Member) error
+}
+
 // LossNotifier is implemented by locks whose provider tells at once when the lease is lost
 // (Consul's blocking queries); the lease keeper watches it besides renewing.
 type LossNotifier interface {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: a performance report (not a test). Prints the binary's size and linkage, then runs
-# the benchmarks that measure boot and drain on real engines and the 1000-agent scale run
-# against the AWS front with Route 53 at 5 requests/s and SSM at 40/s.
+# the benchmarks that measure boot and drain on real engines, the 1000-agent scale run against
+# the AWS front with Route 53 at 5 requests/s and SSM at 40/s, and the Route 53 calls of three
+# managers booting together.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-/tmp/swarm-agent-bench.txt}
@@ -16,6 +17,10 @@ out=${BENCH_OUT:-/tmp/swarm-agent-bench.txt}
   go test -count=3 -run '^$' -bench 'BenchmarkScale' -benchtime=1x -timeout 30m ./internal/scale/ | grep -E '^(Benchmark|ok|FAIL|---)' || true
   # 10,000 workers with Secrets Manager: moto answers about a hundred reads a second, which is the floor here (bare-reads-s)
   SCALE_AGENTS=10000 SCALE_STORES=secretsmanager go test -count=1 -run '^$' -bench 'BenchmarkScale' -benchtime=1x -timeout 30m ./internal/scale/ | grep -E '^(Benchmark|ok|FAIL|---)' || true
+  echo
+  echo "== 3 managers booting together: Route 53 calls counted by the front (moto + front, in-memory engines; bound 9)"
+  go test -count=1 -run '^TestManagersBootCalls$' -v -timeout 5m ./discovery/route53/ \
+    | grep -E 'Route 53 calls|made|^(ok|FAIL|--- FAIL)' | sed -E 's/^ +calls_test.go:[0-9]+: //' || true
   echo
   echo "== real engines (boot, formation, API calls per boot, drain overhead)"
   if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 // The bootstrap lock is a TXT record set "_swarm-agent-lock.NAME" whose one value is
@@ -20,23 +21,33 @@ import (
 // compare-and-swap. The holder renews by swapping its own value for the next one; a renewal
 // whose DELETE no longer matches means the lock was taken over, and the holder stops.
 //
+// The record is never deleted: a holder that is done swaps its value for a "released" one
+// (state=released), in the same atomic batch that registers it when it created the swarm.
+// So a lock record found unchanged by a compare-and-swap (CREATE where there was none,
+// DELETE-exact of the value read) proves that no holder came and went since it was read,
+// and the registry read with it is still what the lock's holders left (see Registered).
+//
 // Nobody trusts the holder's clock: another node counts the lease from the moment IT first
 // saw the current value, on its own clock, and takes an expired lock over only when the
 // holder is proven gone (discovery.AliveFunc). "expires" is for people reading the record.
 
 type lockValue struct {
-	owner   string
-	addr    string
-	n       int64
-	expires time.Time
+	owner    string
+	addr     string
+	n        int64
+	expires  time.Time
+	released bool // state=released: free to take (older agents read it as an expired lock)
 }
 
 func (v lockValue) txt() string {
-	addr := ""
+	addr, state := "", ""
 	if v.addr != "" {
 		addr = " addr=" + v.addr
 	}
-	return fmt.Sprintf(`"owner=%s%s n=%d expires=%d"`, v.owner, addr, v.n, v.expires.Unix())
+	if v.released {
+		state = " state=released"
+	}
+	return fmt.Sprintf(`"owner=%s%s n=%d expires=%d%s"`, v.owner, addr, v.n, v.expires.Unix(), state)
 }
 
 func parseLockValue(s string) (lockValue, error) {
@@ -58,6 +69,8 @@ func parseLockValue(s string) (lockValue, error) {
 				return lockValue{}, fmt.Errorf("lock value %q: n=%q is not a number", s, val)
 			}
 			v.n = n
+		case "state":
+			v.released = val == "released"
 		case "expires":
 			n, err := strconv.ParseInt(val, 10, 64)
 			if err != nil {
@@ -83,11 +96,11 @@ func (p *Provider) lockSet(v lockValue) *types.ResourceRecordSet {
 
 // lockSetNow reads the lock's record set; nil when there is none.
 func (p *Provider) lockSetNow(ctx context.Context) (*types.ResourceRecordSet, error) {
-	sets, err := p.sets(ctx, p.LockName(), types.RRTypeTxt)
-	if err != nil || len(sets) == 0 {
+	r, err := p.readZone(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return &sets[0], nil
+	return r.lock, nil
 }
 
 // sinceSeen records value as seen now if it differs from the last value seen, and returns
@@ -102,47 +115,97 @@ func (p *Provider) sinceSeen(val string) time.Duration {
 	return now.Sub(p.lockSeenAt)
 }
 
+// unknownLock stands for a lock value this node has not read (its CREATE was refused).
+const unknownLock = "?"
+
+// heldNoCall says whether the lock is known to be held by another node for a while yet, so
+// that TryLock need not ask Route 53: a value seen held cannot be taken over before it has
+// stood LockTTL on this node's clock, and a holder that finishes is found through discovery
+// (it registers as it releases). Skipping a read only ever makes taking the lock later.
+func (p *Provider) heldNoCall() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lockSeen == "" || !p.now().Before(p.lockNextRead) {
+		return nil
+	}
+	return fmt.Errorf("held by %s, seen %s ago (its lease cannot have run out yet): %w",
+		p.lockHolder, p.now().Sub(p.lockSeenAt).Round(time.Second), discovery.ErrLockHeld)
+}
+
+// sawHeld remembers who holds the lock and when to look again.
+func (p *Provider) sawHeld(who string, next time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lockHolder, p.lockNextRead = who, p.now().Add(next)
+}
+
 // TryLock takes the bootstrap lock for me, or returns an error wrapping discovery.ErrLockHeld
 // naming the holder: while its value changed within the lock TTL (as this node saw it), or
-// while alive says the holder of an unrenewed lock may be alive.
+// while alive says the holder of an unrenewed lock may be alive. It reads the zone once (the
+// managers' record and the lock together) and takes the lock with one compare-and-swap
+// conditioned on what it read; while a lock seen held cannot have expired yet it asks
+// nothing.
 func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc) (discovery.Lock, error) {
-	mine := p.nextValue(me, 0)
-	err := p.change(ctx, "take bootstrap lock", types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
-	if err == nil {
-		p.log.Debug().Str("owner", me.InstanceID).Msg("bootstrap lock created")
-		return &lock{p: p, v: mine, me: me}, nil
-	}
-	if !isBatchConflict(err) {
+	if err := p.heldNoCall(); err != nil {
 		return nil, err
 	}
-	cur, err := p.lockSetNow(ctx)
+	r, err := p.readZone(ctx)
 	if err != nil {
 		return nil, err
 	}
+	l, err := p.tryLock(ctx, me, alive, r.lock)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.lockSeen, p.lockHolder = "", ""
+	p.pinned = p.last == r
+	p.mu.Unlock()
+	return l, nil
+}
+
+func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc, cur *types.ResourceRecordSet) (*lock, error) {
 	if cur == nil {
-		// Released between our CREATE and our read: let the next round try again.
-		return nil, fmt.Errorf("bootstrap lock changed while taking it: %w", discovery.ErrLockHeld)
+		mine := p.nextValue(me, 0)
+		err := p.change(ctx, "take bootstrap lock", types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
+		if err == nil {
+			p.log.Debug().Str("owner", me.InstanceID).Msg("bootstrap lock created")
+			return &lock{p: p, v: mine, me: me}, nil
+		}
+		if !isBatchConflict(err) {
+			return nil, err
+		}
+		// Another node created it since the read: its value is not known here, so its
+		// lease is timed from the next read; that read comes after a third of the TTL.
+		p.sinceSeen(unknownLock)
+		p.sawHeld("another node (it created the lock first)", p.cfg.LockTTL/3)
+		return nil, fmt.Errorf("another node took the bootstrap lock first: %w", discovery.ErrLockHeld)
 	}
 	held, perr := parseLockValue(value(*cur))
-	if perr == nil && held.owner == me.InstanceID {
-		// Ours from an earlier run of this node (it restarted): take it over.
+	switch {
+	case perr == nil && held.owner == me.InstanceID:
+		// Ours from an earlier run of this node (it restarted), or released by it: take it.
+		return p.swap(ctx, *cur, p.nextValue(me, held.n+1))
+	case perr == nil && held.released:
 		return p.swap(ctx, *cur, p.nextValue(me, held.n+1))
 	}
 	standing := p.sinceSeen(value(*cur))
-	if standing < p.cfg.LockTTL {
-		who := "an unreadable lock record"
-		if perr == nil {
-			who = held.owner
-			if held.addr != "" {
-				who += " (" + held.addr + ")"
-			}
+	who := "an unreadable lock record"
+	if perr == nil {
+		who = held.owner
+		if held.addr != "" {
+			who += " (" + held.addr + ")"
 		}
+	}
+	if standing < p.cfg.LockTTL {
+		p.sawHeld(who, p.cfg.LockTTL-standing)
 		return nil, fmt.Errorf("held by %s, renewed within the last %s: %w", who, p.cfg.LockTTL, discovery.ErrLockHeld)
 	}
 	if perr != nil {
 		p.log.Warn().Err(perr).Msg("bootstrap lock record is unreadable and unchanged for a whole lock TTL: replacing it")
 	} else {
 		if ok, why := alive(ctx, discovery.Holder{InstanceID: held.owner, Addr: held.addr}); ok {
+			p.sawHeld(who, p.cfg.LockTTL/3)
 			return nil, fmt.Errorf("held by %s, not renewed for %s, but the holder may be alive (%s): %w",
 				held.owner, standing.Round(time.Second), why, discovery.ErrLockHeld)
 		}
@@ -156,7 +219,7 @@ func (p *Provider) nextValue(me discovery.Holder, n int64) lockValue {
 }
 
 // swap replaces exactly cur with mine in one batch; losing the race means the lock is held.
-func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue) (discovery.Lock, error) {
+func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue) (*lock, error) {
 	err := p.change(ctx, "take over bootstrap lock",
 		types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cur},
 		types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
@@ -191,12 +254,9 @@ func (l *lock) Renew(ctx context.Context) error {
 			l.v = next
 			return nil
 		}
-		if !isBatchConflict(err) {
+		cur, err := l.afterRefusal(ctx, err)
+		if err != nil {
 			return err
-		}
-		cur, rerr := l.p.lockSetNow(ctx)
-		if rerr != nil {
-			return errors.Join(err, rerr)
 		}
 		if cur != nil && attempt == 0 {
 			if held, perr := parseLockValue(value(*cur)); perr == nil && held.owner == l.me.InstanceID {
@@ -208,13 +268,73 @@ func (l *lock) Renew(ctx context.Context) error {
 	}
 }
 
-// Release deletes exactly the lock this node wrote; if it was taken over, the DELETE does not
-// match and the other node's lock stays.
+// afterRefusal reads the lock record after Route 53 refused a batch of this holder's; any
+// other error comes back as it is.
+func (l *lock) afterRefusal(ctx context.Context, err error) (*types.ResourceRecordSet, error) {
+	if !isBatchConflict(err) {
+		return nil, err
+	}
+	cur, rerr := l.p.lockSetNow(ctx)
+	if rerr != nil {
+		return nil, errors.Join(err, rerr)
+	}
+	return cur, nil
+}
+
+// Release swaps exactly the lock this node wrote for a released value (never a DELETE: see
+// the top of this file); if it was taken over, the swap does not match and the other node's
+// lock stays.
 func (l *lock) Release(ctx context.Context) error {
-	err := l.p.change(ctx, "release bootstrap lock", types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: l.p.lockSet(l.v)})
+	err := l.p.change(ctx, "release bootstrap lock", l.releaseChanges()...)
 	if err != nil && isBatchConflict(err) {
 		l.p.log.Warn().Msg("bootstrap lock was no longer ours at release")
 		return nil
 	}
 	return err
+}
+
+func (l *lock) releaseChanges() []types.Change {
+	done := l.v
+	done.n++
+	done.expires = l.p.now().Truncate(time.Second)
+	done.released = true
+	return []types.Change{
+		{Action: types.ChangeActionDelete, ResourceRecordSet: l.p.lockSet(l.v)},
+		{Action: types.ChangeActionCreate, ResourceRecordSet: l.p.lockSet(done)},
+	}
+}
+
+// ReleaseRegistered registers m and releases the lock in one atomic batch: the new swarm
+// becomes findable at the moment its lock is given up, never before and never after. It
+// starts from this boot's latest zone read; when Route 53 refuses the batch it reads again:
+// a lock still this node's means only the registration part was stale, so it registers on
+// its own and then releases; a lock no longer this node's gives an error wrapping
+// discovery.ErrLockLost and changes nothing.
+func (l *lock) ReleaseRegistered(ctx context.Context, m swarm.Member) error {
+	var sets []types.ResourceRecordSet
+	if r := l.p.recent(l.p.cfg.LockTTL); r != nil {
+		sets = r.managers
+	}
+	reg, err := l.p.registration(m, sets)
+	if err != nil {
+		return err
+	}
+	err = l.p.change(ctx, "register manager "+m.InstanceID+" and release bootstrap lock", append(reg, l.releaseChanges()...)...)
+	if err == nil {
+		if len(reg) > 0 {
+			l.p.logRegistered(m, reg)
+		}
+		return nil
+	}
+	cur, err := l.afterRefusal(ctx, err)
+	if err != nil {
+		return err
+	}
+	if cur == nil || value(*cur) != l.v.txt() {
+		return fmt.Errorf("%w: the lock record is no longer this node's at release", discovery.ErrLockLost)
+	}
+	if err := l.p.Register(ctx, m); err != nil {
+		return err
+	}
+	return l.Release(ctx)
 }

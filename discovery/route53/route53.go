@@ -70,7 +70,7 @@ func Help() string {
   lock_ttl=60s          how long the bootstrap lock (TXT _swarm-agent-lock.NAME) outlives a dead holder
   api_after=30s         after this long with negative DNS answers, also read the records through the API
   api_every=20s         mean interval (jittered) of those API reads
-IAM: managers need route53:GetHostedZone, route53:ListResourceRecordSets and
+IAM: managers need route53:ListResourceRecordSets and
 route53:ChangeResourceRecordSets on the zone; workers need nothing while managers answer in DNS,
 and route53:ListResourceRecordSets to read past a cached negative answer.`
 }
@@ -205,8 +205,18 @@ type Provider struct {
 	mu            sync.Mutex
 	negativeSince time.Time // first negative DNS answer of the current run of them
 	nextAPI       time.Time // earliest next API read after negative answers
-	lockSeen      string    // the lock value last seen by TryLock
+	lockSeen      string    // the lock value last seen held by another node ("?": a CREATE was refused)
 	lockSeenAt    time.Time // when (this node's clock) it was first seen
+	lockHolder    string    // who holds it, for messages
+	lockNextRead  time.Time // TryLock asks Route 53 again only from then on
+	// last is the latest zone read; pinned says it is the read the held lock was taken on
+	// (its compare-and-swap was conditioned on the lock record it saw), which Registered
+	// then returns once instead of reading again.
+	last   *zoneRead
+	pinned bool
+	// dnsAnswered is when DNS last answered the managers' name with addresses (failover:
+	// a PRIMARY exists then, whatever an older read says).
+	dnsAnswered time.Time
 }
 
 var (
@@ -264,7 +274,7 @@ func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 	addrs, dnsErr := p.lookup(ctx)
 	if len(addrs) > 0 {
 		p.mu.Lock()
-		p.negativeSince = time.Time{}
+		p.negativeSince, p.dnsAnswered = time.Time{}, p.now()
 		p.mu.Unlock()
 		return addrs, nil
 	}
@@ -324,12 +334,12 @@ func (p *Provider) lookup(ctx context.Context) ([]string, error) {
 // ConfirmManagers reads the managers' A record sets through the API (the source of truth,
 // past any resolver cache).
 func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
-	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+	r, err := p.readZone(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, s := range sets {
+	for _, s := range r.managers {
 		for _, r := range s.ResourceRecords {
 			out = append(out, net.JoinHostPort(aws.ToString(r.Value), strconv.Itoa(p.cfg.Port)))
 		}
@@ -340,13 +350,28 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 
 // Registered reads the managers' A record sets through the API: multivalue sets carry the
 // manager's instance id as SetIdentifier; failover sets (PRIMARY, SECONDARY) do not.
+//
+// Right after TryLock took the lock it returns, once, the read the lock was taken on instead
+// of reading again: the lock record is never deleted (a release leaves a "released" value, a
+// holder registers in the same atomic batch that releases), so a compare-and-swap that found
+// the lock record exactly as that read showed it proves that no holder created and
+// registered a swarm since the read.
 func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
-	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
-	if err != nil {
-		return nil, err
+	p.mu.Lock()
+	r := p.last
+	if !p.pinned {
+		r = nil
+	}
+	p.pinned = false
+	p.mu.Unlock()
+	if r == nil {
+		var err error
+		if r, err = p.readZone(ctx); err != nil {
+			return nil, err
+		}
 	}
 	var out []swarm.Member
-	for _, s := range sets {
+	for _, s := range r.managers {
 		id := aws.ToString(s.SetIdentifier)
 		if s.Failover != "" {
 			id = ""
@@ -366,7 +391,7 @@ func (p *Provider) sets(ctx context.Context, name string, typ types.RRType) ([]t
 	for {
 		res, err := p.api.ListResourceRecordSets(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, discovery.MarkDenied(err))
+			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, p.apiErr(err))
 		}
 		past := false
 		for _, s := range res.ResourceRecordSets {
@@ -392,15 +417,27 @@ func (p *Provider) change(ctx context.Context, what string, changes ...types.Cha
 		HostedZoneId: aws.String(p.cfg.ZoneID),
 		ChangeBatch:  &types.ChangeBatch{Comment: aws.String("swarm-agent: " + what), Changes: changes},
 	})
+	for _, c := range changes {
+		if rs := c.ResourceRecordSet; rs != nil && rs.Type == types.RRTypeA && sameName(aws.ToString(rs.Name), p.cfg.Name) {
+			p.forget() // the managers' record changed, or may have: a kept read no longer says it
+			break
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, discovery.MarkDenied(err))
+		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, p.apiErr(err))
 	}
 	return nil
 }
 
 // isBatchConflict reports whether err is Route 53 refusing a batch because the sets are not
-// as it expected (CREATE of an existing set, DELETE of a missing or different one).
+// as it expected (CREATE of an existing set, DELETE of a missing or different one), and not
+// because the configuration is wrong (a name outside the zone).
 func isBatchConflict(err error) bool {
+	return isBatchRefusal(err) && !errors.Is(err, discovery.ErrDiscoveryConfig)
+}
+
+// isBatchRefusal reports whether err is an InvalidChangeBatch, in either of its forms.
+func isBatchRefusal(err error) bool {
 	var icb *types.InvalidChangeBatch
 	if errors.As(err, &icb) {
 		return true
@@ -435,40 +472,109 @@ func value(s types.ResourceRecordSet) string {
 // Register publishes this manager's address. Multivalue: its own set, keyed by instance id.
 // Failover: PRIMARY if there is none, else SECONDARY if there is none, else nothing (failover
 // answers at most two). Nothing is written when the record already says the right thing.
+// A zone read of this boot younger than a third of the lock TTL stands for the first look
+// (a stale one only makes the batch fail, then the record is read again).
 func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 	if _, err := netip.ParseAddr(m.Addr); err != nil {
 		return fmt.Errorf("route53: register %q: not an IP address", m.Addr)
 	}
+	r := p.recent(p.cfg.LockTTL / 3)
 	for attempt := 0; attempt < 5; attempt++ {
-		sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+		fresh := r == nil || attempt > 0
+		if fresh {
+			var err error
+			if r, err = p.readZone(ctx); err != nil {
+				return err
+			}
+		}
+		sets := r.managers
+		if !fresh {
+			sets = p.withDNSAnswer(r)
+		}
+		changes, err := p.registration(m, sets)
 		if err != nil {
 			return err
 		}
-		var err2 error
-		if p.cfg.Mode == ModeFailover {
-			err2 = p.registerFailover(ctx, m, sets)
-		} else {
-			err2 = p.registerMultivalue(ctx, m, sets)
+		if len(changes) == 0 {
+			if fresh {
+				return nil
+			}
+			r = nil // "already right" only on a fresh read: ask again
+			continue
 		}
-		if err2 == nil || !isBatchConflict(err2) {
-			return err2
+		err = p.change(ctx, "register manager "+m.InstanceID, changes...)
+		if err == nil {
+			p.logRegistered(m, changes)
+			return nil
 		}
-		p.log.Debug().Err(err2).Msg("record sets changed under us; reading again")
+		if !isBatchConflict(err) {
+			return err
+		}
+		if secondaryTaken(changes, err) {
+			// Another manager took SECONDARY first: failover answers two, so this one
+			// stays unregistered, as when it finds both taken.
+			p.log.Info().Str("manager_addr", m.Addr).Msg("failover record already has PRIMARY and SECONDARY: not registering this manager")
+			return nil
+		}
+		p.log.Debug().Err(err).Msg("record sets changed under us; reading again")
 	}
 	return fmt.Errorf("route53: register %s in %s: the record sets kept changing", m.Addr, p.cfg.Name)
 }
 
-func (p *Provider) registerMultivalue(ctx context.Context, m swarm.Member, sets []types.ResourceRecordSet) error {
+// withDNSAnswer is a kept read's managers' sets, completed by what DNS said since: in
+// failover mode, DNS answering the name after the read means a PRIMARY exists, so a read
+// without one stands for a PRIMARY of unknown address (the registration then goes for
+// SECONDARY instead of a CREATE of PRIMARY that could only fail).
+func (p *Provider) withDNSAnswer(r *zoneRead) []types.ResourceRecordSet {
+	p.mu.Lock()
+	answered := p.dnsAnswered.After(r.at)
+	p.mu.Unlock()
+	if p.cfg.Mode != ModeFailover || !answered {
+		return r.managers
+	}
+	if primary, _, _ := failoverPair(r.managers); primary != nil {
+		return r.managers
+	}
+	unknown := p.aSet(swarm.Member{Addr: "0.0.0.0"}, types.ResourceRecordSetFailoverPrimary, "primary")
+	return append(slices.Clone(r.managers), *unknown)
+}
+
+// secondaryTaken reports whether err refused a lone CREATE of SECONDARY because one exists.
+func secondaryTaken(changes []types.Change, err error) bool {
+	return len(changes) == 1 && changes[0].Action == types.ChangeActionCreate &&
+		changes[0].ResourceRecordSet.Failover == types.ResourceRecordSetFailoverSecondary &&
+		strings.Contains(batchText(err), "already exists")
+}
+
+// registration is the batch that registers m given the managers' record sets; none when
+// they already say the right thing.
+func (p *Provider) registration(m swarm.Member, sets []types.ResourceRecordSet) ([]types.Change, error) {
+	if p.cfg.Mode == ModeFailover {
+		return p.registerFailover(m, sets)
+	}
+	return p.registerMultivalue(m, sets)
+}
+
+func (p *Provider) logRegistered(m swarm.Member, changes []types.Change) {
+	ev := p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name)
+	if last := changes[len(changes)-1].ResourceRecordSet; last.Failover != "" {
+		ev.Str("failover", string(last.Failover)).Msg("registered manager (failover)")
+		return
+	}
+	ev.Msg("registered manager (multivalue)")
+}
+
+func (p *Provider) registerMultivalue(m swarm.Member, sets []types.ResourceRecordSet) ([]types.Change, error) {
 	var changes []types.Change
 	for _, s := range sets {
 		if s.Failover != "" || s.SetIdentifier == nil {
-			return fmt.Errorf("%w: route53 mode=multivalue but %s has %s sets: use mode=failover or remove them",
+			return nil, fmt.Errorf("%w: route53 mode=multivalue but %s has %s sets: use mode=failover or remove them",
 				discovery.ErrDiscoveryConfig, p.cfg.Name, routing(s))
 		}
 		id := aws.ToString(s.SetIdentifier)
 		if id == m.InstanceID {
 			if value(s) == m.Addr && aws.ToInt64(s.TTL) == p.cfg.TTL && aws.ToBool(s.MultiValueAnswer) {
-				return nil
+				return nil, nil
 			}
 			continue
 		}
@@ -478,12 +584,7 @@ func (p *Provider) registerMultivalue(ctx context.Context, m swarm.Member, sets 
 			changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cp})
 		}
 	}
-	changes = append(changes, types.Change{Action: types.ChangeActionUpsert, ResourceRecordSet: p.aSet(m, "", m.InstanceID)})
-	if err := p.change(ctx, "register manager "+m.InstanceID, changes...); err != nil {
-		return err
-	}
-	p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).Msg("registered manager (multivalue)")
-	return nil
+	return append(changes, types.Change{Action: types.ChangeActionUpsert, ResourceRecordSet: p.aSet(m, "", m.InstanceID)}), nil
 }
 
 func routing(s types.ResourceRecordSet) string {
@@ -500,14 +601,14 @@ func routing(s types.ResourceRecordSet) string {
 	return "other routing"
 }
 
-func (p *Provider) registerFailover(ctx context.Context, m swarm.Member, sets []types.ResourceRecordSet) error {
+func (p *Provider) registerFailover(m swarm.Member, sets []types.ResourceRecordSet) ([]types.Change, error) {
 	primary, secondary, other := failoverPair(sets)
 	if len(other) > 0 {
-		return fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
+		return nil, fmt.Errorf("%w: route53 mode=failover but %s has %s sets: use mode=multivalue or remove them",
 			discovery.ErrDiscoveryConfig, p.cfg.Name, routing(other[0]))
 	}
 	if (primary != nil && value(*primary) == m.Addr) || (secondary != nil && value(*secondary) == m.Addr) {
-		return nil
+		return nil, nil
 	}
 	var role types.ResourceRecordSetFailover
 	switch {
@@ -517,16 +618,11 @@ func (p *Provider) registerFailover(ctx context.Context, m swarm.Member, sets []
 		role = types.ResourceRecordSetFailoverSecondary
 	default:
 		p.log.Info().Str("manager_addr", m.Addr).Msg("failover record already has PRIMARY and SECONDARY: not registering this manager")
-		return nil
+		return nil, nil
 	}
 	// CREATE, not UPSERT: two managers racing for PRIMARY cannot overwrite each other.
 	set := p.aSet(m, role, strings.ToLower(string(role)))
-	if err := p.change(ctx, "register manager "+m.InstanceID, types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: set}); err != nil {
-		return err
-	}
-	p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).
-		Str("failover", string(role)).Msg("registered manager (failover)")
-	return nil
+	return []types.Change{{Action: types.ChangeActionCreate, ResourceRecordSet: set}}, nil
 }
 
 // Deregister withdraws this manager's address. In failover mode a PRIMARY that leaves hands

@@ -104,6 +104,12 @@ type env struct {
 
 func (e *env) provider(t *testing.T, extra string) *route53.Provider {
 	t.Helper()
+	return route53.New(e.config(t, extra), e.R53, zerolog.Nop())
+}
+
+// config is a manager's configuration for the test zone, DNS through the front.
+func (e *env) config(t *testing.T, extra string) route53.Config {
+	t.Helper()
 	spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.swarm.internal resolver=%s %s", e.zone, e.Front.DNSAddr(), extra))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +118,7 @@ func (e *env) provider(t *testing.T, extra string) *route53.Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return route53.New(cfg, e.R53, zerolog.Nop())
+	return cfg
 }
 
 func start(t *testing.T, limits map[string]awsfront.Limit) *env {
