@@ -157,9 +157,18 @@ func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive disco
 	if err != nil {
 		return nil, err
 	}
+	// Only a lock taken from a released value pins the read for Registered: a release is
+	// written in the same batch as the registration, so nothing registered by a holder can
+	// be missing from it. A record that was absent proves less: an agent of an older version
+	// (or a person) deletes it, so the lock taker reads the registry again.
+	pin := false
+	if r.lock != nil {
+		v, perr := parseLockValue(value(*r.lock))
+		pin = perr == nil && v.released
+	}
 	p.mu.Lock()
 	p.lockSeen, p.lockHolder = "", ""
-	p.pinned = p.last == r
+	p.pinned = pin && p.last == r
 	p.mu.Unlock()
 	return l, nil
 }

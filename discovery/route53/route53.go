@@ -351,11 +351,12 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 // Registered reads the managers' A record sets through the API: multivalue sets carry the
 // manager's instance id as SetIdentifier; failover sets (PRIMARY, SECONDARY) do not.
 //
-// Right after TryLock took the lock it returns, once, the read the lock was taken on instead
-// of reading again: the lock record is never deleted (a release leaves a "released" value, a
-// holder registers in the same atomic batch that releases), so a compare-and-swap that found
-// the lock record exactly as that read showed it proves that no holder created and
-// registered a swarm since the read.
+// Right after TryLock took the lock from a released value it returns, once, the read the lock
+// was taken on instead of reading again: this version never deletes the lock record (a
+// release leaves a "released" value, a holder registers in the same atomic batch that
+// releases), so a compare-and-swap that found that value exactly as read proves that no
+// holder created and registered a swarm since the read. A lock created where there was no
+// record (older agents delete it) is read again.
 func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
 	p.mu.Lock()
 	r := p.last
