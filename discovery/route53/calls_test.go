@@ -158,11 +158,6 @@ type countingAPI struct {
 	n atomic.Int64
 }
 
-func (c *countingAPI) GetHostedZone(ctx context.Context, in *awsroute53.GetHostedZoneInput, o ...func(*awsroute53.Options)) (*awsroute53.GetHostedZoneOutput, error) {
-	c.n.Add(1)
-	return c.API.GetHostedZone(ctx, in, o...)
-}
-
 func (c *countingAPI) ListResourceRecordSets(ctx context.Context, in *awsroute53.ListResourceRecordSetsInput, o ...func(*awsroute53.Options)) (*awsroute53.ListResourceRecordSetsOutput, error) {
 	c.n.Add(1)
 	return c.API.ListResourceRecordSets(ctx, in, o...)

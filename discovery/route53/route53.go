@@ -180,7 +180,6 @@ func validName(n string) bool {
 
 // API is the part of the Route 53 client the provider uses; *route53.Client satisfies it.
 type API interface {
-	GetHostedZone(ctx context.Context, in *awsroute53.GetHostedZoneInput, optFns ...func(*awsroute53.Options)) (*awsroute53.GetHostedZoneOutput, error)
 	ListResourceRecordSets(ctx context.Context, in *awsroute53.ListResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ListResourceRecordSetsOutput, error)
 	ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, optFns ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error)
 }
@@ -249,23 +248,6 @@ func (p *Provider) fqdn() string { return p.cfg.Name + "." }
 
 // LockName is the TXT record set that holds the bootstrap lock.
 func (p *Provider) LockName() string { return "_swarm-agent-lock." + p.cfg.Name }
-
-// CheckZone verifies that the zone exists and is readable, naming it when not.
-func (p *Provider) CheckZone(ctx context.Context) error {
-	out, err := p.api.GetHostedZone(ctx, &awsroute53.GetHostedZoneInput{Id: aws.String(p.cfg.ZoneID)})
-	if err != nil {
-		var nz *types.NoSuchHostedZone
-		if errors.As(err, &nz) {
-			return fmt.Errorf("route53: hosted zone %s not found (zone_id in --discovery)", p.cfg.ZoneID)
-		}
-		return fmt.Errorf("route53: read hosted zone %s: %w", p.cfg.ZoneID, err)
-	}
-	zone := strings.TrimSuffix(strings.ToLower(aws.ToString(out.HostedZone.Name)), ".")
-	if p.cfg.Name != zone && !strings.HasSuffix(p.cfg.Name, "."+zone) {
-		return fmt.Errorf("%w: route53 name=%q is not inside zone %s (%s)", discovery.ErrDiscoveryConfig, p.cfg.Name, p.cfg.ZoneID, zone)
-	}
-	return nil
-}
 
 // Managers resolves the managers' name over DNS. After negative answers for APIAfter it
 // also reads the record sets through the API at a low, jittered rate, because resolvers cache

@@ -135,23 +135,6 @@ func TestConformance(t *testing.T) {
 	e := start(t, unlimited)
 	ctx := t.Context()
 
-	t.Run("zone check", func(t *testing.T) {
-		if err := e.provider(t, "").CheckZone(ctx); err != nil {
-			t.Fatalf("existing zone: %v", err)
-		}
-		spec, _ := discovery.Parse("provider=route53 zone_id=ZNOSUCHZONE name=managers.swarm.internal")
-		cfg, _ := route53.FromSpec(spec, "manager")
-		err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx)
-		if err == nil || !strings.Contains(err.Error(), "ZNOSUCHZONE") || !strings.Contains(err.Error(), "not found") {
-			t.Fatalf("missing zone: %v, want an error naming ZNOSUCHZONE", err)
-		}
-		spec, _ = discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.other.internal", e.zone))
-		cfg, _ = route53.FromSpec(spec, "manager")
-		if err := route53.New(cfg, e.R53, zerolog.Nop()).CheckZone(ctx); !errors.Is(err, discovery.ErrDiscoveryConfig) {
-			t.Fatalf("name outside the zone: %v, want ErrDiscoveryConfig", err)
-		}
-	})
-
 	t.Run("lock is exclusive under a race", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
