@@ -121,8 +121,9 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 		}
 	}
 	st.update(func(s *Status) { s.NodeID, s.Action, s.Stage = res.NodeID, string(res.Action), "in swarm" })
+	end := time.Now()
 	log.Info().Str("action", string(res.Action)).Str("node_id", res.NodeID).Str("role", cfg.Role).
-		Dur("elapsed", time.Since(start)).Msg("boot finished")
+		Dur("elapsed", end.Sub(start)).Dict("stages_ms", st.stageTimes(end)).Msg("boot finished")
 	return res, nil
 }
 

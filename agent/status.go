@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
@@ -38,9 +39,15 @@ type Status struct {
 
 // statusFile keeps Status on disk, written atomically on every change.
 type statusFile struct {
-	mu   sync.Mutex
-	path string
-	s    Status
+	mu    sync.Mutex
+	path  string
+	s     Status
+	marks []stageMark // when each stage began, for the "boot finished" line
+}
+
+type stageMark struct {
+	name string
+	at   time.Time
 }
 
 func newStatusFile(path, command string) *statusFile {
@@ -67,7 +74,42 @@ func (f *statusFile) update(fn func(*Status)) {
 	}
 }
 
-func (f *statusFile) stage(s string) { f.update(func(st *Status) { st.Stage = s }) }
+func (f *statusFile) stage(s string) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.marks = append(f.marks, stageMark{s, time.Now()})
+	f.mu.Unlock()
+	f.update(func(st *Status) { st.Stage = s })
+}
+
+// stageTimes is how long each stage took until end, in milliseconds, by stage name (a stage
+// entered twice adds up), as a log field.
+func (f *statusFile) stageTimes(end time.Time) *zerolog.Event {
+	d := zerolog.Dict()
+	if f == nil {
+		return d
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sum := map[string]time.Duration{}
+	var order []string
+	for i, m := range f.marks {
+		next := end
+		if i+1 < len(f.marks) {
+			next = f.marks[i+1].at
+		}
+		if _, ok := sum[m.name]; !ok {
+			order = append(order, m.name)
+		}
+		sum[m.name] += next.Sub(m.at)
+	}
+	for _, name := range order {
+		d.Float64(name, float64(sum[name].Microseconds())/1000)
+	}
+	return d
+}
 
 func statusCmd(e env) *cobra.Command {
 	var cfg Config
