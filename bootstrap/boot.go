@@ -175,7 +175,11 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read local swarm state: %w", err)
 	}
-	obs := Observation{Role: b.cfg.Role, Local: local.State, HasNodeID: local.NodeID != "", Settle: b.cfg.Settle}
+	obs := Observation{Role: b.cfg.Role, Local: local.State, HasNodeID: local.NodeID != "" || local.CertNodeID != "", Settle: b.cfg.Settle,
+		CertManager: local.CertManager}
+	if unsettledState(local.State) && !local.CertNotAfter.IsZero() && time.Now().After(local.CertNotAfter) {
+		obs.CertExpired = true
+	}
 	obs.Unsettled = b.unsettled(local.State)
 	b.locked = false
 	var seen observed
@@ -209,6 +213,10 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		}
 	}
 	act := Decide(obs)
+	if obs.CertExpired {
+		b.log.Error().Str("node_id", orNone(local.CertNodeID)).Time("cert_not_after", local.CertNotAfter).Bool("cert_manager", local.CertManager).
+			Msg("this node's swarm certificate has expired (the node was off longer than its validity): the swarm will never take it back with it")
+	}
 	b.log.Info().Str("state", string(local.State)).Bool("managers_found", obs.Managers).
 		Bool("registered_silent", obs.Registered).Str("membership", string(obs.Membership)).
 		Bool("token_ready", obs.TokenReady).Str("action", string(act)).Msg("boot decision")
@@ -236,6 +244,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 		}
 		return false, nil
 	case ActSettle:
+		if obs.CertExpired {
+			b.waiting = fmt.Sprintf("a manager of this node's swarm %s to answer: this manager's certificate expired at %s, and with no other manager of its swarm answering its Raft state may be the last copy, so it is left alone (to recover, run `docker swarm init --force-new-cluster` on the manager with the newest state, then boot the others again)",
+				orNone(local.CertClusterID), local.CertNotAfter.UTC().Format(time.RFC3339))
+			b.d.Stage("waiting for " + b.waiting)
+			return false, nil
+		}
 		b.waiting = fmt.Sprintf("the engine's swarm state %s (node %s) to settle: a manager waiting for its quorum or a node reconnecting is not proven stale, so it is left alone", local.State, orNone(local.NodeID))
 		if local.Error != "" {
 			b.waiting += " (engine says: " + cut(local.Error, 200) + ")"
@@ -274,9 +288,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	return false, fmt.Errorf("unexpected action %q", act)
 }
 
+// unsettledState: the engine is pending or in error.
+func unsettledState(s SwarmState) bool { return s == StatePending || s == StateError }
+
 // unsettled tracks how long this boot has seen the engine pending or in error.
 func (b *booter) unsettled(s SwarmState) time.Duration {
-	if s != StatePending && s != StateError {
+	if !unsettledState(s) {
 		b.unsettledSince, b.unsettledState = time.Time{}, ""
 		return 0
 	}
@@ -321,11 +338,20 @@ func explain(o Observation, a Action, canLock bool, local LocalNode, seen observ
 	case ActReconcile:
 		return "already active in this cluster's swarm: would only reconcile registration and labels"
 	case ActLeave:
+		if o.CertExpired && o.Membership != MemberForeign {
+			if o.CertManager {
+				return fmt.Sprintf("this manager's swarm certificate expired at %s and managers of its swarm answer (they hold the state): would leave and join again", local.CertNotAfter.UTC().Format(time.RFC3339))
+			}
+			return fmt.Sprintf("this node's swarm certificate expired at %s (off longer than its validity): would leave and join again", local.CertNotAfter.UTC().Format(time.RFC3339))
+		}
 		if o.Membership == MemberForeign {
 			return fmt.Sprintf("local swarm state %s belongs to another swarm (managers show %v): would leave it and then join", o.Local, seen.clusterIDs)
 		}
 		return fmt.Sprintf("local swarm state %s has no node identity after %s (a join that never completed): would leave it and then join", o.Local, o.Settle)
 	case ActSettle:
+		if o.CertExpired {
+			return fmt.Sprintf("this manager's swarm certificate expired at %s and no manager of its swarm answers: its Raft state may be the last copy, so it is left alone (recover with `docker swarm init --force-new-cluster`)", local.CertNotAfter.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("local swarm state %s with node %s is not proven stale: would wait for it to settle and never force-leave it", o.Local, orNone(local.NodeID))
 	case ActHold:
 		return "active in a swarm that no answering manager shows to be this cluster's or another's: would leave it alone and report"

@@ -15,7 +15,8 @@ const (
 	// are brought up to date.
 	ActReconcile Action = "reconcile"
 	// ActLeave: local swarm state is proven stale (another cluster's swarm, as its managers'
-	// certificates show; or a join that never got a node identity); leave it first.
+	// certificates show; a node certificate that expired, for a worker, or for a manager while
+	// managers of its swarm answer; or a join that never got a node identity); leave it first.
 	ActLeave Action = "leave"
 	// ActSettle: the engine has a swarm identity and reports pending or error (a manager
 	// waiting for its quorum, a node reconnecting): wait for it to settle, never force-leave.
@@ -77,6 +78,12 @@ type Observation struct {
 	// Settle is how long a pending or error state WITHOUT a node identity (a join that never
 	// completed) may last before it counts as stuck.
 	Settle time.Duration
+	// CertExpired: the node's own swarm certificate has expired (the node was off longer
+	// than its validity). Nobody renews it: the swarm refuses the node for good, so its state
+	// is stale for the swarm, and only its Raft copy (CertManager) may still matter.
+	CertExpired bool
+	// CertManager: that certificate is a manager's (the node may hold a copy of Raft).
+	CertManager bool
 	// Membership compares the node's swarm with the managers' (active, pending, error).
 	Membership Membership
 	// Managers is true when discovery lists at least one manager that answers.
@@ -101,6 +108,10 @@ func Decide(o Observation) Action {
 	case StatePending, StateError:
 		switch {
 		case o.Membership == MemberForeign:
+			return ActLeave
+		case o.CertExpired && (!o.CertManager || o.Membership == MemberSame):
+			// A worker's expired identity holds nothing; a manager's Raft copy is safe to
+			// drop only while managers of its own swarm answer (they hold the state).
 			return ActLeave
 		case !o.HasNodeID && o.Unsettled >= o.Settle:
 			return ActLeave

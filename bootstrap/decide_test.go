@@ -25,6 +25,10 @@ func TestDecideTable(t *testing.T) {
 		{"error worker with identity settles", Observation{Role: W, Local: StateError, HasNodeID: true, Settle: settle}, ActSettle},
 		{"pending of another cluster leaves", Observation{Role: M, Local: StatePending, HasNodeID: true, Membership: MemberForeign, Settle: settle}, ActLeave},
 		{"error of another cluster leaves", Observation{Role: W, Local: StateError, HasNodeID: true, Membership: MemberForeign, Settle: settle}, ActLeave},
+		{"expired worker leaves at once", Observation{Role: W, Local: StateError, HasNodeID: true, CertExpired: true, Settle: settle}, ActLeave},
+		{"expired manager leaves while its swarm answers", Observation{Role: M, Local: StateError, HasNodeID: true, CertExpired: true, CertManager: true, Membership: MemberSame, Managers: true, Settle: settle}, ActLeave},
+		{"expired manager alone keeps its Raft copy", Observation{Role: M, Local: StateError, HasNodeID: true, CertExpired: true, CertManager: true, Unsettled: time.Hour, Settle: settle}, ActSettle},
+		{"expired manager unproven keeps its Raft copy", Observation{Role: W, Local: StateError, HasNodeID: true, CertExpired: true, CertManager: true, Membership: MemberUnproven, Unsettled: time.Hour, Settle: settle}, ActSettle},
 		{"pending join without identity settles a while", Observation{Role: W, Local: StatePending, Unsettled: 10 * time.Second, Settle: settle}, ActSettle},
 		{"pending join without identity leaves once stuck", Observation{Role: W, Local: StatePending, Unsettled: settle, Settle: settle}, ActLeave},
 		{"error without identity leaves once stuck", Observation{Role: M, Local: StateError, Unsettled: 2 * settle, Settle: settle}, ActLeave},
@@ -79,10 +83,13 @@ func TestDecideInvariants(t *testing.T) {
 							for _, reg := range []bool{false, true} {
 								for _, tok := range []bool{false, true} {
 									for _, lk := range locks {
-										o := Observation{Role: role, Local: st, HasNodeID: id, Unsettled: unsettled, Settle: settle,
-											Membership: ms, Managers: mgr, Registered: reg, TokenReady: tok, Lock: lk}
-										checkInvariants(t, o, Decide(o))
-										n++
+										for _, cert := range [][2]bool{{false, false}, {true, false}, {true, true}, {false, true}} {
+											o := Observation{Role: role, Local: st, HasNodeID: id, Unsettled: unsettled, Settle: settle,
+												Membership: ms, Managers: mgr, Registered: reg, TokenReady: tok, Lock: lk,
+												CertExpired: cert[0], CertManager: cert[1]}
+											checkInvariants(t, o, Decide(o))
+											n++
+										}
 									}
 								}
 							}
@@ -92,7 +99,7 @@ func TestDecideInvariants(t *testing.T) {
 			}
 		}
 	}
-	if n != 2*5*2*3*4*2*2*2*3 {
+	if n != 2*5*2*3*4*2*2*2*3*4 {
 		t.Fatalf("walked %d combinations", n)
 	}
 }
@@ -109,17 +116,26 @@ func checkInvariants(t *testing.T, o Observation, a Action) {
 	if a == ActLock && (o.Role != swarm.RoleManager || o.Registered || o.Managers) {
 		t.Errorf("%s: went for the lock (worker, or managers exist)", name)
 	}
-	// Never destroy what is not proven stale: leave only another cluster's swarm, or a join
-	// that never got an identity and stayed stuck past the settle time.
+	// Never destroy what is not proven stale: leave only another cluster's swarm, an expired
+	// identity that holds no Raft copy the swarm still lacks (a worker's, or a manager's while
+	// managers of its swarm answer), or a join that never got an identity and stayed stuck
+	// past the settle time.
+	unsettled := o.Local == StatePending || o.Local == StateError
+	expiredStale := unsettled && o.CertExpired && (!o.CertManager || o.Membership == MemberSame)
 	if a == ActLeave {
 		proven := o.Membership == MemberForeign && o.Local != StateInactive && o.Local != StateLocked
-		stuckJoin := !o.HasNodeID && (o.Local == StatePending || o.Local == StateError) && o.Unsettled >= o.Settle
-		if !proven && !stuckJoin {
+		stuckJoin := !o.HasNodeID && unsettled && o.Unsettled >= o.Settle
+		if !proven && !stuckJoin && !expiredStale {
 			t.Errorf("%s: left swarm state that is not proven stale", name)
 		}
 	}
-	if o.HasNodeID && (o.Local == StatePending || o.Local == StateError) && o.Membership != MemberForeign && a != ActSettle {
+	if o.HasNodeID && unsettled && o.Membership != MemberForeign && !expiredStale && a != ActSettle {
 		t.Errorf("%s: a node with an identity did %s, want settle", name, a)
+	}
+	// A manager's expired identity with no manager of its swarm answering may hold the last
+	// copy of Raft: never left.
+	if unsettled && o.CertExpired && o.CertManager && o.HasNodeID && o.Membership != MemberSame && o.Membership != MemberForeign && a == ActLeave {
+		t.Errorf("%s: left an expired manager's state with no manager of its swarm answering", name)
 	}
 	if o.Local == StateActive && (o.Membership == MemberSame || o.Membership == MemberUnknown) && a != ActReconcile {
 		t.Errorf("%s: node in this swarm did %s, want reconcile", name, a)

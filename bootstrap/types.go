@@ -6,6 +6,7 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -31,8 +32,15 @@ type LocalNode struct {
 	// whenever the node has an identity and the agent runs beside the engine (workers,
 	// managers without quorum, nodes reconnecting): what the swarm itself says this node is.
 	CertClusterID string
-	IsManager     bool // ControlAvailable
-	NodeAddr      string
+	// CertNodeID, CertManager and CertNotAfter are the rest of what that certificate says:
+	// the node id, whether it is a manager's (Raft state may live beside it) and when it
+	// expires. An engine that cannot load an expired certificate reports an error and no
+	// node id: the certificate on disk is then the only sign of the identity it holds.
+	CertNodeID   string
+	CertManager  bool
+	CertNotAfter time.Time
+	IsManager    bool // ControlAvailable
+	NodeAddr     string
 	// RemoteManagers are the manager addresses (ip:port) the engine knows.
 	RemoteManagers []string
 	Error          string

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -166,28 +167,30 @@ func (e *Engine) Local(ctx context.Context) (bootstrap.LocalNode, error) {
 		return bootstrap.LocalNode{}, e.wrap("read swarm state", err)
 	}
 	ln := localNode(res.Info.Swarm)
-	if ln.NodeID != "" && res.Info.DockerRootDir != "" {
-		ln.CertClusterID = certClusterID(filepath.Join(res.Info.DockerRootDir, "swarm", "certificates", "swarm-node.crt"))
+	if ln.State != bootstrap.StateInactive && res.Info.DockerRootDir != "" {
+		readCert(&ln, filepath.Join(res.Info.DockerRootDir, "swarm", "certificates", "swarm-node.crt"))
 	}
 	return ln, nil
 }
 
-// certClusterID reads the cluster id from a node certificate (swarmkit: Subject O = cluster
-// id); "" when the file cannot be read (an engine on another host) or parsed.
-func certClusterID(path string) string {
+// readCert fills ln's Cert fields from a node certificate (swarmkit: Subject O = cluster id,
+// OU = role, CN = node id); it leaves them empty when the file cannot be read (an engine on
+// another host) or parsed.
+func readCert(ln *bootstrap.LocalNode, path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil {
-		return ""
+		return
 	}
 	c, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil || len(c.Subject.Organization) != 1 {
-		return ""
+		return
 	}
-	return c.Subject.Organization[0]
+	ln.CertClusterID, ln.CertNodeID, ln.CertNotAfter = c.Subject.Organization[0], c.Subject.CommonName, c.NotAfter
+	ln.CertManager = slices.Contains(c.Subject.OrganizationalUnit, "swarm-manager")
 }
 
 func localNode(s swarmapi.Info) bootstrap.LocalNode {
