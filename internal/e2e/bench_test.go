@@ -68,7 +68,13 @@ func BenchmarkDrainOverhead(b *testing.B) {
 	}, QueryRegistry: false}); err != nil {
 		b.Fatal(err)
 	}
-	time.Sleep(5 * time.Second) // tasks start
+	waitfor.Until(b, 2*time.Minute, fmt.Sprintf("%d running tasks of bench", replicas), func() error {
+		_, n, err := localcluster.RunningTasks(ctx, d, "bench")
+		if err == nil && n != int(replicas) {
+			err = fmt.Errorf("%d running", n)
+		}
+		return err
+	})
 	var overhead, moving, removal time.Duration
 	b.ResetTimer()
 	for i := range b.N {

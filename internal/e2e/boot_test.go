@@ -19,6 +19,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // TestIntegrationRoute53Boot is the boot issue's proof on real engines: racing managers and
@@ -139,12 +140,14 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		}
 		done := make(chan localcluster.Run, 1)
 		go func() { done <- c.Boot(ctx, workers[0], "worker") }()
-		time.Sleep(4 * time.Second)
-		select {
-		case r := <-done:
-			t.Fatalf("worker finished before any manager existed: exit %d %s", r.Code, r.Stderr)
-		default:
-		}
+		waitfor.Throughout(t, 4*time.Second, 250*time.Millisecond, "a worker waiting while no manager exists", func() error {
+			select {
+			case r := <-done:
+				return fmt.Errorf("worker finished before any manager existed: exit %d %s", r.Code, r.Stderr)
+			default:
+				return nil
+			}
+		})
 		if r := c.Boot(ctx, managers[0], "manager"); r.Code != 0 || r.Result.Action != "init" {
 			t.Fatalf("manager: exit %d %q\n%s", r.Code, r.Result.Action, r.Stderr)
 		}

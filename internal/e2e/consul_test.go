@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,7 +92,14 @@ func TestIntegrationConsulBoot(t *testing.T) {
 		runs = append(runs, a)
 		t.Cleanup(func() { a.Stop(10 * time.Second) })
 	}
-	time.Sleep(2 * time.Second)
+	for i, a := range runs {
+		waitfor.Until(t, time.Minute, "the control API of "+managers[i].Name, func() error {
+			if !strings.Contains(a.Log(), "control API serving") {
+				return errors.New("not serving yet")
+			}
+			return nil
+		})
+	}
 	leaving := managers[2]
 	cmd := c.Command(ctx, leaving, "drain", "--drain-deadline=1m")
 	out, err := cmd.CombinedOutput()
@@ -113,21 +122,27 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	rest := append(slices.Clone(managers[:2]), c.Bed.Nodes[3:]...)
 	prior := must[localcluster.View](t)(c.View(ctx, rest))
 	c.StopConsul()
-	time.Sleep(20 * time.Second) // more than a leader round (15 s)
-	for i, a := range runs {
-		select {
-		case <-a.Done():
-			t.Fatalf("run on %s exited (code %d) once Consul was gone:\n%s", managers[i].Name, a.Code(), tail(a.Log(), 20))
-		default:
+	// Watched for more than a leader round (15 s), every second.
+	waitfor.Throughout(t, 20*time.Second, time.Second, "the swarm and its agents while Consul is gone", func() error {
+		for i, a := range runs {
+			select {
+			case <-a.Done():
+				return fmt.Errorf("run on %s exited (code %d):\n%s", managers[i].Name, a.Code(), tail(a.Log(), 20))
+			default:
+			}
 		}
-	}
-	later := must[localcluster.View](t)(c.View(ctx, rest))
-	if len(later.ClusterIDs) != 1 || later.Managers != 2 || later.Workers != 3 || len(later.Inactive) != 0 {
-		t.Fatalf("after Consul was lost: %+v, want the same swarm of 2 managers and 3 workers", later)
-	}
-	for name, id := range prior.NodeIDs {
-		if later.NodeIDs[name] != id {
-			t.Errorf("%s node id changed %s -> %s while Consul was gone", name, id, later.NodeIDs[name])
+		later, err := c.View(ctx, rest)
+		if err != nil {
+			return err
 		}
-	}
+		if len(later.ClusterIDs) != 1 || later.Managers != 2 || later.Workers != 3 || len(later.Inactive) != 0 {
+			return fmt.Errorf("%+v, want the same swarm of 2 managers and 3 workers", later)
+		}
+		for name, id := range prior.NodeIDs {
+			if later.NodeIDs[name] != id {
+				return fmt.Errorf("%s node id changed %s -> %s", name, id, later.NodeIDs[name])
+			}
+		}
+		return nil
+	})
 }

@@ -52,11 +52,13 @@ func TestIntegrationReapDeadNode(t *testing.T) {
 		return nil
 	})
 	down := time.Now()
-	// Past the grace period, with the instance still InService: not reaped.
-	time.Sleep(time.Minute + 20*time.Second)
-	if s := state(); s != "down" {
-		t.Fatalf("%s after %s down with its instance alive, want still listed as down", s, time.Since(down).Round(time.Second))
-	}
+	// Past the grace period, with the instance still InService: never reaped (every 2 s).
+	waitfor.Throughout(t, time.Minute+20*time.Second, 2*time.Second, "a dead worker whose instance is alive stays listed", func() error {
+		if s := state(); s != "down" {
+			return fmt.Errorf("%s after %s down with its instance alive, want still listed as down", s, time.Since(down).Round(time.Second))
+		}
+		return nil
+	})
 	id := c.InstanceID(worker)
 	if _, err := c.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true)}); err != nil {
