@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/control"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 	"github.com/swarm-agent/swarm-agent/notify"
@@ -68,6 +69,7 @@ type Config struct {
 	QueueURL         string
 	DaemonConfig     string
 	DrainOnRebalance bool
+	MaintenanceLead  time.Duration
 	DockerLogDriver  string
 	DockerLogOpts    map[string]string
 	DockerPIDFile    string
@@ -203,6 +205,9 @@ var options = map[string]option{
 	}},
 	"drain-on-rebalance": {"drain-on-rebalance", "run: also drain on an EC2 rebalance recommendation (a spot instance at elevated risk of interruption)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.BoolVar(&c.DrainOnRebalance, "drain-on-rebalance", false, "")
+	}},
+	"maintenance-lead": {"maintenance-lead", "run: how long before an EC2 scheduled event's window (instance metadata events/maintenance/scheduled) the node drains: a reboot or host maintenance drains it and makes it active again once the instance is back, a stop or retirement drains it out of the swarm; 0 ignores scheduled events", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.MaintenanceLead, "maintenance-lead", lifecycle.DefaultMaintenanceLead, "")
 	}},
 	"queue-url": {"queue-url", "run (leader): SQS queue of termination notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.QueueURL, "queue-url", "", "")
@@ -515,6 +520,9 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("reap-grace") && c.ReapGrace < time.Minute {
 		bad("reap-grace", c.ReapGrace.String(), "must be at least 1m (a node restarting is not dead)")
+	}
+	if has("maintenance-lead") && (c.MaintenanceLead < 0 || c.MaintenanceLead > 14*24*time.Hour) {
+		bad("maintenance-lead", c.MaintenanceLead.String(), "must be 0 (ignore scheduled events) up to 336h (AWS announces events up to two weeks ahead)")
 	}
 	if has("watch-interval") && (c.WatchInterval < 100*time.Millisecond || c.WatchInterval > time.Minute) {
 		bad("watch-interval", c.WatchInterval.String(), "must be 100ms..1m (a spot notice gives two minutes)")

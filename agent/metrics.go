@@ -41,7 +41,11 @@ type metrics struct {
 	// takeovers counts drains the leader took over from nodes' agents, by reason.
 	takeovers *prometheus.CounterVec
 	// protections counts scale-in protection the leader set or lifted on managers.
-	protections  *prometheus.CounterVec
+	protections *prometheus.CounterVec
+	// maintenance counts this node's drains ahead of EC2 reboot events, and its returns.
+	maintenance *prometheus.CounterVec
+	// impaired counts the leader's drains of nodes whose instances fail their status checks.
+	impaired     *prometheus.CounterVec
 	awsErrors    *prometheus.CounterVec // service, code
 	dockerErrors *prometheus.CounterVec // op, kind
 	inSwarm      prometheus.Gauge
@@ -70,11 +74,15 @@ func newMetrics() *metrics {
 		Help: "Drains the leader took over on an instance's behalf, by reason (no_agent: its agent did not start within the queue grace; stale: its agent stopped reporting progress)."}, []string{"reason"})
 	m.protections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_scale_in_protections_total",
 		Help: "Scale-in protection the leader set on managers whose loss would cost quorum, or lifted, by result (set, cleared)."}, []string{"result"})
+	m.maintenance = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_maintenance_drains_total",
+		Help: "This node drained ahead of an EC2 scheduled reboot or maintenance event (drained), and made active again after it (restored)."}, []string{"action"})
+	m.impaired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_impaired_drains_total",
+		Help: "Nodes the leader drained because their instance's EC2 status checks fail (drained), made active again once they pass (restored), or left active because a third of the nodes are drained for it already (limit)."}, []string{"action"})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.notifications, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
-		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.maintenance, m.impaired, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -92,6 +100,10 @@ func (m *metrics) observe(event, reason string) {
 		m.takeovers.WithLabelValues(reason).Inc()
 	case lifecycle.EventProtection:
 		m.protections.WithLabelValues(reason).Inc()
+	case lifecycle.EventMaintenance:
+		m.maintenance.WithLabelValues(reason).Inc()
+	case lifecycle.EventImpaired:
+		m.impaired.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -26,7 +26,7 @@ func init() { extraCommands = append(extraCommands, runCmd) }
 // runOptions: everything boot takes, plus what draining and the daemon take.
 var runOptions = func() []string {
 	out := append([]string(nil), bootOptions...)
-	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace", "drain-on-rebalance") {
+	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace", "drain-on-rebalance", "maintenance-lead") {
 		seen := false
 		for _, x := range out {
 			if x == o {
@@ -47,9 +47,11 @@ func runCmd(e env) *cobra.Command {
 		Short: "The long-running agent: boot, then watch for this node's end and drain it; leader duties on managers",
 		Long: `run is what the systemd unit starts (Type=notify). It boots first (READY=1 only once the
 node is in the swarm), then watches instance metadata for the Auto Scaling target lifecycle state
-Terminated and for a spot interruption notice, and drains the node when either comes. On
-managers it also serves the control API that workers use to drain themselves, and the leader
-reaps nodes that died without warning. A SIGTERM stops the watching; a drain in progress goes
+Terminated, for a spot interruption notice and for EC2 scheduled events, and drains the node
+when either comes (a scheduled reboot or host maintenance drains the node ahead of its window
+and makes it active again once the instance is back). On managers it also serves the control
+API that workers use to drain themselves, and the leader reaps nodes that died without warning
+and drains nodes whose instances fail their EC2 status checks. A SIGTERM stops the watching; a drain in progress goes
 on to its end (its own deadline).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -139,6 +141,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	} else {
 		g.Go(func() error { return d.labelSelf(gctx, dw) })
 	}
+	g.Go(func() error { return d.maintain(gctx, dw) })
 	drainErr := make(chan error, 1)
 	g.Go(func() error {
 		err := d.watch(gctx, dw)
@@ -183,7 +186,7 @@ func (d *daemon) drainBeforeBoot(ctx context.Context, cfg Config) (done bool, er
 	defer dw.close()
 	stop := d.keepAlive()
 	defer stop()
-	_, err = runDrain(ctx, dw.drainer, n, d.m, d.log, d.st, dw.notifier)
+	_, err = runDrain(ctx, drainerFor(dw, n), n, d.m, d.log, d.st, dw.notifier)
 	return true, err
 }
 
@@ -215,7 +218,7 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 			_ = d.notify.Status("draining: " + n.Kind)
 			// The drain outlives ctx (its own deadline); keep the watchdog fed meanwhile.
 			stop := d.keepAlive()
-			_, err := runDrain(ctx, dw.drainer, n, d.m, d.log, d.st, dw.notifier)
+			_, err := runDrain(ctx, drainerFor(dw, n), n, d.m, d.log, d.st, dw.notifier)
 			stop()
 			_ = d.notify.Stopping()
 			return err
@@ -223,6 +226,72 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 		select {
 		case <-ctx.Done():
 			_ = d.notify.Stopping()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// drainerFor is the drainer for notice n: a scheduled stop or retirement holds no lifecycle
+// action (the instance stays in service in its group until EC2 stops it), so its drain looks
+// for none.
+func drainerFor(dw *drainWiring, n lifecycle.Notice) *lifecycle.Drainer {
+	if n.Kind != lifecycle.EventInstanceStop && n.Kind != lifecycle.EventInstanceRetirement {
+		return dw.drainer
+	}
+	dr := *dw.drainer
+	dr.Hook = nil
+	return &dr
+}
+
+// maintain keeps this node out of task placement around an EC2 scheduled reboot or host
+// maintenance event of its instance (lifecycle.Maintainer): drained from --maintenance-lead
+// before the event's window, active again once the event is over and the node is back. It
+// asks the swarm only while such an event is due or the node carries its mark (after the
+// reboot, this run's first pass finds the mark), so that a thousand workers do not poll the
+// managers for nothing.
+func (d *daemon) maintain(ctx context.Context, dw *drainWiring) error {
+	lead := d.cfg.MaintenanceLead
+	if lead <= 0 || d.imds == nil {
+		return nil
+	}
+	m := &lifecycle.Maintainer{Swarm: dw.drainer.Swarm, Lead: lead,
+		Log: d.log.With().Str("component", "maintenance").Logger(), Observe: d.m.observe}
+	t := time.NewTicker(d.cfg.WatchInterval)
+	defer t.Stop()
+	pending := true // a mark left from before a reboot
+	lastErr := ""
+	for {
+		evs, err := d.imds.ScheduledEvents(ctx)
+		_, due := lifecycle.DueEvent(evs, time.Now(), lead, lifecycle.ScheduledEvent.Reboots)
+		if err == nil && (due || pending) {
+			var nodeID string
+			if nodeID, _, err = dw.engine.Self(ctx); err == nil && nodeID != "" {
+				var st lifecycle.MaintenanceState
+				st, err = m.Pass(ctx, nodeID, evs, time.Now())
+				if err == nil {
+					pending = st.Marked
+					switch {
+					case st.Drained:
+						d.st.update(func(s *Status) {
+							s.Stage = fmt.Sprintf("drained for the scheduled %s from %s (%s)", st.Event.Code, st.Event.NotBefore.UTC().Format(time.RFC3339), st.Event.ID)
+						})
+					case st.Restored:
+						d.st.update(func(s *Status) { s.Stage = fmt.Sprintf("in swarm as %s (node %s)", d.cfg.Role, nodeID) })
+					}
+				}
+			}
+		}
+		if err != nil && ctx.Err() == nil && err.Error() != lastErr {
+			d.log.Warn().Err(err).Msg("scheduled events: will retry")
+		}
+		if err != nil {
+			lastErr = err.Error()
+		} else {
+			lastErr = ""
+		}
+		select {
+		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
@@ -265,6 +334,21 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 		return lifecycle.Notice{Kind: "spot", InstanceID: id, Source: "imds", Deadline: sa.Time}, true
 	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
 		d.log.Warn().Err(err).Msg("read spot instance action")
+	}
+	if lead := d.cfg.MaintenanceLead; lead > 0 {
+		evs, err := d.imds.ScheduledEvents(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("read scheduled events")
+		}
+		if ev, ok := lifecycle.DueEvent(evs, time.Now(), lead, lifecycle.ScheduledEvent.Stops); ok {
+			d.log.Warn().Str("reason", ev.Code).Str("value", ev.ID).Time("deadline", ev.NotBefore).
+				Msg("scheduled " + ev.Code + ": the instance stops in its window; draining the node out of the swarm before it")
+			n := lifecycle.Notice{Kind: ev.Code, InstanceID: id, Source: "imds"}
+			if ev.NotBefore.After(time.Now()) {
+				n.Deadline = ev.NotBefore
+			}
+			return n, true
+		}
 	}
 	if rebalance {
 		at, err := d.imds.RebalanceRecommendation(ctx)
@@ -313,6 +397,11 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 	}
 	protector := &lifecycle.Protector{Swarm: engineSwarm{dw.engine}, ASG: dw.hook, Instances: inst,
 		Log: d.log.With().Str("component", "protection").Logger(), Observe: d.m.observe}
+	var health *lifecycle.Health
+	if st, ok := inst.(lifecycle.Statuses); ok && st != nil {
+		health = &lifecycle.Health{Swarm: engineSwarm{dw.engine}, Status: st, Instances: inst,
+			Log: d.log.With().Str("component", "health").Logger(), Observe: d.m.observe}
+	}
 	// The queue consumer runs only while this manager leads.
 	var stopQueue func()
 	defer func() {
@@ -382,6 +471,11 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			err = protector.Pass(ctx, nodes)
 			if err != nil && ctx.Err() == nil {
 				d.log.Warn().Err(err).Msg("leader: keep scale-in protection on the managers quorum needs")
+			}
+			if health != nil {
+				if err := health.Pass(ctx, nodes); err != nil && ctx.Err() == nil {
+					d.log.Warn().Err(err).Msg("leader: drain the nodes of instances whose status checks fail")
+				}
 			}
 		}
 	}

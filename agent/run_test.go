@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,21 @@ func TestNoticeFromInstanceMetadata(t *testing.T) {
 		{"rebalance ignored unless asked", func(in *imdsfake.Instance) { in.RebalanceAt = &at }, false, ""},
 		{"rebalance when asked", func(in *imdsfake.Instance) { in.RebalanceAt = &at }, true, "rebalance"},
 		{"standby is not an end", func(in *imdsfake.Instance) { in.TargetLifecycleState = "Standby" }, true, ""},
+		{"scheduled stop within the lead", func(in *imdsfake.Instance) {
+			in.Events = []imdsfake.Event{{ID: "instance-event-1", Code: "instance-stop", NotBefore: at}}
+		}, false, "instance-stop"},
+		{"scheduled retirement within the lead", func(in *imdsfake.Instance) {
+			in.Events = []imdsfake.Event{{ID: "instance-event-1", Code: "instance-retirement", NotBefore: at}}
+		}, false, "instance-retirement"},
+		{"scheduled stop beyond the lead", func(in *imdsfake.Instance) {
+			in.Events = []imdsfake.Event{{ID: "instance-event-1", Code: "instance-stop", NotBefore: at.Add(2 * time.Hour)}}
+		}, false, ""},
+		{"scheduled stop completed", func(in *imdsfake.Instance) {
+			in.Events = []imdsfake.Event{{ID: "instance-event-1", Code: "instance-stop", State: "completed", NotBefore: at}}
+		}, false, ""},
+		{"a scheduled reboot is not an end", func(in *imdsfake.Instance) {
+			in.Events = []imdsfake.Event{{ID: "instance-event-1", Code: "system-reboot", NotBefore: at}}
+		}, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +63,7 @@ func TestNoticeFromInstanceMetadata(t *testing.T) {
 			s.Put(in)
 			srv := httptest.NewServer(s)
 			defer srv.Close()
-			d := &daemon{cfg: Config{DrainOnRebalance: tt.rebalance}, log: zerolog.Nop(),
+			d := &daemon{cfg: Config{DrainOnRebalance: tt.rebalance, MaintenanceLead: 30 * time.Minute}, log: zerolog.Nop(),
 				imds: imds.New(awsimds.New(awsimds.Options{Endpoint: srv.URL, EnableFallback: aws.FalseTernary}))}
 			n, ok := d.notice(t.Context(), in.ID, d.cfg.DrainOnRebalance)
 			if got := map[bool]string{true: n.Kind}[ok]; got != tt.wantKind {
@@ -56,7 +72,7 @@ func TestNoticeFromInstanceMetadata(t *testing.T) {
 			if ok && n.InstanceID != in.ID {
 				t.Errorf("notice for %q, want %q", n.InstanceID, in.ID)
 			}
-			if tt.wantKind == "spot" && !n.Deadline.Equal(at) {
+			if (tt.wantKind == "spot" || strings.HasPrefix(tt.wantKind, "instance-")) && !n.Deadline.Equal(at) {
 				t.Errorf("spot deadline %v, want %v", n.Deadline, at)
 			}
 		})

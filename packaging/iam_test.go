@@ -79,6 +79,7 @@ var starOnlyActions = map[string]bool{
 	"autoscaling:DescribeAutoScalingInstances": true,
 	"autoscaling:DescribeLifecycleHooks":       true,
 	"ec2:DescribeInstances":                    true,
+	"ec2:DescribeInstanceStatus":               true,
 }
 
 // sdkClients: an IAM action of these services is named after an API operation, which is a
@@ -383,7 +384,7 @@ func TestIAMPolicyExactActions(t *testing.T) {
 		"manager": {
 			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingInstances",
 			"autoscaling:DescribeLifecycleHooks", "autoscaling:RecordLifecycleActionHeartbeat",
-			"autoscaling:SetInstanceProtection", "ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt",
+			"autoscaling:SetInstanceProtection", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt",
 			"kms:GenerateDataKey",
 			"route53:ChangeResourceRecordSets", "route53:GetChange",
 			"route53:ListResourceRecordSets",
@@ -480,6 +481,8 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"autoscaling:SetInstanceProtection", group("someone-elses-group"), nil, false},
 			{"autoscaling:DescribeLifecycleHooks", "*", nil, true},
 			{"ec2:DescribeInstances", "*", nil, true},
+			// The leader drains the nodes of instances whose status checks fail.
+			{"ec2:DescribeInstanceStatus", "*", nil, true},
 			{"ec2:TerminateInstances", "*", nil, false},
 			{"sqs:ReceiveMessage", queue, nil, true},
 			{"sqs:DeleteMessage", queue, nil, true},
@@ -514,7 +517,7 @@ func TestIAMPolicyGrants(t *testing.T) {
 	// Whatever the resource: a worker never writes tokens or DNS, never encrypts, reads no queue.
 	neverWorker := []string{"ssm:PutParameter", "ssm:DeleteParameter", "route53:ChangeResourceRecordSets",
 		"secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "kms:GenerateDataKey",
-		"kms:Encrypt", "sqs:ReceiveMessage", "ec2:DescribeInstances"}
+		"kms:Encrypt", "sqs:ReceiveMessage", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus"}
 	for role, checks := range tests {
 		t.Run(role, func(t *testing.T) {
 			_, rendered := readPolicy(t, role)

@@ -37,4 +37,14 @@ const (
 	// LabelProtected marks a manager whose instance the leader protected from scale-in, so
 	// that the leader only ever lifts protection it set itself (an operator's stays).
 	LabelProtected = LabelPrefix + "scale-in-protected"
+	// LabelMaintenance marks a node that its own agent drained ahead of an EC2 scheduled
+	// reboot or maintenance event of its instance (value: the event id), so that the agent
+	// makes the node active again once the event is over, and only then: a drain it did not
+	// make (an operator's) is never undone. The control API lets a node set it only while the
+	// node is active (or marked already), and make itself active again only while marked.
+	LabelMaintenance = LabelPrefix + "maintenance"
+	// LabelImpaired marks a node that the leader drained because EC2 reported its instance's
+	// status checks failing (value: RFC3339 time of the drain); the leader makes the node
+	// active again once both checks pass. Only the leader writes it: the control API refuses it.
+	LabelImpaired = LabelPrefix + "impaired"
 )

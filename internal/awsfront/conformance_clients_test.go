@@ -103,6 +103,9 @@ func goCall(ctx context.Context, e *fronttest.Env, sq *sqs.Client, op string, pa
 	case "autoscaling.SetInstanceProtection":
 		in := &autoscaling.SetInstanceProtectionInput{}
 		return call(in, func() (any, error) { return e.ASG.SetInstanceProtection(ctx, in) })
+	case "ec2.DescribeInstanceStatus":
+		in := &ec2.DescribeInstanceStatusInput{}
+		return call(in, func() (any, error) { return e.EC2.DescribeInstanceStatus(ctx, in) })
 	case "sqs.ReceiveMessage":
 		in := &sqs.ReceiveMessageInput{}
 		return call(in, func() (any, error) { return sq.ReceiveMessage(ctx, in) })

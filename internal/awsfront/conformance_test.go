@@ -172,6 +172,11 @@ func TestIndependentClients(t *testing.T) {
 	if tokenLen, _ := doc.IMDS["token_len"].(float64); doc.IMDS["instance_id"] != "i-0conformance0000" || tokenLen <= 0 || doc.IMDS["without_token"] != float64(401) {
 		t.Errorf("IMDSv2 through python urllib = %v; want the instance id with a token and 401 without", doc.IMDS)
 	}
+	wantScheduled := []any{map[string]any{"NotBefore": "4 Mar 2027 09:00:43 GMT", "Code": "system-reboot", "Description": "scheduled reboot",
+		"EventId": confEvent.ID, "NotAfter": "4 Mar 2027 09:17:23 GMT", "State": "active"}}
+	if got := doc.IMDS["scheduled"]; fmt.Sprint(got) != fmt.Sprint(wantScheduled) {
+		t.Errorf("events/maintenance/scheduled through python urllib = %v; want %v", got, wantScheduled)
+	}
 	if curlGot != "" && curlGot != "i-0conformance0000 401" {
 		t.Errorf("IMDSv2 through curl = %q; want the instance id with a token and 401 without", curlGot)
 	}
@@ -226,8 +231,25 @@ func newConfWorld(t *testing.T, e *fronttest.Env) confWorld {
 		}
 	}
 	e.Front.AddInstance(imdsfake.Instance{ID: "i-0conformance0000", PrivateIP: "127.0.0.1", AZ: "us-east-1a", InstanceType: "t3.micro"})
+	// The idle instance has a scheduled reboot and failing status checks; the instance whose
+	// metadata answers 127.0.0.1 has the same reboot in its metadata.
+	e.Front.AddInstance(imdsfake.Instance{ID: ids[3], PrivateIP: "127.0.0.99", AZ: "us-east-1a", InstanceType: "t3.micro"})
+	for _, id := range []string{ids[3], "i-0conformance0000"} {
+		if _, err := e.Front.ScheduleEvent(id, confEvent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Front.SetStatusChecks(ids[3], awsfront.StatusChecks{System: "ok", Instance: "impaired",
+		Since: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
 	return confWorld{zone: zone, change: aws.ToString(chg.ChangeInfo.Id), queue: aws.ToString(q.QueueUrl), instances: ids, sqs: sq}
 }
+
+// confEvent is the scheduled event the conformance world's instances carry.
+var confEvent = imdsfake.Event{ID: "instance-event-0d59937288b749b32", Code: "system-reboot", Description: "scheduled reboot",
+	NotBefore: time.Date(2027, 3, 4, 9, 0, 43, 0, time.UTC), NotAfter: time.Date(2027, 3, 4, 9, 17, 23, 0, time.UTC),
+	NotBeforeDeadline: time.Date(2027, 3, 20, 0, 0, 0, 0, time.UTC)}
 
 // judge compares one client's result with the case's expectation.
 func judge(t *testing.T, c confClient, cs confCase, r confResult) {
@@ -394,6 +416,20 @@ func conformanceCases() []confCase {
 			code: "ValidationError", msg: noActionOn + "{{instance}}"},
 		{Name: "asg protect instance", Service: "autoscaling", Operation: "SetInstanceProtection",
 			Params: map[string]any{"AutoScalingGroupName": asgGroup, "InstanceIds": []string{"{{idle}}"}, "ProtectedFromScaleIn": true}},
+
+		// EC2: what the leader asks of instances' status checks (the front shows its scheduled
+		// events and failing checks over moto's answer).
+		{Name: "ec2 describe instance status", Service: "ec2", Operation: "DescribeInstanceStatus",
+			Params: map[string]any{"InstanceIds": []string{"{{idle}}"}, "IncludeAllInstances": true},
+			check: map[string]string{"InstanceStatuses.0.InstanceId": "{{idle}}", "InstanceStatuses.0.InstanceState.Name": "running",
+				"InstanceStatuses.0.SystemStatus.Status": "ok", "InstanceStatuses.0.InstanceStatus.Status": "impaired",
+				"InstanceStatuses.0.InstanceStatus.Details.0.Name": "reachability", "InstanceStatuses.0.InstanceStatus.Details.0.Status": "failed",
+				"InstanceStatuses.0.InstanceStatus.Details.0.ImpairedSince": "*",
+				"InstanceStatuses.0.Events.0.InstanceEventId": confEvent.ID, "InstanceStatuses.0.Events.0.Code": "system-reboot",
+				"InstanceStatuses.0.Events.0.Description": "scheduled reboot", "InstanceStatuses.0.Events.0.NotBefore": "*",
+				"InstanceStatuses.0.Events.0.NotAfter": "*", "InstanceStatuses.0.Events.0.NotBeforeDeadline": "*"}},
+		{Name: "ec2 describe missing instance status", Service: "ec2", Operation: "DescribeInstanceStatus",
+			Params: map[string]any{"InstanceIds": []string{"i-0123456789abcdef0"}}, code: "InvalidInstanceID.NotFound"},
 
 		// SQS: what lifecycle/queue calls on the notice queue (moto's, through the front).
 		{Name: "sqs receive", Service: "sqs", Operation: "ReceiveMessage",

@@ -58,6 +58,48 @@ func (f *Front) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"instance_id": body.InstanceID, "time": body.Time.UTC()})
 	})
+	mux.HandleFunc("POST /events", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			InstanceID string `json:"instance_id"`
+			imdsfake.Event
+		}
+		if !readJSON(w, r, &body) {
+			return
+		}
+		ev, err := f.ScheduleEvent(body.InstanceID, body.Event)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errBody(err.Error()))
+			return
+		}
+		writeJSON(w, http.StatusOK, ev)
+	})
+	mux.HandleFunc("POST /events/{instance_id}/{event_id}/end", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			State string `json:"state"`
+		}
+		if !readJSON(w, r, &body) {
+			return
+		}
+		if err := f.EndEvent(r.PathValue("instance_id"), r.PathValue("event_id"), body.State); err != nil {
+			writeJSON(w, http.StatusBadRequest, errBody(err.Error()))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /status-checks", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			InstanceID string `json:"instance_id"`
+			StatusChecks
+		}
+		if !readJSON(w, r, &body) {
+			return
+		}
+		if err := f.SetStatusChecks(body.InstanceID, body.StatusChecks); err != nil {
+			writeJSON(w, http.StatusBadRequest, errBody(err.Error()))
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
 	mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Fault

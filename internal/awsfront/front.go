@@ -94,7 +94,8 @@ type Front struct {
 	buckets     map[string]*bucket
 	zoneLocks   map[string]*sync.Mutex
 	changes     map[string]*change
-	actions     map[string]*action // by instance id
+	actions     map[string]*action      // by instance id
+	statuses    map[string]StatusChecks // by instance id: DescribeInstanceStatus's checks
 	noticeQueue string
 	seq         uint64
 	closeOnce   sync.Once
@@ -352,6 +353,8 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.terminateInGroup(c)
 	case "autoscaling.SetDesiredCapacity":
 		f.setDesiredCapacity(c)
+	case "ec2.DescribeInstanceStatus":
+		f.describeInstanceStatus(c)
 	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
 		f.describeWithOverlay(c)
 	default:

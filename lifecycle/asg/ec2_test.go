@@ -3,15 +3,19 @@ package asg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/swarm-agent/swarm-agent/internal/awsfront"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/fronttest"
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -129,5 +133,70 @@ func TestInstancesAgainstFront(t *testing.T) {
 	}
 	if in, err = c.Instance(ctx, "i-0123456789abcdef0"); err != nil || in.Found {
 		t.Fatalf("unknown instance: %+v, %v; want not found, no error", in, err)
+	}
+}
+
+// TestStatusesAgainstFront: the real SDK against moto behind the front, which shows
+// scheduled events and failing status checks over moto's answer (moto passes every running
+// instance's checks and knows no events): an impaired instance, a scheduled reboot, the
+// reboot completed, a stopped instance, and an unknown id in the batch (EC2 refuses the whole
+// call: the others are asked one by one).
+func TestStatusesAgainstFront(t *testing.T) {
+	e := fronttest.Start(t, nil)
+	ctx := t.Context()
+	ids := frontGroup(t, e, "nodes", 3, 0)
+	for i, id := range ids {
+		e.Front.AddInstance(imdsfake.Instance{ID: id, PrivateIP: fmt.Sprintf("10.99.8.%d", i+1), AZ: "us-east-1a"})
+	}
+	c := NewInstances(e.EC2)
+	got, err := c.Statuses(ctx, ids)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Statuses = %+v, %v", got, err)
+	}
+	for _, id := range ids {
+		if st := got[id]; !st.Healthy() || st.Impaired() || st.State != "running" || len(st.Events) != 0 {
+			t.Fatalf("%s: %+v, want running, healthy, no events", id, st)
+		}
+	}
+	if err := e.Front.SetStatusChecks(ids[0], awsfront.StatusChecks{System: "impaired", Instance: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	nb := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	ev, err := e.Front.ScheduleEvent(ids[1], imdsfake.Event{Code: "system-reboot", Description: "scheduled reboot", NotBefore: nb, NotAfter: nb.Add(2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.EC2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{ids[2]}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.Statuses(ctx, append([]string{"i-0123456789abcdef0"}, ids...))
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Statuses with an unknown id = %+v, %v; want the three known", got, err)
+	}
+	if st := got[ids[0]]; !st.Impaired() || st.System != "impaired" || st.Instance != "ok" {
+		t.Errorf("impaired instance: %+v", st)
+	}
+	want := lifecycle.ScheduledEvent{ID: ev.ID, Code: "system-reboot", Description: "scheduled reboot", State: "active", NotBefore: nb, NotAfter: nb.Add(2 * time.Hour)}
+	if st := got[ids[1]]; !st.Healthy() || len(st.Events) != 1 || st.Events[0] != want {
+		t.Errorf("instance with a reboot: %+v\nwant event %+v", st, want)
+	}
+	if st := got[ids[2]]; st.State != "stopped" || st.Healthy() || st.Impaired() {
+		t.Errorf("stopped instance: %+v, want stopped, checks not applicable", st)
+	}
+	if err := e.Front.EndEvent(ids[1], ev.ID, imdsfake.EventCompleted); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Front.SetStatusChecks(ids[0], awsfront.StatusChecks{System: "ok", Instance: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.Statuses(ctx, ids[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got[ids[0]]; !st.Healthy() {
+		t.Errorf("after the checks pass again: %+v", st)
+	}
+	if st := got[ids[1]]; len(st.Events) != 1 || st.Events[0].State != "completed" || st.Events[0].Description != "[Completed] scheduled reboot" {
+		t.Errorf("after the reboot: %+v, want the event completed", st.Events)
 	}
 }

@@ -665,3 +665,62 @@ func TestServeStops(t *testing.T) {
 		}
 	})
 }
+
+// TestMaintenanceSelf: a worker drains itself ahead of a reboot event under its own mark and
+// makes itself active again after it; it may neither mark a drain someone else made nor make
+// itself active without its mark, nor set the leader's impaired mark.
+func TestMaintenanceSelf(t *testing.T) {
+	s := newTestSwarm(t)
+	c := newTestClient(t, s.w1, s.addr)
+	c2 := newTestClient(t, s.w2, s.addr)
+	ctx := t.Context()
+	mark := map[string]string{swarm.LabelMaintenance: "instance-event-0d59937288b749b32"}
+
+	if err := c.SetAvailability(ctx, worker1, "active"); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("active without a mark: %v, want ErrNotAllowed", err)
+	}
+	if err := c.SetNodeLabels(ctx, worker1, mark); err != nil {
+		t.Fatalf("mark while active: %v", err)
+	}
+	if err := c.SetAvailability(ctx, worker1, "drain"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetNodeLabels(ctx, worker1, mark); err != nil {
+		t.Fatalf("mark again while drained under the mark: %v", err)
+	}
+	if err := c.SetAvailability(ctx, worker1, "active"); err != nil {
+		t.Fatalf("active again under its own mark: %v", err)
+	}
+	if err := c.SetNodeLabels(ctx, worker1, map[string]string{swarm.LabelMaintenance: ""}); err != nil {
+		t.Fatalf("take the mark away: %v", err)
+	}
+	if err := c.SetNodeLabels(ctx, worker1, map[string]string{swarm.LabelImpaired: "2027-01-01T00:00:00Z"}); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("the leader's impaired mark: %v, want ErrNotAllowed", err)
+	}
+	if err := c.SetAvailability(ctx, worker1, "pause"); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("pause: %v, want ErrNotAllowed", err)
+	}
+
+	// An operator drains worker2: it may not put a mark on that drain, nor undo it.
+	s.engine.update(worker2, func(n *swarm.Node) { n.Availability = "drain" })
+	if err := c2.SetNodeLabels(ctx, worker2, mark); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("mark on an operator's drain: %v, want ErrNotAllowed", err)
+	}
+	if err := c2.SetAvailability(ctx, worker2, "active"); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("undo an operator's drain: %v, want ErrNotAllowed", err)
+	}
+	// Nor may worker1 make worker2 active.
+	if err := c.SetAvailability(ctx, worker2, "active"); !errors.Is(err, lifecycle.ErrNotAllowed) {
+		t.Fatalf("another node: %v, want ErrNotAllowed", err)
+	}
+	want := []string{
+		"labels " + worker1 + " map[" + swarm.LabelMaintenance + ":instance-event-0d59937288b749b32]",
+		"availability " + worker1 + " drain",
+		"labels " + worker1 + " map[" + swarm.LabelMaintenance + ":instance-event-0d59937288b749b32]",
+		"availability " + worker1 + " active",
+		"labels " + worker1 + " map[" + swarm.LabelMaintenance + ":]",
+	}
+	if got := s.engine.changes(); !slices.Equal(got, want) {
+		t.Errorf("engine calls\n got %q\nwant %q", got, want)
+	}
+}

@@ -229,12 +229,14 @@ func parseBody(req *request, body []byte) *apiError {
 		}
 		switch b.Availability {
 		case "drain":
-		case "active", "pause":
-			// A node only ever drains itself; making it active or paused again would undo an
-			// operator's drain, which is the operator's to undo (docker node update).
-			return notAllowed("availability %q: a node may only drain itself; making a node %s is for an operator", b.Availability, b.Availability)
+		case "active":
+			// Allowed only to undo the node's own maintenance drain (it carries
+			// swarm.LabelMaintenance): the server checks the node before it acts. Any other
+			// drain is the operator's to undo (docker node update).
+		case "pause":
+			return notAllowed("availability %q: a node may only drain itself (and make itself active again after its own maintenance drain); pausing a node is for an operator", b.Availability)
 		default:
-			return badRequest("availability %q: must be drain", b.Availability)
+			return badRequest("availability %q: must be drain or active", b.Availability)
 		}
 		req.availability = b.Availability
 	case opLabels:
@@ -287,6 +289,9 @@ func checkLabels(labels map[string]string) *apiError {
 		}
 		if !strings.HasPrefix(k, swarm.LabelPrefix) || len(k) == len(swarm.LabelPrefix) {
 			return notAllowed("label key %q: a node may set only labels under %s on itself", k, swarm.LabelPrefix)
+		}
+		if k == swarm.LabelImpaired {
+			return notAllowed("label key %q: only the leader marks a node impaired", k)
 		}
 		if len(v) > maxLabelValue || !printable(v) {
 			return badRequest("label %s value %q: want at most %d printable characters", k, v, maxLabelValue)

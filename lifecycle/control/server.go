@@ -35,8 +35,11 @@ const (
 //	GET    /v1/nodes                      every node               any member of the swarm
 //	GET    /v1/nodes/{id}                 one node                 any member of the swarm
 //	GET    /v1/tasks?node={id}&service={id}  tasks (filters optional) any member of the swarm
-//	POST   /v1/nodes/{id}/availability    {"availability": "drain"} (only drain)   node {id} only
-//	POST   /v1/nodes/{id}/labels          {"labels": {"swarm-agent.x": "v"}} (merged) node {id} only
+//	POST   /v1/nodes/{id}/availability    {"availability": "drain"}; "active" only while
+//	                                      marked swarm-agent.maintenance (its own drain) node {id} only
+//	POST   /v1/nodes/{id}/labels          {"labels": {"swarm-agent.x": "v"}} (merged; not
+//	                                      swarm-agent.impaired; swarm-agent.maintenance only
+//	                                      while active or marked)      node {id} only
 //	DELETE /v1/nodes/{id}                 remove; only once the node is down           node {id} only
 //	DELETE /v1/nodes/{id}?force=true      remove at once; only a worker that drained and
 //	                                      marked itself leaving (it has left or is leaving) node {id} only
@@ -260,11 +263,29 @@ func (h *handler) do(ctx context.Context, req request) (int, any, *apiError) {
 		}
 		return http.StatusOK, tasksJSON{Tasks: ts}, nil
 	case opAvailability:
+		if req.availability == "active" {
+			n, err := h.swarm.Node(ctx, req.nodeID)
+			if err != nil {
+				return 0, nil, swarmError(err)
+			}
+			if aerr := mayActivate(n); aerr != nil {
+				return 0, nil, aerr
+			}
+		}
 		if err := h.swarm.SetAvailability(ctx, req.nodeID, req.availability); err != nil {
 			return 0, nil, swarmError(err)
 		}
 		return http.StatusNoContent, nil, nil
 	case opLabels:
+		if req.labels[swarm.LabelMaintenance] != "" {
+			n, err := h.swarm.Node(ctx, req.nodeID)
+			if err != nil {
+				return 0, nil, swarmError(err)
+			}
+			if aerr := mayMarkMaintenance(n); aerr != nil {
+				return 0, nil, aerr
+			}
+		}
 		if err := h.swarm.SetNodeLabels(ctx, req.nodeID, req.labels); err != nil {
 			return 0, nil, swarmError(err)
 		}
@@ -318,6 +339,29 @@ func mayForceRemove(n swarm.Node) *apiError {
 	if n.Labels[swarm.LabelLeaving] == "" || n.Availability != "drain" {
 		return notAllowed("node %s is %s, availability %s, label %s=%q: a node may remove itself by force only once it has drained and marked itself leaving",
 			n.ID, n.State, n.Availability, swarm.LabelLeaving, n.Labels[swarm.LabelLeaving])
+	}
+	return nil
+}
+
+// mayActivate decides whether a node (authorized as the caller's own) may make itself
+// active: only to undo its own maintenance drain, which it marked (swarm.LabelMaintenance)
+// while it was active, before an EC2 reboot event of its instance. A drain it did not mark
+// is an operator's (or the leader's), and stays.
+func mayActivate(n swarm.Node) *apiError {
+	if n.Labels[swarm.LabelMaintenance] == "" {
+		return notAllowed("node %s is %s without %s: a node may make itself active only after its own maintenance drain; undoing another drain is for an operator",
+			n.ID, n.Availability, swarm.LabelMaintenance)
+	}
+	return nil
+}
+
+// mayMarkMaintenance decides whether a node may mark itself for a maintenance drain: only
+// while it is active (or marked already), so that the mark, which later lets it make itself
+// active again, can never be put on a drain that someone else made.
+func mayMarkMaintenance(n swarm.Node) *apiError {
+	if n.Availability != "active" && n.Labels[swarm.LabelMaintenance] == "" {
+		return notAllowed("node %s is %s: a node may mark itself %s only while it is active, before its own maintenance drain",
+			n.ID, n.Availability, swarm.LabelMaintenance)
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 // Package imds reads what the agent needs from EC2 instance metadata (IMDSv2 only): the
-// node's identity and the signals of its end (Auto Scaling target lifecycle state, spot
-// interruption notice, rebalance recommendation).
+// node's identity, the signals of its end (Auto Scaling target lifecycle state, spot
+// interruption notice, rebalance recommendation) and its instance's scheduled events.
 package imds
 
 import (
@@ -16,6 +16,7 @@ import (
 
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
+	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -208,6 +209,109 @@ func (c *Client) RebalanceRecommendation(ctx context.Context) (time.Time, error)
 		return time.Time{}, fmt.Errorf("imds events/recommendations/rebalance: noticeTime %q: want RFC3339", clip(raw.NoticeTime))
 	}
 	return t, nil
+}
+
+// ScheduledEvents reads events/maintenance/scheduled: the instance's active scheduled
+// events (reboots, stops, retirements, host maintenance). No events (an empty list, or 404)
+// is nil and no error.
+func (c *Client) ScheduledEvents(ctx context.Context) ([]lifecycle.ScheduledEvent, error) {
+	v, err := c.get(ctx, "events/maintenance/scheduled")
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseScheduledEvents([]byte(v))
+}
+
+// ScheduledEventTime is the layout of NotBefore and NotAfter in instance metadata's scheduled
+// events: "21 Jan 2019 09:00:43 GMT" (AWS's documented example).
+const ScheduledEventTime = "2 Jan 2006 15:04:05 GMT"
+
+// maxEvents bounds the events one answer may list.
+const maxEvents = 100
+
+var eventIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ParseScheduledEvents parses the body of events/maintenance/scheduled (or .../history): a
+// JSON list of objects with Code, Description, EventId, NotBefore, NotAfter and State, the
+// times as "21 Jan 2019 09:00:43 GMT". An empty body or list is no events. It is strict about
+// what the agent acts on (an event id of a label value's shape, a known state, a NotBefore it
+// can read; a NotAfter when given) and keeps codes it does not know (they are neither
+// ScheduledEvent.Stops nor .Reboots); anything else is an error that names the event and
+// the field. It never panics.
+func ParseScheduledEvents(b []byte) ([]lifecycle.ScheduledEvent, error) {
+	const what = "imds events/maintenance/scheduled"
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil, nil
+	}
+	var raw []struct {
+		Code        string `json:"Code"`
+		Description string `json:"Description"`
+		EventID     string `json:"EventId"`
+		NotBefore   string `json:"NotBefore"`
+		NotAfter    string `json:"NotAfter"`
+		State       string `json:"State"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %q is not a JSON list of events: %w", what, clip(string(b)), err)
+	}
+	if len(raw) > maxEvents {
+		return nil, fmt.Errorf("%s: %d events, at most %d", what, len(raw), maxEvents)
+	}
+	var out []lifecycle.ScheduledEvent
+	for i, r := range raw {
+		if !eventIDRe.MatchString(r.EventID) {
+			return nil, fmt.Errorf("%s: event %d: EventId %q: want letters, digits, . _ : - (at most 128)", what, i, clip(r.EventID))
+		}
+		e := lifecycle.ScheduledEvent{ID: r.EventID, Code: r.Code, Description: clip(r.Description), State: r.State}
+		if len(r.Code) > 64 || !printableASCII(r.Code) {
+			return nil, fmt.Errorf("%s: event %s: Code %q: want an event code such as system-reboot", what, r.EventID, clip(r.Code))
+		}
+		switch r.State {
+		case lifecycle.EventActive, lifecycle.EventCompleted, lifecycle.EventCanceled:
+		case "":
+			e.State = lifecycle.EventActive // the scheduled list holds active events only
+		default:
+			return nil, fmt.Errorf("%s: event %s: State %q: want active, completed or canceled", what, r.EventID, clip(r.State))
+		}
+		var err error
+		if e.NotBefore, err = parseEventTime(r.NotBefore); err != nil {
+			return nil, fmt.Errorf("%s: event %s: NotBefore %q: want a time such as %q", what, r.EventID, clip(r.NotBefore), "21 Jan 2019 09:00:43 GMT")
+		}
+		if r.NotAfter != "" {
+			if e.NotAfter, err = parseEventTime(r.NotAfter); err != nil {
+				return nil, fmt.Errorf("%s: event %s: NotAfter %q: want a time such as %q", what, r.EventID, clip(r.NotAfter), "21 Jan 2019 09:17:23 GMT")
+			}
+			if e.NotAfter.Before(e.NotBefore) {
+				return nil, fmt.Errorf("%s: event %s: NotAfter %s is before NotBefore %s", what, r.EventID, r.NotAfter, r.NotBefore)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// parseEventTime reads a scheduled event's time: instance metadata's layout, or RFC 3339.
+func parseEventTime(s string) (time.Time, error) {
+	t, err := time.Parse(ScheduledEventTime, strings.TrimSpace(s))
+	if err != nil {
+		t, err = time.Parse(time.RFC3339, strings.TrimSpace(s))
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+func printableASCII(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func clip(s string) string {

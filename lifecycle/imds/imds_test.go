@@ -12,6 +12,7 @@ import (
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
+	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -207,6 +208,118 @@ func FuzzParseSpotAction(f *testing.F) {
 		a, err := imds.ParseSpotAction(b)
 		if err == nil && a.Action != "terminate" && a.Action != "stop" && a.Action != "hibernate" {
 			t.Fatalf("accepted action %q", a.Action)
+		}
+	})
+}
+
+// awsExample is AWS's documented answer of events/maintenance/scheduled (EC2 User Guide,
+// "View scheduled events", instance metadata).
+const awsExample = `[ 
+  {
+    "NotBefore" : "21 Jan 2019 09:00:43 GMT",
+    "Code" : "system-reboot",
+    "Description" : "scheduled reboot",
+    "EventId" : "instance-event-0d59937288b749b32",
+    "NotAfter" : "21 Jan 2019 09:17:23 GMT",
+    "State" : "active"
+  } 
+]`
+
+func TestParseScheduledEvents(t *testing.T) {
+	evs, err := imds.ParseScheduledEvents([]byte(awsExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lifecycle.ScheduledEvent{ID: "instance-event-0d59937288b749b32", Code: "system-reboot", Description: "scheduled reboot",
+		State: "active", NotBefore: time.Date(2019, 1, 21, 9, 0, 43, 0, time.UTC), NotAfter: time.Date(2019, 1, 21, 9, 17, 23, 0, time.UTC)}
+	if len(evs) != 1 || evs[0] != want {
+		t.Fatalf("got %+v\nwant %+v", evs, want)
+	}
+	if !evs[0].Reboots() || evs[0].Stops() {
+		t.Errorf("system-reboot: Reboots %v Stops %v", evs[0].Reboots(), evs[0].Stops())
+	}
+	for _, empty := range []string{"", " \n", "[]", "[ ]"} {
+		if evs, err := imds.ParseScheduledEvents([]byte(empty)); err != nil || len(evs) != 0 {
+			t.Errorf("%q: %v %v, want no events", empty, evs, err)
+		}
+	}
+	// A stop without NotAfter (as AWS shows instance-stop events), one day digit, history
+	// states, a code the agent does not know (kept, acted on by nobody).
+	evs, err = imds.ParseScheduledEvents([]byte(`[{"NotBefore":"3 Feb 2027 10:00:00 GMT","Code":"instance-stop","Description":"degraded hardware","EventId":"instance-event-1","State":"active"},
+		{"NotBefore":"03 Feb 2027 10:00:00 GMT","NotAfter":"03 Feb 2027 11:00:00 GMT","Code":"system-reboot","Description":"[Completed] scheduled reboot","EventId":"instance-event-2","State":"completed"},
+		{"NotBefore":"2027-02-03T10:00:00Z","Code":"brand-new-code","EventId":"instance-event-3"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 || !evs[0].Stops() || !evs[0].NotAfter.IsZero() || evs[1].State != "completed" || evs[2].State != "active" ||
+		evs[2].Stops() || evs[2].Reboots() || !evs[0].NotBefore.Equal(evs[1].NotBefore) {
+		t.Fatalf("got %+v", evs)
+	}
+}
+
+func TestParseScheduledEventsErrors(t *testing.T) {
+	for _, in := range []string{
+		`{`, `{}`, `"x"`, `[1]`, `[null, 7]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"system-reboot","EventId":"","State":"active"}]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"system-reboot","EventId":"a b","State":"active"}]`,
+		`[{"NotBefore":"soon","Code":"system-reboot","EventId":"e","State":"active"}]`,
+		`[{"Code":"system-reboot","EventId":"e","State":"active"}]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","NotAfter":"later","Code":"system-reboot","EventId":"e"}]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","NotAfter":"20 Jan 2019 09:00:43 GMT","Code":"system-reboot","EventId":"e"}]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"system-reboot","EventId":"e","State":"pending"}]`,
+		`[{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"system\nreboot","EventId":"e"}]`,
+		"[" + strings.Repeat(`{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"x","EventId":"e"},`, 100) + `{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"x","EventId":"e"}]`,
+	} {
+		if evs, err := imds.ParseScheduledEvents([]byte(in)); err == nil {
+			t.Errorf("ParseScheduledEvents(%.80q) accepted: %+v", in, evs)
+		}
+	}
+}
+
+// TestScheduledEventsThroughIMDS reads what the front's instance metadata serves: the
+// active events only, [] without any, and the history apart.
+func TestScheduledEventsThroughIMDS(t *testing.T) {
+	s, url := fake(t, base)
+	c := client(url)
+	ctx := t.Context()
+	if evs, err := c.ScheduledEvents(ctx); err != nil || evs != nil {
+		t.Fatalf("no events: %v %v", evs, err)
+	}
+	nb := time.Date(2027, 3, 4, 5, 6, 7, 0, time.UTC)
+	_ = s.Update(base.ID, func(in *imdsfake.Instance) {
+		in.Events = []imdsfake.Event{
+			{ID: "instance-event-0aaaaaaaaaaaaaaaa", Code: "system-reboot", Description: "scheduled reboot", NotBefore: nb, NotAfter: nb.Add(15 * time.Minute)},
+			{ID: "instance-event-0bbbbbbbbbbbbbbbb", Code: "instance-stop", Description: "old", State: imdsfake.EventCompleted, NotBefore: nb.Add(-time.Hour)},
+		}
+	})
+	evs, err := c.ScheduledEvents(ctx)
+	if err != nil || len(evs) != 1 || evs[0].ID != "instance-event-0aaaaaaaaaaaaaaaa" || !evs[0].NotBefore.Equal(nb) ||
+		!evs[0].NotAfter.Equal(nb.Add(15*time.Minute)) || evs[0].State != "active" || evs[0].Code != "system-reboot" {
+		t.Fatalf("scheduled: %+v %v", evs, err)
+	}
+}
+
+func FuzzParseScheduledEvents(f *testing.F) {
+	f.Add([]byte(awsExample))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"NotBefore":"3 Feb 2027 10:00:00 GMT","Code":"instance-stop","EventId":"instance-event-1"}]`))
+	f.Add([]byte(`[{"NotBefore":"2027-02-03T10:00:00Z","NotAfter":"2027-02-03T10:00:00Z","Code":"x","EventId":"e","State":"canceled"}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := imds.ParseScheduledEvents(b)
+		if err != nil {
+			return
+		}
+		for _, e := range evs {
+			switch {
+			case e.ID == "" || len(e.ID) > 128 || strings.ContainsAny(e.ID, " \n\t"):
+				t.Fatalf("accepted event id %q", e.ID)
+			case e.State != "active" && e.State != "completed" && e.State != "canceled":
+				t.Fatalf("accepted state %q", e.State)
+			case e.NotBefore.IsZero() || e.NotBefore.Location() != time.UTC:
+				t.Fatalf("accepted NotBefore %v", e.NotBefore)
+			case !e.NotAfter.IsZero() && e.NotAfter.Before(e.NotBefore):
+				t.Fatalf("accepted NotAfter %v before NotBefore %v", e.NotAfter, e.NotBefore)
+			}
 		}
 	})
 }

@@ -59,6 +59,80 @@ type Instance struct {
 	SpotAction *SpotAction `json:"spot_action"`
 	// RebalanceAt is the rebalance recommendation's notice time; nil means none (404).
 	RebalanceAt *time.Time `json:"rebalance_at"`
+	// Events are the instance's scheduled events: the active ones are listed under
+	// events/maintenance/scheduled, the completed and canceled ones under
+	// events/maintenance/history.
+	Events []Event `json:"events"`
+}
+
+// Event is an EC2 scheduled event of an instance.
+type Event struct {
+	ID          string    `json:"id"`   // instance-event-0123456789abcdef0
+	Code        string    `json:"code"` // instance-reboot, system-reboot, system-maintenance, instance-retirement, instance-stop
+	Description string    `json:"description"`
+	State       string    `json:"state"` // active (default), completed or canceled
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"` // zero: none
+	// NotBeforeDeadline is the latest start an operator may move the event to (shown by
+	// DescribeInstanceStatus); zero: none.
+	NotBeforeDeadline time.Time `json:"not_before_deadline"`
+}
+
+// Event states.
+const (
+	EventActive    = "active"
+	EventCompleted = "completed"
+	EventCanceled  = "canceled"
+)
+
+// EventTime is the layout of the times in events/maintenance/*: "21 Jan 2019 09:00:43 GMT".
+const EventTime = "2 Jan 2006 15:04:05 GMT"
+
+// eventsJSON renders the events in state (active for scheduled; completed and canceled for
+// history) as instance metadata does: a JSON list, [] when there are none, with the
+// description of an ended event prefixed [Completed] or [Canceled].
+func eventsJSON(events []Event, history bool) string {
+	type wire struct {
+		NotBefore   string `json:"NotBefore"`
+		Code        string `json:"Code"`
+		Description string `json:"Description"`
+		EventID     string `json:"EventId"`
+		NotAfter    string `json:"NotAfter,omitempty"`
+		State       string `json:"State"`
+	}
+	out := []wire{}
+	for _, e := range events {
+		st := cmpOr(e.State, EventActive)
+		if (st != EventActive) != history {
+			continue
+		}
+		w := wire{NotBefore: e.NotBefore.UTC().Format(EventTime), Code: e.Code, Description: EndedDescription(e), EventID: e.ID, State: st}
+		if !e.NotAfter.IsZero() {
+			w.NotAfter = e.NotAfter.UTC().Format(EventTime)
+		}
+		out = append(out, w)
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	return string(b)
+}
+
+// EndedDescription is the event's description as AWS shows it: "[Completed] ..." or
+// "[Canceled] ..." once the event ended.
+func EndedDescription(e Event) string {
+	switch e.State {
+	case EventCompleted:
+		return "[Completed] " + e.Description
+	case EventCanceled:
+		return "[Canceled] " + e.Description
+	}
+	return e.Description
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // SpotAction is a spot interruption notice: Action is terminate, stop or hibernate.
@@ -77,6 +151,7 @@ func (in Instance) clone() Instance {
 		t := *in.RebalanceAt
 		in.RebalanceAt = &t
 	}
+	in.Events = slices.Clone(in.Events)
 	return in
 }
 
@@ -336,6 +411,17 @@ func item(in Instance, path string) (string, bool) {
 			return "", false
 		}
 		return in.SpotAction.Time.UTC().Format(time.RFC3339), true
+	case "events", "events/":
+		if in.RebalanceAt != nil {
+			return "maintenance/\nrecommendations/", true
+		}
+		return "maintenance/", true
+	case "events/maintenance", "events/maintenance/":
+		return "history\nscheduled", true
+	case "events/maintenance/scheduled":
+		return eventsJSON(in.Events, false), true
+	case "events/maintenance/history":
+		return eventsJSON(in.Events, true), true
 	case "events/recommendations/rebalance":
 		if in.RebalanceAt == nil {
 			return "", false

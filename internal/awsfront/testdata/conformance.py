@@ -126,6 +126,9 @@ def imds(url):
     req = urllib.request.Request(url + "/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
     with urllib.request.urlopen(req, timeout=5) as r:
         got["instance_id"] = r.read().decode()
+    req = urllib.request.Request(url + "/latest/meta-data/events/maintenance/scheduled", headers={"X-aws-ec2-metadata-token": token})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        got["scheduled"] = json.loads(r.read().decode())
     try:
         urllib.request.urlopen(url + "/latest/meta-data/instance-id", timeout=5)
         got["without_token"] = 200
