@@ -425,7 +425,7 @@ func conformanceCases() []confCase {
 				"InstanceStatuses.0.SystemStatus.Status": "ok", "InstanceStatuses.0.InstanceStatus.Status": "impaired",
 				"InstanceStatuses.0.InstanceStatus.Details.0.Name": "reachability", "InstanceStatuses.0.InstanceStatus.Details.0.Status": "failed",
 				"InstanceStatuses.0.InstanceStatus.Details.0.ImpairedSince": "*",
-				"InstanceStatuses.0.Events.0.InstanceEventId": confEvent.ID, "InstanceStatuses.0.Events.0.Code": "system-reboot",
+				"InstanceStatuses.0.Events.0.InstanceEventId":               confEvent.ID, "InstanceStatuses.0.Events.0.Code": "system-reboot",
 				"InstanceStatuses.0.Events.0.Description": "scheduled reboot", "InstanceStatuses.0.Events.0.NotBefore": "*",
 				"InstanceStatuses.0.Events.0.NotAfter": "*", "InstanceStatuses.0.Events.0.NotBeforeDeadline": "*"}},
 		{Name: "ec2 describe missing instance status", Service: "ec2", Operation: "DescribeInstanceStatus",

@@ -131,7 +131,12 @@ func TestIntegrationScheduledEvents(t *testing.T) {
 		if err := c.Front.EndEvent(id, ev.ID, imdsfake.EventCompleted); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Second)
+		waitfor.Until(t, time.Minute, "the manager to see "+w1.Name+" down", func() error {
+			if r, err := node(w1); err != nil || r.State != "down" {
+				return fmt.Errorf("%+v %v", r, err)
+			}
+			return nil
+		})
 		if err := c.Bed.StartEngine(ctx, w1); err != nil {
 			t.Fatal(err)
 		}
