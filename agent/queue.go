@@ -23,13 +23,38 @@ func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring, inst lifecy
 	if err != nil {
 		return err
 	}
-	c, err := queue.New(sqs.NewFromConfig(ac), queue.Options{QueueURL: d.cfg.QueueURL,
+	scope := &lifecycle.ClusterScope{Cluster: d.cfg.Cluster, Tags: clusterTags{groups: dw.hook, instances: inst},
+		Log: d.log.With().Str("component", "queue").Logger()}
+	c, err := queue.New(sqs.NewFromConfig(ac), queue.Options{QueueURL: d.cfg.QueueURL, Owns: scope.Owns,
 		Log: d.log.With().Str("component", "queue").Logger()})
 	if err != nil {
 		return &ConfigError{[]string{fmt.Sprintf("--queue-url (SWARM_AGENT_QUEUE_URL): %v", err)}}
 	}
 	d.log.Info().Str("queue_url", d.cfg.QueueURL).Msg("leader: consuming termination notices")
 	return c.Run(ctx, func(ctx context.Context, n lifecycle.Notice) error { return d.handleNotice(ctx, dw, inst, ob, n) })
+}
+
+// clusterTags reads the tags that say which cluster a notice's instance or group is in:
+// EC2's for the instance (none without an EC2 client), Auto Scaling's for the group.
+type clusterTags struct {
+	groups interface {
+		GroupTags(ctx context.Context, name string) (map[string]string, bool, error)
+	}
+	instances lifecycle.Instances
+}
+
+func (c clusterTags) InstanceTags(ctx context.Context, id string) (map[string]string, bool, error) {
+	it, ok := c.instances.(interface {
+		InstanceTags(ctx context.Context, id string) (map[string]string, bool, error)
+	})
+	if !ok || it == nil {
+		return nil, false, nil
+	}
+	return it.InstanceTags(ctx, id)
+}
+
+func (c clusterTags) GroupTags(ctx context.Context, name string) (map[string]string, bool, error) {
+	return c.groups.GroupTags(ctx, name)
 }
 
 // handleNotice deals with one queued termination notice for any node of the cluster

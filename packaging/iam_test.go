@@ -76,6 +76,7 @@ func readPolicy(t *testing.T, role string) (raw, rendered []byte) {
 
 // Actions that take no resource-level permissions: the only ones allowed on "*".
 var starOnlyActions = map[string]bool{
+	"autoscaling:DescribeAutoScalingGroups":    true,
 	"autoscaling:DescribeAutoScalingInstances": true,
 	"autoscaling:DescribeLifecycleHooks":       true,
 	"ec2:DescribeInstances":                    true,
@@ -382,7 +383,7 @@ func TestIAMPolicySchemaCatches(t *testing.T) {
 func TestIAMPolicyExactActions(t *testing.T) {
 	want := map[string][]string{
 		"manager": {
-			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingInstances",
+			"autoscaling:CompleteLifecycleAction", "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
 			"autoscaling:DescribeLifecycleHooks", "autoscaling:RecordLifecycleActionHeartbeat",
 			"autoscaling:SetInstanceProtection", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "kms:Decrypt", "kms:Encrypt",
 			"kms:GenerateDataKey",

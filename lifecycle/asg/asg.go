@@ -27,6 +27,7 @@ type API interface {
 	DescribeLifecycleHooks(ctx context.Context, params *autoscaling.DescribeLifecycleHooksInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeLifecycleHooksOutput, error)
 	DescribeAutoScalingInstances(ctx context.Context, params *autoscaling.DescribeAutoScalingInstancesInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error)
 	SetInstanceProtection(ctx context.Context, params *autoscaling.SetInstanceProtectionInput, optFns ...func(*autoscaling.Options)) (*autoscaling.SetInstanceProtectionOutput, error)
+	DescribeAutoScalingGroups(ctx context.Context, params *autoscaling.DescribeAutoScalingGroupsInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
 }
 
 var _ API = (*autoscaling.Client)(nil)
@@ -156,6 +157,26 @@ func (c *Client) InstanceGone(ctx context.Context, instanceID string) (bool, err
 		return false, err
 	}
 	return !found || state == lifecycle.StateTerminated || state == lifecycle.StateTerminatingProceed, nil
+}
+
+// GroupTags returns the tags of Auto Scaling group name; found is false when the group does
+// not exist (any more).
+func (c *Client) GroupTags(ctx context.Context, name string) (tags map[string]string, found bool, err error) {
+	out, err := c.api.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	if err != nil {
+		return nil, false, fmt.Errorf("describe auto scaling group %s: %w", name, err)
+	}
+	for _, g := range out.AutoScalingGroups {
+		if aws.ToString(g.AutoScalingGroupName) != name {
+			continue
+		}
+		tags = map[string]string{}
+		for _, t := range g.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		return tags, true, nil
+	}
+	return nil, false, nil
 }
 
 // describeBatch is the most instance ids one DescribeAutoScalingInstances takes.

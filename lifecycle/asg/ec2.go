@@ -88,6 +88,33 @@ func (c *Instances) Instance(ctx context.Context, instanceID string) (lifecycle.
 	return lifecycle.Instance{ID: instanceID}, nil
 }
 
+// InstanceTags returns the instance's tags (Auto Scaling copies a group's tags that propagate
+// at launch onto its instances); found is false when EC2 does not know the instance.
+func (c *Instances) InstanceTags(ctx context.Context, instanceID string) (tags map[string]string, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	defer cancel()
+	out, err := c.api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instanceID}})
+	if notFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("ec2 describe instance %s: %w", instanceID, err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if aws.ToString(in.InstanceId) != instanceID {
+				continue
+			}
+			tags = map[string]string{}
+			for _, t := range in.Tags {
+				tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+			}
+			return tags, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
 // statusBatch is the most instance ids one DescribeInstanceStatus takes.
 const statusBatch = 100
 

@@ -54,8 +54,22 @@ type Options struct {
 	// RetryBase and RetryMax bound the backoff after SQS errors and before a failed message
 	// is redelivered. 0 means 1 s and 5 min.
 	RetryBase, RetryMax time.Duration
-	Log                 zerolog.Logger
+	// Owns, when set, tells whether a notice belongs to this consumer's cluster, for a queue
+	// that several clusters' leaders read (one queue per account). A notice of another
+	// cluster is handed back to the queue for its own leader (visible again after
+	// ForeignDelay), never handled nor deleted here; one whose cluster cannot be told now
+	// comes back after a backoff. Since SQS counts the other leaders' receives too, a
+	// consumer with Owns gives up on a failing notice after MaxReceives receives of its own
+	// (counted in memory), not SQS's count.
+	Owns func(ctx context.Context, n lifecycle.Notice) (bool, error)
+	// ForeignDelay is how long another cluster's notice stays hidden from this consumer
+	// (jittered by half). 0 means DefaultForeignDelay.
+	ForeignDelay time.Duration
+	Log          zerolog.Logger
 }
+
+// DefaultForeignDelay is how long a consumer hides another cluster's notice from itself.
+const DefaultForeignDelay = 5 * time.Second
 
 // Consumer reads termination notices from SQS and hands each to a handler.
 type Consumer struct {
@@ -65,6 +79,7 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	received map[string]int // message id -> receives seen here, when SQS gives no count
+	own      map[string]int // message id -> receives of notices of this cluster (with Owns)
 }
 
 // New returns a Consumer reading opts.QueueURL through client (an *sqs.Client).
@@ -99,6 +114,9 @@ func New(client sqsAPI, opts Options) (*Consumer, error) {
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 5 * time.Minute
 	}
+	if opts.ForeignDelay <= 0 {
+		opts.ForeignDelay = DefaultForeignDelay
+	}
 	if opts.RetryMax < opts.RetryBase {
 		return nil, fmt.Errorf("queue: RetryMax %s is below RetryBase %s", opts.RetryMax, opts.RetryBase)
 	}
@@ -107,6 +125,7 @@ func New(client sqsAPI, opts Options) (*Consumer, error) {
 		opts:     opts,
 		log:      opts.Log.With().Str("component", "queue").Logger(),
 		received: map[string]int{},
+		own:      map[string]int{},
 	}, nil
 }
 
@@ -207,6 +226,25 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 	}
 	log = log.With().Str("instance_id", notice.InstanceID).Str("asg_name", notice.ASG).
 		Str("hook_name", notice.Hook).Logger()
+	if c.opts.Owns != nil {
+		mine, err := c.opts.Owns(ctx, notice)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+			log.Warn().Err(err).Dur("retry_in", d).Msg("cannot tell which cluster the termination notice belongs to; leaving it for redelivery")
+			c.changeVisibility(ctx, m, d, log)
+			return
+		case err != nil:
+			return
+		case !mine:
+			c.forgetOwn(id)
+			log.Debug().Msg("termination notice of another cluster: left in the queue for its leader")
+			c.changeVisibility(ctx, m, c.opts.ForeignDelay/2+rand.N(c.opts.ForeignDelay/2+1), log)
+			return
+		}
+		count = c.ownCount(id)
+		log = log.With().Int("attempt", count).Logger()
+	}
 	if count > c.opts.MaxReceives {
 		// A handler that crashed the agent (or never returned) on earlier receives.
 		log.Error().Int("max_receives", c.opts.MaxReceives).
@@ -317,6 +355,24 @@ func (c *Consumer) receiveCount(m types.Message) int {
 func (c *Consumer) forget(id string) {
 	c.mu.Lock()
 	delete(c.received, id)
+	delete(c.own, id)
+	c.mu.Unlock()
+}
+
+// ownCount counts one more receive of a notice of this cluster, and returns the count.
+func (c *Consumer) ownCount(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.own) > 10000 {
+		clear(c.own)
+	}
+	c.own[id]++
+	return c.own[id]
+}
+
+func (c *Consumer) forgetOwn(id string) {
+	c.mu.Lock()
+	delete(c.own, id)
 	c.mu.Unlock()
 }
 

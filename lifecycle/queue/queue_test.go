@@ -343,3 +343,50 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumerLeavesOtherClustersNotices: two clusters' leaders read one queue. A notice of
+// another cluster is never handled nor deleted here: it goes back to the queue, again and
+// again, for its own leader; SQS's count of those foreign receives does not make this
+// consumer give up on a notice of its own (it counts its own receives); a notice whose
+// cluster cannot be told now comes back later.
+func TestConsumerLeavesOtherClustersNotices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeSQS()
+		foreign := q.send(hookTerminating) // group swarm-workers: the other cluster's
+		ours := q.send(eventTerminate)
+		q.mu.Lock()
+		q.msgs[1].receives = 7 // received by the other cluster's leader meanwhile
+		q.mu.Unlock()
+		unsure := 0
+		owns := func(_ context.Context, n lifecycle.Notice) (bool, error) {
+			if n.ASG == "swarm-workers" {
+				return false, nil
+			}
+			if unsure++; unsure <= 2 {
+				return false, errors.New("ec2 describe instances: RequestLimitExceeded")
+			}
+			return true, nil
+		}
+		var r recorder
+		stop := start(t, q, Options{MaxReceives: 3, Owns: owns}, r.handle)
+		time.Sleep(10 * time.Minute)
+		if err := stop(); err != nil {
+			t.Fatalf("Run() error = %v", err)
+		}
+		calls, _, _ := r.snapshot()
+		if len(calls) != 1 || calls[0].ASG == "swarm-workers" {
+			t.Fatalf("handled %+v, want only this cluster's notice, once", calls)
+		}
+		if m := q.get(ours); !m.deleted {
+			t.Errorf("this cluster's notice not deleted after it was handled")
+		}
+		m := q.get(foreign)
+		if m.deleted {
+			t.Fatalf("another cluster's notice was deleted")
+		}
+		// Hidden 2.5..5 s each time: received again and again in 10 minutes.
+		if m.receives < 100 {
+			t.Errorf("another cluster's notice received %d times in 10 min, want it back in the queue every few seconds", m.receives)
+		}
+	})
+}

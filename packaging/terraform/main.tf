@@ -215,6 +215,14 @@ resource "aws_autoscaling_group" "managers" {
     version = aws_launch_template.node["manager"].latest_version
   }
 
+  # Which cluster the group's instances and termination notices belong to: leaders of several
+  # clusters sharing one termination queue act only on their own.
+  tag {
+    key                 = "swarm-agent:cluster"
+    value               = var.cluster_name
+    propagate_at_launch = true
+  }
+
   # A new launch template version affects new instances only. Replace managers one at a time,
   # each after the last has joined, so that the Raft quorum holds.
 
@@ -233,6 +241,14 @@ resource "aws_autoscaling_group" "workers" {
   launch_template {
     id      = aws_launch_template.node["worker"].id
     version = aws_launch_template.node["worker"].latest_version
+  }
+
+  # Which cluster the group's instances and termination notices belong to: leaders of several
+  # clusters sharing one termination queue act only on their own.
+  tag {
+    key                 = "swarm-agent:cluster"
+    value               = var.cluster_name
+    propagate_at_launch = true
   }
 
   depends_on = [aws_iam_role_policy.node]
