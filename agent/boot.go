@@ -22,7 +22,7 @@ import (
 var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
 	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
 	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
-	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts"}
+	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts", "launch-hook-name", "heartbeat-interval", "control-port"}
 
 func bootCmd(e env) *cobra.Command {
 	var cfg Config
@@ -34,6 +34,7 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfig(cmd.Flags(), e, &cfg); err != nil {
+				abandonAfterConfigError(cmd.Context(), cfg, newLogger(e.stderr, "auto", "info"), err)
 				return err
 			}
 			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
@@ -41,7 +42,7 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 			if cfg.DryRun {
 				st = nil
 			}
-			res, err := doBoot(cmd.Context(), cfg, log, st, nil)
+			res, err := bootLaunched(cmd.Context(), cfg, log, st, nil)
 			if err != nil {
 				st.update(func(s *Status) { s.Error = err.Error() })
 				return err
@@ -75,8 +76,9 @@ func loadConfig(fs *pflag.FlagSet, e env, cfg *Config) error {
 	return cfg.validate(fs)
 }
 
-// doBoot wires the collaborators and runs one boot.
-func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (bootstrap.Result, error) {
+// doBoot wires the collaborators and runs one boot; after (nil for none) runs once the node is
+// in the swarm, with the wiring still open, and its error is the boot's.
+func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics, after func(context.Context, *wiring, bootstrap.Result) error) (bootstrap.Result, error) {
 	start := time.Now()
 	w, err := wire(ctx, cfg, log, st, m)
 	if err != nil {
@@ -118,6 +120,11 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 	if !cfg.DryRun && swarm.Role(cfg.Role) == swarm.RoleManager && cfg.Availability == "drain" && res.NodeID != "" {
 		if err := w.engine.SetAvailability(ctx, res.NodeID, "drain"); err != nil {
 			return res, fmt.Errorf("set manager availability to drain: %w", err)
+		}
+	}
+	if after != nil && !cfg.DryRun {
+		if err := after(ctx, w, res); err != nil {
+			return res, err
 		}
 	}
 	st.update(func(s *Status) { s.NodeID, s.Action, s.Stage = res.NodeID, string(res.Action), "in swarm" })

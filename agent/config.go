@@ -77,6 +77,7 @@ type Config struct {
 	NotifyURL        string
 	NotifyTemplate   string
 	NotifyTimeout    time.Duration
+	LaunchHookName   string
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
 }
@@ -188,7 +189,10 @@ var options = map[string]option{
 	"watch-interval": {"watch-interval", "run: how often instance metadata is read for a termination or spot notice", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.WatchInterval, "watch-interval", 5*time.Second, "")
 	}},
-	"heartbeat-interval": {"heartbeat-interval", "drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
+	"launch-hook-name": {"launch-hook-name", "boot: the launch lifecycle hook (EC2_INSTANCE_LAUNCHING) to complete once the node is in the swarm, when the group has several; default: the group's only one", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringVar(&c.LaunchHookName, "launch-hook-name", "", "")
+	}},
+	"heartbeat-interval": {"heartbeat-interval", "boot and drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.HeartbeatEvery, "heartbeat-interval", 0, "")
 	}},
 	"daemon-config": {"daemon-config", "Docker's daemon.json, where boot merges the engine labels (instance id, AZ, instance type, role, --labels) and live-restore=false; \"\" leaves it alone", true, func(fs *pflag.FlagSet, c *Config) {
@@ -328,6 +332,8 @@ var (
 	clusterRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
 	instanceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// hookNameRE is Auto Scaling's rule for a lifecycle hook name.
+	hookNameRE = regexp.MustCompile(`^[A-Za-z0-9\-_/]{1,255}$`)
 	// A log driver plugin: [registry[:port]/]path[/path...][:tag], as docker plugin install names it.
 	logPluginRE  = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`)
 	logOptKeyRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -526,6 +532,9 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("watch-interval") && (c.WatchInterval < 100*time.Millisecond || c.WatchInterval > time.Minute) {
 		bad("watch-interval", c.WatchInterval.String(), "must be 100ms..1m (a spot notice gives two minutes)")
+	}
+	if has("launch-hook-name") && c.LaunchHookName != "" && !hookNameRE.MatchString(c.LaunchHookName) {
+		bad("launch-hook-name", c.LaunchHookName, "must be a lifecycle hook name: 1-255 letters, digits, '-', '_', '/'")
 	}
 	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
 		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")

@@ -97,6 +97,7 @@ func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFi
 		return nil, err
 	}
 	hook := asg.New(autoscaling.NewFromConfig(ac))
+	hook.LaunchHookName = cfg.LaunchHookName
 	remote, err := controlSwarm(ctx, cfg, w, log)
 	if err != nil {
 		return nil, err

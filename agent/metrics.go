@@ -29,7 +29,10 @@ type metrics struct {
 	drainDuration   prometheus.Histogram
 	heartbeats      prometheus.Counter
 	hookCompletions *prometheus.CounterVec // result=CONTINUE|ABANDON|already
-	reaped          prometheus.Counter
+	// launchHooks counts this instance's launch lifecycle actions completed by boot, and the
+	// leader's on instances' behalf.
+	launchHooks *prometheus.CounterVec // result=CONTINUE|ABANDON|already
+	reaped      prometheus.Counter
 	// tokensRepublished counts leader passes that found the token store behind the swarm.
 	tokensRepublished prometheus.Counter
 	// bootsSkipped counts runs that found their instance terminating and drained instead.
@@ -61,6 +64,8 @@ func newMetrics() *metrics {
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}})
 	m.heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_heartbeats_total", Help: "RecordLifecycleActionHeartbeat calls that succeeded."})
 	m.hookCompletions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_completions_total", Help: "CompleteLifecycleAction outcomes."}, []string{"result"})
+	m.launchHooks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_launch_completions_total",
+		Help: "Launch lifecycle actions completed: CONTINUE once the node was in the swarm, ABANDON when its boot gave up, already when it was no longer active."}, []string{"result"})
 	m.reaped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_reaped_nodes_total", Help: "Dead nodes removed from the swarm."})
 	m.bootsSkipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_boots_skipped_total",
 		Help: "Runs that found their instance terminating and resumed its drain instead of booting."})
@@ -81,7 +86,7 @@ func newMetrics() *metrics {
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
-	m.reg.MustRegister(m.drainsStarted, m.notifications, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.reaped, m.tokensRepublished, m.bootsSkipped,
+	m.reg.MustRegister(m.drainsStarted, m.notifications, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.launchHooks, m.reaped, m.tokensRepublished, m.bootsSkipped,
 		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.maintenance, m.impaired, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

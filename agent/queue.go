@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/queue"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -63,8 +64,20 @@ func (c clusterTags) GroupTags(ctx context.Context, name string) (map[string]str
 func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, inst lifecycle.Instances, ob *onBehalf, n lifecycle.Notice) error {
 	log := d.log.With().Str("instance_id", n.InstanceID).Str("asg_name", n.ASG).Str("hook_name", n.Hook).Logger()
 	if n.InstanceID == dw.identity.InstanceID {
-		log.Info().Msg("queued notice for this node: its own watch drains it")
+		log.Info().Msg("queued notice for this node: its own agent handles it")
 		return nil
+	}
+	if n.Kind == "launch" {
+		h := &lifecycle.LaunchNoticeHandler{
+			Swarm:      engineSwarm{dw.engine},
+			Hook:       countedLaunch{dw.hook, d.m},
+			Instances:  inst,
+			WantLabels: func(n swarm.Node) map[string]string { return daemonconfig.NodeLabels(n.EngineLabels) },
+			Grace:      d.cfg.QueueGrace,
+			Observe:    d.m.observe,
+			Log:        log,
+		}
+		return h.Handle(ctx, n)
 	}
 	h := &lifecycle.NoticeHandler{
 		Swarm:     engineSwarm{dw.engine},
@@ -79,6 +92,24 @@ func (d *daemon) handleNotice(ctx context.Context, dw *drainWiring, inst lifecyc
 		Log:     log,
 	}
 	return h.Handle(ctx, n)
+}
+
+// countedLaunch counts the launch completions of the leader's LaunchNoticeHandler.
+type countedLaunch struct {
+	lifecycle.LaunchHook
+	m *metrics
+}
+
+func (h countedLaunch) Complete(ctx context.Context, asg, hook, instanceID, result string) error {
+	err := h.LaunchHook.Complete(ctx, asg, hook, instanceID, result)
+	switch {
+	case h.m == nil:
+	case err == nil:
+		h.m.launchHooks.WithLabelValues(result).Inc()
+	case errors.Is(err, lifecycle.ErrNoAction):
+		h.m.launchHooks.WithLabelValues("already").Inc()
+	}
+	return err
 }
 
 // drainOnBehalf drains the notice's instance on its behalf: its node does not leave (its

@@ -56,6 +56,7 @@ on to its end (its own deadline).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfig(cmd.Flags(), e, &cfg); err != nil {
+				abandonAfterConfigError(cmd.Context(), cfg, newLogger(e.stderr, "auto", "info"), err)
 				return err
 			}
 			log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
@@ -117,7 +118,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// Boot first: the unit is READY only once the node is in the swarm.
 	status("booting")
 	cfg.Persist = false
-	res, err := doBoot(ctx, cfg, log, d.st, d.m)
+	res, err := bootLaunched(ctx, cfg, log, d.st, d.m)
 	if err != nil {
 		_ = n.Stopping()
 		stopHelpers()

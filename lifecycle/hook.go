@@ -14,15 +14,27 @@ const (
 	ResultAbandon  = "ABANDON"
 )
 
-// Auto Scaling lifecycle states the drain looks at.
+// Auto Scaling lifecycle states the drain and the launch look at.
 const (
 	StateTerminatingWait    = "Terminating:Wait"
 	StateTerminatingProceed = "Terminating:Proceed"
 	StateTerminated         = "Terminated"
+	StatePending            = "Pending"
+	StatePendingWait        = "Pending:Wait"
+	StatePendingProceed     = "Pending:Proceed"
+	StateInService          = "InService"
+	StateWarmedPending      = "Warmed:Pending"
+	StateWarmedPendingWait  = "Warmed:Pending:Wait"
 )
 
-// HookAction is the termination lifecycle hook that holds an instance, as Auto Scaling
-// describes it. lifecycle/asg returns it (as asg.Action).
+// Lifecycle transitions of Auto Scaling hooks.
+const (
+	TransitionTerminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+	TransitionLaunching   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+)
+
+// HookAction is the lifecycle hook (termination or launch) that holds an instance, as Auto
+// Scaling describes it. lifecycle/asg returns it (as asg.Action).
 type HookAction struct {
 	ASG              string
 	Hook             string

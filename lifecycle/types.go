@@ -42,13 +42,17 @@ type Registrar interface {
 
 // Notice is a reason for a node to leave.
 type Notice struct {
-	Kind       string // scale-in | spot | rebalance | manual
+	Kind       string // scale-in | spot | rebalance | manual | launch
 	InstanceID string
 	ASG        string
 	Hook       string
 	Token      string    // LifecycleActionToken, when known
 	Deadline   time.Time // spot: the interruption time
 	Source     string    // imds | queue | command
+	// Destination is where a hook's transition takes the instance, when the notice says:
+	// EC2 (terminated), AutoScalingGroup (into service) or WarmPool (launched into, or
+	// returning to, a warm pool).
+	Destination string
 }
 
 // Sentinel errors.

@@ -147,6 +147,14 @@ func (f *Front) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
+	mux.HandleFunc("GET /launches/{instance_id}", func(w http.ResponseWriter, r *http.Request) {
+		a, ok := f.LaunchAction(r.PathValue("instance_id"))
+		if !ok {
+			writeJSON(w, http.StatusNotFound, errBody("no launch lifecycle action for "+r.PathValue("instance_id")))
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	})
 	mux.HandleFunc("POST /actions/{instance_id}/advance", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Seconds float64 `json:"seconds"`
@@ -155,12 +163,16 @@ func (f *Front) controlHandler() http.Handler {
 			return
 		}
 		id := r.PathValue("instance_id")
-		if _, ok := f.LifecycleAction(id); !ok {
+		_, terminating := f.LifecycleAction(id)
+		if _, launching := f.LaunchAction(id); !terminating && !launching {
 			writeJSON(w, http.StatusNotFound, errBody("no lifecycle action for "+id))
 			return
 		}
 		f.AdvanceHook(id, time.Duration(body.Seconds*float64(time.Second)))
-		a, _ := f.LifecycleAction(id)
+		a, ok := f.LifecycleAction(id)
+		if !ok {
+			a, _ = f.LaunchAction(id)
+		}
 		writeJSON(w, http.StatusOK, a)
 	})
 	mux.HandleFunc("POST /notice-queue", func(w http.ResponseWriter, r *http.Request) {

@@ -88,13 +88,15 @@ type Front struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// launchMu: a launch (withLaunches) holds it, the describe calls read under it.
+	launchMu    sync.RWMutex
 	mu          sync.Mutex
 	reqs        []Request
 	faults      []*Fault
 	buckets     map[string]*bucket
 	zoneLocks   map[string]*sync.Mutex
 	changes     map[string]*change
-	actions     map[string]*action      // by instance id
+	holds       map[holdKey]*hold       // instances held by lifecycle hooks, by instance and transition
 	statuses    map[string]StatusChecks // by instance id: DescribeInstanceStatus's checks
 	noticeQueue string
 	seq         uint64
@@ -132,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Front, error) {
 		buckets:   map[string]*bucket{},
 		zoneLocks: map[string]*sync.Mutex{},
 		changes:   map[string]*change{},
-		actions:   map[string]*action{},
+		holds:     map[holdKey]*hold{},
 	}
 	for svc, l := range limits {
 		if l.RPS > 0 {
@@ -323,7 +325,7 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeError(http.StatusForbidden, "MissingAuthenticationToken", "Missing Authentication Token")
 		return
 	}
-	if fault := f.takeFault(service, req.Operation); fault != nil {
+	if fault := f.takeFault(service, req.Operation, req.InstanceID); fault != nil {
 		if done := c.applyFault(fault); done {
 			return
 		}
@@ -355,6 +357,10 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.setDesiredCapacity(c)
 	case "ec2.DescribeInstanceStatus":
 		f.describeInstanceStatus(c)
+	case "autoscaling.UpdateAutoScalingGroup":
+		f.forwardWithLaunches(c, req.Params["AutoScalingGroupName"])
+	case "autoscaling.CreateAutoScalingGroup":
+		f.createGroup(c)
 	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
 		f.describeWithOverlay(c)
 	default:

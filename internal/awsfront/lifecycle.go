@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,62 +22,243 @@ import (
 
 const asgNS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 
-// Lifecycle states the front reports for an instance held by a terminating hook.
+// Lifecycle states the front reports for an instance that a lifecycle hook holds, or that it
+// moves on from a hold.
 const (
+	StatePendingWait        = "Pending:Wait"
+	StatePendingProceed     = "Pending:Proceed"
+	StateInService          = "InService"
 	StateTerminatingWait    = "Terminating:Wait"
 	StateTerminatingProceed = "Terminating:Proceed"
 	StateTerminated         = "Terminated"
 )
 
-// Action is a lifecycle action as the tests see it.
+// Lifecycle transitions of hooks.
+const (
+	TransitionLaunching   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+	TransitionTerminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+)
+
+// Action is one hook's lifecycle action as the tests see it.
 type Action struct {
 	InstanceID, ASG, Hook, Token string
-	State                        string // Terminating:Wait, Terminating:Proceed, Terminated
-	Deadline                     time.Time
-	GlobalDeadline               time.Time
-	HeartbeatTimeout             time.Duration
-	DefaultResult                string
-	Heartbeats                   int
-	Result                       string // CONTINUE, ABANDON, "" while waiting
-	TimedOut                     bool   // the result came from the hook's DefaultResult
-	Completions                  int    // CompleteLifecycleAction calls naming this action, accepted or not
+	Transition                   string // TransitionLaunching or TransitionTerminating
+	// State is the instance's lifecycle state along this hold: Pending:Wait, Pending:Proceed,
+	// InService (launch, continued), Terminated (launch abandoned, or terminated);
+	// Terminating:Wait, Terminating:Proceed, Terminated.
+	State            string
+	Deadline         time.Time
+	GlobalDeadline   time.Time
+	HeartbeatTimeout time.Duration
+	DefaultResult    string
+	Heartbeats       int
+	Result           string // CONTINUE, ABANDON, "" while waiting
+	TimedOut         bool   // the result came from the hook's DefaultResult
+	Completions      int    // CompleteLifecycleAction calls naming this action, accepted or not
 }
 
+// action is one hook's action of a hold.
 type action struct {
 	Action
-	decrement bool // the group's desired capacity goes down when the instance terminates
+	h    *hold
+	done bool // this hook's action has its result
 }
+
+// hold is one instance's passage through a wait state: an action per lifecycle hook of the
+// transition, all waiting at once. The instance moves on once every action is completed or
+// timed out, or at once when one ends with ABANDON (which cancels the others), as on AWS.
+type hold struct {
+	instanceID, group string
+	transition        string
+	wait, proceed     string // the wait state and the one after it
+	actions           []*action
+	settled           bool
+	// decrement: a terminating instance's group goes down by one (a scale-in).
+	decrement bool
+}
+
+func (h *hold) setState(s string) {
+	for _, a := range h.actions {
+		a.State = s
+	}
+}
+
+// holdKey names an instance's hold of one transition: an instance has at most one of each
+// (a newer one replaces an older one), and at most one of all waits at a time.
+type holdKey struct{ instanceID, transition string }
 
 var (
 	errNotInGroup         = errors.New("instance is in no auto scaling group")
 	errAlreadyTerminating = errors.New("instance is already terminating")
 )
 
-// LifecycleAction returns the instance's lifecycle action, if a scale-in started one.
+// LifecycleAction returns the instance's termination lifecycle action (of its group's first
+// terminating hook), if a scale-in started one.
 func (f *Front) LifecycleAction(instanceID string) (Action, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	a, ok := f.actions[instanceID]
-	if !ok {
-		return Action{}, false
-	}
-	return a.Action, true
+	return f.firstAction(instanceID, TransitionTerminating)
 }
 
-// AdvanceHook moves the action's clock forward by d: its deadlines come d closer.
+// LaunchAction returns the instance's launch lifecycle action (of its group's first
+// launching hook), if its launch was held.
+func (f *Front) LaunchAction(instanceID string) (Action, bool) {
+	return f.firstAction(instanceID, TransitionLaunching)
+}
+
+// HookActions returns every hook's action of the instance's last hold of transition.
+func (f *Front) HookActions(instanceID, transition string) []Action {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.holds[holdKey{instanceID, transition}]
+	if h == nil {
+		return nil
+	}
+	out := make([]Action, len(h.actions))
+	for i, a := range h.actions {
+		out[i] = a.Action
+	}
+	return out
+}
+
+func (f *Front) firstAction(instanceID, transition string) (Action, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.holds[holdKey{instanceID, transition}]
+	if h == nil || len(h.actions) == 0 {
+		return Action{}, false
+	}
+	return h.actions[0].Action, true
+}
+
+// AdvanceHook moves the instance's waiting actions' clock forward by d: their deadlines come
+// d closer.
 func (f *Front) AdvanceHook(instanceID string, d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if a, ok := f.actions[instanceID]; ok {
-		a.Deadline = a.Deadline.Add(-d)
-		a.GlobalDeadline = a.GlobalDeadline.Add(-d)
+	for _, tr := range []string{TransitionTerminating, TransitionLaunching} {
+		if h := f.holds[holdKey{instanceID, tr}]; h != nil {
+			for _, a := range h.actions {
+				a.Deadline = a.Deadline.Add(-d)
+				a.GlobalDeadline = a.GlobalDeadline.Add(-d)
+			}
+		}
 	}
 }
 
+// waitingLocked returns the instance's hold that waits, if any. f.mu is held.
+func (f *Front) waitingLocked(instanceID string) *hold {
+	for _, tr := range []string{TransitionTerminating, TransitionLaunching} {
+		if h := f.holds[holdKey{instanceID, tr}]; h != nil && !h.settled {
+			return h
+		}
+	}
+	return nil
+}
+
+// hookSpec is a group's lifecycle hook as the front applies it.
+type hookSpec struct {
+	name, transition, def, meta string
+	hb, global                  time.Duration
+}
+
+// groupHooks returns the group's lifecycle hooks of transition, in the order moto lists
+// them, with AWS's defaults: HeartbeatTimeout one hour, GlobalTimeout the smaller of 48 h
+// and 100 heartbeat timeouts, DefaultResult ABANDON.
+func (f *Front) groupHooks(ctx context.Context, group, transition string) ([]hookSpec, error) {
+	out, err := f.asg.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
+	if err != nil {
+		return nil, fmt.Errorf("describe lifecycle hooks of %s: %w", group, err)
+	}
+	var hooks []hookSpec
+	for _, h := range out.LifecycleHooks {
+		if aws.ToString(h.LifecycleTransition) != transition {
+			continue
+		}
+		hb := time.Duration(aws.ToInt32(h.HeartbeatTimeout)) * time.Second
+		if hb <= 0 {
+			hb = time.Hour
+		}
+		global := min(48*time.Hour, 100*hb)
+		if g := aws.ToInt32(h.GlobalTimeout); g > 0 {
+			global = time.Duration(g) * time.Second
+		}
+		def := aws.ToString(h.DefaultResult)
+		if def == "" {
+			def = "ABANDON"
+		}
+		hooks = append(hooks, hookSpec{name: aws.ToString(h.LifecycleHookName), transition: transition, def: def,
+			meta: aws.ToString(h.NotificationMetadata), hb: hb, global: global})
+	}
+	return hooks, nil
+}
+
+// startHold holds the instance in h.wait with one action per hook and sends a notice per
+// hook to the notice queue, as Auto Scaling does; the caller has checked that hooks is not
+// empty. It fails with errAlreadyTerminating when the instance waits in a termination
+// already; a waiting launch is cancelled by a termination (the instance goes away).
+func (f *Front) startHold(ctx context.Context, h *hold, hooks []hookSpec, extra map[string]string) error {
+	now := time.Now()
+	for _, hk := range hooks {
+		h.actions = append(h.actions, &action{Action: Action{
+			InstanceID: h.instanceID, ASG: h.group, Hook: hk.name, Token: newToken(), Transition: h.transition,
+			State: h.wait, Deadline: now.Add(hk.hb), GlobalDeadline: now.Add(hk.global),
+			HeartbeatTimeout: hk.hb, DefaultResult: hk.def,
+		}, h: h})
+	}
+	f.mu.Lock()
+	if w := f.waitingLocked(h.instanceID); w != nil {
+		if w.transition == TransitionTerminating {
+			f.mu.Unlock()
+			return errAlreadyTerminating
+		}
+		w.settled = true // a launch cut short by a termination
+		w.setState(StateTerminated)
+	}
+	f.holds[holdKey{h.instanceID, h.transition}] = h
+	queue := f.noticeQueue
+	f.mu.Unlock()
+	log := f.log.With().Str("instance_id", h.instanceID).Str("asg_name", h.group).Logger()
+	for _, a := range h.actions {
+		log.Info().Str("hook_name", a.Hook).Dur("heartbeat_timeout", a.HeartbeatTimeout).Str("state", h.wait).Msg("lifecycle hook holds the instance")
+	}
+	if queue == "" {
+		return nil
+	}
+	var errs []error
+	for i, a := range h.actions {
+		notice := map[string]string{
+			"Origin":               "AutoScalingGroup",
+			"LifecycleHookName":    a.Hook,
+			"Destination":          "EC2",
+			"AccountId":            "123456789012",
+			"RequestId":            newToken(),
+			"LifecycleTransition":  h.transition,
+			"AutoScalingGroupName": h.group,
+			"Service":              "AWS Auto Scaling",
+			"Time":                 now.UTC().Format("2006-01-02T15:04:05.000Z"),
+			"EC2InstanceId":        h.instanceID,
+			"LifecycleActionToken": a.Token,
+		}
+		if h.transition == TransitionLaunching {
+			notice["Origin"], notice["Destination"] = "EC2", "AutoScalingGroup"
+		}
+		for k, v := range extra {
+			notice[k] = v
+		}
+		if hooks[i].meta != "" {
+			notice["NotificationMetadata"] = hooks[i].meta
+		}
+		if err := f.sendNotice(ctx, queue, notice); err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", h.instanceID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // StartScaleIn starts terminating an instance the way a scale-in does: the instance goes to
-// Terminating:Wait, IMDS says Terminated, a lifecycle action waits on the group's terminating
-// hook and a notice goes to the notice queue. Without a terminating hook the instance is
-// terminated at once. The group's desired capacity goes down by one, as in a scale-in.
+// Terminating:Wait, IMDS says Terminated, a lifecycle action waits on each of the group's
+// terminating hooks and a notice per hook goes to the notice queue. Without a terminating
+// hook the instance is terminated at once. The group's desired capacity goes down by one, as
+// in a scale-in.
 func (f *Front) StartScaleIn(ctx context.Context, instanceID string) error {
 	_, err := f.startTermination(ctx, instanceID, true)
 	return err
@@ -95,81 +277,98 @@ func (f *Front) startTermination(ctx context.Context, instanceID string, decreme
 		return "", fmt.Errorf("scale-in %s: %w", instanceID, errNotInGroup)
 	}
 	group := aws.ToString(out.AutoScalingInstances[0].AutoScalingGroupName)
-	hooks, err := f.asg.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
+	hooks, err := f.groupHooks(ctx, group, TransitionTerminating)
 	if err != nil {
-		return "", fmt.Errorf("scale-in %s: describe lifecycle hooks of %s: %w", instanceID, group, err)
+		return "", fmt.Errorf("scale-in %s: %w", instanceID, err)
 	}
-	_ = f.imds.Update(instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = StateTerminated })
-
-	var hook *struct {
-		name, def, meta string
-		hb, global      time.Duration
-	}
-	for _, h := range hooks.LifecycleHooks {
-		if aws.ToString(h.LifecycleTransition) != "autoscaling:EC2_INSTANCE_TERMINATING" {
-			continue
-		}
-		hb := time.Duration(aws.ToInt32(h.HeartbeatTimeout)) * time.Second
-		if hb <= 0 {
-			hb = time.Hour
-		}
-		global := min(48*time.Hour, 100*hb)
-		if g := aws.ToInt32(h.GlobalTimeout); g > 0 {
-			global = time.Duration(g) * time.Second
-		}
-		def := aws.ToString(h.DefaultResult)
-		if def == "" {
-			def = "ABANDON"
-		}
-		hook = &struct {
-			name, def, meta string
-			hb, global      time.Duration
-		}{aws.ToString(h.LifecycleHookName), def, aws.ToString(h.NotificationMetadata), hb, global}
-		break
-	}
-	log := f.log.With().Str("instance_id", instanceID).Str("asg_name", group).Logger()
-	if hook == nil {
-		log.Info().Msg("scale-in without terminating hook: terminating at once")
-		return group, f.terminate(ctx, instanceID, decrement)
-	}
-	now := time.Now()
-	a := &action{Action{
-		InstanceID: instanceID, ASG: group, Hook: hook.name, Token: newToken(),
-		State: StateTerminatingWait, Deadline: now.Add(hook.hb), GlobalDeadline: now.Add(hook.global),
-		HeartbeatTimeout: hook.hb, DefaultResult: hook.def,
-	}, decrement}
 	f.mu.Lock()
-	if old, ok := f.actions[instanceID]; ok && old.State == StateTerminatingWait {
-		f.mu.Unlock()
+	w := f.waitingLocked(instanceID)
+	f.mu.Unlock()
+	if w != nil && w.transition == TransitionTerminating {
 		return "", fmt.Errorf("scale-in %s: %w", instanceID, errAlreadyTerminating)
 	}
-	f.actions[instanceID] = a
-	queue := f.noticeQueue
-	f.mu.Unlock()
-	log.Info().Str("hook_name", hook.name).Dur("heartbeat_timeout", hook.hb).Msg("scale-in started: Terminating:Wait")
-	if queue == "" {
-		return group, nil
+	_ = f.imds.Update(instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = StateTerminated })
+	log := f.log.With().Str("instance_id", instanceID).Str("asg_name", group).Logger()
+	if len(hooks) == 0 {
+		if w != nil {
+			f.mu.Lock()
+			w.settled = true
+			w.setState(StateTerminated)
+			f.mu.Unlock()
+		}
+		log.Info().Msg("scale-in without terminating hook: terminating at once")
+		return group, f.terminate(ctx, group, instanceID, decrement)
 	}
-	notice := map[string]string{
-		"Origin":               "AutoScalingGroup",
-		"LifecycleHookName":    hook.name,
-		"Destination":          "EC2",
-		"AccountId":            "123456789012",
-		"RequestId":            newToken(),
-		"LifecycleTransition":  "autoscaling:EC2_INSTANCE_TERMINATING",
-		"AutoScalingGroupName": group,
-		"Service":              "AWS Auto Scaling",
-		"Time":                 now.UTC().Format("2006-01-02T15:04:05.000Z"),
-		"EC2InstanceId":        instanceID,
-		"LifecycleActionToken": a.Token,
-	}
-	if hook.meta != "" {
-		notice["NotificationMetadata"] = hook.meta
-	}
-	if err := f.sendNotice(ctx, queue, notice); err != nil {
+	h := &hold{instanceID: instanceID, group: group, transition: TransitionTerminating,
+		wait: StateTerminatingWait, proceed: StateTerminatingProceed, decrement: decrement}
+	if err := f.startHold(ctx, h, hooks, nil); err != nil {
+		if errors.Is(err, errAlreadyTerminating) {
+			return "", fmt.Errorf("scale-in %s: %w", instanceID, err)
+		}
 		return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
 	}
+	log.Info().Msg("scale-in started: Terminating:Wait")
 	return group, nil
+}
+
+// groupInstances lists the instance ids moto has in the group.
+func (f *Front) groupInstances(ctx context.Context, group string) (map[string]bool, error) {
+	out, err := f.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", group, err)
+	}
+	ids := map[string]bool{}
+	for _, g := range out.AutoScalingGroups {
+		for _, in := range g.Instances {
+			ids[aws.ToString(in.InstanceId)] = true
+		}
+	}
+	return ids, nil
+}
+
+// withLaunches runs launch, something that may make moto launch instances into group (a
+// higher capacity, a replacement), and holds each instance it launched in Pending:Wait when
+// the group has launching hooks, as Auto Scaling does; moto alone would put them in service at
+// once. Instances that were in the group before are left alone: a hook applies to instances
+// launched after it was added. Launches run one at a time, and the describe calls wait for
+// them (launchMu), so that nobody sees a new instance in service before the front holds it,
+// and the instances one launch made are told apart from another's.
+func (f *Front) withLaunches(ctx context.Context, group string, launch func() error) error {
+	f.launchMu.Lock()
+	defer f.launchMu.Unlock()
+	before, err := f.groupInstances(ctx, group)
+	if err != nil {
+		before = nil // the group does not exist (yet): every instance after is new
+	}
+	if err := launch(); err != nil {
+		return err
+	}
+	after, err := f.groupInstances(ctx, group)
+	if err != nil {
+		return err
+	}
+	var launched []string
+	for id := range after {
+		if !before[id] {
+			launched = append(launched, id)
+		}
+	}
+	if len(launched) == 0 {
+		return nil
+	}
+	hooks, err := f.groupHooks(ctx, group, TransitionLaunching)
+	if err != nil || len(hooks) == 0 {
+		return err
+	}
+	slices.Sort(launched)
+	var errs []error
+	for _, id := range launched {
+		h := &hold{instanceID: id, group: group, transition: TransitionLaunching, wait: StatePendingWait, proceed: StatePendingProceed}
+		if err := f.startHold(ctx, h, hooks, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // sendNotice puts a message on a moto SQS queue (JSON protocol, as the SDK speaks it).
@@ -204,42 +403,76 @@ func newToken() string {
 }
 
 // terminate ends the instance in moto: out of its group (desired capacity decremented when
-// decrement) and terminated in EC2.
-func (f *Front) terminate(ctx context.Context, instanceID string, decrement bool) error {
-	_, err := f.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId:                     aws.String(instanceID),
-		ShouldDecrementDesiredCapacity: aws.Bool(decrement),
+// decrement) and terminated in EC2. Without decrement moto launches a replacement, which a
+// launching hook holds like any launch.
+func (f *Front) terminate(ctx context.Context, group, instanceID string, decrement bool) error {
+	return f.withLaunches(ctx, group, func() error {
+		_, err := f.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+			InstanceId:                     aws.String(instanceID),
+			ShouldDecrementDesiredCapacity: aws.Bool(decrement),
+		})
+		if err != nil {
+			return fmt.Errorf("terminate %s in its group: %w", instanceID, err)
+		}
+		if _, err := f.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{instanceID}}); err != nil {
+			return fmt.Errorf("terminate instance %s: %w", instanceID, err)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("terminate %s in its group: %w", instanceID, err)
-	}
-	if _, err := f.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{instanceID}}); err != nil {
-		return fmt.Errorf("terminate instance %s: %w", instanceID, err)
-	}
-	return nil
 }
 
-// finish ends a waiting action with result and terminates the instance in moto.
-func (f *Front) finish(a *action, result string, timedOut bool) {
+// settle ends the hold once its actions say so: at once with ABANDON when one was abandoned
+// (the others are cancelled), with CONTINUE once every one continued. It is called after an
+// action got its result; timedOut says that this result came from the hook's default.
+func (f *Front) settle(h *hold, timedOut bool) {
 	f.mu.Lock()
-	if a.State != StateTerminatingWait {
+	if h.settled {
 		f.mu.Unlock()
 		return
 	}
-	a.State = StateTerminatingProceed
-	a.Result = result
-	a.TimedOut = timedOut
+	result := "CONTINUE"
+	for _, a := range h.actions {
+		switch {
+		case a.done && a.Result == "ABANDON":
+			result = "ABANDON"
+		case !a.done && result != "ABANDON":
+			result = ""
+		}
+	}
+	if result == "" {
+		f.mu.Unlock()
+		return
+	}
+	h.settled = true
+	h.setState(h.proceed)
+	if h.transition == TransitionLaunching && result == "CONTINUE" {
+		h.setState(StateInService) // nothing to do on the way: moto has had it in service all along
+	}
 	f.mu.Unlock()
-	log := f.log.With().Str("instance_id", a.InstanceID).Str("asg_name", a.ASG).Str("hook_name", a.Hook).Logger()
+	log := f.log.With().Str("instance_id", h.instanceID).Str("asg_name", h.group).Str("transition", h.transition).Logger()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := f.terminate(ctx, a.InstanceID, a.decrement); err != nil {
-		log.Error().Err(err).Msg("terminate after lifecycle action")
+	final := StateTerminated
+	switch {
+	case h.transition == TransitionLaunching && result == "CONTINUE":
+		final = StateInService // moto has had it in service all along
+	case h.transition == TransitionLaunching:
+		// An abandoned launch: Auto Scaling terminates the instance and launches another in
+		// its place (the group's desired capacity stays). The termination hooks are not run
+		// for an instance that never was in service.
+		_ = f.imds.Update(h.instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = StateTerminated })
+		if err := f.terminate(ctx, h.group, h.instanceID, false); err != nil {
+			log.Error().Err(err).Msg("terminate after an abandoned launch")
+		}
+	default:
+		if err := f.terminate(ctx, h.group, h.instanceID, h.decrement); err != nil {
+			log.Error().Err(err).Msg("terminate after lifecycle action")
+		}
 	}
 	f.mu.Lock()
-	a.State = StateTerminated
+	h.setState(final)
 	f.mu.Unlock()
-	log.Info().Str("result", result).Bool("timed_out", timedOut).Msg("lifecycle action finished")
+	log.Info().Str("result", result).Bool("timed_out", timedOut).Str("state", final).Msg("lifecycle hold finished")
 }
 
 // expireLoop applies the hook's DefaultResult to actions whose deadline passed.
@@ -252,56 +485,90 @@ func (f *Front) expireLoop() {
 		case <-f.stop:
 			return
 		case now := <-t.C:
-			var due []*action
+			var due []*hold
 			f.mu.Lock()
-			for _, a := range f.actions {
-				if a.State == StateTerminatingWait && (now.After(a.Deadline) || now.After(a.GlobalDeadline)) {
-					due = append(due, a)
+			for _, h := range f.holds {
+				if h.settled {
+					continue
+				}
+				expired := false
+				for _, a := range h.actions {
+					if !a.done && (now.After(a.Deadline) || now.After(a.GlobalDeadline)) {
+						a.done, a.Result, a.TimedOut = true, a.DefaultResult, true
+						expired = true
+					}
+				}
+				if expired {
+					due = append(due, h)
 				}
 			}
 			f.mu.Unlock()
-			for _, a := range due {
-				f.finish(a, a.DefaultResult, true)
+			for _, h := range due {
+				f.settle(h, true)
 			}
 		}
 	}
 }
 
-// findAction returns the waiting action the request names, or a ValidationError message.
+// findAction returns the waiting action the request names, or a ValidationError message. The
+// request names the instance (InstanceId) or the action (LifecycleActionToken), and the hook
+// and its group, which must match. f.mu is held.
 func (f *Front) findAction(p map[string]string) (*action, string) {
 	id, token := p["InstanceId"], p["LifecycleActionToken"]
 	notFound := "No active Lifecycle Action found with instance ID " + id
 	if id == "" {
 		notFound = "No active Lifecycle Action found with token " + token
 	}
-	var a *action
-	if id != "" {
-		a = f.actions[id]
-	} else {
-		for _, x := range f.actions {
-			if x.Token == token {
-				a = x
+	var candidates []*action
+	for k, h := range f.holds {
+		if id != "" && k.instanceID != id {
+			continue
+		}
+		for _, a := range h.actions {
+			if token == "" || a.Token == token {
+				candidates = append(candidates, a)
 			}
 		}
 	}
-	if a == nil {
+	var named *action
+	for _, a := range candidates {
+		if (p["AutoScalingGroupName"] == "" || p["AutoScalingGroupName"] == a.ASG) &&
+			(p["LifecycleHookName"] == "" || p["LifecycleHookName"] == a.Hook) {
+			if named == nil || !a.h.settled && !a.done {
+				named = a
+			}
+		}
+	}
+	if named == nil {
+		if len(candidates) > 0 {
+			return candidates[0], notFound
+		}
 		return nil, notFound
 	}
-	if token != "" && a.Token != token {
-		return a, notFound
+	if named.h.settled || named.done {
+		return named, notFound
 	}
-	if (p["AutoScalingGroupName"] != "" && p["AutoScalingGroupName"] != a.ASG) ||
-		(p["LifecycleHookName"] != "" && p["LifecycleHookName"] != a.Hook) {
-		return a, notFound
+	return named, ""
+}
+
+// checkHookRequest refuses what AWS refuses before looking for an action: a missing hook or
+// group name (both required), neither an instance id nor a token.
+func checkHookRequest(c *call) bool {
+	p := c.req.Params
+	for _, k := range []struct{ param, member string }{{"LifecycleHookName", "lifecycleHookName"}, {"AutoScalingGroupName", "autoScalingGroupName"}} {
+		if p[k.param] == "" {
+			c.writeError(http.StatusBadRequest, "ValidationError", "1 validation error detected: Value null at '"+k.member+"' failed to satisfy constraint: Member must not be null")
+			return false
+		}
 	}
-	if a.State != StateTerminatingWait {
-		return a, notFound
-	}
-	return a, ""
+	return true
 }
 
 func (f *Front) completeLifecycleAction(c *call) {
 	p := c.req.Params
+	if !checkHookRequest(c) {
+		return
+	}
 	result := p["LifecycleActionResult"]
 	if result != "CONTINUE" && result != "ABANDON" {
 		c.writeError(http.StatusBadRequest, "ValidationError", fmt.Sprintf("LifecycleActionResult %q: must be CONTINUE or ABANDON", result))
@@ -312,16 +579,22 @@ func (f *Front) completeLifecycleAction(c *call) {
 	if a != nil {
 		a.Completions++
 	}
+	if msg == "" {
+		a.done, a.Result = true, result
+	}
 	f.mu.Unlock()
 	if msg != "" {
 		c.writeError(http.StatusBadRequest, "ValidationError", msg)
 		return
 	}
-	f.finish(a, result, false)
+	f.settle(a.h, false)
 	writeASGEmpty(c, "CompleteLifecycleAction")
 }
 
 func (f *Front) recordHeartbeat(c *call) {
+	if !checkHookRequest(c) {
+		return
+	}
 	f.mu.Lock()
 	a, msg := f.findAction(c.req.Params)
 	if msg == "" {
@@ -386,9 +659,31 @@ func writeASGEmpty(c *call, op string) {
 
 var instanceIDRe = regexp.MustCompile(`<InstanceId>([^<]+)</InstanceId>`)
 
+// overlayStatesLocked is the lifecycle state the front shows for each instance it holds or
+// moves on (moto knows nothing of Pending:Wait or Terminating:Wait). f.mu is held.
+func (f *Front) overlayStatesLocked() map[string]string {
+	states := map[string]string{}
+	for k, h := range f.holds {
+		if len(h.actions) == 0 {
+			continue
+		}
+		st := h.actions[0].State
+		if st == StateTerminated || st == StateInService {
+			continue
+		}
+		if _, ok := states[k.instanceID]; ok && h.settled {
+			continue // the instance's waiting hold speaks
+		}
+		states[k.instanceID] = st
+	}
+	return states
+}
+
 // describeWithOverlay forwards to moto and shows the front's lifecycle states for instances
-// held by an action (moto knows nothing of Terminating:Wait).
+// it holds or moves on.
 func (f *Front) describeWithOverlay(c *call) {
+	f.launchMu.RLock()
+	defer f.launchMu.RUnlock()
 	resp, err := f.motoDo(c.r.Context(), c.r.Method, c.r.URL.RequestURI(), c.body, c.r.Header)
 	if err != nil {
 		c.writeError(http.StatusInternalServerError, "InternalFailure", err.Error())
@@ -396,12 +691,7 @@ func (f *Front) describeWithOverlay(c *call) {
 	}
 	if resp.status == http.StatusOK {
 		f.mu.Lock()
-		states := map[string]string{}
-		for id, a := range f.actions {
-			if a.State != StateTerminated {
-				states[id] = a.State
-			}
-		}
+		states := f.overlayStatesLocked()
 		f.mu.Unlock()
 		if len(states) > 0 {
 			resp.body = overlayStates(resp.body, states)

@@ -62,12 +62,15 @@ const (
 
 // Fault makes the next Count matching requests fail or slow down.
 type Fault struct {
-	Service   string        `json:"service"`
-	Operation string        `json:"operation,omitempty"` // "" = any
-	Kind      string        `json:"kind"`                // throttle|5xx|latency|drop|prior-request-not-complete|denied
-	Count     int           `json:"count"`               // <= 0 counts as 1
-	Latency   time.Duration `json:"latency,omitempty"`   // for latency
-	Status    int           `json:"status,omitempty"`    // for 5xx: 500 (InternalFailure, default) or 503 (ServiceUnavailable)
+	Service   string `json:"service"`
+	Operation string `json:"operation,omitempty"` // "" = any
+	// InstanceID limits the fault to requests from that instance (by source address, as the
+	// request log names it); "" = anyone's.
+	InstanceID string        `json:"instance_id,omitempty"`
+	Kind       string        `json:"kind"`              // throttle|5xx|latency|drop|prior-request-not-complete|denied
+	Count      int           `json:"count"`             // <= 0 counts as 1
+	Latency    time.Duration `json:"latency,omitempty"` // for latency
+	Status     int           `json:"status,omitempty"`  // for 5xx: 500 (InternalFailure, default) or 503 (ServiceUnavailable)
 	// Arrived, when set, is closed as the first matching request arrives (for a latency
 	// fault: as its hold begins), so that a test can act while AWS holds it.
 	Arrived chan struct{} `json:"-"`
@@ -83,11 +86,11 @@ func (f *Front) InjectFault(ft Fault) {
 	f.faults = append(f.faults, &ft)
 }
 
-func (f *Front) takeFault(service, op string) *Fault {
+func (f *Front) takeFault(service, op, instanceID string) *Fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, ft := range f.faults {
-		if ft.Service != service || (ft.Operation != "" && ft.Operation != op) {
+		if ft.Service != service || (ft.Operation != "" && ft.Operation != op) || (ft.InstanceID != "" && ft.InstanceID != instanceID) {
 			continue
 		}
 		ft.Count--

@@ -49,6 +49,9 @@ type Options struct {
 	// group, the rest to the workers' group. Nodes is their sum.
 	Managers int
 	Workers  int
+	// Spare nodes come after them and belong to no group: Launch gives each the instance a
+	// scale-out launches.
+	Spare int
 	// HeartbeatTimeout of the groups' termination lifecycle hooks (default 60 s; AWS: 30..7200).
 	HeartbeatTimeout int32
 	AgentBin         string // the swarm-agent binary to run on the nodes
@@ -97,7 +100,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.Dir, err = os.MkdirTemp("", "swarm-local-"); err != nil {
 		return nil, err
 	}
-	if c.Bed, err = testbed.Start(ctx, testbed.Options{Nodes: opts.Managers + opts.Workers}); err != nil {
+	if c.Bed, err = testbed.Start(ctx, testbed.Options{Nodes: opts.Managers + opts.Workers + opts.Spare}); err != nil {
 		return nil, fmt.Errorf("start engines: %w", err)
 	}
 	port, err := freePort()
@@ -146,7 +149,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	groups := []struct {
 		name  string
 		nodes []*testbed.Node
-	}{{ManagersGroup, c.Bed.Nodes[:opts.Managers]}, {WorkersGroup, c.Bed.Nodes[opts.Managers:]}}
+	}{{ManagersGroup, c.Bed.Nodes[:opts.Managers]}, {WorkersGroup, c.Bed.Nodes[opts.Managers : opts.Managers+opts.Workers]}}
 	for _, g := range groups {
 		if err := c.createGroup(ctx, g.name, g.nodes); err != nil {
 			return nil, err
@@ -160,6 +163,8 @@ const (
 	ManagersGroup = "swarm-managers"
 	WorkersGroup  = "swarm-workers"
 	HookName      = "swarm-agent-drain"
+	// LaunchHookName is the groups' launching hook, once PutLaunchHook added it.
+	LaunchHookName = "swarm-agent-launch"
 )
 
 // createGroup makes an Auto Scaling group with a termination hook in moto, one instance per
@@ -192,15 +197,105 @@ func (c *Cluster) createGroup(ctx context.Context, name string, nodes []*testbed
 		return fmt.Errorf("group %s has %d instances, want %d", name, len(insts), len(nodes))
 	}
 	for i, node := range nodes {
-		id := aws.ToString(insts[i].InstanceId)
-		c.ids[node.Name] = id
-		if err := c.giveAddress(ctx, id, node.IP); err != nil {
+		if err := c.adopt(ctx, name, aws.ToString(insts[i].InstanceId), aws.ToString(insts[i].AvailabilityZone), node); err != nil {
 			return err
 		}
-		c.Front.AddInstance(imdsfake.Instance{ID: id, PrivateIP: node.IP, AZ: aws.ToString(insts[i].AvailabilityZone),
-			Region: "us-east-1", InstanceType: "t3.medium", ASG: name, TargetLifecycleState: "InService"})
 	}
 	return nil
+}
+
+// adopt makes node n the EC2 instance id of group: its address is the instance's (EC2) and
+// its instance metadata the instance's (the front's IMDS).
+func (c *Cluster) adopt(ctx context.Context, group, id, az string, n *testbed.Node) error {
+	if err := c.giveAddress(ctx, id, n.IP); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.ids[n.Name] = id
+	c.mu.Unlock()
+	c.Front.AddInstance(imdsfake.Instance{ID: id, PrivateIP: n.IP, AZ: az,
+		Region: "us-east-1", InstanceType: "t3.medium", ASG: group, TargetLifecycleState: "InService"})
+	return nil
+}
+
+// PutLaunchHook adds the launching lifecycle hook LaunchHookName to group, with heartbeat
+// timeout hb (seconds) and default result def.
+func (c *Cluster) PutLaunchHook(ctx context.Context, group string, hb int32, def string) error {
+	if _, err := c.ASG.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
+		AutoScalingGroupName: aws.String(group),
+		LifecycleHookName:    aws.String(LaunchHookName),
+		LifecycleTransition:  aws.String("autoscaling:EC2_INSTANCE_LAUNCHING"),
+		HeartbeatTimeout:     aws.Int32(hb),
+		DefaultResult:        aws.String(def),
+	}); err != nil {
+		return fmt.Errorf("put launch hook on %s: %w", group, err)
+	}
+	return nil
+}
+
+// GroupInstances is the group's instances and their lifecycle states, as Auto Scaling shows
+// them (through the front).
+func (c *Cluster) GroupInstances(ctx context.Context, group string) (map[string]string, error) {
+	out, err := c.ASG.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil || len(out.AutoScalingGroups) != 1 {
+		return nil, fmt.Errorf("describe group %s: %v", group, err)
+	}
+	st := map[string]string{}
+	for _, in := range out.AutoScalingGroups[0].Instances {
+		st[aws.ToString(in.InstanceId)] = string(in.LifecycleState)
+	}
+	return st, nil
+}
+
+// Launch scales group out by one through the front, as a scaling policy does (a launching
+// hook holds the new instance in Pending:Wait), and makes spare node n that instance. It
+// returns the instance id.
+func (c *Cluster) Launch(ctx context.Context, group string, n *testbed.Node) (string, error) {
+	out, err := c.ASG.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil || len(out.AutoScalingGroups) != 1 {
+		return "", fmt.Errorf("describe group %s: %v", group, err)
+	}
+	before := map[string]bool{}
+	for _, in := range out.AutoScalingGroups[0].Instances {
+		before[aws.ToString(in.InstanceId)] = true
+	}
+	if _, err := c.ASG.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String(group),
+		DesiredCapacity: aws.Int32(aws.ToInt32(out.AutoScalingGroups[0].DesiredCapacity) + 1)}); err != nil {
+		return "", fmt.Errorf("scale %s out: %w", group, err)
+	}
+	id, err := c.Replacement(ctx, group, before)
+	if err != nil {
+		return "", err
+	}
+	return id, c.Adopt(ctx, group, id, n)
+}
+
+// Replacement returns the one instance of group that is not in known (the one a scale-out or
+// a replacement launched).
+func (c *Cluster) Replacement(ctx context.Context, group string, known map[string]bool) (string, error) {
+	st, err := c.GroupInstances(ctx, group)
+	if err != nil {
+		return "", err
+	}
+	var fresh []string
+	for id := range st {
+		if !known[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) != 1 {
+		return "", fmt.Errorf("group %s launched %v (instances %v), want one new instance", group, fresh, st)
+	}
+	return fresh[0], nil
+}
+
+// Adopt makes node n the group's instance id (launched by a scale-out or as a replacement).
+func (c *Cluster) Adopt(ctx context.Context, group, id string, n *testbed.Node) error {
+	out, err := c.ASG.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+	if err != nil || len(out.AutoScalingInstances) != 1 {
+		return fmt.Errorf("describe instance %s: %v", id, err)
+	}
+	return c.adopt(ctx, group, id, aws.ToString(out.AutoScalingInstances[0].AvailabilityZone), n)
 }
 
 // giveAddress makes EC2 tell the truth about the node's address: moto gives the instance a
@@ -224,7 +319,11 @@ func (c *Cluster) giveAddress(ctx context.Context, instanceID, ip string) error 
 }
 
 // InstanceID of node n.
-func (c *Cluster) InstanceID(n *testbed.Node) string { return c.ids[n.Name] }
+func (c *Cluster) InstanceID(n *testbed.Node) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ids[n.Name]
+}
 
 // Close stops everything Start started; safe after a partial Start.
 func (c *Cluster) Close() {
@@ -385,6 +484,7 @@ func (c *Cluster) View(ctx context.Context, nodes []*testbed.Node) (View, error)
 // NodeRow is one line of `docker node ls`.
 type NodeRow struct {
 	ID, Hostname, Role, State, Availability, Leader, Addr string
+	Reachability                                          string // managers: reachable | unreachable | unknown
 	Labels                                                map[string]string
 }
 
@@ -404,6 +504,9 @@ func (c *Cluster) Nodes(ctx context.Context, mgr *testbed.Node) ([]NodeRow, erro
 			Availability: string(n.Spec.Availability), Addr: n.Status.Addr, Labels: n.Spec.Labels}
 		if n.ManagerStatus != nil && n.ManagerStatus.Leader {
 			r.Leader = "leader"
+		}
+		if n.ManagerStatus != nil {
+			r.Reachability = string(n.ManagerStatus.Reachability)
 		}
 		rows = append(rows, r)
 	}

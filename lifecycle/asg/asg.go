@@ -32,29 +32,37 @@ type API interface {
 
 var _ API = (*autoscaling.Client)(nil)
 
-// Action is the termination hook that holds an instance.
+// Action is the lifecycle hook (termination or launch) that holds an instance.
 type Action = lifecycle.HookAction
 
 // Errors.
 var (
-	// ErrNoHook: the instance is in no group, or its group has no termination hook.
+	// ErrNoHook: the instance is in no group, or its group has no hook of the transition.
 	ErrNoHook = lifecycle.ErrNoHook
-	// ErrAmbiguousHook: the group has several termination hooks and none was named.
-	ErrAmbiguousHook = errors.New("several termination lifecycle hooks")
+	// ErrAmbiguousHook: the group has several hooks of the transition and none was named.
+	ErrAmbiguousHook = lifecycle.ErrAmbiguousHook
 )
 
-// TransitionTerminating is the lifecycle transition of the hooks this package drives.
-const TransitionTerminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+// Lifecycle transitions of the hooks this package drives.
+const (
+	TransitionTerminating = lifecycle.TransitionTerminating
+	TransitionLaunching   = lifecycle.TransitionLaunching
+)
 
-// Client drives Auto Scaling lifecycle actions. It satisfies lifecycle.Hook and the
-// reaper's instance check.
+// Client drives Auto Scaling lifecycle actions. It satisfies lifecycle.Hook,
+// lifecycle.LaunchHook and the reaper's instance check.
 type Client struct {
 	api API
 	// HookName, when set, picks this termination hook if a group has several.
 	HookName string
+	// LaunchHookName, when set, picks this launch hook if a group has several.
+	LaunchHookName string
 }
 
-var _ lifecycle.Hook = (*Client)(nil)
+var (
+	_ lifecycle.Hook       = (*Client)(nil)
+	_ lifecycle.LaunchHook = (*Client)(nil)
+)
 
 // New returns a Client over api (an *autoscaling.Client or a fake).
 func New(api API) *Client { return &Client{api: api} }
@@ -62,6 +70,22 @@ func New(api API) *Client { return &Client{api: api} }
 // Action finds the Auto Scaling group that holds instanceID and its
 // EC2_INSTANCE_TERMINATING hook.
 func (c *Client) Action(ctx context.Context, instanceID string) (Action, error) {
+	return c.hookAction(ctx, instanceID, TransitionTerminating, c.HookName)
+}
+
+// LaunchAction finds the Auto Scaling group of instanceID, the instance's lifecycle state
+// (Pending:Wait while a launch hook holds it) and the group's EC2_INSTANCE_LAUNCHING hook.
+func (c *Client) LaunchAction(ctx context.Context, instanceID string) (Action, error) {
+	return c.hookAction(ctx, instanceID, TransitionLaunching, c.LaunchHookName)
+}
+
+// hookAction finds the instance's group, its lifecycle state and the group's hook of
+// transition: the one named name, or the only one.
+func (c *Client) hookAction(ctx context.Context, instanceID, transition, name string) (Action, error) {
+	kind := "termination"
+	if transition == TransitionLaunching {
+		kind = "launch"
+	}
 	state, group, found, err := c.describe(ctx, instanceID)
 	if err != nil {
 		return Action{}, err
@@ -76,7 +100,7 @@ func (c *Client) Action(ctx context.Context, instanceID string) (Action, error) 
 	var names []string
 	var picked *Action
 	for _, h := range out.LifecycleHooks {
-		if aws.ToString(h.LifecycleTransition) != TransitionTerminating {
+		if aws.ToString(h.LifecycleTransition) != transition {
 			continue
 		}
 		a := Action{
@@ -91,18 +115,18 @@ func (c *Client) Action(ctx context.Context, instanceID string) (Action, error) 
 			a.DefaultResult = lifecycle.ResultAbandon
 		}
 		names = append(names, a.Hook)
-		if c.HookName == "" || a.Hook == c.HookName {
+		if name == "" || a.Hook == name {
 			picked = &a
 		}
 	}
 	switch {
 	case len(names) == 0:
-		return Action{}, fmt.Errorf("group %s has no %s hook: %w", group, TransitionTerminating, ErrNoHook)
+		return Action{}, fmt.Errorf("group %s has no %s hook: %w", group, transition, ErrNoHook)
 	case picked == nil:
-		return Action{}, fmt.Errorf("group %s has no termination hook named %q (it has %s): %w", group, c.HookName, strings.Join(names, ", "), ErrNoHook)
-	case c.HookName == "" && len(names) > 1:
+		return Action{}, fmt.Errorf("group %s has no %s hook named %q (it has %s): %w", group, kind, name, strings.Join(names, ", "), ErrNoHook)
+	case name == "" && len(names) > 1:
 		slices.Sort(names)
-		return Action{}, fmt.Errorf("group %s has termination hooks %s: name the one to complete: %w", group, strings.Join(names, ", "), ErrAmbiguousHook)
+		return Action{}, fmt.Errorf("group %s has %s hooks %s: name the one to complete: %w", group, kind, strings.Join(names, ", "), ErrAmbiguousHook)
 	}
 	return *picked, nil
 }

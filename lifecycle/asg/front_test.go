@@ -207,3 +207,75 @@ func terminate(t *testing.T, e *fronttest.Env, id string, decrement bool) (*auto
 	return e.ASG.TerminateInstanceInAutoScalingGroup(t.Context(), &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(decrement)})
 }
+
+// TestLaunchActionAgainstFront: through the real SDK against moto and the front, an instance a
+// scale-out launched into a group with a launching hook is found in Pending:Wait on that hook;
+// heartbeats and one completion work, after which it is in service; a group with two launch
+// hooks is ambiguous unless LaunchHookName picks one.
+func TestLaunchActionAgainstFront(t *testing.T) {
+	e := fronttest.Start(t, nil)
+	ctx := t.Context()
+	c := New(e.ASG)
+	first := frontGroup(t, e, "workers", 1, 30)[0]
+	if _, err := c.LaunchAction(ctx, first); !errors.Is(err, ErrNoHook) {
+		t.Fatalf("LaunchAction without a launching hook: %v, want ErrNoHook", err)
+	}
+	if _, err := e.ASG.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
+		AutoScalingGroupName: aws.String("workers"), LifecycleHookName: aws.String("boot"),
+		LifecycleTransition: aws.String(TransitionLaunching), HeartbeatTimeout: aws.Int32(120), DefaultResult: aws.String("ABANDON"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := c.LaunchAction(ctx, first); err != nil || a.State != "InService" || a.Hook != "boot" {
+		t.Fatalf("LaunchAction of an instance launched before the hook: %+v, %v; want InService", a, err)
+	}
+	if _, err := e.ASG.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String("workers"), DesiredCapacity: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.ASG.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"workers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, in := range out.AutoScalingGroups[0].Instances {
+		if aws.ToString(in.InstanceId) != first {
+			id = aws.ToString(in.InstanceId)
+		}
+	}
+	a, err := c.LaunchAction(ctx, id)
+	if err != nil || a.State != lifecycle.StatePendingWait || a.Hook != "boot" || a.ASG != "workers" || a.HeartbeatTimeout != 2*time.Minute || a.DefaultResult != "ABANDON" {
+		t.Fatalf("LaunchAction of the launched instance = %+v, %v; want Pending:Wait on boot", a, err)
+	}
+	if err := c.Heartbeat(ctx, "workers", "boot", id); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if err := c.Complete(ctx, "workers", "drain", id, lifecycle.ResultContinue); !errors.Is(err, lifecycle.ErrNoAction) {
+		t.Fatalf("completing the terminating hook of a launching instance: %v, want ErrNoAction", err)
+	}
+	if err := c.Complete(ctx, "workers", "boot", id, lifecycle.ResultContinue); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	if err := c.Complete(ctx, "workers", "boot", id, lifecycle.ResultContinue); !errors.Is(err, lifecycle.ErrNoAction) {
+		t.Fatalf("second completion: %v, want ErrNoAction", err)
+	}
+	if a, err := c.LaunchAction(ctx, id); err != nil || a.State != "InService" {
+		t.Fatalf("after CONTINUE: %+v, %v; want InService", a, err)
+	}
+	if _, err := e.ASG.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
+		AutoScalingGroupName: aws.String("workers"), LifecycleHookName: aws.String("logs"),
+		LifecycleTransition: aws.String(TransitionLaunching), HeartbeatTimeout: aws.Int32(60),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LaunchAction(ctx, id); !errors.Is(err, ErrAmbiguousHook) {
+		t.Fatalf("LaunchAction with two launch hooks: %v, want ErrAmbiguousHook", err)
+	}
+	c.LaunchHookName = "logs"
+	if a, err := c.LaunchAction(ctx, id); err != nil || a.Hook != "logs" || a.DefaultResult != "ABANDON" {
+		t.Fatalf("LaunchAction naming the hook: %+v, %v", a, err)
+	}
+	c.LaunchHookName = "nope"
+	if _, err := c.LaunchAction(ctx, id); !errors.Is(err, ErrNoHook) {
+		t.Fatalf("LaunchAction naming a hook the group lacks: %v, want ErrNoHook", err)
+	}
+}

@@ -18,10 +18,13 @@ type Kind string
 const (
 	// KindTerminate is a termination notice: hand it to the handler.
 	KindTerminate Kind = "terminate"
+	// KindLaunch is a launch notice (a launch hook holds an instance in Pending:Wait or
+	// Warmed:Pending:Wait): hand it to the handler.
+	KindLaunch Kind = "launch"
 	// KindTest is Auto Scaling's test notification, sent when a hook's target is configured.
 	KindTest Kind = "test"
-	// KindIgnore is a well-formed message that needs no action (a launching transition,
-	// another EventBridge event, a plain Auto Scaling notification).
+	// KindIgnore is a well-formed message that needs no action (another EventBridge event,
+	// a plain Auto Scaling notification).
 	KindIgnore Kind = "ignore"
 )
 
@@ -34,6 +37,10 @@ const (
 	detailLaunch          = "EC2 Instance-launch Lifecycle Action"
 	detailSpotWarning     = "EC2 Spot Instance Interruption Warning"
 	snsNotification       = "Notification"
+	// Origin and Destination values.
+	originEC2      = "EC2"
+	originGroup    = "AutoScalingGroup"
+	originWarmPool = "WarmPool"
 )
 
 // maxBody bounds what Parse accepts; SQS itself caps messages at 256 KiB.
@@ -50,6 +57,10 @@ type hookMessage struct {
 	LifecycleHookName    string `json:"LifecycleHookName"`
 	EC2InstanceID        string `json:"EC2InstanceId"`
 	LifecycleActionToken string `json:"LifecycleActionToken"`
+	// Origin and Destination: EC2, AutoScalingGroup or WarmPool (warm pool events carry
+	// them; hook notifications to SQS say EC2 or AutoScalingGroup).
+	Origin      string `json:"Origin"`
+	Destination string `json:"Destination"`
 }
 
 // envelope holds the keys that tell the formats apart.
@@ -71,11 +82,12 @@ type spotDetail struct {
 }
 
 // Parse reads one queue message body. It accepts the Auto Scaling lifecycle hook notification
-// as delivered to SQS, the EventBridge event "EC2 Instance-terminate Lifecycle Action" (and
-// "EC2 Spot Instance Interruption Warning"), and either wrapped once by SNS. A terminating
-// transition gives KindTerminate with a Notice of Source "queue"; the test notification gives
-// KindTest; launching transitions and other well-formed events give KindIgnore. Anything else
-// is an error naming what is wrong. Parse never panics.
+// as delivered to SQS, the EventBridge events "EC2 Instance-terminate Lifecycle Action" and
+// "EC2 Instance-launch Lifecycle Action" (and "EC2 Spot Instance Interruption Warning"), and
+// either wrapped once by SNS. A terminating transition gives KindTerminate with a Notice of
+// Source "queue"; a launching one KindLaunch with a Notice of Kind "launch"; the test
+// notification gives KindTest; other well-formed events give KindIgnore. Anything else is an
+// error naming what is wrong. Parse never panics.
 func Parse(body []byte) (lifecycle.Notice, Kind, error) {
 	return parse(body, true)
 }
@@ -121,10 +133,14 @@ func parse(body []byte, unwrapSNS bool) (lifecycle.Notice, Kind, error) {
 }
 
 func parseEvent(env envelope) (lifecycle.Notice, Kind, error) {
-	switch *env.DetailType {
-	case detailTerminate:
+	switch dt := *env.DetailType; dt {
+	case detailTerminate, detailLaunch:
+		transition := transitionTerminating
+		if dt == detailLaunch {
+			transition = transitionLaunching
+		}
 		if len(env.Detail) == 0 {
-			return lifecycle.Notice{}, "", fmt.Errorf("event %q has no detail", detailTerminate)
+			return lifecycle.Notice{}, "", fmt.Errorf("event %q has no detail", dt)
 		}
 		var m hookMessage
 		if err := json.Unmarshal(env.Detail, &m); err != nil {
@@ -132,10 +148,10 @@ func parseEvent(env envelope) (lifecycle.Notice, Kind, error) {
 		}
 		if m.LifecycleTransition == "" {
 			// EventBridge's detail always names it; be lenient only about its absence.
-			m.LifecycleTransition = transitionTerminating
+			m.LifecycleTransition = transition
 		}
-		if m.LifecycleTransition != transitionTerminating {
-			return lifecycle.Notice{}, "", fmt.Errorf("event %q carries LifecycleTransition %s", detailTerminate, quote(m.LifecycleTransition))
+		if m.LifecycleTransition != transition {
+			return lifecycle.Notice{}, "", fmt.Errorf("event %q carries LifecycleTransition %s", dt, quote(m.LifecycleTransition))
 		}
 		n, k, err := parseHook(m)
 		if err != nil {
@@ -159,8 +175,6 @@ func parseEvent(env envelope) (lifecycle.Notice, Kind, error) {
 			n.Deadline = t.Add(2 * time.Minute)
 		}
 		return n, KindTerminate, nil
-	case detailLaunch:
-		return lifecycle.Notice{}, KindIgnore, nil
 	case "":
 		return lifecycle.Notice{}, "", errors.New("event has an empty detail-type")
 	default:
@@ -169,14 +183,22 @@ func parseEvent(env envelope) (lifecycle.Notice, Kind, error) {
 }
 
 func parseHook(m hookMessage) (lifecycle.Notice, Kind, error) {
+	kind, noticeKind := KindTerminate, "scale-in"
 	switch m.LifecycleTransition {
 	case transitionTerminating:
 	case transitionLaunching:
-		return lifecycle.Notice{}, KindIgnore, nil
+		kind, noticeKind = KindLaunch, "launch"
 	case "":
 		return lifecycle.Notice{}, "", errors.New("hook notification has no LifecycleTransition (and no Event, detail-type or SNS Message)")
 	default:
-		return lifecycle.Notice{}, "", fmt.Errorf("LifecycleTransition %s is not %s", quote(m.LifecycleTransition), transitionTerminating)
+		return lifecycle.Notice{}, "", fmt.Errorf("LifecycleTransition %s is not %s or %s", quote(m.LifecycleTransition), transitionTerminating, transitionLaunching)
+	}
+	for _, f := range []struct{ name, v string }{{"Origin", m.Origin}, {"Destination", m.Destination}} {
+		switch f.v {
+		case "", originEC2, originGroup, originWarmPool:
+		default:
+			return lifecycle.Notice{}, "", fmt.Errorf("%s %s is not %s, %s or %s", f.name, quote(f.v), originEC2, originGroup, originWarmPool)
+		}
 	}
 	switch {
 	case !instanceIDRe.MatchString(m.EC2InstanceID):
@@ -194,13 +216,14 @@ func parseHook(m hookMessage) (lifecycle.Notice, Kind, error) {
 		return lifecycle.Notice{}, "", fmt.Errorf("LifecycleActionToken of %d characters exceeds 36", len(m.LifecycleActionToken))
 	}
 	return lifecycle.Notice{
-		Kind:       "scale-in",
-		InstanceID: m.EC2InstanceID,
-		ASG:        m.AutoScalingGroupName,
-		Hook:       m.LifecycleHookName,
-		Token:      m.LifecycleActionToken,
-		Source:     "queue",
-	}, KindTerminate, nil
+		Kind:        noticeKind,
+		InstanceID:  m.EC2InstanceID,
+		ASG:         m.AutoScalingGroupName,
+		Hook:        m.LifecycleHookName,
+		Token:       m.LifecycleActionToken,
+		Source:      "queue",
+		Destination: m.Destination,
+	}, kind, nil
 }
 
 // quote quotes a value for an error message, cut short so a hostile body cannot flood the log.

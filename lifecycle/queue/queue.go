@@ -129,7 +129,7 @@ func New(client sqsAPI, opts Options) (*Consumer, error) {
 	}, nil
 }
 
-// Handler acts on one termination notice. It must be idempotent: a notice can arrive twice
+// Handler acts on one notice (termination or launch). It must be idempotent: a notice can arrive twice
 // (SQS delivers at least once, and a delete can fail after the handler succeeded).
 type Handler func(ctx context.Context, n lifecycle.Notice) error
 
@@ -248,7 +248,7 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 	if count > c.opts.MaxReceives {
 		// A handler that crashed the agent (or never returned) on earlier receives.
 		log.Error().Int("max_receives", c.opts.MaxReceives).
-			Msg("giving up on termination notice received too often; deleting it unhandled")
+			Msg("giving up on a notice received too often; deleting it unhandled")
 		c.delete(ctx, m, log)
 		return
 	}
@@ -256,21 +256,21 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 	err = c.handleWithKeepalive(ctx, m, notice, handle, log)
 	switch {
 	case err == nil:
-		log.Info().Msg("termination notice handled")
+		log.Info().Msg("notice handled")
 		c.delete(ctx, m, log)
 	case ctx.Err() != nil:
 		// Shutting down: hand the message to another consumer at once.
-		log.Warn().Err(err).Msg("termination notice interrupted by shutdown; releasing it")
+		log.Warn().Err(err).Msg("notice interrupted by shutdown; releasing it")
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		c.changeVisibility(rctx, m, 0, log)
 	case count >= c.opts.MaxReceives:
 		log.Error().Err(err).Int("max_receives", c.opts.MaxReceives).
-			Msg("termination notice failed on its last allowed receive; deleting it unhandled")
+			Msg("notice failed on its last allowed receive; deleting it unhandled")
 		c.delete(ctx, m, log)
 	default:
 		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
-		log.Warn().Err(err).Dur("retry_in", d).Msg("termination notice failed; leaving it for redelivery")
+		log.Warn().Err(err).Dur("retry_in", d).Msg("notice failed; leaving it for redelivery")
 		c.changeVisibility(ctx, m, d, log)
 	}
 }

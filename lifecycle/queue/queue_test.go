@@ -88,7 +88,8 @@ func TestConsumerSettlesEachKind(t *testing.T) {
 		{name: "termination notice", body: hookTerminating, wantHandled: 1},
 		{name: "eventbridge via SNS", body: sns(eventTerminate), wantHandled: 1},
 		{name: "test notification", body: testNotice, wantHandled: 0},
-		{name: "launching", body: hookLaunching, wantHandled: 0},
+		{name: "launching", body: hookLaunching, wantHandled: 1},
+		{name: "eventbridge launching into the warm pool", body: eventWarmLaunch, wantHandled: 1},
 		{name: "malformed", body: `{"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"bogus"}`, wantHandled: 0},
 		{name: "not json", body: `hello`, wantHandled: 0},
 	}
