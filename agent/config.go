@@ -213,10 +213,10 @@ var options = map[string]option{
 	"maintenance-lead": {"maintenance-lead", "run: how long before an EC2 scheduled event's window (instance metadata events/maintenance/scheduled) the node drains: a reboot or host maintenance drains it and makes it active again once the instance is back, a stop or retirement drains it out of the swarm; 0 ignores scheduled events", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.MaintenanceLead, "maintenance-lead", lifecycle.DefaultMaintenanceLead, "")
 	}},
-	"queue-url": {"queue-url", "run (leader): SQS queue of termination notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained", true, func(fs *pflag.FlagSet, c *Config) {
+	"queue-url": {"queue-url", "run (leader): SQS queue of lifecycle notices (hook notifications, EventBridge or SNS) for any node of the cluster, so that a node whose own agent is dead is still drained, and one in the swarm whose agent did not complete its launch action gets it completed", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.QueueURL, "queue-url", "", "")
 	}},
-	"queue-grace": {"queue-grace", "run (leader): how long a queued notice waits for the node's own agent to start draining before the leader drains it", true, func(fs *pflag.FlagSet, c *Config) {
+	"queue-grace": {"queue-grace", "run (leader): how long a queued notice waits for the node's own agent to start draining before the leader drains it (launch: to complete its launch action once its node is in the swarm)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.QueueGrace, "queue-grace", 30*time.Second, "")
 	}},
 	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {

@@ -157,7 +157,7 @@ func (l *launch) whenInSwarm(ctx context.Context, cfg Config, w *wiring, res boo
 // worker with its instance id on the way (a manager's boot did). nodeID "" is read from the
 // engine. It returns the last reason it was not, and ctx's error when ctx ends first.
 func waitInSwarm(ctx context.Context, sw lifecycle.Swarm, role swarm.Role, instanceID, nodeID string, local lifecycle.Local, stage func(string)) (string, error) {
-	why := "not looked at yet"
+	var why string
 	for {
 		if nodeID == "" {
 			if id, _, err := local.Self(ctx); err == nil {

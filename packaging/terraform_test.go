@@ -313,9 +313,12 @@ func TestTerraformPromises(t *testing.T) {
 		"IMDSv2 only on the instances":              `http_tokens\s+= "required"`,
 		"termination lifecycle hooks":               `lifecycle_transition\s+= "autoscaling:EC2_INSTANCE_TERMINATING"`,
 		"hooks default to CONTINUE":                 `default_result\s+= "CONTINUE"`,
-		"EventBridge rule for the hooks' events":    `"detail-type" = \["EC2 Instance-terminate Lifecycle Action"\]`,
-		"policies from packaging/iam":               `templatefile\("\$\{path\.module\}/\.\./iam/\$\{each\.key\}-policy\.json", local\.policy_vars\)`,
-		"managers' ASG one size (quorum)":           `min_size\s+= var\.manager_count\s+max_size\s+= var\.manager_count`,
+		"EventBridge rule for the hooks' events":    `"detail-type" = \["EC2 Instance-terminate Lifecycle Action", "EC2 Instance-launch Lifecycle Action"\]`,
+		// Both groups hold new instances until their node is in the swarm, the first ones too
+		// (an initial hook), and replace those whose boot gave up.
+		"launch hooks on both groups, ABANDON by default": `(?s)resource "aws_autoscaling_group" "managers".*initial_lifecycle_hook \{\s*name\s+= local\.launch_hook\s+lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"\s+heartbeat_timeout\s+= var\.lifecycle_heartbeat_timeout\s+default_result\s+= "ABANDON".*resource "aws_autoscaling_group" "workers".*initial_lifecycle_hook \{\s*name\s+= local\.launch_hook\s+lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"`,
+		"policies from packaging/iam":                     `templatefile\("\$\{path\.module\}/\.\./iam/\$\{each\.key\}-policy\.json", local\.policy_vars\)`,
+		"managers' ASG one size (quorum)":                 `min_size\s+= var\.manager_count\s+max_size\s+= var\.manager_count`,
 		// Workers drain through the managers' control API: without it open among members, a
 		// worker's drain cannot start on AWS.
 		"the agent's control API port among members": fmt.Sprintf(`control-api\s+= \{ protocol = "tcp", port = %d,`, control.DefaultPort),

@@ -139,22 +139,16 @@ func (f *Front) controlHandler() http.Handler {
 		f.ResetRequests()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /actions/{instance_id}", func(w http.ResponseWriter, r *http.Request) {
-		a, ok := f.LifecycleAction(r.PathValue("instance_id"))
-		if !ok {
-			writeJSON(w, http.StatusNotFound, errBody("no lifecycle action for "+r.PathValue("instance_id")))
-			return
-		}
-		writeJSON(w, http.StatusOK, a)
-	})
-	mux.HandleFunc("GET /launches/{instance_id}", func(w http.ResponseWriter, r *http.Request) {
-		a, ok := f.LaunchAction(r.PathValue("instance_id"))
-		if !ok {
-			writeJSON(w, http.StatusNotFound, errBody("no launch lifecycle action for "+r.PathValue("instance_id")))
-			return
-		}
-		writeJSON(w, http.StatusOK, a)
-	})
+	for path, get := range map[string]func(string) (Action, bool){"/actions/": f.LifecycleAction, "/launches/": f.LaunchAction} {
+		mux.HandleFunc("GET "+path+"{instance_id}", func(w http.ResponseWriter, r *http.Request) {
+			a, ok := get(r.PathValue("instance_id"))
+			if !ok {
+				writeJSON(w, http.StatusNotFound, errBody("no lifecycle action for "+r.PathValue("instance_id")))
+				return
+			}
+			writeJSON(w, http.StatusOK, a)
+		})
+	}
 	mux.HandleFunc("POST /actions/{instance_id}/advance", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Seconds float64 `json:"seconds"`

@@ -28,22 +28,7 @@ func (f *Front) setDesiredCapacity(c *call) {
 	group := p["AutoScalingGroupName"]
 	desired, err := strconv.Atoi(p["DesiredCapacity"])
 	ctx := c.r.Context()
-	forward := func() {
-		var resp *motoResp
-		err := f.withLaunches(ctx, group, func() error {
-			var err error
-			resp, err = f.motoDo(ctx, c.r.Method, c.r.URL.RequestURI(), c.body, c.r.Header)
-			return err
-		})
-		if resp == nil {
-			c.writeError(http.StatusInternalServerError, "InternalFailure", err.Error())
-			return
-		}
-		if err != nil {
-			f.log.Error().Err(err).Str("asg_name", group).Msg("hold the instances of a scale-out")
-		}
-		copyResp(c.w, resp)
-	}
+	forward := func() { f.forwardWithLaunches(c, group) }
 	if group == "" || err != nil || desired < 0 {
 		forward() // moto answers the validation errors
 		return

@@ -147,10 +147,27 @@ func (c *Client) TargetLifecycleState(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, r := range v {
-		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r == ':') || len(v) > 64 {
-			return "", fmt.Errorf("imds autoscaling/target-lifecycle-state: answered %q, want a lifecycle state", clip(v))
+	return ParseTargetLifecycleState(v)
+}
+
+// ParseTargetLifecycleState checks the body of autoscaling/target-lifecycle-state: a lifecycle
+// state's shape (letters, at most three of them colon-separated parts, up to 64 bytes), such as
+// InService, Terminated, Standby, Detached or Warmed:Stopped. A state Auto Scaling may add
+// later passes; callers act only on the ones they know.
+func ParseTargetLifecycleState(v string) (string, error) {
+	bad := v == "" || len(v) > 64 || strings.Count(v, ":") > 2
+	for _, part := range strings.Split(v, ":") {
+		if part == "" {
+			bad = true
 		}
+		for _, r := range part {
+			if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z') {
+				bad = true
+			}
+		}
+	}
+	if bad {
+		return "", fmt.Errorf("imds autoscaling/target-lifecycle-state: answered %q, want a lifecycle state", clip(v))
 	}
 	return v, nil
 }

@@ -323,3 +323,41 @@ func FuzzParseScheduledEvents(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTargetLifecycleState(t *testing.T) {
+	for _, ok := range []string{"InService", "Terminated", "Standby", "Detached", "Warmed:Stopped", "Warmed:Running",
+		"Warmed:Hibernated", "Warmed:Terminated", "Pending:Wait", "Warmed:Pending:Wait"} {
+		if got, err := imds.ParseTargetLifecycleState(ok); err != nil || got != ok {
+			t.Errorf("imds.ParseTargetLifecycleState(%q) = %q, %v", ok, got, err)
+		}
+	}
+	for _, bad := range []string{"", ":", "Warmed:", ":Stopped", "Warmed::Stopped", "A:B:C:D", "In Service", "InService\n",
+		"Terminated;rm", "Warmed:Stopped1", strings.Repeat("A", 65), "<html>"} {
+		if got, err := imds.ParseTargetLifecycleState(bad); err == nil {
+			t.Errorf("imds.ParseTargetLifecycleState(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func FuzzParseTargetLifecycleState(f *testing.F) {
+	for _, s := range []string{"InService", "Terminated", "Warmed:Stopped", "Warmed:Pending:Wait", "", "a:b:c:d", "x y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := imds.ParseTargetLifecycleState(v)
+		if err != nil {
+			if got != "" {
+				t.Fatalf("%q: %q with error %v", v, got, err)
+			}
+			if strings.Contains(err.Error(), v) && len(v) > 80 {
+				t.Fatalf("error quotes a long value whole: %v", err)
+			}
+			return
+		}
+		if got != v || len(v) == 0 || len(v) > 64 || strings.Count(v, ":") > 2 || strings.ContainsFunc(v, func(r rune) bool {
+			return r != ':' && !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z')
+		}) {
+			t.Fatalf("accepted %q as %q", v, got)
+		}
+	})
+}

@@ -18,6 +18,7 @@ locals {
   worker_group  = "${var.cluster_name}-workers"
   queue_name    = "${var.cluster_name}-swarm-termination"
   hook_name     = "swarm-agent-drain"
+  launch_hook   = "swarm-agent-launch"
   managers_fqdn = "${var.managers_record}.${var.zone_name}"
   discovery     = "provider=route53 zone_id=${aws_route53_zone.swarm.zone_id} name=${local.managers_fqdn}"
 
@@ -226,6 +227,14 @@ resource "aws_autoscaling_group" "managers" {
   # A new launch template version affects new instances only. Replace managers one at a time,
   # each after the last has joined, so that the Raft quorum holds.
 
+  # New instances wait in Pending:Wait until their agent has the node in the swarm (see below).
+  initial_lifecycle_hook {
+    name                 = local.launch_hook
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    heartbeat_timeout    = var.lifecycle_heartbeat_timeout
+    default_result       = "ABANDON"
+  }
+
   # Instances boot with their permissions in place.
   depends_on = [aws_iam_role_policy.node]
 }
@@ -251,6 +260,14 @@ resource "aws_autoscaling_group" "workers" {
     propagate_at_launch = true
   }
 
+  # New instances wait in Pending:Wait until their agent has the node in the swarm (see below).
+  initial_lifecycle_hook {
+    name                 = local.launch_hook
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    heartbeat_timeout    = var.lifecycle_heartbeat_timeout
+    default_result       = "ABANDON"
+  }
+
   depends_on = [aws_iam_role_policy.node]
 
   lifecycle {
@@ -258,6 +275,19 @@ resource "aws_autoscaling_group" "workers" {
     ignore_changes = [desired_capacity]
   }
 }
+
+# ---- Launch lifecycle hooks: no instance is in service before its node is in the swarm -----
+
+# Each group's initial_lifecycle_hook above (an initial hook, not a separate
+# aws_autoscaling_lifecycle_hook, so that it holds the groups' first instances too): a new
+# instance waits in Pending:Wait while `swarm-agent boot` (user_data) works, which heartbeats
+# the action meanwhile and completes it with CONTINUE only once the node is really in the swarm
+# (joined, labelled, ready; a manager a reachable Raft member), or with ABANDON when the boot
+# gives up for good (a bad setting, access denied, --wait elapsed): Auto Scaling then
+# terminates the instance and launches another instead of keeping a node that never joined.
+# default_result ABANDON: an agent that died while booting does the same, at the timeout. With
+# the termination queue, the leader also completes the action of a node that is in the swarm
+# but whose agent did not complete it (--queue-grace after it showed ready).
 
 # ---- Termination lifecycle hooks: no instance leaves before its node was drained ------------
 
@@ -284,11 +314,13 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
   default_result         = "CONTINUE"
 }
 
-# ---- Optional: termination events to an SQS queue the managers read ------------------------
+# ---- Optional: lifecycle events to an SQS queue the managers read --------------------------
 
-# Every lifecycle hook emits an "EC2 Instance-terminate Lifecycle Action" event on EventBridge's
-# default bus; this rule sends the cluster's groups' events to a queue. A manager can then drain a
-# node that cannot do it itself (its agent hung) and complete the action for it.
+# Every lifecycle hook emits an "EC2 Instance-terminate Lifecycle Action" or "EC2
+# Instance-launch Lifecycle Action" event on EventBridge's default bus; this rule sends the
+# cluster's groups' events to a queue. A manager can then drain a node that cannot do it itself
+# (its agent hung) and complete the action for it, and complete the launch action of a node
+# that joined but whose agent did not.
 resource "aws_sqs_queue" "termination" {
   count = var.enable_termination_queue ? 1 : 0
   name  = local.queue_name
@@ -306,7 +338,7 @@ resource "aws_cloudwatch_event_rule" "termination" {
   description = "Termination lifecycle actions of swarm-agent cluster ${var.cluster_name}"
   event_pattern = jsonencode({
     source        = ["aws.autoscaling"]
-    "detail-type" = ["EC2 Instance-terminate Lifecycle Action"]
+    "detail-type" = ["EC2 Instance-terminate Lifecycle Action", "EC2 Instance-launch Lifecycle Action"]
     detail = {
       AutoScalingGroupName = [local.manager_group, local.worker_group]
     }

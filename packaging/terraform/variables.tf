@@ -107,7 +107,7 @@ variable "enable_termination_queue" {
 
 variable "lifecycle_heartbeat_timeout" {
   type        = number
-  description = "Seconds a terminating instance waits in Terminating:Wait between the agent's heartbeats."
+  description = "Seconds an instance waits in Pending:Wait (launching) or Terminating:Wait (terminating) between the agent's heartbeats."
   default     = 300
 
   validation {
