@@ -152,11 +152,17 @@ func TestIntegrationLaunchHook(t *testing.T) {
 		}
 		t.Logf("worker: CONTINUE after %d heartbeats; %d polls (gap <= %s), %d of them waiting while the node was not in the swarm; node at completion %+v",
 			a.Heartbeats, w.polls, w.maxGap.Round(time.Millisecond), w.waitingNot, w.completed)
-		// Its service's run boots again (a reconcile): nothing left to complete.
-		startRuns(t, c, []*testbed.Node{worker}, "--watch-interval=300ms")
-		time.Sleep(5 * time.Second)
+		// Its service's run boots again (a reconcile): it finds the instance in service and
+		// completes nothing.
+		wr := startRuns(t, c, []*testbed.Node{worker}, "--watch-interval=300ms")[worker.Name]
+		waitfor.Until(t, time.Minute, "the worker's run booted", func() error {
+			if !strings.Contains(wr.Log(), "boot finished") {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
 		if a, _ := c.Front.LaunchAction(id); a.Completions != 1 {
-			t.Fatalf("after run started: %d completions, want still 1", a.Completions)
+			t.Fatalf("after run booted: %d completions, want still 1", a.Completions)
 		}
 	})
 
