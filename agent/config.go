@@ -78,6 +78,9 @@ type Config struct {
 	NotifyTemplate   string
 	NotifyTimeout    time.Duration
 	LaunchHookName   string
+	// RebalanceCooldown and ResizeInterval tune the leader's scale-out (lifecycle/scaleout).
+	RebalanceCooldown time.Duration
+	ResizeInterval    time.Duration
 	// Spec is Discovery parsed.
 	Spec discovery.Spec
 }
@@ -218,6 +221,12 @@ var options = map[string]option{
 	}},
 	"queue-grace": {"queue-grace", "run (leader): how long a queued notice waits for the node's own agent to start draining before the leader drains it (launch: to complete its launch action once its node is in the swarm)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.QueueGrace, "queue-grace", 30*time.Second, "")
+	}},
+	"rebalance-cooldown": {"rebalance-cooldown", "run (leader): how long after the last node joined before services labelled swarm-agent.rebalance=true are spread onto the new nodes and swarm-agent.replicas-per-node services grow: joins within it make one rebalance", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.RebalanceCooldown, "rebalance-cooldown", time.Minute, "")
+	}},
+	"resize-interval": {"resize-interval", "run (leader): least time between two changes of the replicas of one swarm-agent.replicas-per-node service", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.DurationVar(&c.ResizeInterval, "resize-interval", 30*time.Second, "")
 	}},
 	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9477", "")
@@ -556,6 +565,12 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("queue-grace") && (c.QueueGrace < 0 || c.QueueGrace > 10*time.Minute) {
 		bad("queue-grace", c.QueueGrace.String(), "must be 0..10m")
+	}
+	if has("rebalance-cooldown") && (c.RebalanceCooldown < time.Second || c.RebalanceCooldown > time.Hour) {
+		bad("rebalance-cooldown", c.RebalanceCooldown.String(), "must be 1s..1h")
+	}
+	if has("resize-interval") && (c.ResizeInterval < time.Second || c.ResizeInterval > time.Hour) {
+		bad("resize-interval", c.ResizeInterval.String(), "must be 1s..1h")
 	}
 	if has("metrics-listen") && c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/lifecycle/scaleout"
 )
 
 // metrics are the agent's Prometheus series. Names are a public interface (README).
@@ -48,11 +49,17 @@ type metrics struct {
 	// maintenance counts this node's drains ahead of EC2 reboot events, and its returns.
 	maintenance *prometheus.CounterVec
 	// impaired counts the leader's drains of nodes whose instances fail their status checks.
-	impaired     *prometheus.CounterVec
-	awsErrors    *prometheus.CounterVec // service, code
-	dockerErrors *prometheus.CounterVec // op, kind
-	inSwarm      prometheus.Gauge
-	lastLoop     atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
+	impaired *prometheus.CounterVec
+	// The leader's scale-out: rebalances started and finished (by result), the tasks they
+	// moved, and the resizes of replicas-per-node services (by direction).
+	rebalancesStarted  prometheus.Counter
+	rebalancesFinished *prometheus.CounterVec
+	rebalanceMoved     prometheus.Counter
+	resizes            *prometheus.CounterVec
+	awsErrors          *prometheus.CounterVec // service, code
+	dockerErrors       *prometheus.CounterVec // op, kind
+	inSwarm            prometheus.Gauge
+	lastLoop           atomic.Int64 // unix nanos of the last main-loop tick, for /healthz
 }
 
 func newMetrics() *metrics {
@@ -83,11 +90,19 @@ func newMetrics() *metrics {
 		Help: "This node drained ahead of an EC2 scheduled reboot or maintenance event (drained), and made active again after it (restored)."}, []string{"action"})
 	m.impaired = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_impaired_drains_total",
 		Help: "Nodes the leader drained because their instance's EC2 status checks fail (drained), made active again once they pass (restored), or left active because a third of the nodes are drained for it already (limit)."}, []string{"action"})
+	m.rebalancesStarted = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_rebalances_started_total",
+		Help: "Rolling updates the leader started to spread a swarm-agent.rebalance=true service onto joined nodes (one per service)."})
+	m.rebalancesFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_rebalances_finished_total",
+		Help: "Rebalances that ended, by result (completed, paused, rolled_back, gone, unknown)."}, []string{"result"})
+	m.rebalanceMoved = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_rebalance_tasks_moved_total",
+		Help: "Tasks that run on another node after a rebalance than before it."})
+	m.resizes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_service_resizes_total",
+		Help: "Replica changes of swarm-agent.replicas-per-node services, by direction (up, down)."}, []string{"direction"})
 	m.awsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_aws_errors_total", Help: "AWS API errors by service and error code."}, []string{"service", "code"})
 	m.dockerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_docker_errors_total", Help: "Docker engine errors by operation and kind (unreachable, 4xx, 5xx)."}, []string{"op", "kind"})
 	m.inSwarm = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarm_agent_in_swarm", Help: "1 while this node is an active swarm member."})
 	m.reg.MustRegister(m.drainsStarted, m.notifications, m.drainsFinished, m.drainDuration, m.heartbeats, m.hookCompletions, m.launchHooks, m.reaped, m.tokensRepublished, m.bootsSkipped,
-		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.maintenance, m.impaired, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ghostsRemoved, m.refusals, m.takeovers, m.protections, m.maintenance, m.impaired, m.rebalancesStarted, m.rebalancesFinished, m.rebalanceMoved, m.resizes, m.awsErrors, m.dockerErrors, m.inSwarm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -109,6 +124,24 @@ func (m *metrics) observe(event, reason string) {
 		m.maintenance.WithLabelValues(reason).Inc()
 	case lifecycle.EventImpaired:
 		m.impaired.WithLabelValues(reason).Inc()
+	}
+}
+
+// scaled counts what the leader's scale-out did (a scaleout.Scaler's Observe).
+func (m *metrics) scaled(e scaleout.Event) {
+	if m == nil {
+		return
+	}
+	switch {
+	case e.Kind == scaleout.KindRebalance && e.Started:
+		m.rebalancesStarted.Inc()
+	case e.Kind == scaleout.KindRebalance:
+		m.rebalancesFinished.WithLabelValues(e.Result).Inc()
+		m.rebalanceMoved.Add(float64(e.Moved))
+	case e.Kind == scaleout.KindResize && e.To > e.From:
+		m.resizes.WithLabelValues("up").Inc()
+	case e.Kind == scaleout.KindResize:
+		m.resizes.WithLabelValues("down").Inc()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/lifecycle/scaleout"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -26,7 +27,8 @@ func init() { extraCommands = append(extraCommands, runCmd) }
 // runOptions: everything boot takes, plus what draining and the daemon take.
 var runOptions = func() []string {
 	out := append([]string(nil), bootOptions...)
-	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace", "drain-on-rebalance", "maintenance-lead") {
+	for _, o := range append(drainOptions, "metrics-listen", "reap-grace", "watch-interval", "queue-url", "queue-grace", "drain-on-rebalance", "maintenance-lead",
+		"rebalance-cooldown", "resize-interval") {
 		seen := false
 		for _, x := range out {
 			if x == o {
@@ -403,6 +405,9 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		health = &lifecycle.Health{Swarm: engineSwarm{dw.engine}, Status: st, Instances: inst,
 			Log: d.log.With().Str("component", "health").Logger(), Observe: d.m.observe}
 	}
+	scaler := &scaleout.Scaler{Swarm: engineServices{dw.engine}, Options: scaleOptions(d.cfg),
+		Log: d.log.With().Str("component", "scale-out").Logger(), Observe: d.m.scaled}
+	scaleErr, planned := "", false
 	// The queue consumer runs only while this manager leads.
 	var stopQueue func()
 	defer func() {
@@ -411,6 +416,10 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 		}
 	}()
 	leading := func(yes bool) {
+		if !yes && planned { // the plan in the status is another leader's business now
+			d.st.update(func(st *Status) { st.Scaling = nil })
+			planned = false
+		}
 		switch {
 		case yes && stopQueue == nil && d.cfg.QueueURL != "":
 			qctx, cancel := context.WithCancel(ctx)
@@ -447,6 +456,8 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			continue
 		}
 		leading(true)
+		// Scale-out every tick: a leaving node's drain waits for its resize.
+		scaleErr, planned = d.scaleOut(ctx, scaler, scaleErr), true
 		if time.Since(last) < 15*time.Second {
 			continue
 		}
@@ -480,6 +491,24 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			}
 		}
 	}
+}
+
+// scaleOut runs one pass of the leader's scale-out, records its plan in the status and
+// reports an error when it differs from the last one (prev), which it returns.
+func (d *daemon) scaleOut(ctx context.Context, s *scaleout.Scaler, prev string) string {
+	now := time.Now()
+	p, err := s.Pass(ctx, now)
+	if lines := p.Lines(now); len(lines) > 0 || len(d.st.snapshot().Scaling) > 0 {
+		d.st.update(func(st *Status) { st.Scaling = lines })
+	}
+	msg := ""
+	if err != nil && ctx.Err() == nil {
+		msg = err.Error()
+		if msg != prev {
+			d.log.Warn().Err(err).Msg("leader: scale-out (rebalances, replicas per node)")
+		}
+	}
+	return msg
 }
 
 // countedHook counts the reaper's lifecycle completions in the metrics the drains use.

@@ -21,6 +21,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/imds"
+	"github.com/swarm-agent/swarm-agent/lifecycle/scaleout"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -107,6 +108,36 @@ func TestCountedHook(t *testing.T) {
 	if n := testutil.CollectAndCount(m.hookCompletions); n != 2 {
 		t.Errorf("%d result labels, want 2 (a failure is no completion)", n)
 	}
+}
+
+// TestScaleOutMetrics: what the scale-out reports lands in the series the README names.
+func TestScaleOutMetrics(t *testing.T) {
+	m := newMetrics()
+	for _, e := range []scaleout.Event{
+		{Kind: scaleout.KindRebalance, Service: "web", Started: true},
+		{Kind: scaleout.KindRebalance, Service: "web", Result: scaleout.ResultCompleted, Moved: 3},
+		{Kind: scaleout.KindRebalance, Service: "api", Result: scaleout.ResultPaused, Moved: 1},
+		{Kind: scaleout.KindResize, Service: "web", From: 6, To: 10},
+		{Kind: scaleout.KindResize, Service: "web", From: 10, To: 6},
+		{Kind: scaleout.KindResize, Service: "web", From: 6, To: 8},
+	} {
+		m.scaled(e)
+	}
+	for name, got := range map[string]float64{
+		"started":            testutil.ToFloat64(m.rebalancesStarted),
+		"finished completed": testutil.ToFloat64(m.rebalancesFinished.WithLabelValues("completed")),
+		"finished paused":    testutil.ToFloat64(m.rebalancesFinished.WithLabelValues("paused")),
+		"moved":              testutil.ToFloat64(m.rebalanceMoved),
+		"resizes up":         testutil.ToFloat64(m.resizes.WithLabelValues("up")),
+		"resizes down":       testutil.ToFloat64(m.resizes.WithLabelValues("down")),
+	} {
+		want := map[string]float64{"started": 1, "finished completed": 1, "finished paused": 1, "moved": 4, "resizes up": 2, "resizes down": 1}[name]
+		if got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	var nilM *metrics
+	nilM.scaled(scaleout.Event{Kind: scaleout.KindResize}) // a nil metrics counts nothing, safely
 }
 
 // TestAWSErrorMetrics: every AWS client built from the run's configuration counts its errors

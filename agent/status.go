@@ -15,7 +15,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
+	"github.com/swarm-agent/swarm-agent/lifecycle/scaleout"
 )
 
 // Status is what boot and run record for `swarm-agent status`.
@@ -31,6 +33,9 @@ type Status struct {
 	Error      string    `json:"error,omitempty"`
 	Started    time.Time `json:"started"`
 	Updated    time.Time `json:"updated"`
+	// Scaling is what the leader's scale-out does now and next (rebalances, resizes), and why
+	// it waits: written by the leader's run, and worked out afresh by status on a manager.
+	Scaling []string `json:"scaling,omitempty"`
 	// Live fields, filled by the status command from the engine.
 	SwarmState string `json:"swarm_state,omitempty"`
 	IsManager  bool   `json:"is_manager,omitempty"`
@@ -137,7 +142,7 @@ func statusCmd(e env) *cobra.Command {
 			default:
 				return fmt.Errorf("status file %s: %w", cfg.StatusFile, err)
 			}
-			live(cmd.Context(), cfg.DockerHost, &st)
+			live(cmd.Context(), cfg, &st)
 			if asJSON {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
@@ -168,19 +173,23 @@ func statusCmd(e env) *cobra.Command {
 				row("Manager", fmt.Sprint(st.IsManager))
 			}
 			row("Engine", st.EngineErr)
+			for i, l := range st.Scaling {
+				row(map[bool]string{true: "Scale-out"}[i == 0], l)
+			}
 			return tw.Flush()
 		},
 	}
-	bindOptions(cmd.Flags(), &cfg, "status-file", "docker-host", "config-file")
+	bindOptions(cmd.Flags(), &cfg, "status-file", "docker-host", "config-file", "rebalance-cooldown", "resize-interval")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
-// live adds the engine's current swarm state to st.
-func live(ctx context.Context, host string, st *Status) {
+// live adds the engine's current swarm state to st and, on a manager, what the leader's
+// scale-out would do now and next (a dry run: it reads and changes nothing).
+func live(ctx context.Context, cfg Config, st *Status) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	eng, err := engine.New(host)
+	eng, err := engine.New(cfg.DockerHost)
 	if err != nil {
 		st.EngineErr = err.Error()
 		return
@@ -194,6 +203,14 @@ func live(ctx context.Context, host string, st *Status) {
 	st.SwarmState, st.IsManager = string(ln.State), ln.IsManager
 	if st.NodeID == "" {
 		st.NodeID = ln.NodeID
+	}
+	if ln.State == bootstrap.StateActive && ln.IsManager {
+		now := time.Now()
+		if _, p, err := scaleout.Read(ctx, engineServices{eng}, now, scaleOptions(cfg)); err != nil {
+			st.Scaling = []string{"cannot tell: " + err.Error()}
+		} else {
+			st.Scaling = p.Lines(now)
+		}
 	}
 }
 

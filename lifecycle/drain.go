@@ -48,6 +48,10 @@ const (
 	spotReserve = 30 * time.Second
 	// completeReserve is kept from the drain's deadline for completing the action.
 	completeReserve = 15 * time.Second
+	// releaseWait bounds the wait, after the tasks moved, for the leader to shrink the
+	// replicas-per-node services that counted the node (it then clears LabelCounted). A
+	// leader that does not (an older agent, none elected) costs a drain this much at most.
+	releaseWait = 2 * time.Minute
 
 	retryAttempts = 5
 	retryBase     = 500 * time.Millisecond
@@ -67,6 +71,7 @@ const (
 	StepMark       = "mark"       // label the node leaving
 	StepDrain      = "drain"      // set availability drain
 	StepTasks      = "tasks"      // wait for the tasks to stop here and run elsewhere
+	StepRelease    = "release"    // wait for the leader to shrink the services that counted the node
 	StepDemote     = "demote"     // managers: demote, wait for a worker under another leader
 	StepDeregister = "deregister" // managers: withdraw from discovery
 	StepLeave      = "leave"      // leave the swarm
@@ -523,6 +528,7 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 	if err := r.drainTasks(ctx, node, since); err != nil {
 		return err
 	}
+	r.waitRelease(ctx, node.ID)
 	demoting := node.Role == swarm.RoleWorker && (engineManager || node.Reachability != "")
 	if (node.Role == swarm.RoleManager && !last) || demoting {
 		if err := r.demote(ctx, node); err != nil {
@@ -758,6 +764,50 @@ func (r *drainRun) drainTasks(ctx context.Context, node swarm.Node, since time.T
 		r.record(StepTasks, OutcomeTimeout, detail, t)
 	}
 	return nil
+}
+
+// waitRelease waits, when some replicas-per-node service counts the node (LabelCounted), for
+// the leader to shrink those services without it and clear the label, so that the replicas
+// shrink before the lifecycle action completes. It gives up after releaseWait (or before the
+// drain's own deadline), saying so; a node that was removed meanwhile is released.
+func (r *drainRun) waitRelease(ctx context.Context, nodeID string) {
+	t := time.Now()
+	released := func(ctx context.Context) (bool, string, error) {
+		n, err := r.d.Swarm.Node(ctx, nodeID)
+		switch {
+		case errors.Is(err, ErrNoSuchNode):
+			return true, "node removed", nil
+		case err != nil:
+			return false, "", err
+		case n.Labels[swarm.LabelCounted] == "":
+			return true, "the leader resized the services that counted this node", nil
+		}
+		return false, "waiting for the leader to shrink the replicas-per-node services that count this node", nil
+	}
+	ok, _, err := released(ctx)
+	switch {
+	case ok:
+		return
+	case err != nil:
+		r.log.Debug().Err(err).Msg("read the node's replicas-counted label: not waiting for the leader's resize")
+		return
+	case r.timedOut:
+		r.record(StepRelease, OutcomeSkipped, "the drain deadline passed: not waiting for the leader's resize", t)
+		return
+	}
+	until := t.Add(releaseWait)
+	if end, ok := ctx.Deadline(); ok {
+		until = earliest(until, end.Add(-min(finishMargin, time.Until(end)/5)))
+	}
+	ok, detail, err := r.waitFor(ctx, "release", until, released)
+	if ok {
+		r.record(StepRelease, OutcomeDone, detail, t)
+		return
+	}
+	if err != nil {
+		detail += ": " + err.Error()
+	}
+	r.record(StepRelease, OutcomeTimeout, detail+": going on", t)
 }
 
 const (

@@ -1002,3 +1002,64 @@ func TestDrainRemoveFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainWaitsForRelease: a node some replicas-per-node service counts (LabelCounted)
+// leaves only once the leader has shrunk those services and cleared the label, so that the
+// replicas shrink before the action completes; a leader that never does costs the drain
+// releaseWait, not more, and a node without the label does not wait at all.
+func TestDrainWaitsForRelease(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		counted bool
+		clearAt time.Duration // after the drain starts; 0: never
+		outcome string        // of StepRelease; "" for none
+	}{
+		{"released by the leader", true, 40 * time.Second, OutcomeDone},
+		{"no leader releases it", true, 0, OutcomeTimeout},
+		{"not counted", false, 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(3, 2)
+				if c.counted {
+					if err := w.c.SetNodeLabels(t.Context(), "w1", map[string]string{swarm.LabelCounted: "true"}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				w.scaleIn("w1", 5*time.Minute)
+				if c.clearAt > 0 {
+					go func() {
+						time.Sleep(c.clearAt)
+						_ = w.c.SetNodeLabels(context.Background(), "w1", map[string]string{swarm.LabelCounted: ""})
+					}()
+				}
+
+				o := run(t.Context(), w.drainer(t, "w1", DrainOptions{}), notice("w1"))
+
+				if o.err != nil {
+					t.Fatalf("Drain: %v", o.err)
+				}
+				w.checkGone(t, "w1", ResultContinue)
+				s, ok := o.rep.Step(StepRelease)
+				if got := map[bool]string{true: s.Outcome}[ok]; got != c.outcome {
+					t.Fatalf("release step %+v (%t), want outcome %q", s, ok, c.outcome)
+				}
+				switch c.outcome {
+				case OutcomeDone:
+					w.inOrder(t, "availability w1 drain", "labels w1 map["+swarm.LabelCounted+":]", "leave w1", "complete i-w1")
+					if o.rep.Took < c.clearAt {
+						t.Errorf("drain took %s, want at least until the release at %s", o.rep.Took, c.clearAt)
+					}
+				case OutcomeTimeout:
+					if s.Took != releaseWait {
+						t.Errorf("waited %s for a release that never came, want %s", s.Took, releaseWait)
+					}
+				default:
+					if o.rep.Took > time.Minute {
+						t.Errorf("a node nobody counts took %s to drain", o.rep.Took)
+					}
+				}
+			})
+		})
+	}
+}

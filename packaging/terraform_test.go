@@ -322,9 +322,36 @@ func TestTerraformPromises(t *testing.T) {
 		// Workers drain through the managers' control API: without it open among members, a
 		// worker's drain cannot start on AWS.
 		"the agent's control API port among members": fmt.Sprintf(`control-api\s+= \{ protocol = "tcp", port = %d,`, control.DefaultPort),
+		// Connections survive scale-in: a network load balancer whose target group both groups
+		// register with (so Auto Scaling deregisters a node before its hook), with a
+		// deregistration delay, and workers that scale on CPU by themselves.
+		"a network load balancer":                     `load_balancer_type\s+= "network"`,
+		"a deregistration delay":                      `deregistration_delay = var\.deregistration_delay`,
+		"target tracking on the workers' average CPU": `(?s)autoscaling_group_name\s+= aws_autoscaling_group\.workers\.name\s+policy_type\s+= "TargetTrackingScaling".*?predefined_metric_type = "ASGAverageCPUUtilization"`,
 	} {
 		if !regexp.MustCompile(re).MatchString(src) {
 			t.Errorf("main.tf: %s: no match for %s", what, re)
+		}
+	}
+	// Both groups register with the target group, so that Auto Scaling deregisters a node
+	// before its termination hook.
+	code, err := stripHCL(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"managers", "workers"} {
+		head := `resource "aws_autoscaling_group" "` + group + `" {`
+		i := strings.Index(code, head)
+		if i < 0 {
+			t.Errorf("main.tf: no %s", head)
+			continue
+		}
+		body := code[i+len(head):]
+		if j := strings.Index(body, "\nresource "); j >= 0 {
+			body = body[:j]
+		}
+		if !regexp.MustCompile(`target_group_arns\s+= aws_lb_target_group\.ingress\[\*\]\.arn`).MatchString(body) {
+			t.Errorf("main.tf: the %s' group is not attached to the load balancer's target group", group)
 		}
 	}
 	vars, err := os.ReadFile(filepath.Join(terraformDir, "variables.tf"))
@@ -333,6 +360,9 @@ func TestTerraformPromises(t *testing.T) {
 	}
 	if !regexp.MustCompile(`variable "lifecycle_heartbeat_timeout" \{[^}]*default\s+= 300`).Match(vars) {
 		t.Error("variables.tf: lifecycle_heartbeat_timeout should default to 300 s")
+	}
+	if !regexp.MustCompile(`variable "deregistration_delay" \{[^}]*default\s+= 120`).Match(vars) {
+		t.Error("variables.tf: deregistration_delay should default to 120 s (packaging/README.md says so)")
 	}
 }
 

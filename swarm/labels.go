@@ -48,3 +48,32 @@ const (
 	// active again once both checks pass. Only the leader writes it: the control API refuses it.
 	LabelImpaired = LabelPrefix + "impaired"
 )
+
+// Service label keys: an operator opts a service in with them (docker service update
+// --label-add). Nothing without them is ever touched by the leader's scale-out duties.
+const (
+	// LabelRebalance ("true") lets the leader spread the service's tasks onto nodes that
+	// joined, with a rolling update (a ForceUpdate bump) under the service's own update config.
+	LabelRebalance = LabelPrefix + "rebalance"
+	// LabelReplicasPerNode (a whole number, 1..1000) makes the leader keep the service's
+	// replicas at that many per node the service may run on, between LabelReplicasMin and
+	// LabelReplicasMax when they are set.
+	LabelReplicasPerNode = LabelPrefix + "replicas-per-node"
+	LabelReplicasMin     = LabelPrefix + "replicas-min"
+	LabelReplicasMax     = LabelPrefix + "replicas-max"
+)
+
+// Service label keys the leader writes on the services it changes, so that what it did
+// survives a change of leader: the Unix second of its last rebalance of the service (nodes
+// that joined before it count as placed) and of its last change of the replicas (the rate
+// limit).
+const (
+	LabelRebalanced = LabelPrefix + "rebalanced"
+	LabelResized    = LabelPrefix + "resized"
+)
+
+// LabelCounted is the node label ("true") the leader sets on a node that some
+// replicas-per-node service counts. A drain of such a node waits (bounded) for the leader to
+// clear it, which the leader does once it has scaled those services down without the node:
+// the replicas shrink before the node's lifecycle action completes.
+const LabelCounted = LabelPrefix + "replicas-counted"

@@ -104,6 +104,8 @@ type fakeDaemon struct {
 	nodes       map[string]*swarmapi.Node
 	raceUpdates int
 	updates     int
+	// services by id; their updates race like the nodes' (raceUpdates) and are counted.
+	services map[string]*swarmapi.Service
 }
 
 var versionPrefix = regexp.MustCompile(`^/v[0-9.]+`)
@@ -180,6 +182,44 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		n.Spec = spec
 		n.Version.Index++
+	case path == "/services" && r.Method == http.MethodGet:
+		var out []swarmapi.Service
+		for _, s := range f.services {
+			out = append(out, *s)
+		}
+		reply(out)
+	case strings.HasPrefix(path, "/services/") && r.Method == http.MethodGet:
+		s, ok := f.services[strings.TrimPrefix(path, "/services/")]
+		if !ok {
+			fail(http.StatusNotFound, "service not found")
+			return
+		}
+		reply(s)
+	case strings.HasPrefix(path, "/services/") && strings.HasSuffix(path, "/update"):
+		s, ok := f.services[strings.TrimSuffix(strings.TrimPrefix(path, "/services/"), "/update")]
+		if !ok {
+			fail(http.StatusNotFound, "service not found")
+			return
+		}
+		f.updates++
+		if f.raceUpdates > 0 {
+			f.raceUpdates--
+			s.Version.Index++
+		}
+		v, _ := strconv.ParseUint(r.URL.Query().Get("version"), 10, 64)
+		if v != s.Version.Index {
+			fail(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
+			return
+		}
+		var spec swarmapi.ServiceSpec
+		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		prev := s.Spec
+		s.PreviousSpec, s.Spec = &prev, spec
+		s.Version.Index++
+		reply(swarmapi.ServiceUpdateResponse{})
 	default:
 		fail(http.StatusNotFound, "page not found: "+r.Method+" "+path)
 	}

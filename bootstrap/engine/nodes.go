@@ -25,6 +25,9 @@ func node(n swarmapi.Node) swarm.Node {
 		State:        string(n.Status.State),
 		Labels:       maps.Clone(n.Spec.Labels),
 		EngineLabels: maps.Clone(n.Description.Engine.Labels),
+		CreatedAt:    n.CreatedAt,
+		OS:           n.Description.Platform.OS,
+		Arch:         n.Description.Platform.Architecture,
 	}
 	if m := n.ManagerStatus; m != nil {
 		out.Leader, out.Reachability = m.Leader, string(m.Reachability)

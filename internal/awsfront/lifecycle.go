@@ -52,8 +52,9 @@ type Action struct {
 	HeartbeatTimeout time.Duration
 	DefaultResult    string
 	Heartbeats       int
-	Result           string // CONTINUE, ABANDON, "" while waiting
-	TimedOut         bool   // the result came from the hook's DefaultResult
+	Result           string    // CONTINUE, ABANDON, "" while waiting
+	Ended            time.Time // when Result came
+	TimedOut         bool      // the result came from the hook's DefaultResult
 	Completions      int    // CompleteLifecycleAction calls naming this action, accepted or not
 }
 
@@ -494,7 +495,7 @@ func (f *Front) expireLoop() {
 				expired := false
 				for _, a := range h.actions {
 					if !a.done && (now.After(a.Deadline) || now.After(a.GlobalDeadline)) {
-						a.done, a.Result, a.TimedOut = true, a.DefaultResult, true
+						a.done, a.Result, a.TimedOut, a.Ended = true, a.DefaultResult, true, time.Now()
 						expired = true
 					}
 				}
@@ -580,7 +581,7 @@ func (f *Front) completeLifecycleAction(c *call) {
 		a.Completions++
 	}
 	if msg == "" {
-		a.done, a.Result = true, result
+		a.done, a.Result, a.Ended = true, result, time.Now()
 	}
 	f.mu.Unlock()
 	if msg != "" {

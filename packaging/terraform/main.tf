@@ -19,6 +19,9 @@ locals {
   queue_name    = "${var.cluster_name}-swarm-termination"
   hook_name     = "swarm-agent-drain"
   launch_hook   = "swarm-agent-launch"
+
+  # Load balancer and target group names: letters, digits and hyphens, at most 32 characters.
+  lb_name       = "${trim(substr(replace(var.cluster_name, "/[^A-Za-z0-9-]/", "-"), 0, 20), "-")}-swarm"
   managers_fqdn = "${var.managers_record}.${var.zone_name}"
   discovery     = "provider=route53 zone_id=${aws_route53_zone.swarm.zone_id} name=${local.managers_fqdn}"
 
@@ -224,6 +227,10 @@ resource "aws_autoscaling_group" "managers" {
     propagate_at_launch = true
   }
 
+  # Auto Scaling registers the instances with the load balancer's target group when they
+  # launch and deregisters them first when they are scaled in (see the load balancer below).
+  target_group_arns = aws_lb_target_group.ingress[*].arn
+
   # A new launch template version affects new instances only. Replace managers one at a time,
   # each after the last has joined, so that the Raft quorum holds.
 
@@ -267,6 +274,8 @@ resource "aws_autoscaling_group" "workers" {
     heartbeat_timeout    = var.lifecycle_heartbeat_timeout
     default_result       = "ABANDON"
   }
+
+  target_group_arns = aws_lb_target_group.ingress[*].arn
 
   depends_on = [aws_iam_role_policy.node]
 
@@ -373,4 +382,96 @@ resource "aws_sqs_queue_policy" "termination" {
   count     = var.enable_termination_queue ? 1 : 0
   queue_url = aws_sqs_queue.termination[0].id
   policy    = data.aws_iam_policy_document.termination_queue[0].json
+}
+
+# ---- Optional: a load balancer in front of the nodes, and workers that scale on load ---------
+
+# A Network Load Balancer forwards load_balancer_port to service_port on every node of both
+# groups: a service that publishes service_port (docker service create -p 80:8080 ...) is
+# reachable on every node through the swarm's routing mesh, whichever nodes run its tasks.
+# Auto Scaling registers each instance in the target group when it launches and, when it
+# scales an instance in, first deregisters it: the load balancer sends it no new connection
+# and lets the open ones run for deregistration_delay seconds. Only then does the instance
+# wait in Terminating:Wait, where its agent drains the node (its tasks stop with their stop
+# grace period and start elsewhere) and completes the hook. README.md ("Connections survive
+# scale-in") has the whole order of events and what to set.
+resource "aws_lb" "ingress" {
+  count                            = var.enable_load_balancer ? 1 : 0
+  name                             = local.lb_name
+  load_balancer_type               = "network"
+  internal                         = var.load_balancer_internal
+  subnets                          = length(var.load_balancer_subnet_ids) > 0 ? var.load_balancer_subnet_ids : var.subnet_ids
+  enable_cross_zone_load_balancing = true
+}
+
+resource "aws_lb_target_group" "ingress" {
+  count       = var.enable_load_balancer ? 1 : 0
+  name        = "${local.lb_name}-${var.service_port}"
+  port        = var.service_port
+  protocol    = "TCP"
+  target_type = "instance"
+  vpc_id      = var.vpc_id
+
+  # How long a scaled-in node keeps the connections the load balancer sent it before Auto
+  # Scaling goes on with the termination hook (and the agent's drain).
+  deregistration_delay = var.deregistration_delay
+
+  # Every node answers on the published port (the routing mesh), so a TCP check says whether
+  # the node's engine forwards it, not whether a task runs there.
+  health_check {
+    protocol            = "TCP"
+    port                = "traffic-port"
+    interval            = 10
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+}
+
+resource "aws_lb_listener" "ingress" {
+  count             = var.enable_load_balancer ? 1 : 0
+  load_balancer_arn = aws_lb.ingress[0].arn
+  port              = var.load_balancer_port
+  protocol          = "TCP"
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.ingress[0].arn
+  }
+}
+
+data "aws_vpc" "swarm" {
+  id = var.vpc_id
+}
+
+# The load balancer keeps the clients' addresses (instance targets): the nodes accept the
+# service port from the VPC (an internal load balancer and its health checks) or from anywhere
+# (an internet-facing one; the nodes themselves stay in private subnets).
+resource "aws_vpc_security_group_ingress_rule" "service" {
+  count             = var.enable_load_balancer ? 1 : 0
+  security_group_id = aws_security_group.swarm.id
+  cidr_ipv4         = var.load_balancer_internal ? data.aws_vpc.swarm.cidr_block : "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = var.service_port
+  to_port           = var.service_port
+  description       = "the published service port, through the load balancer"
+}
+
+# Target tracking keeps the workers' average CPU near worker_cpu_target: Auto Scaling adds
+# workers when it is above and, some 15 minutes below it, removes some, each through the
+# termination hook and the agent's drain. New workers get work from the leader: services
+# labelled swarm-agent.rebalance=true spread onto them after --rebalance-cooldown, and
+# swarm-agent.replicas-per-node services grow with them (README.md, "Scale-out").
+resource "aws_autoscaling_policy" "workers_cpu" {
+  count                     = var.worker_cpu_target > 0 ? 1 : 0
+  name                      = "${var.cluster_name}-workers-cpu"
+  autoscaling_group_name    = aws_autoscaling_group.workers.name
+  policy_type               = "TargetTrackingScaling"
+  estimated_instance_warmup = var.worker_instance_warmup
+
+  target_tracking_configuration {
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+    target_value = var.worker_cpu_target
+  }
 }

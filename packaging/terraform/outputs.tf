@@ -42,3 +42,13 @@ output "worker_role_arn" {
   description = "IAM role of the workers' instance profile."
   value       = aws_iam_role.node["worker"].arn
 }
+
+output "load_balancer_dns_name" {
+  description = "DNS name of the Network Load Balancer in front of the nodes (null when enable_load_balancer is false)."
+  value       = one(aws_lb.ingress[*].dns_name)
+}
+
+output "target_group_arn" {
+  description = "Target group of the nodes of both groups (null when enable_load_balancer is false)."
+  value       = one(aws_lb_target_group.ingress[*].arn)
+}

@@ -132,3 +132,66 @@ variable "token_store" {
     error_message = "token_store must be ssm or secretsmanager."
   }
 }
+
+variable "enable_load_balancer" {
+  type        = bool
+  description = "Put a Network Load Balancer in front of the nodes of both groups, forwarding load_balancer_port to service_port (a port a swarm service publishes)."
+  default     = true
+}
+
+variable "load_balancer_internal" {
+  type        = bool
+  description = "An internal load balancer (in subnet_ids); false makes it internet-facing, which needs public subnets in load_balancer_subnet_ids."
+  default     = true
+}
+
+variable "load_balancer_subnet_ids" {
+  type        = list(string)
+  description = "Subnets of the load balancer; empty: subnet_ids."
+  default     = []
+}
+
+variable "load_balancer_port" {
+  type        = number
+  description = "Port the load balancer listens on (TCP)."
+  default     = 80
+}
+
+variable "service_port" {
+  type        = number
+  description = "Port a swarm service publishes through the routing mesh (docker service create -p SERVICE_PORT:...), which the load balancer forwards to on every node."
+  default     = 80
+
+  validation {
+    condition     = var.service_port >= 1 && var.service_port <= 65535 && !contains([2377, 2380, 4789, 7946], var.service_port)
+    error_message = "The service_port must be 1-65535 and not a swarm port (2377, 2380, 4789, 7946)."
+  }
+}
+
+variable "deregistration_delay" {
+  type        = number
+  description = "Seconds a scaled-in node keeps the connections the load balancer sent it before the termination hook and the drain start: at least the longest request or connection through the load balancer."
+  default     = 120
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 3600
+    error_message = "The deregistration_delay must be 0-3600 seconds (the target group's range)."
+  }
+}
+
+variable "worker_cpu_target" {
+  type        = number
+  description = "Target tracking: the workers' average CPU utilisation (percent) Auto Scaling keeps them at, adding and removing workers within worker_min_size..worker_max_size; 0: no scaling policy."
+  default     = 60
+
+  validation {
+    condition     = var.worker_cpu_target >= 0 && var.worker_cpu_target < 100
+    error_message = "The worker_cpu_target must be 0 (off) to 99 percent."
+  }
+}
+
+variable "worker_instance_warmup" {
+  type        = number
+  description = "Seconds a new worker's CPU is left out of the average: its boot, join, and the leader's cooldown and rebalance onto it."
+  default     = 300
+}
