@@ -68,8 +68,6 @@ type Scaler struct {
 
 	mu      sync.Mutex
 	running map[string]started // service id -> a rebalance this Scaler started
-	last    Plan
-	lastAt  time.Time
 }
 
 // started is a rebalance this Scaler started and watches to its end.
@@ -83,13 +81,6 @@ func (s *Scaler) observe(e Event) {
 	if s.Observe != nil {
 		s.Observe(e)
 	}
-}
-
-// Last returns the plan of the last pass and when it was made.
-func (s *Scaler) Last() (Plan, time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last, s.lastAt
 }
 
 // Read takes a snapshot of sw at now with the tasks the plan needs, and the plan over it.
@@ -130,7 +121,6 @@ func (s *Scaler) Pass(ctx context.Context, now time.Time) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	s.last, s.lastAt = p, now
 	var errs []error
 	s.watch(ctx, snap)
 
