@@ -225,7 +225,7 @@ var options = map[string]option{
 	"rebalance-cooldown": {"rebalance-cooldown", "run (leader): how long after the last node joined before services labelled swarm-agent.rebalance=true are spread onto the new nodes and swarm-agent.replicas-per-node services grow: joins within it make one rebalance", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.RebalanceCooldown, "rebalance-cooldown", time.Minute, "")
 	}},
-	"resize-interval": {"resize-interval", "run (leader): least time between two changes of the replicas of one swarm-agent.replicas-per-node service", true, func(fs *pflag.FlagSet, c *Config) {
+	"resize-interval": {"resize-interval", "run (leader): least time between two changes of the replicas of one swarm-agent.replicas-per-node service (1s..1m: a leaving node's drain waits for its shrink)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.ResizeInterval, "resize-interval", 30*time.Second, "")
 	}},
 	"metrics-listen": {"metrics-listen", "run: address of the metrics and health endpoint (localhost only)", true, func(fs *pflag.FlagSet, c *Config) {
@@ -569,8 +569,8 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	if has("rebalance-cooldown") && (c.RebalanceCooldown < time.Second || c.RebalanceCooldown > time.Hour) {
 		bad("rebalance-cooldown", c.RebalanceCooldown.String(), "must be 1s..1h")
 	}
-	if has("resize-interval") && (c.ResizeInterval < time.Second || c.ResizeInterval > time.Hour) {
-		bad("resize-interval", c.ResizeInterval.String(), "must be 1s..1h")
+	if has("resize-interval") && (c.ResizeInterval < time.Second || c.ResizeInterval > time.Minute) {
+		bad("resize-interval", c.ResizeInterval.String(), "must be 1s..1m (a leaving node's drain waits at most 2m for its shrink)")
 	}
 	if has("metrics-listen") && c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {

@@ -321,7 +321,7 @@ func TestRunBadInputExitCodes(t *testing.T) {
 		{"run: watch interval too long", []string{"run", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--watch-interval=5m", "--config-file="}, nil, ExitUsage, "must be 100ms..1m"},
 		{"boot: log opts without a driver", []string{"boot", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--docker-log-opts=max-size=10m"}, nil, ExitUsage, "needs --docker-log-driver"},
 		{"run: rebalance cooldown too short", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--rebalance-cooldown=0s", "--config-file="}, nil, ExitUsage, "--rebalance-cooldown=\"0s\" (SWARM_AGENT_REBALANCE_COOLDOWN): must be 1s..1h"},
-		{"run: resize interval too long", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--resize-interval=2h", "--config-file="}, nil, ExitUsage, "must be 1s..1h"},
+		{"run: resize interval too long", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--resize-interval=2m", "--config-file="}, nil, ExitUsage, "must be 1s..1m"},
 		{"run: reap grace too short", []string{"run", "--role=manager", "--discovery=provider=static managers=10.0.0.1", "--reap-grace=5s", "--config-file="}, nil, ExitUsage, "at least 1m"},
 		{"drain: unreachable docker", []string{"drain", "--role=worker", "--discovery=provider=static managers=10.0.0.1", "--config-file=",
 			"--docker-host=unix://" + filepath.Join(dir, "nope.sock"), "--identity=static", "--instance-id=i-1", "--private-ip=10.0.0.2"}, nil,

@@ -20,19 +20,21 @@ import (
 // Scale-out settings of the test's agents, and how long a leader tick takes at most.
 const (
 	soCooldown   = 10 * time.Second
-	soInterval   = 5 * time.Second
+	soInterval   = 45 * time.Second
 	soTick       = 5 * time.Second
 	soSpreadPar  = 2                // the spread service's update parallelism
 	soSpreadStep = 12 * time.Second // one batch of its update: stop (1 s), start, delay (1 s), with slack
 )
 
-// labelledService creates a replicated service of sleeping busybox tasks with labels and an
-// update config through manager engine d, and waits until its replicas run.
-func labelledService(t *testing.T, d *client.Client, name string, replicas uint64, grace time.Duration, labels map[string]string, update *swarmapi.UpdateConfig) string {
+// labelledService creates a replicated service of sleeping busybox tasks with labels, an
+// update config and placement constraints through manager engine d, and waits until its
+// replicas run.
+func labelledService(t *testing.T, d *client.Client, name string, replicas uint64, grace time.Duration, labels map[string]string, update *swarmapi.UpdateConfig, constraints ...string) string {
 	t.Helper()
 	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
-		Annotations:  swarmapi.Annotations{Name: name, Labels: labels},
-		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace}},
+		Annotations: swarmapi.Annotations{Name: name, Labels: labels},
+		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace},
+			Placement: &swarmapi.Placement{Constraints: constraints}},
 		Mode:         swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
 		UpdateConfig: update,
 	}})
@@ -175,14 +177,15 @@ func (w *soWatch) since(t time.Time) []soSample {
 // TestIntegrationScaleOut is the scale-out issue's proof on real engines, on one bed: one
 // manager and two workers run a service labelled swarm-agent.rebalance=true (6 replicas,
 // update parallelism 2, stop-first), a swarm-agent.replicas-per-node=2 service (min 6) and an
-// unlabelled one, with `swarm-agent run` everywhere (cooldown 10 s, resize interval 5 s).
+// unlabelled one, with `swarm-agent run` everywhere (cooldown 10 s, resize interval 45 s).
 //
 //  1. Two workers join: within the cooldown plus a leader tick plus the update's own time,
 //     the rebalanced service runs on all five nodes, after exactly one rebalance; the
 //     replicas-per-node service goes from 6 to 10; the unlabelled service is untouched.
-//  2. Both are scaled in (each runs a task that takes 30 s to stop): the replicas-per-node
-//     service is back at 6 before either lifecycle action completes, and never below its
-//     minimum.
+//  2. Both are scaled in within the resize interval (45 s) of the growth: the replicas-per-node
+//     service is back at 6 before either lifecycle action completes (the quick drain waits for
+//     the leader's release), and never below its minimum; the other drained node runs a task
+//     that takes 60 s to stop.
 //  3. Four workers join while those drains still run: one rebalance, started only once the
 //     drains ended; the replicas-per-node service grows to 14.
 //
@@ -226,7 +229,7 @@ func TestIntegrationScaleOut(t *testing.T) {
 	// 1. Two workers join.
 	bootNodes(t, c, "worker", second...)
 	joinedAt := lastCreated(t, d)
-	startRuns(t, c, second, args...)
+	runs := startRuns(t, c, second, args...)
 	// The dry run on the manager, within the cooldown: what the leader will do, and when.
 	out, err := c.Command(ctx, manager, "status", "--rebalance-cooldown="+soCooldown.String(), "--resize-interval="+soInterval.String()).CombinedOutput()
 	if err != nil {
@@ -266,15 +269,14 @@ func TestIntegrationScaleOut(t *testing.T) {
 		t.Errorf("the unlabelled service's tasks changed: %v, were %v", got, plainTasks)
 	}
 
-	// 2. Both are scaled in. Another unlabelled service, one task per node, whose tasks take
-	// 30 s to stop: the drains last that long, long enough for joins and a cooldown to pass
-	// meanwhile.
-	slow := labelledService(t, d, "slow", 5, 30*time.Second, nil, nil)
-	for _, n := range second {
-		if on, _, _ := localcluster.RunningTasks(ctx, d, slow); on[nodeIDOf(t, c, n)] == 0 {
-			t.Fatalf("no task of the slow service on %s (%v): its drain would be quick", n.Name, on)
-		}
-	}
+	// 2. Both are scaled in less than --resize-interval after the service grew, so the leader
+	// may not shrink it at once. One of them drains quickly: its hook must wait for the
+	// shrink (the release). The other runs the task of another unlabelled service that takes
+	// 60 s to stop: its drain lasts long enough for joins and a cooldown to pass meanwhile.
+	slowNode, quick := second[0], second[1]
+	labelledService(t, d, "slow", 1, 60*time.Second, nil, nil, "node.id=="+nodeIDOf(t, c, slowNode))
+	grown := w.since(joinedAt)
+	grewAt := grown[len(grown)-1].perNodeAt
 	scaledIn := time.Now()
 	for _, n := range second {
 		if err := c.Front.StartScaleIn(ctx, c.InstanceID(n)); err != nil {
@@ -322,8 +324,14 @@ func TestIntegrationScaleOut(t *testing.T) {
 		t.Errorf("the replicas-per-node service reached 6 at %s, after a lifecycle action completed (%s)",
 			shrunkAt.Format("15:04:05.000"), firstEnded.Format("15:04:05.000"))
 	}
-	t.Logf("scaled in: back to 6 replicas %s after the scale-in, %s before the first completion; joins of 4 from %s to %s, drains ended at %s",
-		shrunkAt.Sub(scaledIn).Round(100*time.Millisecond), firstEnded.Sub(shrunkAt).Round(100*time.Millisecond),
+	// The quick drain's tasks had moved long before the rate limit let the leader shrink:
+	// its drain waited for the release.
+	if log := runs[quick.Name].Log(); !strings.Contains(log, `"action":"release","state":"done"`) {
+		t.Errorf("%s's drain did not wait for the leader's release (grew %s, scaled in %s, shrunk %s):\n%s", quick.Name,
+			grewAt.Format("15:04:05.000"), scaledIn.Format("15:04:05.000"), shrunkAt.Format("15:04:05.000"), tail(log, 30))
+	}
+	t.Logf("scaled in %s after the growth: back to 6 replicas %s after the scale-in (rate limit), %s before the first completion; joins of 4 from %s to %s, drains ended at %s",
+		scaledIn.Sub(grewAt).Round(100*time.Millisecond), shrunkAt.Sub(scaledIn).Round(100*time.Millisecond), firstEnded.Sub(shrunkAt).Round(100*time.Millisecond),
 		joinStart.Format("15:04:05.000"), lastJoin.Format("15:04:05.000"), ended.Format("15:04:05.000"))
 	waitfor.Until(t, time.Until(maxTime(ended, lastJoin.Add(soCooldown)).Add(soTick+batches*soSpreadStep)), "the second rebalance completed", func() error {
 		s := w.since(ended)
@@ -336,7 +344,7 @@ func TestIntegrationScaleOut(t *testing.T) {
 		}
 		return nil
 	})
-	waitfor.Until(t, soTick+time.Minute, "the replicas-per-node service at 14", func() error {
+	waitfor.Until(t, time.Until(shrunkAt.Add(soInterval))+soTick+time.Minute, "the replicas-per-node service at 14", func() error {
 		if _, n, err := localcluster.RunningTasks(ctx, d, perNode); err != nil || n != 14 {
 			return fmt.Errorf("%d running (%v)", n, err)
 		}

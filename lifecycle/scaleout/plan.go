@@ -30,7 +30,8 @@ type Options struct {
 	// nodes) make one rebalance and one resize. A steady trickle of joins waits at most
 	// MaxDelayFactor cooldowns from the first of them.
 	Cooldown time.Duration
-	// ResizeInterval is the least time between two changes of one service's replicas.
+	// ResizeInterval is the least time between two changes of one service's replicas. A
+	// leaving node's drain waits for its shrink (at most 2 minutes): keep it well below.
 	ResizeInterval time.Duration
 }
 
