@@ -410,9 +410,13 @@ func TestIntegrationScaleOut(t *testing.T) {
 		t.Errorf("the second rebalance started %s after it was due and the drains had ended, want within a leader tick", late.Round(100*time.Millisecond))
 	}
 
-	// Throughout, every 200 ms.
-	const maxGap = 2 * time.Second
+	// Throughout, every 200 ms: never more than 2 s without an answer while a rebalance rolls
+	// (a loaded manager may answer the sampler's five calls slowly; 10 s elsewhere).
 	for i, s := range all {
+		maxGap := 10 * time.Second
+		if i > 0 && (s.spreadState == "updating" || all[i-1].spreadState == "updating") {
+			maxGap = 2 * time.Second
+		}
 		if i > 0 && s.at.Sub(all[i-1].at) > maxGap {
 			t.Errorf("no answered sample for %s at %s: not watched throughout", s.at.Sub(all[i-1].at).Round(time.Millisecond), s.at.Format("15:04:05.000"))
 		}
