@@ -40,7 +40,7 @@ bench: build ## performance report (boot times, API calls per boot, 1000-agent s
 	bash tools/bench.sh
 
 lint: ## golangci-lint (pinned)
-	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) run ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) run --allow-parallel-runners ./...
 
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
