@@ -55,7 +55,7 @@ type Action struct {
 	Result           string    // CONTINUE, ABANDON, "" while waiting
 	Ended            time.Time // when Result came
 	TimedOut         bool      // the result came from the hook's DefaultResult
-	Completions      int    // CompleteLifecycleAction calls naming this action, accepted or not
+	Completions      int       // CompleteLifecycleAction calls naming this action, accepted or not
 }
 
 // action is one hook's action of a hold.
