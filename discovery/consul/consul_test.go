@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/discoverytest"
 	"github.com/swarm-agent/swarm-agent/discovery/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery/tokenstoretest"
 	"github.com/swarm-agent/swarm-agent/swarm"
@@ -350,4 +351,24 @@ func TestContextCancelled(t *testing.T) {
 	if _, err := p.Managers(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Managers with a cancelled context: got %v, want context.Canceled", err)
 	}
+}
+
+// TestDiscoveryContract runs the contract every discovery provider passes against a real
+// Consul agent: Managers lists the instances whose TCP check passes (the first check runs
+// within an interval of the registration), Registered every instance.
+func TestDiscoveryContract(t *testing.T) {
+	a := startConsul(t, "", "")
+	var n atomic.Int64
+	discoverytest.Run(t, discoverytest.Env{
+		InstanceIDs: true,
+		Settle:      15 * time.Second,
+		Namespace: func(t *testing.T, _ []swarm.Member) func() discoverytest.Provider {
+			service := fmt.Sprintf("contract%d", n.Add(1))
+			return func() discoverytest.Provider {
+				p := a.provider(t, 3*time.Second, "")
+				p.cfg.Service = service
+				return p
+			}
+		},
+	})
 }

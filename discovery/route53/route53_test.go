@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/discoverytest"
 	"github.com/swarm-agent/swarm-agent/discovery/locktest"
 	"github.com/swarm-agent/swarm-agent/discovery/route53"
 	"github.com/swarm-agent/swarm-agent/internal/awsfront"
@@ -490,4 +491,38 @@ func failoverSets(t *testing.T, e *env) map[string]string {
 		}
 	}
 	return m
+}
+
+// TestDiscoveryContract runs the contract every discovery provider passes, in both modes,
+// against moto and the front (DNS answers from the front's resolver).
+func TestDiscoveryContract(t *testing.T) {
+	e := start(t, unlimited)
+	var n atomic.Int64
+	for _, mode := range []string{route53.ModeMultivalue, route53.ModeFailover} {
+		t.Run(mode, func(t *testing.T) {
+			env := discoverytest.Env{
+				InstanceIDs: mode == route53.ModeMultivalue,
+				Settle:      10 * time.Second,
+				Namespace: func(t *testing.T, _ []swarm.Member) func() discoverytest.Provider {
+					name := fmt.Sprintf("contract%d.swarm.internal", n.Add(1))
+					return func() discoverytest.Provider {
+						spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=%s mode=%s resolver=%s",
+							e.zone, name, mode, e.Front.DNSAddr()))
+						if err != nil {
+							t.Fatal(err)
+						}
+						cfg, err := route53.FromSpec(spec, "manager")
+						if err != nil {
+							t.Fatal(err)
+						}
+						return route53.New(cfg, e.R53, zerolog.Nop())
+					}
+				},
+			}
+			if mode == route53.ModeFailover {
+				env.Capacity, env.AnswersOne = 2, true
+			}
+			discoverytest.Run(t, env)
+		})
+	}
 }

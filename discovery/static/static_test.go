@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/discovery/discoverytest"
+	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
 func mustParse(t *testing.T, s string) discovery.Spec {
@@ -121,4 +123,20 @@ func TestNewBadSelf(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"not-an-ip"`) {
 		t.Fatalf("New with bad own address: err = %v, want one naming the value", err)
 	}
+}
+
+// TestContract runs the contract every discovery provider passes: the static list is what
+// Managers lists.
+func TestContract(t *testing.T) {
+	discoverytest.Run(t, discoverytest.Env{
+		Namespace: func(t *testing.T, seed []swarm.Member) func() discoverytest.Provider {
+			return func() discoverytest.Provider {
+				p, err := New(mustParse(t, "provider=static managers="+discoverytest.Static(seed)), seed[0].Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+		},
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -241,7 +242,7 @@ func (f *Front) changeRecordSets(c *call) {
 	}
 
 	// Route 53 stores names in lower case; moto compares them as given.
-	fwd := nameElemRe.ReplaceAllFunc(c.body, func(m []byte) []byte {
+	fwd := nameElemRe.ReplaceAllFunc(restoreCollateral(c.body, req, state), func(m []byte) []byte {
 		return []byte("<Name>" + xmlEsc(fqdn(xmlUnesc(string(m[6:len(m)-7])))) + "</Name>")
 	})
 	// The batch passed AWS's rules above, under the zone's lock. moto 5.2 refuses a CREATE
@@ -273,6 +274,42 @@ func (f *Front) changeRecordSets(c *call) {
 	f.mu.Unlock()
 	f.r53Writes.Add(1) // before the caller hears of it: DNS answers from here on show the change
 	writeChangeInfo(c, "ChangeResourceRecordSetsResponse", id, "PENDING", now)
+}
+
+// restoreCollateral makes moto delete only the sets the batch deletes. moto 5.2 deletes a set
+// named with a SetIdentifier in every name and type of the zone (failover sets share the
+// identifiers "primary" and "secondary" across names: one cluster's deregistration took
+// another cluster's PRIMARY); AWS deletes the one set. Every other set with such an identifier
+// that the batch leaves in the zone (state: the zone as the batch leaves it) is written again
+// at the end of the same batch, as it stands after the batch.
+func restoreCollateral(fwd []byte, req changeBatchRequest, state map[rrKey]*rrset) []byte {
+	deleted := map[rrKey]bool{}
+	ids := map[string]bool{}
+	for i := range req.Changes {
+		if s := &req.Changes[i].Set; strings.EqualFold(req.Changes[i].Action, "DELETE") && s.SetIdentifier != "" {
+			deleted[s.key()] = true
+			ids[s.SetIdentifier] = true
+		}
+	}
+	var keys []rrKey
+	for k := range state {
+		if ids[k.id] && !deleted[k] {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return fwd
+	}
+	sort.Slice(keys, func(i, j int) bool { return lessKey(keys[i], keys[j]) })
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString("<Change><Action>UPSERT</Action><ResourceRecordSet>" + state[k].Raw + "</ResourceRecordSet></Change>")
+	}
+	i := bytes.LastIndex(fwd, []byte("</Changes>"))
+	if i < 0 {
+		return fwd
+	}
+	return slices.Concat(fwd[:i], []byte(b.String()), fwd[i:])
 }
 
 // zoneApex is the zone's own name, from its SOA set (every zone has one).

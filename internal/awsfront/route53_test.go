@@ -104,3 +104,47 @@ func aSet(name, value string) r53types.ResourceRecordSet {
 	return r53types.ResourceRecordSet{Name: aws.String(name), Type: r53types.RRTypeA, TTL: aws.Int64(10),
 		ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(value)}}}
 }
+
+// TestDeleteTakesOnlyItsSet: a DELETE removes exactly the set it names. Failover sets of
+// different names share the identifiers "primary" and "secondary" (two clusters' manager
+// records in one zone); moto alone deleted every set of the zone with the identifier, so one
+// cluster's deregistration took the other's PRIMARY.
+func TestDeleteTakesOnlyItsSet(t *testing.T) {
+	t.Parallel()
+	e := fronttest.Start(t, map[string]awsfront.Limit{"route53": {}})
+	zone := e.Zone(t, "del.internal")
+	set := func(name, role, ip string) *r53types.ResourceRecordSet {
+		return &r53types.ResourceRecordSet{Name: aws.String(name), Type: r53types.RRTypeA, TTL: aws.Int64(10),
+			SetIdentifier: aws.String(strings.ToLower(role)), Failover: r53types.ResourceRecordSetFailover(role),
+			ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(ip)}}}
+	}
+	change := func(changes ...r53types.Change) {
+		t.Helper()
+		if _, err := e.R53.ChangeResourceRecordSets(t.Context(), &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zone),
+			ChangeBatch: &r53types.ChangeBatch{Changes: changes}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const create, del = r53types.ChangeActionCreate, r53types.ChangeActionDelete
+	a1, a2 := set("a.del.internal", "PRIMARY", "10.0.0.1"), set("a.del.internal", "SECONDARY", "10.0.0.2")
+	b1, b2 := set("b.del.internal", "PRIMARY", "10.0.1.1"), set("b.del.internal", "SECONDARY", "10.0.1.2")
+	change(r53types.Change{Action: create, ResourceRecordSet: a1}, r53types.Change{Action: create, ResourceRecordSet: a2})
+	change(r53types.Change{Action: create, ResourceRecordSet: b1}, r53types.Change{Action: create, ResourceRecordSet: b2})
+	// a's PRIMARY leaves: its SECONDARY is promoted in the same batch (what Deregister sends).
+	change(r53types.Change{Action: del, ResourceRecordSet: a1}, r53types.Change{Action: del, ResourceRecordSet: a2},
+		r53types.Change{Action: create, ResourceRecordSet: set("a.del.internal", "PRIMARY", "10.0.0.2")})
+	out, err := e.R53.ListResourceRecordSets(t.Context(), &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zone)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range out.ResourceRecordSets {
+		if s.Type == r53types.RRTypeA {
+			got = append(got, fmt.Sprintf("%s %s %s", aws.ToString(s.Name), s.Failover, aws.ToString(s.ResourceRecords[0].Value)))
+		}
+	}
+	want := []string{"a.del.internal. PRIMARY 10.0.0.2", "b.del.internal. PRIMARY 10.0.1.1", "b.del.internal. SECONDARY 10.0.1.2"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("the zone's A sets after deleting a's pair:\n got %q\nwant %q", got, want)
+	}
+}
