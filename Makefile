@@ -16,7 +16,7 @@ help: ## list the targets
 build: ## static, stripped binary with version and commit: bin/swarm-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/swarm-agent .
 
-prepare: build ## install what the tests need (Docker via `swarm-agent install`, test bed packages, moto check, Consul, Packer)
+prepare: build ## install what the tests need (Docker via `swarm-agent install`, test bed packages, moto check, Consul, Packer, the instance root file system)
 	bash tools/prepare.sh --all
 
 test: prepare ## THE test command: every unit, integration and fuzz-seed test on real engines, moto and Consul

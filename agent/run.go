@@ -100,10 +100,11 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return nil
 		})
 	}
-	status := func(s string) {
-		_ = n.Status(s)
-		d.st.stage(s)
-	}
+	// Until READY, every stage the agent records is also systemd's STATUS: `systemctl status`
+	// says what a unit still activating waits for. From READY on, STATUS says "in swarm" until
+	// a drain says otherwise.
+	d.st.setOnStage(func(s string) { _ = n.Status(s) })
+	status := d.st.stage
 
 	// A terminating instance is never booted: a drain that left the swarm and then exited
 	// non-zero (deadline with abandon, completion failed, SIGKILL after leaving) is restarted
@@ -129,6 +130,7 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	d.m.inSwarm.Set(1)
 	_ = n.Ready()
 	status(fmt.Sprintf("in swarm as %s (node %s)", cfg.Role, res.NodeID))
+	d.st.setOnStage(nil)
 
 	dw, err := wireDrain(ctx, cfg, log, d.st, d.m)
 	if err != nil {
@@ -209,6 +211,7 @@ func waitGroup(g *errgroup.Group, ctx context.Context) error {
 func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 	t := time.NewTicker(d.cfg.WatchInterval)
 	defer t.Stop()
+	var keeper engineKeeper
 	for {
 		d.m.tick()
 		d.notify.Alive()
@@ -226,6 +229,7 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 			_ = d.notify.Stopping()
 			return err
 		}
+		keeper.watch(ctx, dw.engine, d.cfg.MinDockerVersion, d.log)
 		select {
 		case <-ctx.Done():
 			_ = d.notify.Stopping()
@@ -298,6 +302,41 @@ func (d *daemon) maintain(ctx context.Context, dw *drainWiring) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// engineKeeper starts docker.service again (systemd's D-Bus API, as boot does) when the engine
+// stopped answering while the node is in service: stopped by hand, or dead past its unit's own
+// restart limit. A node whose engine is down is a node the swarm has lost. It acts once the
+// engine failed two watches in a row, and at most once a minute; where systemd does not run
+// the machine it only says so.
+type engineKeeper struct {
+	down int
+	last time.Time
+}
+
+func (k *engineKeeper) watch(ctx context.Context, e *engine.Engine, minVersion string, log zerolog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := e.Check(cctx, minVersion)
+	cancel()
+	var ee *engine.Error
+	if err == nil || !errors.As(err, &ee) || !ee.Down || ctx.Err() != nil {
+		k.down = 0
+		return
+	}
+	k.down++
+	if k.down < 2 || time.Since(k.last) < time.Minute {
+		return
+	}
+	k.last = time.Now()
+	started, serr := startEngine(ctx)
+	switch {
+	case serr != nil:
+		log.Error().Err(serr).Msg("the docker engine does not answer, and starting docker.service failed")
+	case started:
+		log.Warn().Err(err).Str("unit", "docker.service").Msg("the docker engine did not answer: started docker.service")
+	default:
+		log.Warn().Err(err).Msg("the docker engine does not answer (systemd does not run this machine: start it yourself)")
 	}
 }
 

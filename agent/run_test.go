@@ -194,3 +194,50 @@ func TestDockerErrorMetrics(t *testing.T) {
 		t.Fatal("a nil metrics gave engine options")
 	}
 }
+
+// TestEngineKeeper: run starts docker.service again once the engine failed two watches in a
+// row, at most once a minute, and never while the engine answers.
+func TestEngineKeeper(t *testing.T) {
+	saved := startEngine
+	t.Cleanup(func() { startEngine = saved })
+	starts := 0
+	startEngine = func(context.Context) (bool, error) { starts++; return true, nil }
+	down, err := engine.New("unix://" + filepath.Join(t.TempDir(), "absent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k engineKeeper
+	k.watch(t.Context(), down, "", zerolog.Nop())
+	if starts != 0 {
+		t.Fatalf("started docker after one failed watch")
+	}
+	k.watch(t.Context(), down, "", zerolog.Nop())
+	if starts != 1 {
+		t.Fatalf("%d starts after two failed watches, want 1", starts)
+	}
+	k.watch(t.Context(), down, "", zerolog.Nop())
+	k.watch(t.Context(), down, "", zerolog.Nop())
+	if starts != 1 {
+		t.Fatalf("%d starts within a minute, want 1", starts)
+	}
+	k.last = time.Now().Add(-2 * time.Minute)
+	k.watch(t.Context(), down, "", zerolog.Nop())
+	if starts != 2 {
+		t.Fatalf("%d starts a minute later, want 2", starts)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"Version":"27.0.0","ApiVersion":"1.47","Os":"linux","Arch":"amd64"}`)
+	}))
+	defer srv.Close()
+	up, err := engine.New("tcp://" + srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = engineKeeper{}
+	for range 3 {
+		k.watch(t.Context(), up, "", zerolog.Nop())
+	}
+	if starts != 2 || k.down != 0 {
+		t.Fatalf("an answering engine: %d starts, down count %d", starts, k.down)
+	}
+}

@@ -48,6 +48,9 @@ type statusFile struct {
 	path  string
 	s     Status
 	marks []stageMark // when each stage began, for the "boot finished" line
+	// onStage, when set, hears every new stage (run: systemd's STATUS, which `systemctl status`
+	// shows while the unit is still activating, waiting to join).
+	onStage func(string)
 }
 
 type stageMark struct {
@@ -66,8 +69,12 @@ func (f *statusFile) update(fn func(*Status)) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	before := f.s.Stage
 	fn(&f.s)
 	f.s.Updated = time.Now().UTC()
+	if f.onStage != nil && f.s.Stage != before {
+		f.onStage(f.s.Stage)
+	}
 	if f.path == "" {
 		return
 	}
@@ -114,6 +121,13 @@ func (f *statusFile) stageTimes(end time.Time) *zerolog.Event {
 		d.Float64(name, float64(sum[name].Microseconds())/1000)
 	}
 	return d
+}
+
+// setOnStage sets (nil: removes) the hook that hears every new stage.
+func (f *statusFile) setOnStage(fn func(string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onStage = fn
 }
 
 func statusCmd(e env) *cobra.Command {

@@ -15,8 +15,8 @@ import (
 	"github.com/swarm-agent/swarm-agent/packaging"
 )
 
-// TestDefaultFile: the /etc/default/swarm-agent the packages ship is an environment file the
-// agent reads, and its examples, uncommented, name real settings.
+// TestDefaultFile: the example of /etc/default/swarm-agent the packages ship is an environment
+// file the agent reads, and its examples, uncommented, name real settings.
 func TestDefaultFile(t *testing.T) {
 	b, err := os.ReadFile("swarm-agent.default")
 	if err != nil {
@@ -105,7 +105,7 @@ func TestPackages(t *testing.T) {
 	wantFiles := map[string]string{ // path -> mode as ls shows it
 		"/usr/bin/swarm-agent":                        "-rwxr-xr-x",
 		"/usr/lib/systemd/system/swarm-agent.service": "-rw-r--r--",
-		"/etc/default/swarm-agent":                    "-rw-r--r--",
+		"/usr/share/swarm-agent/swarm-agent.default":  "-rw-r--r--",
 	}
 
 	t.Run("deb", func(t *testing.T) {
@@ -127,8 +127,10 @@ func TestPackages(t *testing.T) {
 		}
 		ctl := filepath.Join(t.TempDir(), "control")
 		run(t, "dpkg-deb", "-e", deb, ctl)
-		if b, _ := os.ReadFile(filepath.Join(ctl, "conffiles")); strings.TrimSpace(string(b)) != "/etc/default/swarm-agent" {
-			t.Errorf("conffiles = %q, want /etc/default/swarm-agent", b)
+		// The package owns no file under /etc: /etc/default/swarm-agent is boot's, and its
+		// existence is what lets the unit start (ConditionPathExists).
+		if b, err := os.ReadFile(filepath.Join(ctl, "conffiles")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			t.Errorf("conffiles = %q, want none", b)
 		}
 		x := filepath.Join(t.TempDir(), "x")
 		run(t, "dpkg-deb", "-x", deb, x)
@@ -162,16 +164,23 @@ func TestPackages(t *testing.T) {
 			}
 		}
 		conf := filepath.Join(root, "etc/default/swarm-agent")
-		edited := "SWARM_AGENT_ROLE=worker\n"
-		if err := os.WriteFile(conf, []byte(edited), 0o644); err != nil {
+		if _, err := os.Stat(conf); err == nil {
+			t.Errorf("install created /etc/default/swarm-agent: the unit would start without settings")
+		}
+		// What boot writes survives an upgrade and goes with a purge.
+		written := "SWARM_AGENT_ROLE=worker\n"
+		if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(conf, []byte(written), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		dpkg("-i", deb) // upgrade in place
-		if b, _ := os.ReadFile(conf); string(b) != edited {
-			t.Errorf("upgrade replaced the edited /etc/default/swarm-agent with %q", b)
+		if b, _ := os.ReadFile(conf); string(b) != written {
+			t.Errorf("upgrade changed boot's /etc/default/swarm-agent to %q", b)
 		}
 		dpkg("--purge", "swarm-agent")
-		for p := range wantFiles {
+		for _, p := range append(slices.Collect(maps.Keys(wantFiles)), "/etc/default/swarm-agent") {
 			if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 				t.Errorf("after purge %s is still there", p)
 			}
@@ -194,8 +203,8 @@ func TestPackages(t *testing.T) {
 				flags = f[1]
 			}
 			got[f[len(f)-1]] = f[0]
-			if f[len(f)-1] == "/etc/default/swarm-agent" && flags != "cn" {
-				t.Errorf("/etc/default/swarm-agent flags %q, want cn (%%config(noreplace))", flags)
+			if strings.Contains(flags, "c") {
+				t.Errorf("%s is %%config (flags %q): the package owns no configuration file", f[len(f)-1], flags)
 			}
 		}
 		if !maps.Equal(got, wantFiles) {

@@ -1,33 +1,36 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian machine, as root. Idempotent.
 #
-#   tools/prepare.sh [--consul] [--packer] [--packaging] [--all] [--plan]
+#   tools/prepare.sh [--consul] [--packer] [--packaging] [--instance] [--all] [--plan]
 #
 # Always: the test bed's Debian packages, Docker through the product's own `swarm-agent install`
 # (so that path runs for real) and a check that moto's server is there; that is all `make demo`
 # needs. --consul builds a Consul agent (`make demo DEMO_FLAGS=-mode=consul`, the Consul tests),
 # --packer builds Packer (the packaging tests validate the AMI template with it), --packaging adds
-# the Debian packages the packaging tests use (file, systemd, rpm, cloud-init); --all is the three,
-# what `make test` asks for. Consul and Packer take minutes to build the first time, then come
-# from bin/ or ~/.cache/swarm-agent (tools/gotool.sh). Each step prints a line with its duration;
-# --plan prints the steps and does nothing.
+# the Debian packages the packaging tests use (file, systemd, rpm, cloud-init), --instance builds
+# the root file system of the test bed's instance nodes (systemd, docker.io, cloud-init from
+# Debian's packages, with mmdebstrap: tools/instance/build.sh); --all is the four, what `make
+# test` asks for. Consul, Packer and the root file system take minutes the first time, then come
+# from bin/ or ~/.cache/swarm-agent. Each step prints a line with its duration; --plan prints the
+# steps and does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-consul=false packer=false packaging=false plan=false
+consul=false packer=false packaging=false instance=false plan=false
 for arg in "$@"; do
   case "$arg" in
     --consul) consul=true ;;
     --packer) packer=true ;;
     --packaging) packaging=true ;;
-    --all) consul=true packer=true packaging=true ;;
+    --instance) instance=true ;;
+    --all) consul=true packer=true packaging=true instance=true ;;
     --plan) plan=true ;;
     -h | --help)
-      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
-      echo "prepare: unknown argument $arg (want --consul, --packer, --packaging or --all)" >&2
+      echo "prepare: unknown argument $arg (want --consul, --packer, --packaging, --instance or --all)" >&2
       exit 2
       ;;
   esac
@@ -40,6 +43,7 @@ fi
 steps=3
 $consul && steps=$((steps + 1))
 $packer && steps=$((steps + 1))
+$instance && steps=$((steps + 1))
 n=0
 total_start=$EPOCHREALTIME
 # step NAME COMMAND...: runs one step, then prints its duration.
@@ -60,6 +64,9 @@ elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }
 pkgs=(iproute2 iptables busybox-static procps util-linux)
 if $packaging; then
   pkgs+=(file systemd rpm cloud-init)
+fi
+if $instance; then
+  pkgs+=(mmdebstrap)
 fi
 install_packages() {
   local missing=()
@@ -102,6 +109,9 @@ if $consul; then
 fi
 if $packer; then
   step "Packer (bin/packer)" bash tools/packer/build.sh
+fi
+if $instance; then
+  step "instance root file system (bin/instance-rootfs)" bash tools/instance/build.sh
 fi
 if ! $plan; then
   echo "prepare: ready in $(elapsed "$total_start")"

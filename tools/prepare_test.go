@@ -19,8 +19,9 @@ func TestMakePreparesWhatItRuns(t *testing.T) {
 		t.Skip("make is not installed")
 	}
 	base := []string{"Debian packages (iproute2 iptables busybox-static procps util-linux)", "Docker (swarm-agent install)", "moto"}
-	all := []string{"Debian packages (iproute2 iptables busybox-static procps util-linux file systemd rpm cloud-init)",
-		"Docker (swarm-agent install)", "moto", "Consul agent (bin/consul)", "Packer (bin/packer)"}
+	all := []string{"Debian packages (iproute2 iptables busybox-static procps util-linux file systemd rpm cloud-init mmdebstrap)",
+		"Docker (swarm-agent install)", "moto", "Consul agent (bin/consul)", "Packer (bin/packer)",
+		"instance root file system (bin/instance-rootfs)"}
 	tests := []struct {
 		name string
 		make []string

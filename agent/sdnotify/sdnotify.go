@@ -22,6 +22,7 @@ type Notifier struct {
 	stale    time.Duration // Run stops pinging once Alive is older than this
 	now      func() time.Time
 	alive    atomic.Int64 // unix nanoseconds of the last Alive
+	ready    atomic.Bool  // Ready was sent: the watchdog covers the agent from then on
 }
 
 // New reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID. It fails only when WATCHDOG_USEC or
@@ -56,8 +57,12 @@ func (n *Notifier) SetStale(d time.Duration) {
 }
 
 // Ready tells systemd that start-up is finished: the node is in the swarm and the agent watches
-// its lifecycle.
-func (n *Notifier) Ready() error { return n.send(daemon.SdNotifyReady) }
+// its lifecycle. The watchdog is fed from then on (while Alive is fresh).
+func (n *Notifier) Ready() error {
+	n.Alive()
+	n.ready.Store(true)
+	return n.send(daemon.SdNotifyReady)
+}
 
 // Status sets the one-line status that `systemctl status` shows.
 func (n *Notifier) Status(s string) error { return n.send("STATUS=" + s) }
@@ -70,10 +75,13 @@ func (n *Notifier) Stopping() error { return n.send(daemon.SdNotifyStopping) }
 // the loop hangs.
 func (n *Notifier) Alive() { n.alive.Store(n.now().UnixNano()) }
 
-// Run feeds the watchdog (WATCHDOG=1 every half WATCHDOG_USEC) for as long as the main loop
-// calls Alive; once the last Alive is older than the stale limit it sends nothing more, so
-// systemd kills and restarts the agent. It returns nil at once when systemd does not watch the
-// agent, and when ctx ends; it returns an error only if the socket refuses a ping.
+// Run feeds the watchdog (WATCHDOG=1 every half WATCHDOG_USEC) from Ready on, for as long as the
+// main loop calls Alive; once the last Alive is older than the stale limit it sends nothing more,
+// so systemd kills and restarts the agent. Nothing is sent before Ready: a ping arms systemd's
+// watchdog at once, and start-up (a boot that waits minutes for the first manager, a drain
+// resumed instead of a boot) is TimeoutStartSec's to bound, as systemd intends (the watchdog
+// "is activated when the start-up is completed"). It returns nil at once when systemd does not
+// watch the agent, and when ctx ends; it returns an error only if the socket refuses a ping.
 func (n *Notifier) Run(ctx context.Context) error {
 	if !n.enabled || n.watchdog <= 0 {
 		return nil
@@ -95,6 +103,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 func (n *Notifier) fresh() bool {
+	if !n.ready.Load() {
+		return false
+	}
 	last := time.Unix(0, n.alive.Load())
 	return n.now().Sub(last) < n.stale
 }

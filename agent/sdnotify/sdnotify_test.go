@@ -192,8 +192,8 @@ func TestWatchdogSettings(t *testing.T) {
 	}
 }
 
-// TestWatchdogFollowsLiveness runs the real loop against a real socket: pings arrive while the
-// main loop calls Alive and stop once it no longer does.
+// TestWatchdogFollowsLiveness runs the real loop against a real socket: no ping before Ready,
+// then pings while the main loop calls Alive, none once it no longer does.
 func TestWatchdogFollowsLiveness(t *testing.T) {
 	ch := listen(t)
 	const wd = 100 * time.Millisecond
@@ -206,6 +206,19 @@ func TestWatchdogFollowsLiveness(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
+
+	// Start-up: no ping before READY=1, however alive the agent is (a ping would arm systemd's
+	// watchdog during a boot that may wait minutes for the first manager).
+	for range 6 {
+		n.Alive()
+		time.Sleep(wd / 2)
+	}
+	if got := count(drain(ch, 10*time.Millisecond), "WATCHDOG=1"); got != 0 {
+		t.Fatalf("%d WATCHDOG=1 before Ready, want none", got)
+	}
+	if err := n.Ready(); err != nil {
+		t.Fatal(err)
+	}
 
 	// The main loop is alive for 600 ms: about 12 pings at wd/2.
 	stopLoop := make(chan struct{})

@@ -18,7 +18,10 @@ import (
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
 )
 
-var agentBin string
+var (
+	agentBin string
+	workDir  string // the test binary's scratch directory (the agent binary, the instance image)
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -31,6 +34,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		workDir = dir
 		if agentBin, err = localcluster.BuildAgent(context.Background(), "../..", dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

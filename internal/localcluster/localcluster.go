@@ -58,6 +58,10 @@ type Options struct {
 	Log              zerolog.Logger
 	// Limits overrides the front's per-service rate limits.
 	Limits map[string]awsfront.Limit
+	// Instances lists the nodes (by index, from 1) that are instances (testbed instance nodes:
+	// systemd, the agent's package, cloud-init) rather than bare engines; BootInstance boots
+	// them. They belong to their Auto Scaling group like the others.
+	Instances []int
 }
 
 // Cluster is a running local cluster. Close tears everything down.
@@ -100,7 +104,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.Dir, err = os.MkdirTemp("", "swarm-local-"); err != nil {
 		return nil, err
 	}
-	if c.Bed, err = testbed.Start(ctx, testbed.Options{Nodes: opts.Managers + opts.Workers + opts.Spare}); err != nil {
+	if c.Bed, err = testbed.Start(ctx, testbed.Options{Nodes: opts.Managers + opts.Workers + opts.Spare, Instances: opts.Instances}); err != nil {
 		return nil, fmt.Errorf("start engines: %w", err)
 	}
 	port, err := freePort()

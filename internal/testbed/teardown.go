@@ -29,7 +29,12 @@ func (b *Bed) Close() error {
 	b.closed = true
 	var wg sync.WaitGroup
 	for _, n := range b.Nodes {
-		wg.Go(func() { n.stopEngine(5 * time.Second) })
+		wg.Go(func() {
+			n.stopEngine(5 * time.Second)
+			if n.inst != nil {
+				n.inst.kill()
+			}
+		})
 	}
 	wg.Wait()
 	err := b.teardown()
@@ -241,6 +246,17 @@ func removeCgroups(prefix string) {
 			if e.IsDir() && isIndexed(e.Name(), prefix) {
 				removeTree(filepath.Join(root, e.Name()))
 			}
+		}
+	}
+}
+
+// removeCgroup removes the cgroup tree name (exactly) at the root of every hierarchy.
+func removeCgroup(name string) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, root := range roots {
+		if fi, err := os.Stat(filepath.Join(root, name)); err == nil && fi.IsDir() {
+			removeTree(filepath.Join(root, name))
 		}
 	}
 }

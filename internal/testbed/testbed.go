@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,10 @@ type Options struct {
 	NoImage bool
 	// EngineArgs are extra dockerd arguments for every engine (e.g. "--label", "k=v").
 	EngineArgs []string
+	// Instances lists the nodes (by index, from 1) that are instances: systemd as PID 1 over
+	// a root file system of their own, booted by BootInstance (instance.go). Start neither
+	// starts an engine on them nor boots them.
+	Instances []int
 }
 
 // NodeLabel is the engine label (dockerd --label) every node carries, its value the node's name.
@@ -105,12 +110,13 @@ type Node struct {
 	Index int    // i, from 1
 
 	veth   string
+	inst   *instance // an instance node's systemd, nil for an engine node
 	mu     sync.Mutex
 	engine *exec.Cmd
 	exited chan struct{}
 }
 
-// Socket is the engine's unix socket path.
+// Socket is the engine's unix socket path (for an instance, a link to its /run/docker.sock).
 func (n *Node) Socket() string { return filepath.Join(n.Dir, "docker.sock") }
 
 // LogPath is the engine's log file (dockerd stdout and stderr).
@@ -197,6 +203,9 @@ func startAt(ctx context.Context, opts Options, k int, lock *os.File) (_ *Bed, e
 		if err != nil {
 			return nil, err
 		}
+		if slices.Contains(opts.Instances, i) {
+			n.inst = &instance{name: n.Name, dir: n.Dir, netns: n.NetnsPath(), cgroup: n.Netns}
+		}
 		b.Nodes = append(b.Nodes, n)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -209,8 +218,12 @@ func startAt(ctx context.Context, opts Options, k int, lock *os.File) (_ *Bed, e
 	return b, nil
 }
 
-// bringUp starts n's engine and loads the image unless the options say not to.
+// bringUp starts n's engine and loads the image unless the options say not to. Instance nodes
+// wait for BootInstance.
 func (b *Bed) bringUp(ctx context.Context, n *Node) error {
+	if n.inst != nil {
+		return nil
+	}
 	if err := b.StartEngine(ctx, n); err != nil {
 		return err
 	}
