@@ -145,6 +145,7 @@ func certClusterIDs(nodes []*testbed.Node) map[string]bool {
 //
 // Throughout (every 250 ms), no node's certificate names another cluster than the swarm's.
 func TestIntegrationExpiredCertificate(t *testing.T) {
+	t.Parallel() // each test has a bed, moto and front of its own
 	c := newCluster(t, 3, 1)
 	ctx := t.Context()
 	nodes := c.Bed.Nodes
