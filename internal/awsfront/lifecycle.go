@@ -693,9 +693,13 @@ func (f *Front) describeWithOverlay(c *call) {
 	if resp.status == http.StatusOK {
 		f.mu.Lock()
 		states := f.overlayStatesLocked()
+		desired := f.desiredOverlayLocked()
 		f.mu.Unlock()
 		if len(states) > 0 {
 			resp.body = overlayStates(resp.body, states)
+		}
+		if len(desired) > 0 {
+			resp.body = overlayDesired(resp.body, desired)
 		}
 	}
 	copyResp(c.w, resp)
