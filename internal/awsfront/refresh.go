@@ -146,6 +146,9 @@ func (f *Front) startInstanceRefresh(c *call) {
 		if st, held := holds[id]; held && strings.HasPrefix(st, "Terminating") {
 			continue // on its way out already
 		}
+		if aws.ToBool(in.ProtectedFromScaleIn) {
+			continue // AWS's default ScaleInProtectedInstances=Ignore: protected ones are not replaced
+		}
 		r.Old = append(r.Old, id)
 	}
 	slices.Sort(r.Old)
@@ -233,7 +236,8 @@ func parseRefresh(p map[string]string) (*instanceRefresh, string) {
 	}
 	for k, v := range p {
 		switch {
-		case k == "Preferences.SkipMatching" && v == "false", k == "Preferences.AutoRollback" && v == "false":
+		case k == "Preferences.SkipMatching" && v == "false", k == "Preferences.AutoRollback" && v == "false",
+			k == "Preferences.ScaleInProtectedInstances" && v == "Ignore":
 		case strings.HasPrefix(k, "Preferences.") && !knownPreference(k),
 			strings.HasPrefix(k, "DesiredConfiguration."):
 			return nil, fmt.Sprintf("%s: not implemented by the front (it replaces every instance with the group's launch template)", k)
