@@ -25,7 +25,7 @@ import (
 // launch: minimum healthy 90 %, maximum 100 %), with the groups' launching and terminating
 // hooks, every manager running its agent, a worker, and a replicated service spread at most
 // two tasks per node. The test plays the cloud: each instance the refresh launches becomes a
-// spare engine that boots as user_data would (its boot completes the launch hook once it is a
+// spare engine that boots as user_data would, instanceStart after its launch (its boot completes the launch hook once it is a
 // reachable Raft member) and then runs the agent. Every old manager's drain holds its
 // terminate hook until its replacement is reachable. Polled every 250 ms throughout: at least
 // as many reachable managers as the group wants (so a majority, and quorum, always), every
@@ -36,6 +36,9 @@ import (
 func TestIntegrationInstanceRefresh3(t *testing.T) { testInstanceRefresh(t, 3) }
 
 func TestIntegrationInstanceRefresh5(t *testing.T) { testInstanceRefresh(t, 5) }
+
+// instanceStart is how long an instance the refresh launched takes to start before it boots.
+const instanceStart = 20 * time.Second
 
 // refreshSample is one look at the cluster during a refresh.
 type refreshSample struct {
@@ -145,6 +148,14 @@ func testInstanceRefresh(t *testing.T, n int) {
 					continue
 				}
 				boots.Go(func() {
+					// An instance takes a while to start before its user_data runs (tens of
+					// seconds on EC2): longer than the old manager's drain of its tasks, so
+					// that a drain that did not wait for its replacement would be seen.
+					select {
+					case <-stop:
+						return
+					case <-time.After(instanceStart):
+					}
 					r := c.Boot(ctx, node, "manager", "--heartbeat-interval=2s")
 					cmu.Lock()
 					defer cmu.Unlock()
