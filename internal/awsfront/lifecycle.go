@@ -309,6 +309,11 @@ func (f *Front) startTermination(ctx context.Context, instanceID string, decreme
 		return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
 	}
 	log.Info().Msg("scale-in started: Terminating:Wait")
+	if !decrement {
+		if err := f.launchReplacement(ctx, h); err != nil {
+			return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
+		}
+	}
 	return group, nil
 }
 

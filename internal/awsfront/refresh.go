@@ -409,16 +409,29 @@ func (f *Front) refreshStep(ctx context.Context, r *instanceRefresh) (bool, erro
 		}
 	}
 	for range launches {
-		if err := f.launchOne(ctx, r.Group); err != nil {
+		if err := f.launchOne(ctx, r.Group, func() {}); err != nil {
 			errs = append(errs, fmt.Errorf("refresh %s: launch: %w", r.Group, err))
 		}
 	}
 	return false, errors.Join(errs...)
 }
 
+// launchReplacement launches the replacement of an instance terminated without a lower
+// desired capacity (TerminateInstanceInAutoScalingGroup without decrement) at once, as AWS
+// does, not once the instance is gone as moto would: moto's capacity goes one up now and
+// down again when the instance goes (the hold decrements), so the capacity shown stays.
+func (f *Front) launchReplacement(ctx context.Context, h *hold) error {
+	return f.launchOne(ctx, h.group, func() {
+		f.mu.Lock()
+		h.decrement = true
+		f.mu.Unlock()
+	})
+}
+
 // launchOne makes moto launch one instance into group (its desired capacity one up), held
-// by the group's launching hooks like any launch.
-func (f *Front) launchOne(ctx context.Context, group string) error {
+// by the group's launching hooks like any launch; launched runs once moto took the new
+// capacity, before anyone can describe the group.
+func (f *Front) launchOne(ctx context.Context, group string, launched func()) error {
 	return f.withLaunches(ctx, group, func() error {
 		out, err := f.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
 		if err != nil || len(out.AutoScalingGroups) != 1 {
@@ -430,8 +443,11 @@ func (f *Front) launchOne(ctx context.Context, group string) error {
 		if want > aws.ToInt32(g.MaxSize) {
 			in.MaxSize = aws.Int32(want) // AWS may exceed the maximum size during a refresh
 		}
-		_, err = f.asg.UpdateAutoScalingGroup(ctx, in)
-		return err
+		if _, err = f.asg.UpdateAutoScalingGroup(ctx, in); err != nil {
+			return err
+		}
+		launched()
+		return nil
 	})
 }
 

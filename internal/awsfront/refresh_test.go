@@ -282,6 +282,35 @@ func TestInstanceRefresh(t *testing.T) {
 			t.Fatalf("after scaling out again: desired %d, %d launched; want 3 and 1", d, pending)
 		}
 	})
+
+	t.Run("terminated without decrement: the replacement launches at once", func(t *testing.T) {
+		old := e.refreshGroup("r5")
+		var victim string
+		for id := range old {
+			victim = id
+		}
+		if _, err := e.ASG.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+			InstanceId: aws.String(victim), ShouldDecrementDesiredCapacity: aws.Bool(false)}); err != nil {
+			t.Fatal(err)
+		}
+		st := e.states("r5")
+		var fresh []string
+		for id, s := range st {
+			if !old[id] && s == awsfront.StatePendingWait {
+				fresh = append(fresh, id)
+			}
+		}
+		if st[victim] != awsfront.StateTerminatingWait || len(fresh) != 1 || e.desired("r5") != 3 {
+			t.Fatalf("after terminating %s without decrement: %v, desired %d; want it in Terminating:Wait, one replacement in Pending:Wait, desired 3", victim, st, e.desired("r5"))
+		}
+		if err := e.complete("r5", "drain", victim, "", "CONTINUE"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitState("r5", victim, "")
+		if st := e.states("r5"); len(st) != 3 || e.desired("r5") != 3 {
+			t.Fatalf("after the termination: %v, desired %d; want 3 instances, desired 3 (no second replacement)", st, e.desired("r5"))
+		}
+	})
 }
 
 func waitRefresh(t *testing.T, e launchEnv, group, id string, want asgtypes.InstanceRefreshStatus) {
