@@ -43,10 +43,13 @@ func apiCode(err error) string {
 
 // refreshWatch is what playing the agents' part through a refresh saw.
 type refreshWatch struct {
-	minInService, maxLive                int
-	heldTerminating                      int // polls where an old instance waited in Terminating:Wait
-	firstTerminationAt, firstInServiceAt time.Time
-	states                               map[string]string
+	minInService, maxLive int
+	heldTerminating       int // polls where an old instance waited in Terminating:Wait
+	// The first polls that saw an instance in Terminating:Wait and a new one in service (0:
+	// none). The test completes launches itself, so a new instance is in service at the
+	// earliest one poll after the one that saw it pending.
+	firstTermination, firstInService int
+	states                           map[string]string
 }
 
 // playAgents completes each held instance's action the way the agents do, polling every
@@ -58,7 +61,7 @@ func (e launchEnv) playAgents(group, refreshID string, desired int32, old map[st
 	e.t.Helper()
 	w := refreshWatch{minInService: 1 << 30}
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	for poll := 1; ; poll++ {
 		st := e.states(group)
 		if d := e.desired(group); d != desired {
 			e.t.Fatalf("desired capacity shown during the refresh: %d, want %d (states %v)", d, desired, st)
@@ -69,16 +72,16 @@ func (e launchEnv) playAgents(group, refreshID string, desired int32, old map[st
 			case "InService":
 				inService++
 				live++
-				if !old[id] && w.firstInServiceAt.IsZero() {
-					w.firstInServiceAt = time.Now()
+				if !old[id] && w.firstInService == 0 {
+					w.firstInService = poll
 				}
 			case awsfront.StatePendingWait, "Pending":
 				live++
 				pending++
 			case awsfront.StateTerminatingWait:
 				w.heldTerminating++
-				if w.firstTerminationAt.IsZero() {
-					w.firstTerminationAt = time.Now()
+				if w.firstTermination == 0 {
+					w.firstTermination = poll
 				}
 			}
 		}
@@ -206,8 +209,8 @@ func TestInstanceRefresh(t *testing.T) {
 		if w.minInService != 3 || w.maxLive != 6 {
 			t.Errorf("in service at least %d, in service or pending at most %d; want 3 and 6", w.minInService, w.maxLive)
 		}
-		if w.firstTerminationAt.Before(w.firstInServiceAt) {
-			t.Errorf("an old instance was terminated (%s) before any new one was in service (%s)", w.firstTerminationAt, w.firstInServiceAt)
+		if w.firstTermination < w.firstInService {
+			t.Errorf("an old instance was terminated (seen at poll %d) before any new one was in service (poll %d)", w.firstTermination, w.firstInService)
 		}
 	})
 
