@@ -107,7 +107,9 @@ func wireDrain(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFi
 		Swarm: swarm,
 		Local: w.engine,
 		Hook:  hook,
-		Log:   log.With().Str("component", "drain").Logger(),
+		// A replaced manager (refresh, instance lifetime) waits for its replacement.
+		Capacity: hook,
+		Log:      log.With().Str("component", "drain").Logger(),
 		Options: lifecycle.DrainOptions{
 			Deadline:          cfg.DrainDeadline,
 			OnTimeout:         cfg.OnTimeout,

@@ -121,6 +121,7 @@ func (d *daemon) drainOnBehalf(ctx context.Context, dw *drainWiring, n lifecycle
 		Local:     lifecycle.RemoteLocal{Swarm: swarm, InstanceID: n.InstanceID},
 		Hook:      dw.hook,
 		Registrar: dw.drainer.Registrar,
+		Capacity:  dw.hook,
 		Log:       log.With().Str("component", "drain").Logger(),
 		Options: lifecycle.DrainOptions{
 			Deadline: d.cfg.DrainDeadline, OnTimeout: d.cfg.OnTimeout, HeartbeatOverride: d.cfg.HeartbeatEvery,

@@ -72,6 +72,7 @@ const (
 	StepDrain      = "drain"      // set availability drain
 	StepTasks      = "tasks"      // wait for the tasks to stop here and run elsewhere
 	StepRelease    = "release"    // wait for the leader to shrink the services that counted the node
+	StepReplace    = "replace"    // managers replaced, not scaled in: wait for the replacement
 	StepDemote     = "demote"     // managers: demote, wait for a worker under another leader
 	StepDeregister = "deregister" // managers: withdraw from discovery
 	StepLeave      = "leave"      // leave the swarm
@@ -132,8 +133,11 @@ type Drainer struct {
 	Hook Hook
 	// Registrar withdraws a manager from discovery; nil when discovery needs no withdrawal.
 	Registrar Registrar
-	Log       zerolog.Logger
-	Options   DrainOptions
+	// Capacity tells a replaced manager from a scale-in (ReplacementWait); nil: a manager
+	// leaves as soon as the others keep quorum.
+	Capacity Capacity
+	Log      zerolog.Logger
+	Options  DrainOptions
 }
 
 // DrainStep is one step of a drain as it happened.
@@ -529,6 +533,9 @@ func (r *drainRun) inSwarm(ctx context.Context, nodeID string, engineManager boo
 		return err
 	}
 	r.waitRelease(ctx, node.ID)
+	if node.Role == swarm.RoleManager && !last {
+		r.waitReplacement(ctx, node.ID, since)
+	}
 	demoting := node.Role == swarm.RoleWorker && (engineManager || node.Reachability != "")
 	if (node.Role == swarm.RoleManager && !last) || demoting {
 		if err := r.demote(ctx, node); err != nil {

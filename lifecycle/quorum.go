@@ -68,12 +68,21 @@ const (
 // from a manager's node list, whether it may leave the managers now. The turn is claimed
 // with a label, then the list is read again: two managers that claim it at once both see the
 // other's claim, and the one that comes second (by mark time, then node id: any order will
-// do) gives it back, so at most one manager leaves at a time. Holders that are no managers
-// any more (demoted) or whose drain stopped (alive false) do not count. It returns the other
-// holders.
+// do) gives it back, so at most one manager leaves at a time. The leader leaves last: while
+// other managers are leaving it waits, and gives back a turn it holds (leaderWaits). Holders
+// that are no managers any more (demoted) or whose drain stopped (alive false) do not count.
+// It returns the other holders.
 func turnOf(nodes []swarm.Node, selfID string, since time.Time, mine bool, alive func(swarm.Node) bool) (turn, []swarm.Node) {
 	var holders []swarm.Node
 	yield := false
+	if waiters := leaderWaits(nodes, selfID, alive); len(waiters) > 0 {
+		// The leader leaves last: while another manager is leaving, it neither claims the
+		// turn nor keeps it, so that leadership moves once, after the others left.
+		if mine {
+			return turnYield, waiters
+		}
+		return turnWait, waiters
+	}
 	for _, n := range nodes {
 		if n.ID == selfID || n.Role != swarm.RoleManager || n.Labels[swarm.LabelLeaving] == "" || n.Labels[swarm.LabelTurn] == "" || !alive(n) {
 			continue
@@ -95,6 +104,26 @@ func turnOf(nodes []swarm.Node, selfID string, since time.Time, mine bool, alive
 		return turnYield, holders
 	}
 	return turnWait, holders
+}
+
+// leaderWaits returns, when selfID is the leader, the other managers that are leaving (and
+// whose drain runs, alive): the leader leaves after them. Otherwise it returns nil.
+func leaderWaits(nodes []swarm.Node, selfID string, alive func(swarm.Node) bool) []swarm.Node {
+	var others []swarm.Node
+	leader := false
+	for _, n := range nodes {
+		switch {
+		case n.ID == selfID:
+			leader = n.Leader
+		case n.Role == swarm.RoleManager && n.Labels[swarm.LabelLeaving] != "" && alive(n):
+			others = append(others, n)
+		}
+	}
+	if !leader {
+		return nil
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })
+	return others
 }
 
 // comesFirst reports whether leaving manager n comes before manager selfID, marked at since:

@@ -96,8 +96,9 @@ type Front struct {
 	buckets     map[string]*bucket
 	zoneLocks   map[string]*sync.Mutex
 	changes     map[string]*change
-	holds       map[holdKey]*hold       // instances held by lifecycle hooks, by instance and transition
-	statuses    map[string]StatusChecks // by instance id: DescribeInstanceStatus's checks
+	holds       map[holdKey]*hold             // instances held by lifecycle hooks, by instance and transition
+	statuses    map[string]StatusChecks       // by instance id: DescribeInstanceStatus's checks
+	refreshes   map[string][]*instanceRefresh // instance refreshes by group, oldest first
 	noticeQueue string
 	seq         uint64
 	closeOnce   sync.Once
@@ -361,6 +362,12 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.forwardWithLaunches(c, req.Params["AutoScalingGroupName"])
 	case "autoscaling.CreateAutoScalingGroup":
 		f.createGroup(c)
+	case "autoscaling.StartInstanceRefresh":
+		f.startInstanceRefresh(c)
+	case "autoscaling.DescribeInstanceRefreshes":
+		f.describeInstanceRefreshes(c)
+	case "autoscaling.CancelInstanceRefresh":
+		f.cancelInstanceRefresh(c)
 	case "autoscaling.DescribeAutoScalingInstances", "autoscaling.DescribeAutoScalingGroups":
 		f.describeWithOverlay(c)
 	default:

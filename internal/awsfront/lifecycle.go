@@ -309,6 +309,11 @@ func (f *Front) startTermination(ctx context.Context, instanceID string, decreme
 		return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
 	}
 	log.Info().Msg("scale-in started: Terminating:Wait")
+	if !decrement {
+		if err := f.launchReplacement(ctx, h); err != nil {
+			return group, fmt.Errorf("scale-in %s: %w", instanceID, err)
+		}
+	}
 	return group, nil
 }
 
@@ -693,9 +698,13 @@ func (f *Front) describeWithOverlay(c *call) {
 	if resp.status == http.StatusOK {
 		f.mu.Lock()
 		states := f.overlayStatesLocked()
+		desired := f.desiredOverlayLocked()
 		f.mu.Unlock()
 		if len(states) > 0 {
 			resp.body = overlayStates(resp.body, states)
+		}
+		if len(desired) > 0 {
+			resp.body = overlayDesired(resp.body, desired)
 		}
 	}
 	copyResp(c.w, resp)

@@ -28,7 +28,7 @@ func (f *Front) setDesiredCapacity(c *call) {
 	group := p["AutoScalingGroupName"]
 	desired, err := strconv.Atoi(p["DesiredCapacity"])
 	ctx := c.r.Context()
-	forward := func() { f.forwardWithLaunches(c, group) }
+	forward := func() { f.addPendingDecrements(c, group); f.forwardWithLaunches(c, group) }
 	if group == "" || err != nil || desired < 0 {
 		forward() // moto answers the validation errors
 		return

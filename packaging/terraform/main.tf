@@ -231,8 +231,23 @@ resource "aws_autoscaling_group" "managers" {
   # launch and deregisters them first when they are scaled in (see the load balancer below).
   target_group_arns = aws_lb_target_group.ingress[*].arn
 
-  # A new launch template version affects new instances only. Replace managers one at a time,
-  # each after the last has joined, so that the Raft quorum holds.
+  # A new launch template version starts an instance refresh of the managers. Auto Scaling
+  # terminates one manager and launches its replacement at the same time (minimum healthy 90 %
+  # of 3, 5, 7 or 9 managers is one at a time; maximum 100 %: no instance beyond
+  # manager_count); the old manager's agent keeps its terminate hook (heartbeats) until the
+  # replacement, which joins through discovery, is a reachable Raft member, so the managers
+  # never drop below manager_count. The replacement counts as healthy once its launch hook
+  # completed (it is then a reachable member) and the warmup passed. Checkpoints, when set,
+  # pause the refresh for a look at the swarm (README, "Instance refresh").
+  instance_refresh {
+    strategy = "Rolling"
+    preferences {
+      min_healthy_percentage = 90
+      instance_warmup        = var.manager_refresh_warmup
+      checkpoint_percentages = length(var.manager_refresh_checkpoints) > 0 ? var.manager_refresh_checkpoints : null
+      checkpoint_delay       = length(var.manager_refresh_checkpoints) > 0 ? var.manager_refresh_checkpoint_delay : null
+    }
+  }
 
   # New instances wait in Pending:Wait until their agent has the node in the swarm (see below).
   initial_lifecycle_hook {

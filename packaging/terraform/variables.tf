@@ -195,3 +195,36 @@ variable "worker_instance_warmup" {
   description = "Seconds a new worker's CPU is left out of the average: its boot, join, and the leader's cooldown and rebalance onto it."
   default     = 300
 }
+
+variable "manager_refresh_warmup" {
+  type        = number
+  description = "Seconds an instance refresh of the managers waits after a replacement is in service (its launch hook completed: a reachable Raft member) before it replaces the next manager."
+  default     = 60
+
+  validation {
+    condition     = var.manager_refresh_warmup >= 0
+    error_message = "The manager_refresh_warmup must be 0 or more seconds."
+  }
+}
+
+variable "manager_refresh_checkpoints" {
+  type        = list(number)
+  description = "Percentages of the managers replaced at which an instance refresh pauses for manager_refresh_checkpoint_delay (e.g. [34, 67, 100]); empty: no pause."
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.manager_refresh_checkpoints : p >= 1 && p <= 100])
+    error_message = "Each of manager_refresh_checkpoints must be 1-100."
+  }
+}
+
+variable "manager_refresh_checkpoint_delay" {
+  type        = number
+  description = "Seconds an instance refresh of the managers waits at each checkpoint."
+  default     = 600
+
+  validation {
+    condition     = var.manager_refresh_checkpoint_delay >= 0 && var.manager_refresh_checkpoint_delay <= 172800
+    error_message = "The manager_refresh_checkpoint_delay must be 0-172800 seconds (Auto Scaling's range)."
+  }
+}
