@@ -96,8 +96,9 @@ type Front struct {
 	buckets     map[string]*bucket
 	zoneLocks   map[string]*sync.Mutex
 	changes     map[string]*change
-	holds       map[holdKey]*hold       // instances held by lifecycle hooks, by instance and transition
-	statuses    map[string]StatusChecks // by instance id: DescribeInstanceStatus's checks
+	holds       map[holdKey]*hold        // instances held by lifecycle hooks, by instance and transition
+	statuses    map[string]StatusChecks  // by instance id: DescribeInstanceStatus's checks
+	pool        map[string]*warmInstance // warm pool instances by id (moto keeps none)
 	noticeQueue string
 	seq         uint64
 	closeOnce   sync.Once
@@ -261,6 +262,9 @@ func (f *Front) AddInstance(in imdsfake.Instance) {
 	if in.Region == "" {
 		in.Region = f.cfg.Region
 	}
+	if target, ok := f.warmTarget(in.ID); ok {
+		in.TargetLifecycleState = target // a warm pool instance
+	}
 	f.imds.Put(in)
 }
 
@@ -354,7 +358,15 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case "autoscaling.TerminateInstanceInAutoScalingGroup":
 		f.terminateInGroup(c)
 	case "autoscaling.SetDesiredCapacity":
-		f.setDesiredCapacity(c)
+		if !f.scaleOutFromPool(c) {
+			f.setDesiredCapacity(c)
+		}
+	case "autoscaling.PutWarmPool":
+		f.putWarmPool(c)
+	case "autoscaling.DescribeWarmPool":
+		f.describeWarmPool(c)
+	case "autoscaling.DeleteWarmPool":
+		f.deleteWarmPool(c)
 	case "ec2.DescribeInstanceStatus":
 		f.describeInstanceStatus(c)
 	case "autoscaling.UpdateAutoScalingGroup":
