@@ -43,7 +43,14 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 			if cfg.DryRun {
 				st = nil
 			}
-			res, err := bootOrWarm(cmd.Context(), cfg, log, st)
+			persist := func() {
+				if cfg.Persist && cfg.ConfigFile != "" && !cfg.DryRun {
+					if err := persistConfig(cfg.ConfigFile, cmd.Flags()); err != nil {
+						log.Warn().Err(err).Str("path", cfg.ConfigFile).Msg("could not persist configuration for the service")
+					}
+				}
+			}
+			res, err := bootOrWarm(cmd.Context(), cfg, log, st, persist)
 			if err != nil {
 				st.update(func(s *Status) { s.Error = err.Error() })
 				return err
@@ -55,11 +62,7 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 				}
 				return nil
 			}
-			if cfg.Persist && cfg.ConfigFile != "" {
-				if err := persistConfig(cfg.ConfigFile, cmd.Flags()); err != nil {
-					log.Warn().Err(err).Str("path", cfg.ConfigFile).Msg("could not persist configuration for the service")
-				}
-			}
+			persist()
 			out, _ := json.Marshal(res)
 			fmt.Fprintln(e.stdout, string(out))
 			return nil

@@ -43,7 +43,11 @@ func warmTarget(ctx context.Context, cfg Config) (string, bool) {
 // no token and sets up no discovery. A preparation that fails for good completes the action
 // with ABANDON, so that Auto Scaling replaces the instance instead of keeping an unprepared one
 // in the pool.
-func prepareWarm(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (bootstrap.Result, error) {
+//
+// beforeDone (nil for nothing) runs once the instance is prepared, before the action is
+// completed: Auto Scaling stops a pool instance as soon as its action is, so whatever its
+// next start needs (boot's settings for the service) must be on disk by then.
+func prepareWarm(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics, beforeDone func()) (bootstrap.Result, error) {
 	start := time.Now()
 	log = log.With().Str("component", "warm").Logger()
 	st.stage("checking docker")
@@ -87,6 +91,9 @@ func prepareWarm(ctx context.Context, cfg Config, log zerolog.Logger, st *status
 		}
 		log.Info().Str("image", ref).Bool("pulled", pulled).Msg("warm pool: image present")
 	}
+	if beforeDone != nil {
+		beforeDone()
+	}
 	if l != nil {
 		if held, known := l.hold.Held(ctx, launchLookup); known && !held {
 			l.hold.Release()
@@ -124,7 +131,7 @@ func (d *daemon) waitWarm(ctx context.Context, state string) error {
 	for {
 		if !prepared {
 			d.st.stage("warm pool (" + state + "): preparing")
-			if _, err := prepareWarm(ctx, d.cfg, d.log, d.st, d.m); err != nil {
+			if _, err := prepareWarm(ctx, d.cfg, d.log, d.st, d.m, nil); err != nil {
 				return err
 			}
 			prepared = true
@@ -180,11 +187,13 @@ func engineInSwarm(ctx context.Context, cfg Config) bool {
 }
 
 // bootOrWarm is boot's work: on an instance of the warm pool the preparation only
-// (prepareWarm), else the boot into the swarm (bootLaunched).
-func bootOrWarm(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile) (bootstrap.Result, error) {
+// (prepareWarm, which persists the settings with persist before it completes the launch
+// action: Auto Scaling may stop the instance right after), else the boot into the swarm
+// (bootLaunched).
+func bootOrWarm(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, persist func()) (bootstrap.Result, error) {
 	if state, warm := warmTarget(ctx, cfg); warm {
 		log.Info().Str("state", state).Msg("this instance is in its group's warm pool: preparing only, no swarm join")
-		return prepareWarm(ctx, cfg, log, st, nil)
+		return prepareWarm(ctx, cfg, log, st, nil, persist)
 	}
 	return bootLaunched(ctx, cfg, log, st, nil)
 }
