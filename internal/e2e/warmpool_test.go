@@ -27,9 +27,10 @@ import (
 // (Pending:Wait, IMDS InService): run boots it into the swarm as a reachable manager and
 // completes the action with CONTINUE. A scale-in returns it to the pool: it drains, leaves
 // (demoted, removed: the first manager lists it no more), completes its terminating action
-// once, drops its swarm state, prepares again and completes the pool's launch action; the
+// once (by its own agent), drops its swarm state, prepares again and completes the pool's launch action; the
 // swarm keeps one manager and one cluster throughout. The next scale-out takes it again and it
-// joins fresh (a new node id).
+// joins fresh (a new node id). First, a preparation whose image cannot be pulled abandons the
+// pool launch, and Auto Scaling replaces the instance in the pool.
 func TestIntegrationWarmPool(t *testing.T) {
 	t.Parallel()
 	c := newClusterOpts(t, localcluster.Options{Managers: 1, Spare: 1})
@@ -105,6 +106,39 @@ func TestIntegrationWarmPool(t *testing.T) {
 		return nil
 	}
 	c.Front.ResetRequests()
+
+	t.Run("a preparation that cannot pull its image ABANDONs the pool launch", func(t *testing.T) {
+		// No registry answers for localhost:1 (refused at once on loopback) and the engine
+		// does not have this image: the pull fails, the preparation gives up (exit 3, a
+		// Docker failure) and abandons the launch; Auto Scaling terminates the instance and
+		// fills the pool with another.
+		r := c.Boot(ctx, warm, "manager", "--warm-pull-images=localhost:1/missing:warm")
+		if r.Code != 3 || !strings.Contains(r.Stderr, "localhost:1/missing:warm") {
+			t.Fatalf("boot with an image that cannot be pulled: exit %d, want 3 naming the image\n%s", r.Code, keyLines(r.Stderr))
+		}
+		a, _ := c.Front.LaunchAction(id)
+		if a.Result != "ABANDON" || a.TimedOut || a.Completions != 1 {
+			t.Fatalf("pool launch action %+v: want one ABANDON by the agent", a)
+		}
+		var repl string
+		waitfor.Until(t, 10*time.Second, "a replacement in the pool", func() error {
+			p := c.Front.WarmPool(g)
+			if _, old := p[id]; old || len(p) != 1 {
+				return fmt.Errorf("pool %v", p)
+			}
+			for k := range p {
+				repl = k
+			}
+			return nil
+		})
+		id = repl
+		if err := c.Adopt(ctx, g, id, warm); err != nil {
+			t.Fatal(err)
+		}
+		if err := notInSwarm(); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	t.Run("boot in the pool prepares only and completes Warmed:Pending:Wait", func(t *testing.T) {
 		if a, ok := c.Front.LaunchAction(id); !ok || a.State != awsfront.StateWarmedPendingWait {
@@ -226,6 +260,17 @@ func TestIntegrationWarmPool(t *testing.T) {
 		}
 		if st := must[map[string]string](t)(c.GroupInstances(ctx, g)); len(st) != 1 {
 			t.Fatalf("the group after the return: %v; want the first manager only", st)
+		}
+		// The one accepted completion of the terminating action came from the instance's own
+		// agent, not from the leader on its behalf.
+		var accepted []string
+		for _, q := range c.Front.Requests() {
+			if q.Operation == "CompleteLifecycleAction" && q.Params["LifecycleHookName"] == localcluster.HookName && q.Status == 200 {
+				accepted = append(accepted, q.InstanceID)
+			}
+		}
+		if !slices.Equal(accepted, []string{id}) {
+			t.Fatalf("accepted completions of the terminating action by %v, want one by %s", accepted, id)
 		}
 		c.Front.ResetRequests()
 		waitfor.Throughout(t, 5*time.Second, 250*time.Millisecond, "the returned instance out of the swarm", notInSwarm)
