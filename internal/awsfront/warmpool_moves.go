@@ -303,4 +303,3 @@ func (f *Front) scaleOutFromPool(c *call) bool {
 	writeASGEmpty(c, "SetDesiredCapacity")
 	return true
 }
-
