@@ -22,7 +22,8 @@ import (
 var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
 	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
 	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
-	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts", "launch-hook-name", "heartbeat-interval", "control-port"}
+	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts", "launch-hook-name", "heartbeat-interval", "control-port",
+	"warm-pull-images"}
 
 func bootCmd(e env) *cobra.Command {
 	var cfg Config
@@ -42,7 +43,14 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 			if cfg.DryRun {
 				st = nil
 			}
-			res, err := bootLaunched(cmd.Context(), cfg, log, st, nil)
+			persist := func() {
+				if cfg.Persist && cfg.ConfigFile != "" && !cfg.DryRun {
+					if err := persistConfig(cfg.ConfigFile, cmd.Flags()); err != nil {
+						log.Warn().Err(err).Str("path", cfg.ConfigFile).Msg("could not persist configuration for the service")
+					}
+				}
+			}
+			res, err := bootOrWarm(cmd.Context(), cfg, log, st, persist)
 			if err != nil {
 				st.update(func(s *Status) { s.Error = err.Error() })
 				return err
@@ -54,11 +62,7 @@ only reconciles registration and labels. With --dry-run it prints the decision a
 				}
 				return nil
 			}
-			if cfg.Persist && cfg.ConfigFile != "" {
-				if err := persistConfig(cfg.ConfigFile, cmd.Flags()); err != nil {
-					log.Warn().Err(err).Str("path", cfg.ConfigFile).Msg("could not persist configuration for the service")
-				}
-			}
+			persist()
 			out, _ := json.Marshal(res)
 			fmt.Fprintln(e.stdout, string(out))
 			return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/discovery"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/control"
@@ -78,6 +79,9 @@ type Config struct {
 	NotifyTemplate   string
 	NotifyTimeout    time.Duration
 	LaunchHookName   string
+	// WarmPullImages are the images an instance in its group's warm pool pulls while it
+	// prepares (engine.ParseImageRef's normalized forms once validated).
+	WarmPullImages []string
 	// RebalanceCooldown and ResizeInterval tune the leader's scale-out (lifecycle/scaleout).
 	RebalanceCooldown time.Duration
 	ResizeInterval    time.Duration
@@ -194,6 +198,9 @@ var options = map[string]option{
 	}},
 	"launch-hook-name": {"launch-hook-name", "boot: the launch lifecycle hook (EC2_INSTANCE_LAUNCHING) to complete once the node is in the swarm, when the group has several; default: the group's only one", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.LaunchHookName, "launch-hook-name", "", "")
+	}},
+	"warm-pull-images": {"warm-pull-images", "boot and run on an instance in its group's warm pool (target lifecycle state Warmed:*): images to pull while it prepares, image[,image]; such an instance does not join the swarm until it goes InService", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.StringSliceVar(&c.WarmPullImages, "warm-pull-images", nil, "")
 	}},
 	"heartbeat-interval": {"heartbeat-interval", "boot and drain: lifecycle heartbeat interval (default: a third of the hook's HeartbeatTimeout)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.HeartbeatEvery, "heartbeat-interval", 0, "")
@@ -361,6 +368,7 @@ const (
 	maxValueLen     = 4096 // PATH_MAX; the longest paths and URLs
 	maxLogDriverLen = 255  // a plugin reference
 	maxMapValueLen  = 1024 // a --labels or --docker-log-opts value
+	maxWarmImages   = 100  // --warm-pull-images
 	maxShown        = 64   // how much of a bad value an error line shows
 )
 
@@ -544,6 +552,19 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if has("launch-hook-name") && c.LaunchHookName != "" && !hookNameRE.MatchString(c.LaunchHookName) {
 		bad("launch-hook-name", c.LaunchHookName, "must be a lifecycle hook name: 1-255 letters, digits, '-', '_', '/'")
+	}
+	if has("warm-pull-images") {
+		if len(c.WarmPullImages) > maxWarmImages {
+			bad("warm-pull-images", strings.Join(c.WarmPullImages, ","), fmt.Sprintf("at most %d images", maxWarmImages))
+		}
+		for i, ref := range c.WarmPullImages {
+			norm, err := engine.ParseImageRef(strings.TrimSpace(ref))
+			if err != nil {
+				bad("warm-pull-images", ref, "must be image references as docker pull takes them (e.g. nginx:1.27,registry.example.com/app@sha256:...): "+err.Error())
+				continue
+			}
+			c.WarmPullImages[i] = norm
+		}
 	}
 	if has("heartbeat-interval") && c.HeartbeatEvery < 0 {
 		bad("heartbeat-interval", c.HeartbeatEvery.String(), "must be 0 (automatic) or positive")

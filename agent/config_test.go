@@ -118,6 +118,11 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`--docker-log-opts="awslogs group=x" (SWARM_AGENT_DOCKER_LOG_OPTS): option names are 1-64 letters`}},
 		{"log opts: long value, cut", append(staticArgs, "--docker-log-driver=awslogs", "--docker-log-opts=tag="+strings.Repeat("t", 2000)), nil,
 			[]string{`--docker-log-opts="tag=` + strings.Repeat("t", 60) + `..." (2004 bytes) (SWARM_AGENT_DOCKER_LOG_OPTS): values are one line of at most 1024 bytes`}},
+		{"warm images: shell syntax", append(staticArgs, "--warm-pull-images=nginx:1.27,busybox;reboot"), nil,
+			[]string{`--warm-pull-images="busybox;reboot" (SWARM_AGENT_WARM_PULL_IMAGES): must be image references as docker pull takes them`}},
+		{"warm images: upper case", append(staticArgs, "--warm-pull-images=Nginx"), nil, []string{`--warm-pull-images="Nginx"`}},
+		{"warm images: empty entry", append(staticArgs, "--warm-pull-images=nginx,,busybox"), nil, []string{`--warm-pull-images="" (SWARM_AGENT_WARM_PULL_IMAGES): must be image references`}},
+		{"warm images: too many", append(staticArgs, "--warm-pull-images="+strings.Repeat("a,", 100)+"a"), nil, []string{`at most 100 images`}},
 		{"labels: newline in a value", append(staticArgs, "--labels=workload=db\nx"), nil,
 			[]string{`--labels="workload=db\nx" (SWARM_AGENT_LABELS): values are one line`}},
 		{"labels: bad key", append(staticArgs, "--labels=work load=db"), nil, []string{`--labels="work load=db" (SWARM_AGENT_LABELS): label keys are`}},
@@ -183,6 +188,8 @@ func TestConfigAcceptsRealNames(t *testing.T) {
 		{"--docker-host=tcp://127.0.0.1:2375"},
 		{"--min-docker-version=24.0"},
 		{"--min-docker-version=v20.10.7-ce"},
+		{"--warm-pull-images=nginx:1.27,registry.example.com:5000/team/app@sha256:" + strings.Repeat("0", 64) + ",localhost:1/busybox:test"},
+		{"--warm-pull-images="},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -79,7 +79,20 @@ type daemon struct {
 	imds   *imds.Client
 }
 
+// runDaemon runs the daemon; when its node leaves the swarm for the warm pool (a scale-in
+// with ReuseOnScaleIn) it starts over as a warm pool instance: prepare, complete the pool's
+// launch action, wait for InService, join the swarm fresh.
 func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	for {
+		err := runOnce(ctx, cfg, log)
+		if !errors.Is(err, errLeftForPool) {
+			return err
+		}
+		log.Info().Msg("the node left the swarm for the warm pool: starting over as a warm pool instance")
+	}
+}
+
+func runOnce(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	n, err := sdnotify.New()
 	if err != nil {
 		return &ConfigError{[]string{err.Error()}}
@@ -114,6 +127,18 @@ func runDaemon(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if done, err := d.drainBeforeBoot(ctx, cfg); done {
 			_ = n.Stopping()
 			stopHelpers()
+			return errors.Join(err, waitGroup(g, ctx))
+		}
+	}
+
+	// An instance of the warm pool prepares only, and boots once it goes InService.
+	if state, warm := warmTarget(ctx, cfg); warm && d.imds != nil {
+		if err := d.waitWarm(ctx, state); err != nil {
+			_ = n.Stopping()
+			stopHelpers()
+			if ctx.Err() != nil {
+				return waitGroup(g, ctx) // SIGTERM in the pool: a clean stop
+			}
 			return errors.Join(err, waitGroup(g, ctx))
 		}
 	}
@@ -181,6 +206,9 @@ func (d *daemon) drainBeforeBoot(ctx context.Context, cfg Config) (done bool, er
 	if !ok {
 		return false, nil
 	}
+	if n.Destination == lifecycle.DestinationWarmPool && !engineInSwarm(ctx, cfg) {
+		return false, nil // an instance of the warm pool, not in the swarm: nothing to drain
+	}
 	d.log.Warn().Str("reason", n.Kind).Msg("this instance is terminating: resuming its drain instead of booting")
 	d.st.stage("terminating (" + n.Kind + "): resuming the drain instead of booting")
 	d.m.bootsSkipped.Inc()
@@ -192,6 +220,12 @@ func (d *daemon) drainBeforeBoot(ctx context.Context, cfg Config) (done bool, er
 	stop := d.keepAlive()
 	defer stop()
 	_, err = runDrain(ctx, drainerFor(dw, n), n, d.m, d.log, d.st, dw.notifier)
+	if err == nil && n.Destination == lifecycle.DestinationWarmPool {
+		if err := d.wipeForPool(ctx, dw); !errors.Is(err, errLeftForPool) {
+			return true, err
+		}
+		return false, nil // on into the warm pool
+	}
 	return true, err
 }
 
@@ -226,6 +260,9 @@ func (d *daemon) watch(ctx context.Context, dw *drainWiring) error {
 			stop := d.keepAlive()
 			_, err := runDrain(ctx, drainerFor(dw, n), n, d.m, d.log, d.st, dw.notifier)
 			stop()
+			if err == nil && n.Destination == lifecycle.DestinationWarmPool {
+				return d.wipeForPool(ctx, dw)
+			}
 			_ = d.notify.Stopping()
 			return err
 		}
@@ -367,6 +404,10 @@ func (d *daemon) notice(ctx context.Context, id string, rebalance bool) (lifecyc
 	switch {
 	case err == nil && st == lifecycle.StateTerminated:
 		return lifecycle.Notice{Kind: "scale-in", InstanceID: id, Source: "imds"}, true
+	case err == nil && lifecycle.Warmed(st):
+		// A scale-in returning the instance to the warm pool (ReuseOnScaleIn): the node
+		// drains and leaves as for a termination, then waits in the pool.
+		return lifecycle.Notice{Kind: "scale-in", InstanceID: id, Source: "imds", Destination: lifecycle.DestinationWarmPool}, true
 	case err != nil && !errors.Is(err, imds.ErrNotFound) && ctx.Err() == nil:
 		d.log.Debug().Err(err).Msg("read target lifecycle state")
 	}

@@ -19,7 +19,7 @@ const terraformDir = "terraform"
 
 // The variables the Terraform example passes to user_data/cloud-config.yaml.tftpl, the same that
 // TestUserDataTerraformTwin renders it with.
-var tftplVars = []string{"cluster", "discovery", "kms_key_id", "labels", "role", "token_store"}
+var tftplVars = []string{"cluster", "discovery", "kms_key_id", "labels", "role", "token_store", "warm_pull_images"}
 
 // terraformCmd runs terraform offline in dir: no update check, an empty CLI configuration, its
 // data directory in a temporary folder. It skips the test when terraform is not installed.
@@ -325,6 +325,8 @@ func TestTerraformPromises(t *testing.T) {
 		// Connections survive scale-in: a network load balancer whose target group both groups
 		// register with (so Auto Scaling deregisters a node before its hook), with a
 		// deregistration delay, and workers that scale on CPU by themselves.
+		// An optional warm pool on the workers' group, reusing instances on scale-in.
+		"an optional warm pool with instance reuse":   `(?s)resource "aws_autoscaling_group" "workers".*dynamic "warm_pool" \{\s*for_each = var\.worker_warm_pool == null.*reuse_on_scale_in = warm_pool\.value\.reuse_on_scale_in`,
 		"a network load balancer":                     `load_balancer_type\s+= "network"`,
 		"a deregistration delay":                      `deregistration_delay = var\.deregistration_delay`,
 		"target tracking on the workers' average CPU": `(?s)autoscaling_group_name\s+= aws_autoscaling_group\.workers\.name\s+policy_type\s+= "TargetTrackingScaling".*?predefined_metric_type = "ASGAverageCPUUtilization"`,

@@ -27,6 +27,9 @@ type UserData struct {
 	// TokenStore is where join tokens live (optional; the agent's default is ssm, or consul with
 	// consul discovery): ssm, secretsmanager or consul: --token-store
 	TokenStore string
+	// WarmPullImages are the images an instance launched into a warm pool pulls while it
+	// prepares (optional): --warm-pull-images
+	WarmPullImages []string
 }
 
 // AgentPath is where the image (Packer) and the packages (nfpm) install the binary.
@@ -41,6 +44,9 @@ var (
 	clusterRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
 	kmsKeyRE   = regexp.MustCompile(`^[A-Za-z0-9:/_-]{1,1000}$`)
+	// imageRE: an image reference's characters (the agent checks the grammar), no comma (the
+	// flag is a comma-separated list).
+	imageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}$`)
 	// shellSafe words need no quoting in sh; the Terraform template uses the same class.
 	shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
 )
@@ -103,6 +109,11 @@ func (u UserData) validate() error {
 	if u.TokenStore != "" && !slices.Contains([]string{"ssm", "secretsmanager", "consul"}, u.TokenStore) {
 		bad("TokenStore", u.TokenStore, "must be ssm, secretsmanager or consul (or empty for the agent's default)")
 	}
+	for _, img := range u.WarmPullImages {
+		if !imageRE.MatchString(img) {
+			bad("WarmPullImages", img, "must be an image reference such as nginx:1.27 or registry.example.com/app@sha256:... (letters, digits, . _ / : @ + -; up to 512 bytes)")
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -131,6 +142,9 @@ func (u UserData) bootCommand() string {
 	}
 	if u.TokenStore != "" {
 		words = append(words, "--token-store="+shellQuote(u.TokenStore))
+	}
+	if len(u.WarmPullImages) > 0 {
+		words = append(words, "--warm-pull-images="+shellQuote(strings.Join(u.WarmPullImages, ",")))
 	}
 	return strings.Join(words, " ")
 }

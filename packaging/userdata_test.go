@@ -68,6 +68,11 @@ var userDataCases = []struct {
 		Discovery:  "provider=route53 zone_id=Z0123456789EXAMPLE name=managers.swarm.internal",
 		TokenStore: "secretsmanager",
 	}},
+	{"warm-pool", "testdata/user_data/warm-pool.yaml", UserData{
+		Role: "worker", Cluster: "prod",
+		Discovery:      "provider=route53 zone_id=Z0123456789EXAMPLE name=managers.swarm.internal",
+		WarmPullImages: []string{"nginx:1.27", "registry.example.com:5000/team/app@sha256:" + strings.Repeat("0", 64)},
+	}},
 	{"quoting", "testdata/user_data/quoting.yaml", UserData{
 		Role: "worker", Cluster: "q",
 		Discovery: `provider=static managers='10.0.0.1, 10.0.0.2' note="it's $HOME; ` + "`id`" + ` & <b> \ done"`,
@@ -137,6 +142,9 @@ func expectedBootArgs(u UserData) []string {
 	}
 	if u.TokenStore != "" {
 		args = append(args, "--token-store="+u.TokenStore)
+	}
+	if len(u.WarmPullImages) > 0 {
+		args = append(args, "--warm-pull-images="+strings.Join(u.WarmPullImages, ","))
 	}
 	return args
 }
@@ -340,7 +348,8 @@ func TestUserDataTerraformTwin(t *testing.T) {
 				labels[k] = v
 			}
 			vars := map[string]any{"role": tc.in.Role, "cluster": tc.in.Cluster, "discovery": tc.in.Discovery,
-				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore}
+				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore,
+				"warm_pull_images": warmImages(tc.in)}
 			if got := slices.Sorted(maps.Keys(vars)); !slices.Equal(got, tftplVars) {
 				t.Fatalf("rendering with %v, but main.tf passes %v (tftplVars)", got, tftplVars)
 			}
@@ -405,6 +414,12 @@ func hclValue(v any) string {
 			parts = append(parts, hclString(k)+" = "+hclValue(v[k]))
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
+	case []string:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = hclString(x)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	default:
 		panic(fmt.Sprintf("hclValue: unsupported %T", v))
 	}
@@ -418,6 +433,8 @@ func TestRenderUserDataRejects(t *testing.T) {
 		want   string // every line of the error names the field and the value
 	}{
 		{"role", func(u *UserData) { u.Role = "boss" }, `user_data Role "boss": must be manager or worker`},
+		{"warm image with a comma", func(u *UserData) { u.WarmPullImages = []string{"nginx,busybox"} }, `user_data WarmPullImages "nginx,busybox": must be an image reference`},
+		{"warm image with shell syntax", func(u *UserData) { u.WarmPullImages = []string{"nginx;reboot"} }, `user_data WarmPullImages "nginx;reboot": must be an image reference`},
 		{"empty role", func(u *UserData) { u.Role = "" }, `user_data Role "": must be manager or worker`},
 		{"cluster", func(u *UserData) { u.Cluster = "prod cluster" }, `user_data Cluster "prod cluster": must be 1-64`},
 		{"cluster too long", func(u *UserData) { u.Cluster = strings.Repeat("c", 65) }, `user_data Cluster "ccc`},
@@ -537,4 +554,12 @@ func shellSplit(s string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	return words, nil
+}
+
+// warmImages is the template's warm_pull_images: a list, never null.
+func warmImages(u UserData) []string {
+	if u.WarmPullImages == nil {
+		return []string{}
+	}
+	return u.WarmPullImages
 }

@@ -99,6 +99,7 @@ type Front struct {
 	holds       map[holdKey]*hold             // instances held by lifecycle hooks, by instance and transition
 	statuses    map[string]StatusChecks       // by instance id: DescribeInstanceStatus's checks
 	refreshes   map[string][]*instanceRefresh // instance refreshes by group, oldest first
+	pool        map[string]*warmInstance      // warm pool instances by id (moto keeps none)
 	noticeQueue string
 	seq         uint64
 	closeOnce   sync.Once
@@ -262,6 +263,9 @@ func (f *Front) AddInstance(in imdsfake.Instance) {
 	if in.Region == "" {
 		in.Region = f.cfg.Region
 	}
+	if target, ok := f.warmTarget(in.ID); ok {
+		in.TargetLifecycleState = target // a warm pool instance
+	}
 	f.imds.Put(in)
 }
 
@@ -355,7 +359,15 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case "autoscaling.TerminateInstanceInAutoScalingGroup":
 		f.terminateInGroup(c)
 	case "autoscaling.SetDesiredCapacity":
-		f.setDesiredCapacity(c)
+		if !f.scaleOutFromPool(c) {
+			f.setDesiredCapacity(c)
+		}
+	case "autoscaling.PutWarmPool":
+		f.putWarmPool(c)
+	case "autoscaling.DescribeWarmPool":
+		f.describeWarmPool(c)
+	case "autoscaling.DeleteWarmPool":
+		f.deleteWarmPool(c)
 	case "ec2.DescribeInstanceStatus":
 		f.describeInstanceStatus(c)
 	case "autoscaling.UpdateAutoScalingGroup":

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -76,6 +77,9 @@ type hold struct {
 	settled           bool
 	// decrement: a terminating instance's group goes down by one (a scale-in).
 	decrement bool
+	// toPool: the instance is on its way into its group's warm pool (launched into it, or
+	// returning to it on a scale-in with ReuseOnScaleIn): settleWarm ends the hold.
+	toPool bool
 }
 
 func (h *hold) setState(s string) {
@@ -255,19 +259,26 @@ func (f *Front) startHold(ctx context.Context, h *hold, hooks []hookSpec, extra 
 	return errors.Join(errs...)
 }
 
-// StartScaleIn starts terminating an instance the way a scale-in does: the instance goes to
+// StartScaleIn starts terminating an instance the way a scale-in does (or, with a warm pool
+// reusing instances, returning it to the pool; see startScaleIn): the instance goes to
 // Terminating:Wait, IMDS says Terminated, a lifecycle action waits on each of the group's
 // terminating hooks and a notice per hook goes to the notice queue. Without a terminating
 // hook the instance is terminated at once. The group's desired capacity goes down by one, as
 // in a scale-in.
 func (f *Front) StartScaleIn(ctx context.Context, instanceID string) error {
-	_, err := f.startTermination(ctx, instanceID, true)
-	return err
+	return f.startScaleIn(ctx, instanceID)
 }
 
 // startTermination is StartScaleIn and TerminateInstanceInAutoScalingGroup: it returns the
 // instance's group. decrement says whether the group's desired capacity goes down with it.
 func (f *Front) startTermination(ctx context.Context, instanceID string, decrement bool) (string, error) {
+	return f.startTerminationTo(ctx, instanceID, decrement, "")
+}
+
+// startTerminationTo is startTermination; with pool (a warm pool state such as
+// Warmed:Stopped) the scale-in returns the instance to its group's warm pool instead of
+// terminating it (ReuseOnScaleIn): IMDS says pool, the notices' Destination is WarmPool.
+func (f *Front) startTerminationTo(ctx context.Context, instanceID string, decrement bool, pool string) (string, error) {
 	out, err := f.asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{
 		InstanceIds: []string{instanceID},
 	})
@@ -288,8 +299,23 @@ func (f *Front) startTermination(ctx context.Context, instanceID string, decreme
 	if w != nil && w.transition == TransitionTerminating {
 		return "", fmt.Errorf("scale-in %s: %w", instanceID, errAlreadyTerminating)
 	}
-	_ = f.imds.Update(instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = StateTerminated })
+	target, extra := StateTerminated, map[string]string(nil)
+	if pool != "" {
+		target, extra = pool, map[string]string{"Destination": "WarmPool"}
+	}
+	_ = f.imds.Update(instanceID, func(in *imdsfake.Instance) { in.TargetLifecycleState = target })
 	log := f.log.With().Str("instance_id", instanceID).Str("asg_name", group).Logger()
+	if len(hooks) == 0 && pool != "" {
+		h := &hold{instanceID: instanceID, group: group, transition: TransitionTerminating, decrement: decrement, toPool: true}
+		if w != nil {
+			f.mu.Lock()
+			w.settled = true
+			w.setState(StateTerminated)
+			f.mu.Unlock()
+		}
+		log.Info().Msg("scale-in without terminating hook: back to the warm pool at once")
+		return group, f.returnToPool(ctx, h, f.warmConfigOr(ctx, group))
+	}
 	if len(hooks) == 0 {
 		if w != nil {
 			f.mu.Lock()
@@ -301,8 +327,8 @@ func (f *Front) startTermination(ctx context.Context, instanceID string, decreme
 		return group, f.terminate(ctx, group, instanceID, decrement)
 	}
 	h := &hold{instanceID: instanceID, group: group, transition: TransitionTerminating,
-		wait: StateTerminatingWait, proceed: StateTerminatingProceed, decrement: decrement}
-	if err := f.startHold(ctx, h, hooks, nil); err != nil {
+		wait: StateTerminatingWait, proceed: StateTerminatingProceed, decrement: decrement, toPool: pool != ""}
+	if err := f.startHold(ctx, h, hooks, extra); err != nil {
 		if errors.Is(err, errAlreadyTerminating) {
 			return "", fmt.Errorf("scale-in %s: %w", instanceID, err)
 		}
@@ -451,10 +477,14 @@ func (f *Front) settle(h *hold, timedOut bool) {
 	}
 	h.settled = true
 	h.setState(h.proceed)
-	if h.transition == TransitionLaunching && result == "CONTINUE" {
+	if h.transition == TransitionLaunching && result == "CONTINUE" && !h.toPool {
 		h.setState(StateInService) // nothing to do on the way: moto has had it in service all along
 	}
 	f.mu.Unlock()
+	if h.toPool {
+		f.settleWarm(h, result)
+		return
+	}
 	log := f.log.With().Str("instance_id", h.instanceID).Str("asg_name", h.group).Str("transition", h.transition).Logger()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -674,8 +704,8 @@ func (f *Front) overlayStatesLocked() map[string]string {
 			continue
 		}
 		st := h.actions[0].State
-		if st == StateTerminated || st == StateInService {
-			continue
+		if st == StateTerminated || st == StateInService || strings.HasPrefix(st, "Warmed:") {
+			continue // warm pool instances are not the group's (withPoolInstances lists them)
 		}
 		if _, ok := states[k.instanceID]; ok && h.settled {
 			continue // the instance's waiting hold speaks
@@ -705,6 +735,9 @@ func (f *Front) describeWithOverlay(c *call) {
 		}
 		if len(desired) > 0 {
 			resp.body = overlayDesired(resp.body, desired)
+		}
+		if c.req.Operation == "DescribeAutoScalingInstances" {
+			resp.body = f.withPoolInstances(c.req.Params, resp.body)
 		}
 	}
 	copyResp(c.w, resp)

@@ -59,7 +59,7 @@ func (f *Front) setDesiredCapacity(c *call) {
 		return
 	}
 	for _, id := range pickScaleIn(inService, len(inService)-desired) {
-		if _, err := f.startTermination(ctx, id, true); err != nil {
+		if err := f.startScaleIn(ctx, id); err != nil {
 			c.writeError(http.StatusInternalServerError, "InternalFailure", err.Error())
 			return
 		}

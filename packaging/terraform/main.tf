@@ -44,11 +44,13 @@ locals {
       instance_type = var.manager_instance_type
       labels        = var.manager_labels
       kms_key_id    = aws_kms_key.join_tokens.arn
+      warm_images   = []
     }
     worker = {
       instance_type = var.worker_instance_type
       labels        = var.worker_labels
       kms_key_id    = ""
+      warm_images   = var.worker_warm_pull_images
     }
   }
 }
@@ -187,12 +189,13 @@ resource "aws_launch_template" "node" {
 
   # The same bytes as packaging.RenderUserData gives (TestUserDataTerraformTwin).
   user_data = base64encode(templatefile("${path.module}/../user_data/cloud-config.yaml.tftpl", {
-    role        = each.key
-    cluster     = var.cluster_name
-    discovery   = local.discovery
-    labels      = each.value.labels
-    kms_key_id  = each.value.kms_key_id
-    token_store = var.token_store
+    role             = each.key
+    cluster          = var.cluster_name
+    discovery        = local.discovery
+    labels           = each.value.labels
+    kms_key_id       = each.value.kms_key_id
+    token_store      = var.token_store
+    warm_pull_images = each.value.warm_images
   }))
 
   tag_specifications {
@@ -291,6 +294,22 @@ resource "aws_autoscaling_group" "workers" {
   }
 
   target_group_arns = aws_lb_target_group.ingress[*].arn
+
+  # Optional warm pool (see "Warm pools" in the README): instances launched into it only
+  # prepare (Docker checked, --warm-pull-images pulled; the launch hook above holds them in
+  # Warmed:Pending:Wait meanwhile) and join the swarm when a scale-out takes them; with
+  # reuse_on_scale_in a scale-in drains the node and returns the instance to the pool.
+  dynamic "warm_pool" {
+    for_each = var.worker_warm_pool == null ? [] : [var.worker_warm_pool]
+    content {
+      pool_state                  = warm_pool.value.pool_state
+      min_size                    = warm_pool.value.min_size
+      max_group_prepared_capacity = warm_pool.value.max_group_prepared_capacity
+      instance_reuse_policy {
+        reuse_on_scale_in = warm_pool.value.reuse_on_scale_in
+      }
+    }
+  }
 
   depends_on = [aws_iam_role_policy.node]
 

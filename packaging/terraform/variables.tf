@@ -227,4 +227,24 @@ variable "manager_refresh_checkpoint_delay" {
     condition     = var.manager_refresh_checkpoint_delay >= 0 && var.manager_refresh_checkpoint_delay <= 172800
     error_message = "The manager_refresh_checkpoint_delay must be 0-172800 seconds (Auto Scaling's range)."
   }
+variable "worker_warm_pool" {
+  type = object({
+    min_size                    = optional(number, 0)
+    max_group_prepared_capacity = optional(number, -1)
+    pool_state                  = optional(string, "Stopped")
+    reuse_on_scale_in           = optional(bool, true)
+  })
+  description = "A warm pool for the workers' group (null: none). Pool instances prepare without joining the swarm and join when a scale-out takes them; max_group_prepared_capacity -1 means the group's max size; pool_state Stopped, Running or Hibernated."
+  default     = null
+
+  validation {
+    condition     = var.worker_warm_pool == null ? true : contains(["Stopped", "Running", "Hibernated"], var.worker_warm_pool.pool_state) && var.worker_warm_pool.min_size >= 0 && var.worker_warm_pool.max_group_prepared_capacity >= -1
+    error_message = "The worker_warm_pool needs pool_state Stopped, Running or Hibernated, min_size >= 0 and max_group_prepared_capacity >= -1."
+  }
+}
+
+variable "worker_warm_pull_images" {
+  type        = list(string)
+  description = "Images a worker launched into the warm pool pulls while it prepares (--warm-pull-images), e.g. [\"registry.example.com/app:1.4\"]."
+  default     = []
 }
