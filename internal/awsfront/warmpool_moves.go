@@ -237,7 +237,13 @@ func (f *Front) scaleOutFromPool(c *call) bool {
 		return false
 	}
 	g := out.AutoScalingGroups[0]
-	grow := desired - int(aws.ToInt32(g.DesiredCapacity))
+	// moto's desired capacity is AWS's plus the scale-ins held by a hook (see
+	// addPendingDecrements).
+	f.mu.Lock()
+	pending := f.pendingDecrementsLocked(group)
+	f.mu.Unlock()
+	current := int(aws.ToInt32(g.DesiredCapacity)) - pending
+	grow := desired - current
 	if grow <= 0 || int32(desired) > aws.ToInt32(g.MaxSize) {
 		return false
 	}
@@ -285,9 +291,9 @@ func (f *Front) scaleOutFromPool(c *call) bool {
 		}
 	}
 	f.launchMu.Unlock()
-	if left := desired - len(ready); left > int(aws.ToInt32(g.DesiredCapacity)) {
+	if left := desired - len(ready); left > current {
 		if err := f.withLaunches(ctx, group, func() error {
-			_, err := f.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(int32(desired))})
+			_, err := f.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(int32(desired + pending))})
 			return err
 		}); err != nil {
 			errs = append(errs, err)
