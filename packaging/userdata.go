@@ -27,6 +27,10 @@ type UserData struct {
 	// TokenStore is where join tokens live (optional; the agent's default is ssm, or consul with
 	// consul discovery): ssm, secretsmanager or consul: --token-store
 	TokenStore string
+	// LaunchHook is the group's launch lifecycle hook (EC2_INSTANCE_LAUNCHING) that boot
+	// completes once the node is in the swarm (optional; without it boot makes no Auto Scaling
+	// call): --launch-hook-name
+	LaunchHook string
 }
 
 // AgentPath is where the image (Packer) and the packages (nfpm) install the binary.
@@ -41,6 +45,7 @@ var (
 	clusterRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
 	kmsKeyRE   = regexp.MustCompile(`^[A-Za-z0-9:/_-]{1,1000}$`)
+	hookNameRE = regexp.MustCompile(`^[A-Za-z0-9\-_/]{1,255}$`)
 	// shellSafe words need no quoting in sh; the Terraform template uses the same class.
 	shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
 )
@@ -103,6 +108,9 @@ func (u UserData) validate() error {
 	if u.TokenStore != "" && !slices.Contains([]string{"ssm", "secretsmanager", "consul"}, u.TokenStore) {
 		bad("TokenStore", u.TokenStore, "must be ssm, secretsmanager or consul (or empty for the agent's default)")
 	}
+	if u.LaunchHook != "" && !hookNameRE.MatchString(u.LaunchHook) {
+		bad("LaunchHook", u.LaunchHook, "must be a lifecycle hook name: 1-255 letters, digits, '-', '_', '/'")
+	}
 	return errors.Join(errs...)
 }
 
@@ -131,6 +139,9 @@ func (u UserData) bootCommand() string {
 	}
 	if u.TokenStore != "" {
 		words = append(words, "--token-store="+shellQuote(u.TokenStore))
+	}
+	if u.LaunchHook != "" {
+		words = append(words, "--launch-hook-name="+shellQuote(u.LaunchHook))
 	}
 	return strings.Join(words, " ")
 }

@@ -67,6 +67,7 @@ var userDataCases = []struct {
 		Role: "worker", Cluster: "big",
 		Discovery:  "provider=route53 zone_id=Z0123456789EXAMPLE name=managers.swarm.internal",
 		TokenStore: "secretsmanager",
+		LaunchHook: "swarm-agent-launch",
 	}},
 	{"quoting", "testdata/user_data/quoting.yaml", UserData{
 		Role: "worker", Cluster: "q",
@@ -137,6 +138,9 @@ func expectedBootArgs(u UserData) []string {
 	}
 	if u.TokenStore != "" {
 		args = append(args, "--token-store="+u.TokenStore)
+	}
+	if u.LaunchHook != "" {
+		args = append(args, "--launch-hook-name="+u.LaunchHook)
 	}
 	return args
 }
@@ -340,7 +344,7 @@ func TestUserDataTerraformTwin(t *testing.T) {
 				labels[k] = v
 			}
 			vars := map[string]any{"role": tc.in.Role, "cluster": tc.in.Cluster, "discovery": tc.in.Discovery,
-				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore}
+				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore, "launch_hook": tc.in.LaunchHook}
 			if got := slices.Sorted(maps.Keys(vars)); !slices.Equal(got, tftplVars) {
 				t.Fatalf("rendering with %v, but main.tf passes %v (tftplVars)", got, tftplVars)
 			}
@@ -432,6 +436,7 @@ func TestRenderUserDataRejects(t *testing.T) {
 		{"label empty", func(u *UserData) { u.Labels = map[string]string{"k": ""} }, `user_data Labels[k] "": must not be empty`},
 		{"kms", func(u *UserData) { u.KMSKeyID = "key id" }, `user_data KMSKeyID "key id"`},
 		{"token store", func(u *UserData) { u.TokenStore = "dynamodb" }, `user_data TokenStore "dynamodb"`},
+		{"launch hook", func(u *UserData) { u.LaunchHook = "hook name" }, `user_data LaunchHook "hook name"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
