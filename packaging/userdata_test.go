@@ -435,6 +435,8 @@ func TestRenderUserDataRejects(t *testing.T) {
 		{"label quote", func(u *UserData) { u.Labels = map[string]string{"k": `a"b`} }, `user_data Labels[k] "a\"b"`},
 		{"label empty", func(u *UserData) { u.Labels = map[string]string{"k": ""} }, `user_data Labels[k] "": must not be empty`},
 		{"kms", func(u *UserData) { u.KMSKeyID = "key id" }, `user_data KMSKeyID "key id"`},
+		{"kms too long", func(u *UserData) { u.KMSKeyID = strings.Repeat("k", 1001) }, `user_data KMSKeyID "kkk`},
+		{"launch hook too long", func(u *UserData) { u.LaunchHook = strings.Repeat("h", 256) }, `user_data LaunchHook "hhh`},
 		{"token store", func(u *UserData) { u.TokenStore = "dynamodb" }, `user_data TokenStore "dynamodb"`},
 		{"launch hook", func(u *UserData) { u.LaunchHook = "hook name" }, `user_data LaunchHook "hook name"`},
 	}

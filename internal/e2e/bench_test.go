@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -187,6 +188,7 @@ func BenchmarkJoin(b *testing.B) {
 		})
 	}
 	var boots, floors = map[string][]time.Duration{}, map[string][]time.Duration{}
+	stages := map[string]map[string][]time.Duration{} // role -> stage -> times, from "boot finished"
 	b.ResetTimer()
 	for range b.N {
 		for _, x := range []struct {
@@ -194,10 +196,12 @@ func BenchmarkJoin(b *testing.B) {
 			role string
 		}{{wrk, "worker"}, {mgr, "manager"}} {
 			start := time.Now()
-			if r := c.Boot(ctx, x.n, x.role); r.Code != 0 || r.Result.Action != "join" {
+			r := c.Boot(ctx, x.n, x.role)
+			if r.Code != 0 || r.Result.Action != "join" {
 				b.Fatalf("boot of %s as %s: code %d action %q: %s", x.n.Name, x.role, r.Code, r.Result.Action, r.Stderr)
 			}
 			boots[x.role] = append(boots[x.role], time.Since(start))
+			addStages(stages, x.role, r.Stderr)
 			out(x.n, x.role)
 			d, err := c.Docker(x.n)
 			if err != nil {
@@ -218,6 +222,30 @@ func BenchmarkJoin(b *testing.B) {
 		b.ReportMetric(bm.Seconds(), role+"-boot-s")
 		b.ReportMetric(fm.Seconds(), role+"-bare-join-s")
 		fmt.Printf("bench: %s join: boot %s, bare SwarmJoin %s (medians of %d)\n", role, bm.Round(time.Millisecond), fm.Round(time.Millisecond), b.N)
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(stages[role])) {
+			parts = append(parts, fmt.Sprintf("%s %s", name, median(stages[role][name]).Round(100*time.Microsecond)))
+		}
+		fmt.Printf("bench: %s stages (medians, from boot's stages_ms): %s\n", role, strings.Join(parts, ", "))
+	}
+}
+
+// addStages adds the stage times of the "boot finished" line in a boot's log to stages[role].
+func addStages(stages map[string]map[string][]time.Duration, role, log string) {
+	for line := range strings.Lines(log) {
+		var l struct {
+			Msg    string             `json:"message"`
+			Stages map[string]float64 `json:"stages_ms"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "boot finished" {
+			continue
+		}
+		if stages[role] == nil {
+			stages[role] = map[string][]time.Duration{}
+		}
+		for name, ms := range l.Stages {
+			stages[role][name] = append(stages[role][name], time.Duration(ms*float64(time.Millisecond)))
+		}
 	}
 }
 
