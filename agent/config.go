@@ -196,7 +196,7 @@ var options = map[string]option{
 	"watch-interval": {"watch-interval", "run: how often instance metadata is read for a termination or spot notice", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.DurationVar(&c.WatchInterval, "watch-interval", 5*time.Second, "")
 	}},
-	"launch-hook-name": {"launch-hook-name", "boot: the launch lifecycle hook (EC2_INSTANCE_LAUNCHING) to complete once the node is in the swarm, when the group has several; default: the group's only one", true, func(fs *pflag.FlagSet, c *Config) {
+	"launch-hook-name": {"launch-hook-name", "boot: the group's launch lifecycle hook (EC2_INSTANCE_LAUNCHING), heartbeated while boot works and completed once the node is in the swarm; empty: boot makes no Auto Scaling call and completes none (in queue mode the leader does, after --queue-grace, picking the group's only launch hook unless this names one)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.LaunchHookName, "launch-hook-name", "", "")
 	}},
 	"warm-pull-images": {"warm-pull-images", "boot and run on an instance in its group's warm pool (target lifecycle state Warmed:*): images to pull while it prepares, image[,image]; such an instance does not join the swarm until it goes InService", true, func(fs *pflag.FlagSet, c *Config) {

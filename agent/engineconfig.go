@@ -41,6 +41,10 @@ func configureEngine(ctx context.Context, cfg Config, w *wiring, log zerolog.Log
 	if !changed {
 		return nil
 	}
+	// The engine is reloaded or restarted: boot reads its swarm state afresh.
+	if w.first != nil {
+		w.first.discard()
+	}
 	if restart {
 		// Log settings are not among what dockerd reloads: they need a restart, which only
 		// systemd can do here (the swarm state survives it; nothing has joined yet).

@@ -47,11 +47,13 @@ const (
 var inSwarmPoll = time.Second
 
 // startLaunch starts looking for this instance's launch lifecycle action in the background,
-// heartbeating it once found. It returns nil when there is nothing to look for: a dry run, a
-// static identity, instance metadata that does not answer (boot reports it) or that says the
-// instance is in no Auto Scaling group, or no AWS configuration.
+// heartbeating it once found. It returns nil when there is nothing to look for: no
+// --launch-hook-name (the group has no launch hook, or the leader completes it in queue mode:
+// no Auto Scaling call, which 10,000 workers booting at once would spend against the
+// account's limit), a dry run, a static identity, instance metadata that does not answer (boot
+// reports it) or that says the instance is in no Auto Scaling group, or no AWS configuration.
 func startLaunch(ctx context.Context, cfg Config, log zerolog.Logger, m *metrics) *launch {
-	if cfg.DryRun || cfg.Identity == "static" {
+	if cfg.LaunchHookName == "" || cfg.DryRun || cfg.Identity == "static" {
 		return nil
 	}
 	id, err := identity(ctx, cfg)
@@ -62,6 +64,9 @@ func startLaunch(ctx context.Context, cfg Config, log zerolog.Logger, m *metrics
 }
 
 func startLaunchFor(ctx context.Context, cfg Config, id swarm.Identity, log zerolog.Logger, m *metrics) *launch {
+	if cfg.LaunchHookName == "" {
+		return nil
+	}
 	log = log.With().Str("component", "launch").Str("instance_id", id.InstanceID).Logger()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err := newIMDS().TargetLifecycleState(tctx)
@@ -248,11 +253,12 @@ func (l *launch) count(rep lifecycle.LaunchReport) {
 // abandonAfterConfigError completes this instance's launch lifecycle action with ABANDON
 // after boot or run refused its configuration (a bad flag value, a bad discovery string): on
 // a launching instance that is final, and Auto Scaling should replace the instance at once
-// rather than when the hook times out. It reads the identity from instance metadata unless
-// the configuration says static, waiting at most identityProbe for it (off EC2 nothing
-// answers).
+// rather than when the hook times out. It does so only when --launch-hook-name names a hook
+// (a bad name is one of the refused settings: the hook's timeout decides). It reads the
+// identity from instance metadata unless the configuration says static, waiting at most
+// identityProbe for it (off EC2 nothing answers).
 func abandonAfterConfigError(ctx context.Context, cfg Config, log zerolog.Logger, cause error) {
-	if cfg.DryRun || cfg.Identity == "static" || !errors.Is(cause, ErrUsage) {
+	if !hookNameRE.MatchString(cfg.LaunchHookName) || cfg.DryRun || cfg.Identity == "static" || !errors.Is(cause, ErrUsage) {
 		return
 	}
 	ictx, cancel := context.WithTimeout(ctx, identityProbe)
@@ -263,9 +269,6 @@ func abandonAfterConfigError(ctx context.Context, cfg Config, log zerolog.Logger
 	}
 	if !imds.ValidRegion(cfg.Region) {
 		cfg.Region = ""
-	}
-	if !hookNameRE.MatchString(cfg.LaunchHookName) {
-		cfg.LaunchHookName = ""
 	}
 	if cfg.HeartbeatEvery < 0 {
 		cfg.HeartbeatEvery = 0

@@ -3,11 +3,18 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/internal/awsfront/imdsfake"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
@@ -118,4 +125,61 @@ func TestWaitInSwarm(t *testing.T) {
 			t.Fatalf("waitInSwarm = %q, %v; want the deadline and a reason", why, err)
 		}
 	})
+}
+
+// TestLaunchLookupOnlyWithHookName: a boot on an instance of an Auto Scaling group (instance
+// metadata names its target lifecycle state) looks for a launch lifecycle action only when
+// --launch-hook-name names one; without it boot makes no Auto Scaling call at all, which
+// 10,000 workers booting at once would otherwise spend against the account's limit.
+func TestLaunchLookupOnlyWithHookName(t *testing.T) {
+	s := imdsfake.New()
+	s.Put(imdsfake.Instance{ID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", AZ: "us-east-1a", Region: "us-east-1",
+		InstanceType: "t3.medium", ASG: "workers", TargetLifecycleState: imdsfake.StateInService})
+	imdsSrv := httptest.NewServer(s)
+	defer imdsSrv.Close()
+	var mu sync.Mutex
+	var ops []string
+	asgSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		mu.Lock()
+		ops = append(ops, r.Form.Get("Action"))
+		mu.Unlock()
+		// An instance in no group: the lookup settles at once.
+		_, _ = io.WriteString(w, `<DescribeAutoScalingInstancesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">`+
+			`<DescribeAutoScalingInstancesResult><AutoScalingInstances/></DescribeAutoScalingInstancesResult>`+
+			`<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></DescribeAutoScalingInstancesResponse>`)
+	}))
+	defer asgSrv.Close()
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imdsSrv.URL)
+	t.Setenv("AWS_ENDPOINT_URL_AUTO_SCALING", asgSrv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	calls := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ops)
+	}
+	cfg := Config{Role: "worker", Region: "us-east-1"}
+
+	if l := startLaunch(t.Context(), cfg, zerolog.Nop(), nil); l != nil {
+		l.hold.Release()
+		t.Fatalf("without --launch-hook-name boot started a launch lookup")
+	}
+	if got := calls(); len(got) != 0 {
+		t.Fatalf("without --launch-hook-name boot made Auto Scaling calls %v, want none", got)
+	}
+
+	cfg.LaunchHookName = "swarm-agent-launch"
+	l := startLaunch(t.Context(), cfg, zerolog.Nop(), nil)
+	if l == nil {
+		t.Fatal("with --launch-hook-name boot did not look for its launch action")
+	}
+	held, known := l.hold.Held(t.Context(), 10*time.Second)
+	l.hold.Release()
+	if held || !known {
+		t.Fatalf("lookup: held %t, known %t; want an answer: not held", held, known)
+	}
+	if got := calls(); !slices.Equal(got, []string{"DescribeAutoScalingInstances"}) {
+		t.Fatalf("with --launch-hook-name: Auto Scaling calls %v, want one DescribeAutoScalingInstances", got)
+	}
 }

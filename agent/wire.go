@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,6 +35,7 @@ import (
 // wiring holds the collaborators built from a Config.
 type wiring struct {
 	engine   *engine.Engine
+	first    *firstLocal // the engine as boot sees it: its first swarm state read in advance
 	identity swarm.Identity
 	aws      *aws.Config // nil until needed
 	deps     bootstrap.Deps
@@ -58,35 +60,84 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m
 			w.close()
 		}
 	}()
-	st.stage("checking docker")
+	st.stage("checking docker and reading identity")
 	eng, err := engine.New(cfg.DockerHost, m.engineOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDocker, err)
 	}
 	w.engine = eng
 	w.closers = append(w.closers, func() { _ = eng.Close() })
+	// The engine check, the identity read and the node's swarm state (the boot's first read)
+	// are independent: they run at once. A docker error wins over an identity error, as when
+	// they ran one after the other.
+	var (
+		wg    sync.WaitGroup
+		idErr error
+		local localRead
+	)
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	wg.Go(func() { w.identity, idErr = identity(ictx, cfg) })
+	wg.Go(func() { local.node, local.err = eng.Local(ictx) })
 	ver, err := checkEngine(ctx, cfg, eng, log)
 	if err != nil {
+		icancel()
+		wg.Wait()
 		return nil, fmt.Errorf("%w: %w", errDocker, err)
 	}
 	log.Info().Str("engine_version", ver.Engine).Str("api_version", ver.API).Msg("docker engine answers")
-
-	st.stage("reading identity")
-	w.identity, err = identity(ctx, cfg)
-	if err != nil {
-		return nil, err
+	wg.Wait()
+	if idErr != nil {
+		return nil, idErr
 	}
+	w.first = &firstLocal{Engine: eng, pre: &local}
 	log = log.With().Str("instance_id", w.identity.InstanceID).Str("role", cfg.Role).Logger()
 
 	st.stage("setting up discovery")
 	if err := w.discovery(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	w.deps.Engine = eng
+	w.deps.Engine = w.first
 	w.deps.Log = log.With().Str("component", "bootstrap").Logger()
 	w.deps.Stage = st.stage
 	ok = true
 	return w, nil
+}
+
+// localRead is one read of the node's swarm state.
+type localRead struct {
+	node bootstrap.LocalNode
+	err  error
+}
+
+// firstLocal is the engine for boot, whose first Local is answered by a read taken while the
+// engine was checked (the same read boot would make a few milliseconds later: nothing acts on
+// the engine in between), unless discard dropped it because the engine's configuration was
+// changed since. Later reads, and a first one whose advance read failed, go to the engine.
+type firstLocal struct {
+	bootstrap.Engine
+	mu  sync.Mutex
+	pre *localRead
+}
+
+var _ bootstrap.Engine = (*firstLocal)(nil)
+
+func (f *firstLocal) Local(ctx context.Context) (bootstrap.LocalNode, error) {
+	f.mu.Lock()
+	pre := f.pre
+	f.pre = nil
+	f.mu.Unlock()
+	if pre != nil && pre.err == nil {
+		return pre.node, nil
+	}
+	return f.Engine.Local(ctx)
+}
+
+// discard drops the advance read: the engine was reloaded or restarted since.
+func (f *firstLocal) discard() {
+	f.mu.Lock()
+	f.pre = nil
+	f.mu.Unlock()
 }
 
 func identity(ctx context.Context, cfg Config) (swarm.Identity, error) {

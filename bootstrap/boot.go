@@ -136,6 +136,42 @@ type booter struct {
 	// lastSilent is why the registry's silent managers counted as alive when this boot last
 	// held the lock ("" once a manager answers).
 	lastSilent string
+	// answered: the last round found a manager answering.
+	answered bool
+}
+
+// tokenRead is a join token read running alongside the managers' probes.
+type tokenRead struct {
+	cancel         context.CancelFunc
+	done           chan struct{}
+	token, cluster string
+	err            error
+}
+
+// readToken starts reading this role's join token in the background.
+func (b *booter) readToken(ctx context.Context) *tokenRead {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &tokenRead{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		t.token, t.cluster, t.err = b.d.Tokens.Token(ctx, b.cfg.Role)
+	}()
+	return t
+}
+
+// result waits for the read and returns what it got.
+func (t *tokenRead) result() (string, string, error) {
+	<-t.done
+	t.cancel()
+	return t.token, t.cluster, t.err
+}
+
+// drop cancels the read, if any, and waits for it to end.
+func (t *tokenRead) drop() {
+	if t != nil {
+		t.cancel()
+		<-t.done
+	}
 }
 
 func (b *booter) timeoutErr(ctx context.Context, start time.Time) error {
@@ -183,13 +219,24 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	obs.Unsettled = b.unsettled(local.State)
 	b.locked = false
 	var seen observed
+	// A node that is in no swarm reads its join token while the managers are probed (a read
+	// made when the probes then find none answering is wasted, so only in a first round or
+	// after a round that found managers answering): the same read, taken a few milliseconds
+	// before the probes' answers rather than after; Decide gets the same observation.
+	var early *tokenRead
+	defer func() { early.drop() }()
 	if local.State != StateLocked {
 		b.d.Stage("discovering managers")
-		seen, err = b.observe(ctx, local)
+		var alongside func()
+		if local.State == StateInactive && (res.Rounds <= 1 || b.answered) {
+			alongside = func() { early = b.readToken(ctx) }
+		}
+		seen, err = b.observe(ctx, local, alongside)
 		if err != nil {
 			return false, err
 		}
 		obs.Managers = len(seen.answering) > 0
+		b.answered = obs.Managers
 		obs.Registered = len(seen.silent) > 0
 		if obs.Managers {
 			b.lastSilent = ""
@@ -201,7 +248,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	}
 	var token, tokenCluster string
 	if local.State == StateInactive && obs.Managers {
-		token, tokenCluster, err = b.d.Tokens.Token(ctx, b.cfg.Role)
+		if early != nil {
+			token, tokenCluster, err = early.result()
+			early = nil
+		} else {
+			token, tokenCluster, err = b.d.Tokens.Token(ctx, b.cfg.Role)
+		}
 		switch {
 		case err == nil:
 			// A token of another swarm (a rebuilt cluster's, not yet republished) would only

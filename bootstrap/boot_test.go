@@ -998,3 +998,78 @@ func TestBootWaitsForTheTokenOfTheSwarmItSees(t *testing.T) {
 		}
 	})
 }
+
+// countingTokens counts token reads and says when the first one starts.
+type countingTokens struct {
+	fakeDisc
+	mu      sync.Mutex
+	reads   int
+	started chan struct{}
+}
+
+func (c *countingTokens) Token(ctx context.Context, r swarm.Role) (string, string, error) {
+	c.mu.Lock()
+	c.reads++
+	if c.reads == 1 {
+		close(c.started)
+	}
+	c.mu.Unlock()
+	return c.fakeDisc.Token(ctx, r)
+}
+
+// TestBootReadsTokenWhileProbing: a node in no swarm reads its join token while the managers
+// are probed, not after (the probe waits a second for the read to start: with the read after
+// the probes it never does); a worker that finds only silent managers reads it once, in its
+// first round, and not again in every later round of its wait.
+func TestBootReadsTokenWhileProbing(t *testing.T) {
+	t.Run("alongside the probes", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld()
+			if _, err := w.boot(t.Context(), w.engine("10.0.0.1"), swarm.RoleManager, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			tokens := &countingTokens{fakeDisc: fakeDisc{w}, started: make(chan struct{})}
+			overlapped := false
+			worker := w.engine("10.0.1.1")
+			d := w.deps()
+			d.Engine, d.Tokens = worker, tokens
+			d.Probe = func(ctx context.Context, addr string) Probe {
+				select {
+				case <-tokens.started:
+					overlapped = true
+				case <-time.After(time.Second):
+				}
+				return w.probe(ctx, addr)
+			}
+			cfg := Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
+				Identity: swarm.Identity{InstanceID: instanceOf(worker.addr), PrivateIP: worker.addr}}
+			res, err := Boot(t.Context(), cfg, d)
+			if err != nil || res.Action != ActJoin {
+				t.Fatalf("boot: %v, action %s; want a join", err, res.Action)
+			}
+			if !overlapped || tokens.reads != 1 {
+				t.Fatalf("token read alongside the probe: %t, %d reads; want true, 1", overlapped, tokens.reads)
+			}
+		})
+	})
+	t.Run("not in every round while no manager answers", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld()
+			w.records["i-silent"] = "10.0.0.99:2377"
+			w.down["10.0.0.99"] = true
+			tokens := &countingTokens{fakeDisc: fakeDisc{w}, started: make(chan struct{})}
+			worker := w.engine("10.0.1.1")
+			d := w.deps()
+			d.Engine, d.Tokens = worker, tokens
+			cfg := Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
+				Identity: swarm.Identity{InstanceID: instanceOf(worker.addr), PrivateIP: worker.addr}}
+			res, err := Boot(t.Context(), cfg, d)
+			if !errors.Is(err, ErrWaitElapsed) {
+				t.Fatalf("boot: %v; want ErrWaitElapsed", err)
+			}
+			if res.Rounds < 10 || tokens.reads != 1 {
+				t.Fatalf("%d rounds, %d token reads; want many rounds and the first round's read only", res.Rounds, tokens.reads)
+			}
+		})
+	})
+}

@@ -28,8 +28,9 @@ type observed struct {
 	clusterIDs []string
 }
 
-// observe asks discovery for the managers and each of them who it is.
-func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error) {
+// observe asks discovery for the managers and each of them who it is; alongside (nil for
+// none) starts once discovery named managers, to run while they are probed.
+func (b *booter) observe(ctx context.Context, local LocalNode, alongside func()) (observed, error) {
 	var o observed
 	addrs, err := b.d.Discoverer.Managers(ctx)
 	if err != nil {
@@ -37,6 +38,9 @@ func (b *booter) observe(ctx context.Context, local LocalNode) (observed, error)
 			return o, permanent{err}
 		}
 		return o, fmt.Errorf("discover managers: %w", err)
+	}
+	if alongside != nil && len(addrs) > 0 {
+		alongside()
 	}
 	probes := b.probeAll(ctx, addrs)
 	ids := map[string]bool{}

@@ -19,7 +19,7 @@ const terraformDir = "terraform"
 
 // The variables the Terraform example passes to user_data/cloud-config.yaml.tftpl, the same that
 // TestUserDataTerraformTwin renders it with.
-var tftplVars = []string{"cluster", "discovery", "kms_key_id", "labels", "role", "token_store", "warm_pull_images"}
+var tftplVars = []string{"cluster", "discovery", "kms_key_id", "labels", "launch_hook", "role", "token_store", "warm_pull_images"}
 
 // terraformCmd runs terraform offline in dir: no update check, an empty CLI configuration, its
 // data directory in a temporary folder. It skips the test when terraform is not installed.

@@ -67,6 +67,7 @@ var userDataCases = []struct {
 		Role: "worker", Cluster: "big",
 		Discovery:  "provider=route53 zone_id=Z0123456789EXAMPLE name=managers.swarm.internal",
 		TokenStore: "secretsmanager",
+		LaunchHook: "swarm-agent-launch",
 	}},
 	{"warm-pool", "testdata/user_data/warm-pool.yaml", UserData{
 		Role: "worker", Cluster: "prod",
@@ -145,6 +146,9 @@ func expectedBootArgs(u UserData) []string {
 	}
 	if len(u.WarmPullImages) > 0 {
 		args = append(args, "--warm-pull-images="+strings.Join(u.WarmPullImages, ","))
+	}
+	if u.LaunchHook != "" {
+		args = append(args, "--launch-hook-name="+u.LaunchHook)
 	}
 	return args
 }
@@ -349,7 +353,7 @@ func TestUserDataTerraformTwin(t *testing.T) {
 			}
 			vars := map[string]any{"role": tc.in.Role, "cluster": tc.in.Cluster, "discovery": tc.in.Discovery,
 				"labels": labels, "kms_key_id": tc.in.KMSKeyID, "token_store": tc.in.TokenStore,
-				"warm_pull_images": warmImages(tc.in)}
+				"warm_pull_images": warmImages(tc.in), "launch_hook": tc.in.LaunchHook}
 			if got := slices.Sorted(maps.Keys(vars)); !slices.Equal(got, tftplVars) {
 				t.Fatalf("rendering with %v, but main.tf passes %v (tftplVars)", got, tftplVars)
 			}
@@ -448,7 +452,10 @@ func TestRenderUserDataRejects(t *testing.T) {
 		{"label quote", func(u *UserData) { u.Labels = map[string]string{"k": `a"b`} }, `user_data Labels[k] "a\"b"`},
 		{"label empty", func(u *UserData) { u.Labels = map[string]string{"k": ""} }, `user_data Labels[k] "": must not be empty`},
 		{"kms", func(u *UserData) { u.KMSKeyID = "key id" }, `user_data KMSKeyID "key id"`},
+		{"kms too long", func(u *UserData) { u.KMSKeyID = strings.Repeat("k", 1001) }, `user_data KMSKeyID "kkk`},
+		{"launch hook too long", func(u *UserData) { u.LaunchHook = strings.Repeat("h", 256) }, `user_data LaunchHook "hhh`},
 		{"token store", func(u *UserData) { u.TokenStore = "dynamodb" }, `user_data TokenStore "dynamodb"`},
+		{"launch hook", func(u *UserData) { u.LaunchHook = "hook name" }, `user_data LaunchHook "hook name"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

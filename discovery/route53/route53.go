@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,14 +144,16 @@ func authoritativeNegative(err error) bool {
 func (p *Provider) lookup(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ips, err := p.resolver.LookupHost(ctx, p.fqdn())
+	// A records only: managers are reached at their IPv4 address, and an AAAA query beside
+	// every A query would double what thousands of booting nodes ask the resolver.
+	ips, err := p.resolver.LookupNetIP(ctx, "ip4", p.fqdn())
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", p.cfg.Name, err)
 	}
 	var out []string
-	for _, ip := range ips {
-		a, err := netip.ParseAddr(ip)
-		if err != nil || !a.Is4() {
+	for _, a := range ips {
+		a = a.Unmap()
+		if !a.Is4() {
 			continue
 		}
 		out = append(out, net.JoinHostPort(a.String(), strconv.Itoa(p.cfg.Port)))

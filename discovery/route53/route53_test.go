@@ -458,8 +458,15 @@ func TestDNSTimeoutsNeverReachTheAPI(t *testing.T) {
 			}
 		}
 	}()
+	retriesOverDNS(t, e, silent.LocalAddr(), "a silent resolver")
+}
+
+// retriesOverDNS asks for the managers through resolver with api_after=0s: the answer must be
+// an error to retry over DNS (no negative answer), and no Route 53 API call made.
+func retriesOverDNS(t *testing.T, e *env, resolver net.Addr, what string) {
+	t.Helper()
 	spec, err := discovery.Parse(fmt.Sprintf("provider=route53 zone_id=%s name=managers.swarm.internal resolver=%s api_after=0s api_every=1s",
-		e.zone, silent.LocalAddr()))
+		e.zone, resolver))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,10 +478,10 @@ func TestDNSTimeoutsNeverReachTheAPI(t *testing.T) {
 	e.Front.ResetRequests()
 	got, err := p.Managers(t.Context())
 	if err == nil || len(got) != 0 {
-		t.Fatalf("Managers with a silent resolver = %v, %v; want an error to retry over DNS", got, err)
+		t.Fatalf("Managers with %s = %v, %v; want an error to retry over DNS", what, got, err)
 	}
 	if n := e.Count("route53", ""); n != 0 {
-		t.Fatalf("%d Route 53 API calls after DNS timeouts, want 0", n)
+		t.Fatalf("%d Route 53 API calls with %s, want 0", n, what)
 	}
 }
 

@@ -76,6 +76,11 @@ type Front struct {
 	// r53Writes counts Route 53 writes that reached moto; the DNS source's shared reads are
 	// good only while it stands still.
 	r53Writes atomic.Uint64
+	// smWrites counts Secrets Manager writes that reached moto; a shared GetSecretValue read
+	// is good only while it stands still (secretreads.go).
+	smWrites    atomic.Uint64
+	smReads     atomic.Int64           // GetSecretValue reads of moto (SecretReadsOfMoto)
+	secretReads map[string]*secretRead // under mu
 
 	imds *imdsfake.Server
 	dns  *dnsfake.Server
@@ -309,6 +314,11 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		req.InstanceID = in.ID
 	}
 	req.Operation, req.Params = operationOf(service, r, body)
+	if service == "secretsmanager" && !smReadOps[req.Operation] {
+		sw := &smWriteCounted{ResponseWriter: w, f: f}
+		defer sw.bump() // an answer with neither status nor body
+		w = sw
+	}
 	rec := &recorder{ResponseWriter: w}
 	c := &call{f: f, w: rec, r: r, body: body, req: &req}
 	defer func() {
@@ -350,6 +360,8 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 		f.getChange(c)
 	case "route53.ListResourceRecordSets":
 		f.listRecordSets(c)
+	case "secretsmanager.GetSecretValue":
+		f.getSecretValueShared(c)
 	case "secretsmanager.PutSecretValue":
 		f.putSecretValue(c)
 	case "autoscaling.CompleteLifecycleAction":

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -117,8 +118,12 @@ func BenchmarkDrainOverhead(b *testing.B) {
 // manager is booted, then each round a worker and a second manager boot with `swarm-agent boot`
 // (process start to exit, timed from outside) and, once they are out again, join once more with a
 // bare SwarmJoin through the engine's API (the floor: the same engine and token, nothing of the
-// agent). Medians over b.N rounds (run with -benchtime=5x or more). BENCH_AGENT_BIN names
-// another agent binary to time (e.g. an older build) on the same bed.
+// agent), and time the bed starting /bin/true in the node the way it starts the agent (nsenter,
+// unshare, sh: part of every boot's time, and none of the bare join's). It prints the medians
+// of boot's own stage times too. Medians over b.N rounds (run with -benchtime=5x or more). BENCH_AGENT_BIN names
+// another agent binary to time (e.g. an older build) on the same bed; BENCH_AGENT_BASE one to
+// time as well, in the same rounds, right after the agent under test (an A/B on a machine
+// whose load drifts).
 func BenchmarkJoin(b *testing.B) {
 	if err := testbed.Available(); err != nil {
 		b.Skipf("real engines cannot start here: %v", err)
@@ -127,6 +132,7 @@ func BenchmarkJoin(b *testing.B) {
 	if v := os.Getenv("BENCH_AGENT_BIN"); v != "" {
 		bin = v
 	}
+	base := os.Getenv("BENCH_AGENT_BASE")
 	ctx := b.Context()
 	c, err := localcluster.Start(ctx, localcluster.Options{Managers: 2, Workers: 1, AgentBin: bin})
 	if err != nil {
@@ -187,6 +193,8 @@ func BenchmarkJoin(b *testing.B) {
 		})
 	}
 	var boots, floors = map[string][]time.Duration{}, map[string][]time.Duration{}
+	stages := map[string]map[string][]time.Duration{} // role -> stage -> times, from "boot finished"
+	var spawns []time.Duration                        // the bed starting a process in a node (/bin/true)
 	b.ResetTimer()
 	for range b.N {
 		for _, x := range []struct {
@@ -194,11 +202,27 @@ func BenchmarkJoin(b *testing.B) {
 			role string
 		}{{wrk, "worker"}, {mgr, "manager"}} {
 			start := time.Now()
-			if r := c.Boot(ctx, x.n, x.role); r.Code != 0 || r.Result.Action != "join" {
+			if err := c.Bed.Command(ctx, x.n, nil, "true").Run(); err != nil {
+				b.Fatalf("start /bin/true in %s: %v", x.n.Name, err)
+			}
+			spawns = append(spawns, time.Since(start))
+			start = time.Now()
+			r := c.Boot(ctx, x.n, x.role)
+			if r.Code != 0 || r.Result.Action != "join" {
 				b.Fatalf("boot of %s as %s: code %d action %q: %s", x.n.Name, x.role, r.Code, r.Result.Action, r.Stderr)
 			}
 			boots[x.role] = append(boots[x.role], time.Since(start))
+			addStages(stages, x.role, r.Stderr)
 			out(x.n, x.role)
+			if base != "" {
+				start = time.Now()
+				r := c.BootBin(ctx, base, x.n, x.role)
+				if r.Code != 0 || r.Result.Action != "join" {
+					b.Fatalf("boot of %s as %s with %s: code %d action %q: %s", x.n.Name, x.role, base, r.Code, r.Result.Action, r.Stderr)
+				}
+				boots["base "+x.role] = append(boots["base "+x.role], time.Since(start))
+				out(x.n, x.role)
+			}
 			d, err := c.Docker(x.n)
 			if err != nil {
 				b.Fatal(err)
@@ -213,11 +237,42 @@ func BenchmarkJoin(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// Part of every boot's time is the bed's, not the agent's: nsenter, unshare and sh start
+	// before the agent does (the bare join is called from the host and pays none of it).
+	b.ReportMetric(median(spawns).Seconds(), "bed-spawn-s")
+	fmt.Printf("bench: the bed starting a process in a node (nsenter, unshare, sh, /bin/true): %s (median of %d)\n", median(spawns).Round(time.Millisecond), len(spawns))
 	for _, role := range []string{"worker", "manager"} {
 		bm, fm := median(boots[role]), median(floors[role])
 		b.ReportMetric(bm.Seconds(), role+"-boot-s")
 		b.ReportMetric(fm.Seconds(), role+"-bare-join-s")
 		fmt.Printf("bench: %s join: boot %s, bare SwarmJoin %s (medians of %d)\n", role, bm.Round(time.Millisecond), fm.Round(time.Millisecond), b.N)
+		if base != "" {
+			fmt.Printf("bench: %s join with %s: boot %s (median of %d, same rounds)\n", role, base, median(boots["base "+role]).Round(time.Millisecond), b.N)
+		}
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(stages[role])) {
+			parts = append(parts, fmt.Sprintf("%s %s", name, median(stages[role][name]).Round(100*time.Microsecond)))
+		}
+		fmt.Printf("bench: %s stages (medians, from boot's stages_ms): %s\n", role, strings.Join(parts, ", "))
+	}
+}
+
+// addStages adds the stage times of the "boot finished" line in a boot's log to stages[role].
+func addStages(stages map[string]map[string][]time.Duration, role, log string) {
+	for line := range strings.Lines(log) {
+		var l struct {
+			Msg    string             `json:"message"`
+			Stages map[string]float64 `json:"stages_ms"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "boot finished" {
+			continue
+		}
+		if stages[role] == nil {
+			stages[role] = map[string][]time.Duration{}
+		}
+		for name, ms := range l.Stages {
+			stages[role][name] = append(stages[role][name], time.Duration(ms*float64(time.Millisecond)))
+		}
 	}
 }
 

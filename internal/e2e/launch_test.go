@@ -97,12 +97,18 @@ func watchLaunch(t *testing.T, c *localcluster.Cluster, mgr, n *testbed.Node, ro
 // whose own agent could not (its CompleteLifecycleAction refused), after the queue grace.
 func TestIntegrationLaunchHook(t *testing.T) {
 	t.Parallel() // each test has a bed, moto and front of its own
-	c := newClusterOpts(t, localcluster.Options{Managers: 1, Spare: 4})
+	c := newClusterOpts(t, localcluster.Options{Managers: 1, Spare: 5})
 	ctx := t.Context()
 	mgr := c.Bed.Nodes[0]
-	worker, manager, bad, orphan := c.Bed.Nodes[1], c.Bed.Nodes[2], c.Bed.Nodes[3], c.Bed.Nodes[4]
+	worker, manager, bad, orphan, quiet := c.Bed.Nodes[1], c.Bed.Nodes[2], c.Bed.Nodes[3], c.Bed.Nodes[4], c.Bed.Nodes[5]
+	// The agent's launch hook, as user_data names it; a boot without it makes no Auto Scaling call.
+	hookFlag := "--launch-hook-name=" + localcluster.LaunchHookName
 	if r := c.Boot(ctx, mgr, "manager"); r.Code != 0 {
 		t.Fatalf("boot of the first manager: exit %d\n%s", r.Code, keyLines(r.Stderr))
+	}
+	// An instance of a group, booted without --launch-hook-name: not one Auto Scaling call.
+	if n := autoScalingCalls(c, c.InstanceID(mgr)); len(n) != 0 {
+		t.Fatalf("the first manager's boot without --launch-hook-name made Auto Scaling calls %v, want none", n)
 	}
 	const grace = 5 * time.Second
 	url := noticeQueue(t, c)
@@ -133,7 +139,7 @@ func TestIntegrationLaunchHook(t *testing.T) {
 		if a, ok := c.Front.LaunchAction(id); !ok || a.State != awsfront.StatePendingWait {
 			t.Fatalf("the launched worker's instance: %+v, %v; want Pending:Wait", a, ok)
 		}
-		w := watchLaunch(t, c, mgr, worker, "worker", id, "--heartbeat-interval=1s")
+		w := watchLaunch(t, c, mgr, worker, "worker", id, hookFlag, "--heartbeat-interval=1s")
 		if w.run.Code != 0 {
 			t.Fatalf("boot of the launched worker: exit %d\n%s", w.run.Code, keyLines(w.run.Stderr))
 		}
@@ -168,7 +174,7 @@ func TestIntegrationLaunchHook(t *testing.T) {
 
 	t.Run("manager: CONTINUE once a reachable Raft member", func(t *testing.T) {
 		id := must[string](t)(c.Launch(ctx, localcluster.ManagersGroup, manager))
-		w := watchLaunch(t, c, mgr, manager, "manager", id, "--heartbeat-interval=1s")
+		w := watchLaunch(t, c, mgr, manager, "manager", id, hookFlag, "--heartbeat-interval=1s")
 		if w.run.Code != 0 {
 			t.Fatalf("boot of the launched manager: exit %d\n%s", w.run.Code, keyLines(w.run.Stderr))
 		}
@@ -192,7 +198,7 @@ func TestIntegrationLaunchHook(t *testing.T) {
 			known[k] = true
 		}
 		// A discovery string with a key route53 does not know: refused at once (exit 2).
-		r := c.Boot(ctx, bad, "worker", "--discovery=provider=route53 zone=Z123 name="+localcluster.ManagersName)
+		r := c.Boot(ctx, bad, "worker", hookFlag, "--discovery=provider=route53 zone=Z123 name="+localcluster.ManagersName)
 		if r.Code != 2 {
 			t.Fatalf("boot with a bad discovery string: exit %d, want 2\n%s", r.Code, r.Stderr)
 		}
@@ -216,7 +222,7 @@ func TestIntegrationLaunchHook(t *testing.T) {
 		zone := c.Discovery()
 		zone = strings.Replace(zone, "name="+localcluster.ManagersName, "name=nobody.swarm.internal", 1)
 		start := time.Now()
-		r = c.Boot(ctx, bad, "worker", "--discovery="+zone, "--wait=12s", "--heartbeat-interval=2s")
+		r = c.Boot(ctx, bad, "worker", hookFlag, "--discovery="+zone, "--wait=12s", "--heartbeat-interval=2s")
 		if r.Code != 6 {
 			t.Fatalf("boot that finds no manager: exit %d, want 6\n%s", r.Code, keyLines(r.Stderr))
 		}
@@ -242,7 +248,7 @@ func TestIntegrationLaunchHook(t *testing.T) {
 		// refused (AccessDenied), the leader's are not.
 		c.Front.InjectFault(awsfront.Fault{Service: "autoscaling", Operation: "CompleteLifecycleAction", InstanceID: id,
 			Kind: awsfront.FaultDenied, Count: 100})
-		w := watchLaunch(t, c, mgr, orphan, "worker", id)
+		w := watchLaunch(t, c, mgr, orphan, "worker", id, hookFlag)
 		if w.run.Code != 0 {
 			t.Fatalf("boot of the worker whose completion is refused: exit %d, want 0 (it is in the swarm)\n%s", w.run.Code, keyLines(w.run.Stderr))
 		}
@@ -269,4 +275,32 @@ func TestIntegrationLaunchHook(t *testing.T) {
 			t.Errorf("swarm_agent_takeovers_total{reason=\"launch\"} = %v on the leader, want 1", n)
 		}
 	})
+
+	t.Run("no --launch-hook-name: no Auto Scaling call from the boot, the leader completes", func(t *testing.T) {
+		id := must[string](t)(c.Launch(ctx, localcluster.WorkersGroup, quiet))
+		w := watchLaunch(t, c, mgr, quiet, "worker", id)
+		if w.run.Code != 0 {
+			t.Fatalf("boot of the worker without --launch-hook-name: exit %d\n%s", w.run.Code, keyLines(w.run.Stderr))
+		}
+		if ops := autoScalingCalls(c, id); len(ops) != 0 {
+			t.Fatalf("the boot without --launch-hook-name made Auto Scaling calls %v, want none", ops)
+		}
+		if a := w.action; a.Result != "CONTINUE" || a.TimedOut || a.Completions != 1 {
+			t.Fatalf("launch action %+v; want one CONTINUE, by the leader", a)
+		}
+		if n := metric(t, c, mgr, "swarm_agent_takeovers_total", `reason="launch"`); n != 2 {
+			t.Errorf("swarm_agent_takeovers_total{reason=\"launch\"} = %v on the leader, want 2", n)
+		}
+	})
+}
+
+// autoScalingCalls lists the Auto Scaling operations the front logged from instance id.
+func autoScalingCalls(c *localcluster.Cluster, id string) []string {
+	var ops []string
+	for _, q := range c.Front.Requests() {
+		if q.Service == "autoscaling" && q.InstanceID == id {
+			ops = append(ops, q.Operation)
+		}
+	}
+	return ops
 }

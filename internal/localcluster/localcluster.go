@@ -391,6 +391,10 @@ type Run struct {
 // Command builds a swarm-agent command inside node n's namespace, configured like an EC2
 // instance's agent: IMDS, AWS endpoints and DNS are the front's.
 func (c *Cluster) Command(ctx context.Context, n *testbed.Node, args ...string) *exec.Cmd {
+	return c.commandBin(ctx, c.bin, n, args...)
+}
+
+func (c *Cluster) commandBin(ctx context.Context, bin string, n *testbed.Node, args ...string) *exec.Cmd {
 	env := []string{
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + c.Front.IMDSURL(),
 		"AWS_ENDPOINT_URL=" + c.Front.APIURL(),
@@ -403,13 +407,18 @@ func (c *Cluster) Command(ctx context.Context, n *testbed.Node, args ...string) 
 		"SWARM_AGENT_DAEMON_CONFIG=" + n.ConfigPath(),
 		"SWARM_AGENT_DOCKER_PIDFILE=" + n.PIDFile(),
 	}
-	return c.Bed.Command(ctx, n, env, c.bin, args...)
+	return c.Bed.Command(ctx, n, env, bin, args...)
 }
 
 // Boot runs `swarm-agent boot` on node n and waits for it.
 func (c *Cluster) Boot(ctx context.Context, n *testbed.Node, role string, extra ...string) Run {
+	return c.BootBin(ctx, c.bin, n, role, extra...)
+}
+
+// BootBin is Boot with another agent binary (a benchmark's older build).
+func (c *Cluster) BootBin(ctx context.Context, bin string, n *testbed.Node, role string, extra ...string) Run {
 	args := append([]string{"boot", "--role=" + role, "--discovery=" + c.Discovery(), "--wait=3m"}, extra...)
-	cmd := c.Command(ctx, n, args...)
+	cmd := c.commandBin(ctx, bin, n, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

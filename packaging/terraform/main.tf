@@ -196,6 +196,7 @@ resource "aws_launch_template" "node" {
     kms_key_id       = each.value.kms_key_id
     token_store      = var.token_store
     warm_pull_images = each.value.warm_images
+    launch_hook      = local.launch_hook
   }))
 
   tag_specifications {
@@ -323,7 +324,8 @@ resource "aws_autoscaling_group" "workers" {
 
 # Each group's initial_lifecycle_hook above (an initial hook, not a separate
 # aws_autoscaling_lifecycle_hook, so that it holds the groups' first instances too): a new
-# instance waits in Pending:Wait while `swarm-agent boot` (user_data) works, which heartbeats
+# instance waits in Pending:Wait while `swarm-agent boot` (user_data, which names the hook with
+# --launch-hook-name: a boot without it makes no Auto Scaling call) works, which heartbeats
 # the action meanwhile and completes it with CONTINUE only once the node is really in the swarm
 # (joined, labelled, ready; a manager a reachable Raft member), or with ABANDON when the boot
 # gives up for good (a bad setting, access denied, --wait elapsed): Auto Scaling then

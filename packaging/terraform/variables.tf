@@ -227,6 +227,8 @@ variable "manager_refresh_checkpoint_delay" {
     condition     = var.manager_refresh_checkpoint_delay >= 0 && var.manager_refresh_checkpoint_delay <= 172800
     error_message = "The manager_refresh_checkpoint_delay must be 0-172800 seconds (Auto Scaling's range)."
   }
+}
+
 variable "worker_warm_pool" {
   type = object({
     min_size                    = optional(number, 0)
