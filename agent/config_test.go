@@ -129,6 +129,8 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`--daemon-config="/etc/docker/daemon.json\n" (SWARM_AGENT_DAEMON_CONFIG): must be one line`}},
 		{"bad env value, cut", staticArgs, []string{"SWARM_AGENT_WAIT=" + long},
 			[]string{`environment variable SWARM_AGENT_WAIT="` + long[:64] + `..." (100000 bytes): not a valid duration`}},
+		{"autolock on a worker", append(staticArgs, "--autolock"), nil,
+			[]string{`--autolock="true" (SWARM_AGENT_AUTOLOCK): only managers keep the unlock key`}},
 		{"two bad settings, one line each", append(staticArgs, "--az=x", "--region=y", "--docker-log-driver=Z"), nil,
 			[]string{`--region="y"`, `--az="x"`, `--docker-log-driver="Z"`}},
 	}
@@ -183,6 +185,7 @@ func TestConfigAcceptsRealNames(t *testing.T) {
 		{"--docker-host=tcp://127.0.0.1:2375"},
 		{"--min-docker-version=24.0"},
 		{"--min-docker-version=v20.10.7-ce"},
+		{"--role=manager", "--autolock"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
