@@ -242,3 +242,43 @@ func TestBootLockedWithoutUsableKey(t *testing.T) {
 		})
 	}
 }
+
+// TestBootAutolockTurnsItOn: a swarm created without autolock gets it when a manager boots
+// with --autolock (reconcile), and its key is published; a store that keeps no unlock key is a
+// permanent error, not a retry until --wait.
+func TestBootAutolockTurnsItOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		var log syncBuffer
+		m := w.engine("10.0.0.1")
+		if _, err := w.boot(t.Context(), m, swarm.RoleManager, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if w.unlockKeys[m.swarm] != "" || w.storedKey != nil {
+			t.Fatal("autolock on without --autolock")
+		}
+		res, err := w.bootAutolock(t.Context(), m, swarm.RoleManager, time.Minute, &log)
+		if err != nil || res.Action != ActReconcile {
+			t.Fatalf("boot with --autolock: %s %v", res.Action, err)
+		}
+		if w.unlockKeys[m.swarm] == "" || w.storedKey == nil || w.storedKey.Key != w.unlockKeys[m.swarm] {
+			t.Fatal("autolock not turned on, or its key not published")
+		}
+		if !strings.Contains(log.String(), "swarm autolock turned on") {
+			t.Errorf("boot did not say it turned autolock on:\n%s", log.String())
+		}
+		noKeyIn(t, "the boot log", log.String())
+	})
+	t.Run("a store without unlock keys", func(t *testing.T) {
+		w := newWorld()
+		m := w.engine("10.0.0.1")
+		type tokensOnly struct{ discovery.TokenStore }
+		d := w.deps()
+		d.Engine, d.Tokens = m, tokensOnly{fakeDisc{w}}
+		_, err := Boot(t.Context(), Config{Role: swarm.RoleManager, Cluster: "test", Wait: time.Minute, Autolock: true,
+			Identity: swarm.Identity{InstanceID: instanceOf(m.addr), PrivateIP: m.addr}}, d)
+		if err == nil || retryable(err) || !strings.Contains(err.Error(), "cannot keep an unlock key") {
+			t.Fatalf("err = %v, want a permanent error naming the missing unlock-key store", err)
+		}
+	})
+}
