@@ -99,6 +99,7 @@ type Front struct {
 	holds       map[holdKey]*hold       // instances held by lifecycle hooks, by instance and transition
 	statuses    map[string]StatusChecks // by instance id: DescribeInstanceStatus's checks
 	noticeQueue string
+	healthQueue string // the target of an EventBridge rule for AWS Health events (health.go)
 	seq         uint64
 	closeOnce   sync.Once
 }
