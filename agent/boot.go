@@ -21,7 +21,7 @@ import (
 // bootOptions are the settings boot (and run, which boots first) take.
 var bootOptions = []string{"role", "cluster", "discovery", "wait", "dry-run", "docker-host", "labels",
 	"availability", "log-format", "log-level", "identity", "instance-id", "private-ip", "az", "region",
-	"token-store", "kms-key-id", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
+	"token-store", "kms-key-id", "autolock", "swarm-port", "min-docker-version", "status-file", "config-file", "persist",
 	"daemon-config", "docker-pidfile", "docker-log-driver", "docker-log-opts", "launch-hook-name", "heartbeat-interval", "control-port",
 	"warm-pull-images"}
 
@@ -113,6 +113,7 @@ func doBoot(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile,
 		Wait:      cfg.Wait,
 		Labels:    labels,
 		DryRun:    cfg.DryRun,
+		Autolock:  cfg.Autolock,
 	}
 	res, err := bootstrap.Boot(ctx, bcfg, w.deps)
 	if err != nil {

@@ -54,6 +54,7 @@ type Config struct {
 	Region           string
 	TokenStore       string // auto | ssm | secretsmanager | consul
 	KMSKeyID         string
+	Autolock         bool // managers: keep the swarm autolocked, its unlock key in the token store
 	SwarmPort        int
 	MinDockerVersion string
 	StatusFile       string
@@ -153,6 +154,9 @@ var options = map[string]option{
 	}},
 	"kms-key-id": {"kms-key-id", "KMS key for the join tokens in SSM (SecureString) or Secrets Manager (default: the account's aws/ssm or aws/secretsmanager key)", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.StringVar(&c.KMSKeyID, "kms-key-id", "", "")
+	}},
+	"autolock": {"autolock", "managers: create the swarm autolocked (or turn autolock on), keep its unlock key in the token store (readable by managers only) and unlock a restarted manager with it; the leader republishes it after `docker swarm unlock-key --rotate`", true, func(fs *pflag.FlagSet, c *Config) {
+		fs.BoolVar(&c.Autolock, "autolock", false, "")
 	}},
 	"swarm-port": {"swarm-port", "swarm manager port", true, func(fs *pflag.FlagSet, c *Config) {
 		fs.IntVar(&c.SwarmPort, "swarm-port", 2377, "")
@@ -457,6 +461,9 @@ func (c *Config) validate(fs *pflag.FlagSet) error {
 	}
 	if _, err := swarm.ParseRole(c.Role); has("role") && err != nil {
 		bad("role", c.Role, "must be manager or worker")
+	}
+	if has("autolock") && c.Autolock && c.Role == string(swarm.RoleWorker) {
+		bad("autolock", "true", "only managers keep the unlock key (workers may not read it); leave it off on workers")
 	}
 	if has("cluster") && !clusterRE.MatchString(c.Cluster) {
 		bad("cluster", c.Cluster, "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")

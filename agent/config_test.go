@@ -134,6 +134,8 @@ func TestConfigProblems(t *testing.T) {
 			[]string{`--daemon-config="/etc/docker/daemon.json\n" (SWARM_AGENT_DAEMON_CONFIG): must be one line`}},
 		{"bad env value, cut", staticArgs, []string{"SWARM_AGENT_WAIT=" + long},
 			[]string{`environment variable SWARM_AGENT_WAIT="` + long[:64] + `..." (100000 bytes): not a valid duration`}},
+		{"autolock on a worker", append(staticArgs, "--autolock"), nil,
+			[]string{`--autolock="true" (SWARM_AGENT_AUTOLOCK): only managers keep the unlock key`}},
 		{"two bad settings, one line each", append(staticArgs, "--az=x", "--region=y", "--docker-log-driver=Z"), nil,
 			[]string{`--region="y"`, `--az="x"`, `--docker-log-driver="Z"`}},
 	}
@@ -190,6 +192,7 @@ func TestConfigAcceptsRealNames(t *testing.T) {
 		{"--min-docker-version=v20.10.7-ce"},
 		{"--warm-pull-images=nginx:1.27,registry.example.com:5000/team/app@sha256:" + strings.Repeat("0", 64) + ",localhost:1/busybox:test"},
 		{"--warm-pull-images="},
+		{"--role=manager", "--autolock"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

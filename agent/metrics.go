@@ -36,6 +36,8 @@ type metrics struct {
 	reaped      prometheus.Counter
 	// tokensRepublished counts leader passes that found the token store behind the swarm.
 	tokensRepublished prometheus.Counter
+	// unlockKeyRepublished counts leader passes that republished the unlock key (--autolock).
+	unlockKeyRepublished prometheus.Counter
 	// bootsSkipped counts runs that found their instance terminating and drained instead.
 	bootsSkipped prometheus.Counter
 	// ghostsRemoved counts old node objects of rejoined instances the leader removed.
@@ -78,6 +80,9 @@ func newMetrics() *metrics {
 		Help: "Runs that found their instance terminating and resumed its drain instead of booting."})
 	m.tokensRepublished = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_tokens_republished_total",
 		Help: "Leader passes that republished the join tokens (rotated, or the store was behind)."})
+	m.unlockKeyRepublished = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_unlock_key_republished_total",
+		Help: "Leader passes that republished the swarm's unlock key with --autolock (rotated, or the store was behind)."})
+	m.reg.MustRegister(m.unlockKeyRepublished)
 	m.ghostsRemoved = prometheus.NewCounter(prometheus.CounterOpts{Name: "swarm_agent_ghost_nodes_removed_total",
 		Help: "Old, down node objects of instances that joined again, removed by the leader."})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarm_agent_lifecycle_refusals_total",

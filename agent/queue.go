@@ -27,7 +27,8 @@ func (d *daemon) queueConsumer(ctx context.Context, dw *drainWiring, inst lifecy
 	scope := &lifecycle.ClusterScope{Cluster: d.cfg.Cluster, Tags: clusterTags{groups: dw.hook, instances: inst},
 		Log: d.log.With().Str("component", "queue").Logger()}
 	c, err := queue.New(sqs.NewFromConfig(ac), queue.Options{QueueURL: d.cfg.QueueURL, Owns: scope.Owns,
-		Log: d.log.With().Str("component", "queue").Logger()})
+		Health: d.scheduledChanges(dw, inst, ob, scope),
+		Log:    d.log.With().Str("component", "queue").Logger()})
 	if err != nil {
 		return &ConfigError{[]string{fmt.Sprintf("--queue-url (SWARM_AGENT_QUEUE_URL): %v", err)}}
 	}
@@ -119,7 +120,7 @@ func (d *daemon) drainOnBehalf(ctx context.Context, dw *drainWiring, n lifecycle
 	dr := &lifecycle.Drainer{
 		Swarm:     swarm,
 		Local:     lifecycle.RemoteLocal{Swarm: swarm, InstanceID: n.InstanceID},
-		Hook:      dw.hook,
+		Hook:      drainerFor(dw, n).Hook,
 		Registrar: dw.drainer.Registrar,
 		Capacity:  dw.hook,
 		Log:       log.With().Str("component", "drain").Logger(),

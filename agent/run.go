@@ -551,6 +551,9 @@ func (d *daemon) leaderLoop(ctx context.Context, dw *drainWiring) error {
 			d.m.tokensRepublished.Inc()
 			d.log.Info().Str("cluster_id", cid).Msg("leader: join tokens changed (rotated, or the store was behind): republished")
 		}
+		if d.cfg.Autolock {
+			d.keepAutolock(ctx, dw.wiring)
+		}
 		if err := copyNodeLabels(ctx, dw.engine); err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("leader: copy engine labels to node labels")
 		}

@@ -36,6 +36,9 @@ type Config struct {
 	// completed) may last before boot leaves it; 0 means DefaultSettle. State WITH a node
 	// identity is never left on a timer.
 	Settle time.Duration
+	// Autolock (managers): the swarm is created locked, autolock is turned on in a swarm
+	// that lacks it, and the unlock key is kept in the token store.
+	Autolock bool
 }
 
 // DefaultSettle is Config.Settle's default: longer than the engine's own join timeout (20 s).
@@ -225,6 +228,12 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	// before the probes' answers rather than after; Decide gets the same observation.
 	var early *tokenRead
 	defer func() { early.drop() }()
+	var unlock swarm.UnlockKey
+	var noKey string // why the store's unlock key cannot unlock this node
+	if local.State == StateLocked {
+		unlock, noKey = b.unlockKey(ctx, local)
+		obs.UnlockKey = noKey == ""
+	}
 	if local.State != StateLocked {
 		b.d.Stage("discovering managers")
 		var alongside func()
@@ -281,12 +290,23 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 
 	switch act {
 	case ActFail:
-		// Unlocking needs a person (or, later, the unlock key from the store): wait for it,
-		// bounded by --wait, and leave the state alone; the deadline's error says locked.
+		// Unlocking needs a person, or the key in the store: wait for either, bounded by
+		// --wait, and leave the state alone; the deadline's error says locked.
 		b.locked = true
-		b.waiting = fmt.Sprintf("the swarm to be unlocked (node %s is autolocked: run `docker swarm unlock` with the unlock key on it); its state is left alone", orNone(local.NodeID))
+		b.waiting = fmt.Sprintf("the swarm to be unlocked (node %s is autolocked and %s: run `docker swarm unlock` with the unlock key on it); its state is left alone", orNone(local.NodeID), noKey)
 		b.d.Stage("waiting for " + b.waiting)
 		return false, nil
+	case ActUnlock:
+		b.locked = true
+		b.d.Stage("unlocking the swarm with the unlock key from the token store")
+		if err := b.unlock(ctx, unlock); err != nil {
+			b.waiting = fmt.Sprintf("the swarm to be unlocked (node %s is autolocked and %v: run `docker swarm unlock` with the unlock key on it); its state is left alone", orNone(local.NodeID), err)
+			b.log.Warn().Err(err).Str("node_id", orNone(local.NodeID)).Msg("could not unlock this manager with the unlock key from the token store; waiting")
+			b.d.Stage("waiting for " + b.waiting)
+			return false, nil
+		}
+		b.log.Info().Str("node_id", orNone(local.NodeID)).Str("cluster_id", unlock.ClusterID).Msg("unlocked this manager with the unlock key from the token store")
+		return false, nil // the next round sees it active and reconciles
 	case ActLeave:
 		b.d.Stage("leaving stale swarm state")
 		b.log.Warn().Str("state", string(local.State)).Str("membership", string(obs.Membership)).
@@ -408,7 +428,9 @@ func explain(o Observation, a Action, canLock bool, local LocalNode, seen observ
 	case ActHold:
 		return "active in a swarm that no answering manager shows to be this cluster's or another's: would leave it alone and report"
 	case ActFail:
-		return "the swarm is locked: would wait up to --wait for someone to unlock it (docker swarm unlock), touching nothing, then exit 7"
+		return "the swarm is locked and the token store holds no unlock key of its swarm: would wait up to --wait for someone to unlock it (docker swarm unlock), touching nothing, then exit 7"
+	case ActUnlock:
+		return "the swarm is locked and the token store holds its unlock key: would unlock it with that key, touching nothing else"
 	}
 	return string(a)
 }
@@ -486,6 +508,19 @@ func (b *booter) publishAndLabel(ctx context.Context, local LocalNode) error {
 	}
 	if published {
 		b.log.Info().Str("cluster_id", clusterID).Msg("join tokens published")
+	}
+	if b.cfg.Autolock {
+		b.d.Stage("keeping the swarm locked and its unlock key published")
+		changed, published, err := KeepAutolock(ctx, b.d.Engine, b.d.Tokens, clusterID)
+		if err != nil {
+			return err
+		}
+		if changed {
+			b.log.Info().Str("cluster_id", clusterID).Msg("swarm autolock turned on")
+		}
+		if published {
+			b.log.Info().Str("cluster_id", clusterID).Msg("unlock key published")
+		}
 	}
 	if len(b.cfg.Labels) > 0 && local.NodeID != "" {
 		b.d.Stage("labelling node")

@@ -56,6 +56,11 @@ type world struct {
 	registerConfigErr error
 	// registerFails makes that many Register calls fail (a throttled or refused Route 53).
 	registerFails int
+	// Autolock (autolock_test.go): the swarms with autolock on and their live unlock keys,
+	// the unlock key in the token store, and an error its reads answer with instead.
+	unlockKeys   map[string]string
+	storedKey    *swarm.UnlockKey
+	unlockKeyErr error
 }
 
 type fakeSwarm struct {
@@ -66,7 +71,8 @@ type fakeSwarm struct {
 
 func newWorld() *world {
 	return &world{swarms: map[string]*fakeSwarm{}, nodes: map[string]*fakeEngine{}, records: map[string]string{},
-		tokens: map[swarm.Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}, gone: map[string]bool{}}
+		tokens: map[swarm.Role]string{}, lockTTL: 30 * time.Second, down: map[string]bool{}, gone: map[string]bool{},
+		unlockKeys: map[string]string{}}
 }
 
 type fakeEngine struct {
@@ -83,6 +89,10 @@ type fakeEngine struct {
 	dieBeforeInit bool
 	// noCert: the agent cannot read the node's certificate (an engine on another host).
 	noCert bool
+	// lockedWith is the unlock key a locked node's state is encrypted with; unlocks counts
+	// Unlock calls.
+	lockedWith string
+	unlocks    int
 }
 
 func (w *world) engine(addr string) *fakeEngine {
@@ -126,6 +136,9 @@ func (e *fakeEngine) Init(ctx context.Context, req InitRequest) (string, error) 
 	id := fmt.Sprintf("cluster-%d", e.w.nextID)
 	e.nodeID = fmt.Sprintf("node-%s", e.addr)
 	e.w.swarms[id] = &fakeSwarm{id: id, managers: map[string]string{e.nodeID: e.addr}, workers: map[string]string{}}
+	if req.Autolock {
+		e.w.unlockKeys[id] = "SWMKEY-1-" + id + "-0"
+	}
 	e.swarm, e.state, e.mgr = id, StateActive, true
 	return e.nodeID, nil
 }

@@ -37,9 +37,13 @@ const (
 	// ActWait: nothing to do yet (worker without managers, lock held elsewhere, token not
 	// published, registered managers that do not answer); wait and look again.
 	ActWait Action = "wait"
-	// ActFail: the node cannot proceed without a person (autolocked swarm): boot waits for
-	// the unlock until --wait, touching nothing, then fails with ErrSwarmLocked.
+	// ActFail: the node cannot proceed without a person (autolocked swarm, and no unlock key
+	// of its swarm in the token store): boot waits for the unlock until --wait, touching
+	// nothing, then fails with ErrSwarmLocked.
 	ActFail Action = "fail"
+	// ActUnlock: the node is autolocked and the token store holds its swarm's unlock key:
+	// unlock it (through the engine's API), touching nothing else.
+	ActUnlock Action = "unlock"
 )
 
 // LockOutcome is what happened when the lock was tried.
@@ -95,6 +99,9 @@ type Observation struct {
 	TokenReady bool
 	// Lock is the outcome of the last lock attempt in this round.
 	Lock LockOutcome
+	// UnlockKey is true when the node is locked and the token store holds the unlock key of
+	// the node's own swarm (as its certificate names it).
+	UnlockKey bool
 }
 
 // Decide is the whole init-or-join policy as a pure function. It is the single place where
@@ -104,6 +111,10 @@ type Observation struct {
 func Decide(o Observation) Action {
 	switch o.Local {
 	case StateLocked:
+		// A locked node has a node identity and Raft state: it is unlocked or left alone.
+		if o.UnlockKey {
+			return ActUnlock
+		}
 		return ActFail
 	case StatePending, StateError:
 		switch {

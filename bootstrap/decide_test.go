@@ -18,6 +18,8 @@ func TestDecideTable(t *testing.T) {
 	}{
 		{"locked manager", Observation{Role: M, Local: StateLocked, Managers: true}, ActFail},
 		{"locked worker", Observation{Role: W, Local: StateLocked}, ActFail},
+		{"locked manager with its swarm's key in the store unlocks", Observation{Role: M, Local: StateLocked, HasNodeID: true, UnlockKey: true}, ActUnlock},
+		{"locked manager with its key and managers answering unlocks", Observation{Role: M, Local: StateLocked, HasNodeID: true, UnlockKey: true, Managers: true, Membership: MemberForeign}, ActUnlock},
 		{"pending manager with identity settles", Observation{Role: M, Local: StatePending, HasNodeID: true, Managers: true, Settle: settle}, ActSettle},
 		{"pending manager with identity settles forever", Observation{Role: M, Local: StatePending, HasNodeID: true, Unsettled: time.Hour, Settle: settle}, ActSettle},
 		{"pending of this cluster settles", Observation{Role: M, Local: StatePending, HasNodeID: true, Membership: MemberSame, Unsettled: time.Hour, Settle: settle}, ActSettle},
@@ -84,11 +86,13 @@ func TestDecideInvariants(t *testing.T) {
 								for _, tok := range []bool{false, true} {
 									for _, lk := range locks {
 										for _, cert := range [][2]bool{{false, false}, {true, false}, {true, true}, {false, true}} {
-											o := Observation{Role: role, Local: st, HasNodeID: id, Unsettled: unsettled, Settle: settle,
-												Membership: ms, Managers: mgr, Registered: reg, TokenReady: tok, Lock: lk,
-												CertExpired: cert[0], CertManager: cert[1]}
-											checkInvariants(t, o, Decide(o))
-											n++
+											for _, key := range []bool{false, true} {
+												o := Observation{Role: role, Local: st, HasNodeID: id, Unsettled: unsettled, Settle: settle,
+													Membership: ms, Managers: mgr, Registered: reg, TokenReady: tok, Lock: lk,
+													CertExpired: cert[0], CertManager: cert[1], UnlockKey: key}
+												checkInvariants(t, o, Decide(o))
+												n++
+											}
 										}
 									}
 								}
@@ -99,7 +103,7 @@ func TestDecideInvariants(t *testing.T) {
 			}
 		}
 	}
-	if n != 2*5*2*3*4*2*2*2*3*4 {
+	if n != 2*5*2*3*4*2*2*2*3*4*2 {
 		t.Fatalf("walked %d combinations", n)
 	}
 }
@@ -140,7 +144,12 @@ func checkInvariants(t *testing.T, o Observation, a Action) {
 	if o.Local == StateActive && (o.Membership == MemberSame || o.Membership == MemberUnknown) && a != ActReconcile {
 		t.Errorf("%s: node in this swarm did %s, want reconcile", name, a)
 	}
-	if o.Local == StateLocked && a != ActFail {
+	// A locked node has an identity and Raft state: it is unlocked with its own swarm's key
+	// or left alone, never left, joined or initialised.
+	if o.Local == StateLocked && a != ActFail && !(a == ActUnlock && o.UnlockKey) {
 		t.Errorf("%s: locked swarm did %s", name, a)
+	}
+	if a == ActUnlock && o.Local != StateLocked {
+		t.Errorf("%s: unlock of a node that is not locked", name)
 	}
 }

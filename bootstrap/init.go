@@ -101,6 +101,7 @@ func (b *booter) lockAndInit(ctx context.Context, res *Result, local LocalNode) 
 	nodeID, err := b.d.Engine.Init(ctx, InitRequest{
 		AdvertiseAddr: b.cfg.Identity.PrivateIP,
 		ListenAddr:    "0.0.0.0:" + strconv.Itoa(b.cfg.SwarmPort),
+		Autolock:      b.cfg.Autolock,
 	})
 	if err != nil {
 		// The engine may have created the swarm and failed only to answer in time, or the

@@ -50,6 +50,8 @@ type LocalNode struct {
 type InitRequest struct {
 	AdvertiseAddr string // ip or ip:port
 	ListenAddr    string // defaults to 0.0.0.0:2377
+	// Autolock creates the swarm locked (swarm init --autolock).
+	Autolock bool
 }
 
 // JoinRequest asks the engine to join an existing swarm.
@@ -74,6 +76,16 @@ type Engine interface {
 	JoinTokens(ctx context.Context) (swarm.JoinTokens, string, error)
 	// SetNodeLabels merges labels into a node's spec labels; managers only.
 	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
+}
+
+// Autolocker is the engine's autolock side. Engines that lack it are never unlocked by boot.
+type Autolocker interface {
+	// UnlockKey reads the swarm's unlock key (managers only); "" when autolock is off.
+	UnlockKey(ctx context.Context) (string, error)
+	// Unlock unlocks this locked manager with key; the key never appears in its error.
+	Unlock(ctx context.Context, key string) error
+	// EnsureAutolock turns the swarm's autolock on (managers only); changed says it was off.
+	EnsureAutolock(ctx context.Context) (changed bool, err error)
 }
 
 // Sentinel errors; the agent maps them to exit codes.

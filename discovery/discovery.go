@@ -97,11 +97,22 @@ type TokenStore interface {
 	Token(ctx context.Context, r swarm.Role) (token, clusterID string, err error)
 }
 
+// UnlockKeyStore is implemented by token stores that also keep an autolocked swarm's unlock key
+// (every store here does), beside the join tokens and readable by managers only (IAM, Consul
+// ACL): a restarted manager reads it to unlock itself.
+type UnlockKeyStore interface {
+	// PutUnlockKey stores k, replacing what was there; an empty key or cluster id is refused.
+	PutUnlockKey(ctx context.Context, k swarm.UnlockKey) error
+	// UnlockKey reads the stored key; ErrNoUnlockKey if absent.
+	UnlockKey(ctx context.Context) (swarm.UnlockKey, error)
+}
+
 // Sentinel errors of discovery and the token stores; the agent maps them to exit codes.
 var (
 	ErrLockHeld        = errors.New("bootstrap lock held by another node")
 	ErrLockLost        = errors.New("bootstrap lock lost")
 	ErrNoToken         = errors.New("no join token published yet")
+	ErrNoUnlockKey     = errors.New("no unlock key published")
 	ErrDiscoveryConfig = errors.New("discovery configuration")
 	// ErrAccessDenied marks a discovery or token-store request refused for lack of permission
 	// (IAM, Consul ACL): retrying cannot fix it, so boot stops at once.

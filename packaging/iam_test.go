@@ -440,6 +440,8 @@ func TestIAMPolicyGrants(t *testing.T) {
 	secret := func(cluster, role string) string {
 		return "arn:aws:secretsmanager:" + v["region"] + ":" + v["account_id"] + ":secret:swarm-agent/" + cluster + "/join-token/" + role + "-a1B2c3"
 	}
+	// The autolock unlock key (--autolock) sits beside the tokens: managers only.
+	unlockSecret := "arn:aws:secretsmanager:" + v["region"] + ":" + v["account_id"] + ":secret:swarm-agent/prod/unlock-key-a1B2c3"
 	viaSM := func(secretARN string) map[string]string {
 		return map[string]string{"kms:ViaService": "secretsmanager." + v["region"] + ".amazonaws.com",
 			"kms:EncryptionContext:SecretARN": secretARN}
@@ -459,6 +461,16 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"ssm:GetParameters", param("prod", "join-token/manager"), nil, true},
 			{"ssm:PutParameter", param("staging", "join-token/manager"), nil, false},
 			{"ssm:DeleteParameter", param("prod", "join-token/manager"), nil, false},
+			{"ssm:PutParameter", param("prod", "unlock-key"), nil, true},
+			{"ssm:GetParameters", param("prod", "unlock-key"), nil, true},
+			{"ssm:GetParameters", param("staging", "unlock-key"), nil, false},
+			{"kms:Encrypt", key, viaSSM(param("prod", "unlock-key")), true},
+			{"kms:Decrypt", key, viaSSM(param("prod", "unlock-key")), true},
+			{"secretsmanager:CreateSecret", unlockSecret, nil, true},
+			{"secretsmanager:PutSecretValue", unlockSecret, nil, true},
+			{"secretsmanager:GetSecretValue", unlockSecret, nil, true},
+			{"kms:GenerateDataKey", key, viaSM(unlockSecret), true},
+			{"kms:Decrypt", key, viaSM(unlockSecret), true},
 			{"kms:Encrypt", key, viaSSM(param("prod", "join-token/manager")), true},
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/worker")), true},
 			{"kms:Decrypt", key, viaSSM(param("staging", "join-token/manager")), false},
@@ -496,6 +508,11 @@ func TestIAMPolicyGrants(t *testing.T) {
 			{"ssm:GetParameter", param("prod", "join-token/manager"), nil, false},
 			{"ssm:GetParametersByPath", param("prod", "join-token"), nil, false},
 			{"ssm:GetParameters", param("staging", "join-token/worker"), nil, false},
+			// The unlock key decrypts the managers' Raft state: a worker never reads it.
+			{"ssm:GetParameters", param("prod", "unlock-key"), nil, false},
+			{"kms:Decrypt", key, viaSSM(param("prod", "unlock-key")), false},
+			{"secretsmanager:GetSecretValue", unlockSecret, nil, false},
+			{"kms:Decrypt", key, viaSM(unlockSecret), false},
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/worker")), true},
 			{"kms:Decrypt", key, viaSSM(param("prod", "join-token/manager")), false},
 			{"kms:Decrypt", key, direct, false},

@@ -52,6 +52,22 @@ type JoinTokens struct {
 // String redacts the tokens so that a stray %v cannot leak them.
 func (JoinTokens) String() string { return "JoinTokens{<redacted>}" }
 
+// UnlockKey is an autolocked swarm's unlock key as the token store keeps it: the current key,
+// the key it replaced at the last rotation (a manager that was down during the rotation still
+// has its state encrypted with that one) and the swarm both belong to. String never shows the
+// keys.
+type UnlockKey struct {
+	Key       string `json:"key"`
+	Previous  string `json:"previous,omitempty"`
+	ClusterID string `json:"cluster_id"`
+}
+
+// String redacts the keys so that a stray %v cannot leak them.
+func (k UnlockKey) String() string { return "UnlockKey{cluster " + k.ClusterID + ", <redacted>}" }
+
+// GoString redacts the keys from %#v too.
+func (k UnlockKey) GoString() string { return k.String() }
+
 // For returns the token for role.
 func (t JoinTokens) For(r Role) string {
 	if r == RoleManager {

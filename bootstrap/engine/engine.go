@@ -242,7 +242,7 @@ func (e *Engine) Init(ctx context.Context, req bootstrap.InitRequest) (string, e
 	if listen == "" {
 		listen = "0.0.0.0:2377"
 	}
-	res, err := e.c.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: listen, AdvertiseAddr: req.AdvertiseAddr})
+	res, err := e.c.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: listen, AdvertiseAddr: req.AdvertiseAddr, AutoLockManagers: req.Autolock})
 	if err != nil {
 		return "", e.wrap("init swarm advertising "+req.AdvertiseAddr, err)
 	}
@@ -325,6 +325,43 @@ func (e *Engine) JoinTokens(ctx context.Context) (swarm.JoinTokens, string, erro
 		return swarm.JoinTokens{}, "", e.wrap("read join tokens", err)
 	}
 	return swarm.JoinTokens{Worker: res.Swarm.JoinTokens.Worker, Manager: res.Swarm.JoinTokens.Manager}, res.Swarm.ID, nil
+}
+
+var _ bootstrap.Autolocker = (*Engine)(nil)
+
+// UnlockKey reads the swarm's unlock key (managers only); "" when autolock is off.
+func (e *Engine) UnlockKey(ctx context.Context) (string, error) {
+	res, err := e.c.SwarmGetUnlockKey(ctx)
+	if err != nil {
+		return "", e.wrap("read unlock key", err)
+	}
+	return res.Key, nil
+}
+
+// Unlock unlocks this autolocked manager with key, through the API (never a process argument).
+func (e *Engine) Unlock(ctx context.Context, key string) error {
+	if _, err := e.c.SwarmUnlock(ctx, client.SwarmUnlockOptions{Key: key}); err != nil {
+		return e.wrap("unlock swarm", redact(err, key))
+	}
+	return nil
+}
+
+// EnsureAutolock turns the swarm's autolock on when it is off (managers only) and says
+// whether it changed anything.
+func (e *Engine) EnsureAutolock(ctx context.Context) (bool, error) {
+	res, err := e.c.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return false, e.wrap("read swarm spec", err)
+	}
+	if res.Swarm.Spec.EncryptionConfig.AutoLockManagers {
+		return false, nil
+	}
+	spec := res.Swarm.Spec
+	spec.EncryptionConfig.AutoLockManagers = true
+	if _, err := e.c.SwarmUpdate(ctx, client.SwarmUpdateOptions{Version: res.Swarm.Version, Spec: spec}); err != nil {
+		return false, e.wrap("turn swarm autolock on", err)
+	}
+	return true, nil
 }
 
 // redactedError hides a secret in an error's text and still unwraps to it.

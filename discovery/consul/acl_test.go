@@ -87,10 +87,11 @@ func TestACL(t *testing.T) {
 
 	ctx := t.Context()
 	tokens := swarm.JoinTokens{Manager: "SWMTKN-1-secret-manager", Worker: "SWMTKN-1-secret-worker"}
+	unlock := swarm.UnlockKey{Key: "SWMKEY-1-secret-unlock", ClusterID: "cluster-1"}
 	// secretFree fails when an error shows a token of any kind.
 	secretFree := func(t *testing.T, what string, err error) {
 		t.Helper()
-		for _, s := range []string{secrets["manager"], secrets["worker"], wrongToken, management, tokens.Manager, tokens.Worker} {
+		for _, s := range []string{secrets["manager"], secrets["worker"], wrongToken, management, tokens.Manager, tokens.Worker, unlock.Key} {
 			if err != nil && strings.Contains(err.Error(), s) {
 				t.Errorf("%s: error %q shows a secret", what, err)
 			}
@@ -122,6 +123,12 @@ func TestACL(t *testing.T) {
 		if tok, cid, err := mgr.Token(ctx, swarm.RoleManager); err != nil || tok != tokens.Manager || cid != "cluster-1" {
 			t.Errorf("Token(manager): got %q, %q, %v", tok, cid, err)
 		}
+		if err := mgr.PutUnlockKey(ctx, unlock); err != nil {
+			t.Fatalf("PutUnlockKey: %v", err)
+		}
+		if got, err := mgr.UnlockKey(ctx); err != nil || got != unlock {
+			t.Errorf("UnlockKey: got %v, %v; want the stored key", got, err) // String redacts the key
+		}
 		sp := listenSwarmPort(t)
 		m := swarm.Member{InstanceID: "i-manager", Addr: "127.0.0.1", Port: sp.Port}
 		if err := mgr.Register(ctx, m); err != nil {
@@ -144,6 +151,14 @@ func TestACL(t *testing.T) {
 		denied(t, "worker Token(manager)", err, "consul: read key swarm-agent/prod/join-token/manager: denied by consul ACL: "+
 			"the ACL token from CONSUL_HTTP_TOKEN lacks key read on swarm-agent/prod/join-token/manager")
 		t.Logf("worker reading the manager token: %v", err)
+		// The unlock key decrypts every manager's Raft state: managers only.
+		_, err = wrk.UnlockKey(ctx)
+		denied(t, "worker UnlockKey", err, "lacks key read on swarm-agent/prod/unlock-key")
+		if errors.Is(err, discovery.ErrNoUnlockKey) {
+			t.Errorf("worker UnlockKey: %v reads as not published, want only denied", err)
+		}
+		err = wrk.PutUnlockKey(ctx, swarm.UnlockKey{Key: "SWMKEY-1-forged", ClusterID: "cluster-1"})
+		denied(t, "worker PutUnlockKey", err, "lacks key write on swarm-agent/prod/unlock-key")
 		_, err = wrk.TryLock(ctx, discovery.Holder{InstanceID: "i-worker"}, gone)
 		denied(t, "worker TryLock", err, "lacks session write and key write on swarm-agent/prod/bootstrap-lock")
 		err = wrk.PutTokens(ctx, "cluster-2", tokens)

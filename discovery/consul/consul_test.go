@@ -309,6 +309,7 @@ func TestContract(t *testing.T) {
 			}
 			return p
 		},
+		WhereUnlockKey: func(cluster string) string { return "swarm-agent/" + cluster + "/unlock-key" },
 		Where: func(cluster string, r swarm.Role) string {
 			return "swarm-agent/" + cluster + "/join-token/" + string(r)
 		},

@@ -72,6 +72,42 @@ func (p *Provider) Token(ctx context.Context, r swarm.Role) (string, string, err
 	return token, clusterID, nil
 }
 
+// UnlockKeyKey is the KV key of the swarm's unlock key, under the prefix the managers' policy
+// covers and beside no key the workers' policy grants.
+func (p *Provider) UnlockKeyKey() string { return p.cfg.Prefix + "/unlock-key" }
+
+var _ discovery.UnlockKeyStore = (*Provider)(nil)
+
+// PutUnlockKey writes the swarm's unlock key.
+func (p *Provider) PutUnlockKey(ctx context.Context, k swarm.UnlockKey) error {
+	v, err := discovery.EncodeUnlockKey(k)
+	if err != nil {
+		return fmt.Errorf("consul: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	key := p.UnlockKeyKey()
+	if _, err := p.c.KV().Put(&api.KVPair{Key: key, Value: []byte(v)}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return p.fail("write key "+key, "key write on "+key, err)
+	}
+	return nil
+}
+
+// UnlockKey reads the swarm's unlock key; discovery.ErrNoUnlockKey (wrapped) when absent.
+func (p *Provider) UnlockKey(ctx context.Context) (swarm.UnlockKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	key := p.UnlockKeyKey()
+	v, err := p.get(ctx, key)
+	if err != nil {
+		return swarm.UnlockKey{}, err
+	}
+	if v == "" {
+		return swarm.UnlockKey{}, fmt.Errorf("consul: read key %s: %w", key, discovery.ErrNoUnlockKey)
+	}
+	return discovery.DecodeUnlockKey("consul: key "+key, v)
+}
+
 // get reads key; a missing key reads as "".
 func (p *Provider) get(ctx context.Context, key string) (string, error) {
 	pair, _, err := p.c.KV().Get(key, (&api.QueryOptions{}).WithContext(ctx))

@@ -35,7 +35,10 @@ type Store struct {
 	kmsKey string
 }
 
-var _ discovery.TokenStore = (*Store)(nil)
+var (
+	_ discovery.TokenStore     = (*Store)(nil)
+	_ discovery.UnlockKeyStore = (*Store)(nil)
+)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/secretsmanager key. The
 // key is chosen when a secret is created; later writes keep the secret's key.
@@ -66,7 +69,7 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTok
 		if err != nil {
 			return fmt.Errorf("secretsmanager: encode %s: %w", s.Name(r), err)
 		}
-		if err := s.put(ctx, s.Name(r), string(b)); err != nil {
+		if err := s.put(ctx, s.Name(r), string(b), "Docker Swarm join token, written by swarm-agent"); err != nil {
 			return err
 		}
 	}
@@ -76,7 +79,7 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTok
 // put writes one secret's value: PutSecretValue, or CreateSecret when it does not exist (and
 // PutSecretValue again when another manager created it in between), or RestoreSecret first
 // when it is scheduled for deletion.
-func (s *Store) put(ctx context.Context, name, val string) error {
+func (s *Store) put(ctx context.Context, name, val, description string) error {
 	for attempt := 0; ; attempt++ {
 		_, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(val)})
 		var nf *types.ResourceNotFoundException
@@ -87,7 +90,7 @@ func (s *Store) put(ctx context.Context, name, val string) error {
 		case attempt > 0:
 		case errors.As(err, &nf):
 			in := &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(val),
-				Description: aws.String("Docker Swarm join token, written by swarm-agent")}
+				Description: aws.String(description)}
 			if s.kmsKey != "" {
 				in.KmsKeyId = aws.String(s.kmsKey)
 			}
@@ -109,6 +112,38 @@ func (s *Store) put(ctx context.Context, name, val string) error {
 		}
 		return fmt.Errorf("secretsmanager: put secret value %s: %w", name, discovery.MarkDenied(err))
 	}
+}
+
+// UnlockKeyName is the secret that holds the swarm's unlock key: swarm-agent/<cluster>/unlock-key,
+// which the managers' policy covers and the workers' does not.
+func (s *Store) UnlockKeyName() string { return s.prefix + "/unlock-key" }
+
+// PutUnlockKey writes the swarm's unlock key, creating the secret on first use.
+func (s *Store) PutUnlockKey(ctx context.Context, k swarm.UnlockKey) error {
+	v, err := discovery.EncodeUnlockKey(k)
+	if err != nil {
+		return fmt.Errorf("secretsmanager: %w", err)
+	}
+	return s.put(ctx, s.UnlockKeyName(), v, "Docker Swarm autolock unlock key, written by swarm-agent")
+}
+
+// UnlockKey reads the swarm's unlock key; discovery.ErrNoUnlockKey (wrapped) when absent or
+// scheduled for deletion.
+func (s *Store) UnlockKey(ctx context.Context) (swarm.UnlockKey, error) {
+	name := s.UnlockKeyName()
+	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
+	if err != nil {
+		var nf *types.ResourceNotFoundException
+		var inv *types.InvalidRequestException
+		switch {
+		case errors.As(err, &nf):
+			return swarm.UnlockKey{}, fmt.Errorf("secretsmanager: %s: %w", name, discovery.ErrNoUnlockKey)
+		case errors.As(err, &inv):
+			return swarm.UnlockKey{}, fmt.Errorf("secretsmanager: %s cannot be read (%s): %w", name, aws.ToString(inv.Message), discovery.ErrNoUnlockKey)
+		}
+		return swarm.UnlockKey{}, fmt.Errorf("secretsmanager: get secret value %s: %w", name, discovery.MarkDenied(err))
+	}
+	return discovery.DecodeUnlockKey("secretsmanager: "+name, aws.ToString(out.SecretString))
 }
 
 // Token reads the role's token and the cluster id with one GetSecretValue; discovery.ErrNoToken

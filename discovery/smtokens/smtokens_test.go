@@ -130,6 +130,7 @@ func TestContract(t *testing.T) {
 			}
 			return s
 		},
+		WhereUnlockKey: func(cluster string) string { return "swarm-agent/" + cluster + "/unlock-key" },
 		Where: func(cluster string, r swarm.Role) string {
 			return "swarm-agent/" + cluster + "/join-token/" + string(r)
 		},

@@ -34,7 +34,10 @@ type Store struct {
 	kmsKey string
 }
 
-var _ discovery.TokenStore = (*Store)(nil)
+var (
+	_ discovery.TokenStore     = (*Store)(nil)
+	_ discovery.UnlockKeyStore = (*Store)(nil)
+)
 
 // New returns a store for cluster; kmsKeyID "" uses the account's aws/ssm key.
 func New(api API, cluster, kmsKeyID string) (*Store, error) {
@@ -55,27 +58,52 @@ func (s *Store) PutTokens(ctx context.Context, clusterID string, t swarm.JoinTok
 	if t.Manager == "" || t.Worker == "" {
 		return fmt.Errorf("ssm: refusing to store empty join tokens")
 	}
-	put := func(name, val string, secure bool) error {
-		in := &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(val), Overwrite: aws.Bool(true),
-			Type: types.ParameterTypeString}
-		if secure {
-			in.Type = types.ParameterTypeSecureString
-			if s.kmsKey != "" {
-				in.KeyId = aws.String(s.kmsKey)
-			}
-		}
-		if _, err := s.api.PutParameter(ctx, in); err != nil {
-			return fmt.Errorf("ssm: put parameter %s: %w", name, discovery.MarkDenied(err))
-		}
-		return nil
-	}
-	if err := put(s.Path("cluster-id"), clusterID, false); err != nil {
+	if err := s.put(ctx, s.Path("cluster-id"), clusterID, false); err != nil {
 		return err
 	}
-	if err := put(s.tokenPath(swarm.RoleWorker), t.Worker, true); err != nil {
+	if err := s.put(ctx, s.tokenPath(swarm.RoleWorker), t.Worker, true); err != nil {
 		return err
 	}
-	return put(s.tokenPath(swarm.RoleManager), t.Manager, true)
+	return s.put(ctx, s.tokenPath(swarm.RoleManager), t.Manager, true)
+}
+
+// put writes one parameter, a SecureString when secure.
+func (s *Store) put(ctx context.Context, name, val string, secure bool) error {
+	in := &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(val), Overwrite: aws.Bool(true),
+		Type: types.ParameterTypeString}
+	if secure {
+		in.Type = types.ParameterTypeSecureString
+		if s.kmsKey != "" {
+			in.KeyId = aws.String(s.kmsKey)
+		}
+	}
+	if _, err := s.api.PutParameter(ctx, in); err != nil {
+		return fmt.Errorf("ssm: put parameter %s: %w", name, discovery.MarkDenied(err))
+	}
+	return nil
+}
+
+// PutUnlockKey writes the swarm's unlock key as one SecureString parameter, <prefix>/unlock-key,
+// which the managers' policy covers and the workers' does not.
+func (s *Store) PutUnlockKey(ctx context.Context, k swarm.UnlockKey) error {
+	v, err := discovery.EncodeUnlockKey(k)
+	if err != nil {
+		return fmt.Errorf("ssm: %w", err)
+	}
+	return s.put(ctx, s.Path("unlock-key"), v, true)
+}
+
+// UnlockKey reads the swarm's unlock key; discovery.ErrNoUnlockKey (wrapped) when absent.
+func (s *Store) UnlockKey(ctx context.Context) (swarm.UnlockKey, error) {
+	name := s.Path("unlock-key")
+	out, err := s.api.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{name}, WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return swarm.UnlockKey{}, fmt.Errorf("ssm: read parameter %s: %w", name, discovery.MarkDenied(err))
+	}
+	if len(out.Parameters) == 0 {
+		return swarm.UnlockKey{}, fmt.Errorf("ssm: %s: %w", name, discovery.ErrNoUnlockKey)
+	}
+	return discovery.DecodeUnlockKey("ssm: "+name, aws.ToString(out.Parameters[0].Value))
 }
 
 // Token reads the role's token and the cluster id in one call; discovery.ErrNoToken (wrapped)

@@ -22,6 +22,9 @@ type Env struct {
 	// Where is the name of the place role's token of cluster is kept (a parameter, a secret,
 	// a key): what errors about it must name.
 	Where func(cluster string, r swarm.Role) string
+	// WhereUnlockKey is the name of the place cluster's unlock key is kept; the unlock-key
+	// cases run when it is set (and the store must then be a discovery.UnlockKeyStore).
+	WhereUnlockKey func(cluster string) string
 	// Atomic says PutTokens writes each role's token with the cluster id in one step, so
 	// that racing publishers of different swarms cannot leave one's token with the other's
 	// id (the race case runs only then).
@@ -135,6 +138,9 @@ func Run(t *testing.T, env Env) {
 			}
 		})
 	}
+	if env.WhereUnlockKey != nil {
+		runUnlockKey(t, env)
+	}
 	if env.Faults == nil {
 		return
 	}
@@ -169,6 +175,120 @@ func Run(t *testing.T, env Env) {
 		if errors.Is(err, discovery.ErrNoToken) {
 			t.Errorf("failed read is ErrNoToken: a broken backend must not read as not published")
 		}
+	})
+}
+
+// unlockStore returns cluster's store as an unlock-key store, failing the test when it is not one.
+func unlockStore(t *testing.T, env Env, cluster string) discovery.UnlockKeyStore {
+	t.Helper()
+	s, ok := env.New(t, cluster).(discovery.UnlockKeyStore)
+	if !ok {
+		t.Fatalf("the store of %s keeps no unlock key (not a discovery.UnlockKeyStore)", cluster)
+	}
+	return s
+}
+
+// runUnlockKey is the unlock key's part of the contract.
+func runUnlockKey(t *testing.T, env Env) {
+	ctx := t.Context()
+	key := swarm.UnlockKey{Key: "SWMKEY-1-contract", ClusterID: "cid1"}
+	t.Run("an absent unlock key is ErrNoUnlockKey naming where it was looked for", func(t *testing.T) {
+		_, err := unlockStore(t, env, "absent-key").UnlockKey(ctx)
+		if !errors.Is(err, discovery.ErrNoUnlockKey) || !strings.Contains(err.Error(), env.WhereUnlockKey("absent-key")) {
+			t.Errorf("UnlockKey before publish: %v, want ErrNoUnlockKey naming %s", err, env.WhereUnlockKey("absent-key"))
+		}
+	})
+	t.Run("the unlock key reads back with its previous key and cluster id, and a rotation replaces it", func(t *testing.T) {
+		s := unlockStore(t, env, "key")
+		if err := s.PutUnlockKey(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.UnlockKey(ctx); err != nil || got != key {
+			t.Errorf("UnlockKey = %s %v, want %s", got, err, key) // String redacts the keys
+		}
+		next := swarm.UnlockKey{Key: "SWMKEY-1-contract-2", Previous: key.Key, ClusterID: "cid1"}
+		if err := s.PutUnlockKey(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.UnlockKey(ctx); err != nil || got != next {
+			t.Errorf("after rotation UnlockKey = %s %v (key %t, previous %t), want the rotated key", got, err, got.Key == next.Key, got.Previous == next.Previous)
+		}
+	})
+	t.Run("join tokens and the unlock key do not overwrite each other", func(t *testing.T) {
+		s := unlockStore(t, env, "both")
+		tok := swarm.JoinTokens{Worker: "SWMTKN-1-both-w", Manager: "SWMTKN-1-both-m"}
+		if err := s.PutUnlockKey(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.(discovery.TokenStore).PutTokens(ctx, "cid1", tok); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.UnlockKey(ctx); err != nil || got != key {
+			t.Errorf("UnlockKey after PutTokens = %s %v, want it kept", got, err)
+		}
+		if got, _, err := s.(discovery.TokenStore).Token(ctx, swarm.RoleWorker); err != nil || got != tok.Worker {
+			t.Errorf("Token(worker) after PutUnlockKey = %q %v, want it kept", got, err)
+		}
+	})
+	t.Run("another cluster does not see the unlock key", func(t *testing.T) {
+		if err := unlockStore(t, env, "key-mine").PutUnlockKey(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unlockStore(t, env, "key-theirs").UnlockKey(ctx); !errors.Is(err, discovery.ErrNoUnlockKey) {
+			t.Errorf("other cluster's UnlockKey: %v, want ErrNoUnlockKey", err)
+		}
+	})
+	t.Run("an unlock key without key or cluster id is refused and changes nothing", func(t *testing.T) {
+		s := unlockStore(t, env, "key-empty")
+		if err := s.PutUnlockKey(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []swarm.UnlockKey{{}, {ClusterID: "cid2"}, {Key: "SWMKEY-1-other"}} {
+			if err := s.PutUnlockKey(ctx, bad); err == nil {
+				t.Errorf("PutUnlockKey(%s) succeeded, want a refusal", bad)
+			}
+		}
+		if got, err := s.UnlockKey(ctx); err != nil || got != key {
+			t.Errorf("after refused puts UnlockKey = %s %v, want the earlier value", got, err)
+		}
+	})
+	if env.Faults == nil {
+		return
+	}
+	f := env.Faults
+	s := unlockStore(t, env, "key-faults")
+	if err := s.PutUnlockKey(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a refused unlock-key read is ErrAccessDenied naming the place, never the key", func(t *testing.T) {
+		f.Deny(false)
+		_, err := s.UnlockKey(ctx)
+		switch {
+		case err == nil || !errors.Is(err, discovery.ErrAccessDenied) || errors.Is(err, discovery.ErrNoUnlockKey):
+			t.Errorf("denied UnlockKey: %v, want ErrAccessDenied only", err)
+		case !strings.Contains(err.Error(), env.WhereUnlockKey("key-faults")):
+			t.Errorf("denied UnlockKey: %v does not name %s", err, env.WhereUnlockKey("key-faults"))
+		case strings.Contains(err.Error(), "SWMKEY"):
+			t.Errorf("denied UnlockKey: %v shows a key", err)
+		}
+		f.Deny(true)
+		if err := s.PutUnlockKey(ctx, key); !errors.Is(err, discovery.ErrAccessDenied) || strings.Contains(err.Error(), "SWMKEY") {
+			t.Errorf("denied PutUnlockKey: %v, want ErrAccessDenied without the key", err)
+		}
+	})
+	t.Run("a failing backend is not ErrNoUnlockKey", func(t *testing.T) {
+		f.Fail(10)
+		_, err := s.UnlockKey(ctx)
+		if err == nil || errors.Is(err, discovery.ErrNoUnlockKey) || strings.Contains(err.Error(), "SWMKEY") {
+			t.Errorf("failed UnlockKey: %v; a broken backend must be an error other than not published, without the key", err)
+		}
+		// Use up the failures the retries left, so that the cases after this one start clean.
+		for range 10 {
+			if _, err := s.UnlockKey(ctx); err == nil {
+				return
+			}
+		}
+		t.Errorf("UnlockKey still fails after the injected failures ran out")
 	})
 }
 

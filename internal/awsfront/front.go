@@ -106,6 +106,7 @@ type Front struct {
 	refreshes   map[string][]*instanceRefresh // instance refreshes by group, oldest first
 	pool        map[string]*warmInstance      // warm pool instances by id (moto keeps none)
 	noticeQueue string
+	healthQueue string // the target of an EventBridge rule for AWS Health events (health.go)
 	seq         uint64
 	closeOnce   sync.Once
 }

@@ -409,6 +409,11 @@ func (f *Front) sendNotice(ctx context.Context, queueURL string, notice map[stri
 	if err != nil {
 		return err
 	}
+	return f.sendMessage(ctx, queueURL, msg)
+}
+
+// sendMessage puts msg on a moto SQS queue.
+func (f *Front) sendMessage(ctx context.Context, queueURL string, msg []byte) error {
 	body, err := json.Marshal(map[string]string{"QueueUrl": queueURL, "MessageBody": string(msg)})
 	if err != nil {
 		return err

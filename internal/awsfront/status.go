@@ -49,7 +49,7 @@ func (f *Front) ScheduleEvent(instanceID string, ev imdsfake.Event) (imdsfake.Ev
 	if err != nil {
 		return ev, fmt.Errorf("schedule event for %s: %w", instanceID, err)
 	}
-	return ev, nil
+	return ev, f.sendHealthEvent(instanceID, ev)
 }
 
 // EndEvent ends the instance's event: state completed (the reboot happened) or canceled. It
@@ -60,10 +60,12 @@ func (f *Front) EndEvent(instanceID, eventID, state string) error {
 		return fmt.Errorf("end event %s: state %q: want completed or canceled", eventID, state)
 	}
 	found := false
+	var ended imdsfake.Event
 	err := f.imds.Update(instanceID, func(in *imdsfake.Instance) {
 		for i, e := range in.Events {
 			if e.ID == eventID {
 				in.Events[i].State, found = state, true
+				ended = in.Events[i]
 			}
 		}
 	})
@@ -73,7 +75,7 @@ func (f *Front) EndEvent(instanceID, eventID, state string) error {
 	if !found {
 		return fmt.Errorf("end event %s of %s: %w", eventID, instanceID, imdsfake.ErrNotFound)
 	}
-	return nil
+	return f.sendHealthEvent(instanceID, ended)
 }
 
 // SetStatusChecks sets what DescribeInstanceStatus says of the instance's status checks; ok

@@ -588,7 +588,7 @@ func (c *Cluster) Reset(ctx context.Context) error {
 			return fmt.Errorf("clear records: %w", err)
 		}
 	}
-	for _, p := range []string{"join-token/manager", "join-token/worker", "cluster-id"} {
+	for _, p := range []string{"join-token/manager", "join-token/worker", "cluster-id", "unlock-key"} {
 		_, _ = c.SSM.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String("/swarm-agent/" + ClusterName + "/" + p)})
 	}
 	c.Front.ResetRequests()

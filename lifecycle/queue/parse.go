@@ -175,6 +175,15 @@ func parseEvent(env envelope) (lifecycle.Notice, Kind, error) {
 			n.Deadline = t.Add(2 * time.Minute)
 		}
 		return n, KindTerminate, nil
+	case detailHealth:
+		_, relevant, err := parseHealth(env)
+		switch {
+		case err != nil:
+			return lifecycle.Notice{}, "", err
+		case !relevant:
+			return lifecycle.Notice{}, KindIgnore, nil
+		}
+		return lifecycle.Notice{}, KindHealth, nil
 	case "":
 		return lifecycle.Notice{}, "", errors.New("event has an empty detail-type")
 	default:

@@ -162,7 +162,7 @@ func FuzzParse(f *testing.F) {
 			default:
 				t.Fatalf("launch notice with destination %q", n.Destination)
 			}
-		case KindTest, KindIgnore:
+		case KindTest, KindIgnore, KindHealth:
 			if n != (lifecycle.Notice{}) {
 				t.Fatalf("kind %q with notice %+v", kind, n)
 			}

@@ -65,7 +65,12 @@ type Options struct {
 	// ForeignDelay is how long another cluster's notice stays hidden from this consumer
 	// (jittered by half). 0 means DefaultForeignDelay.
 	ForeignDelay time.Duration
-	Log          zerolog.Logger
+	// Health, when set, handles AWS Health scheduled changes of EC2 instances (KindHealth):
+	// it returns how long until the event is to be looked at again (0: done, the message is
+	// deleted), e.g. until its window is near. An error leaves it for a redelivery after a
+	// backoff. Without Health such events are deleted as needing no action.
+	Health func(ctx context.Context, ev HealthEvent) (again time.Duration, err error)
+	Log    zerolog.Logger
 }
 
 // DefaultForeignDelay is how long a consumer hides another cluster's notice from itself.
@@ -219,9 +224,12 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 		log.Info().Msg("deleting Auto Scaling test notification")
 		c.delete(ctx, m, log)
 		return
-	case kind == KindIgnore:
+	case kind == KindIgnore, kind == KindHealth && c.opts.Health == nil:
 		log.Debug().Msg("deleting queue message that needs no action")
 		c.delete(ctx, m, log)
+		return
+	case kind == KindHealth:
+		c.processHealth(ctx, m, count, log)
 		return
 	}
 	log = log.With().Str("instance_id", notice.InstanceID).Str("asg_name", notice.ASG).
@@ -271,6 +279,41 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 	default:
 		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
 		log.Warn().Err(err).Dur("retry_in", d).Msg("notice failed; leaving it for redelivery")
+		c.changeVisibility(ctx, m, d, log)
+	}
+}
+
+// processHealth hands an AWS Health event to Options.Health and settles its message: deleted
+// when handled, hidden until the handler wants to look again (not counted as a failure: a
+// retirement is announced two weeks ahead), or left for a redelivery after a failure.
+func (c *Consumer) processHealth(ctx context.Context, m types.Message, count int, log zerolog.Logger) {
+	ev, err := ParseHealth([]byte(aws.ToString(m.Body)))
+	if err != nil {
+		log.Error().Err(err).Msg("deleting malformed AWS Health event")
+		c.delete(ctx, m, log)
+		return
+	}
+	log = log.With().Str("reason", ev.Event.Code).Str("value", ev.Event.ID).Strs("instance_ids", ev.Instances).Logger()
+	var again time.Duration
+	err = c.handleWithKeepalive(ctx, m, lifecycle.Notice{}, func(ctx context.Context, _ lifecycle.Notice) error {
+		var herr error
+		again, herr = c.opts.Health(ctx, ev)
+		return herr
+	}, log)
+	switch {
+	case err == nil && again <= 0:
+		log.Info().Msg("AWS Health event handled")
+		c.delete(ctx, m, log)
+	case err == nil:
+		log.Debug().Dur("retry_in", again).Msg("AWS Health event: looking again later")
+		c.changeVisibility(ctx, m, again, log)
+	case ctx.Err() != nil:
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		c.changeVisibility(rctx, m, 0, log)
+	default:
+		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+		log.Warn().Err(err).Dur("retry_in", d).Msg("AWS Health event failed; leaving it for redelivery")
 		c.changeVisibility(ctx, m, d, log)
 	}
 }

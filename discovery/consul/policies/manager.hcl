@@ -5,7 +5,7 @@
 #   consul acl policy create -name swarm-agent-prod-manager -rules @manager.hcl
 #   consul acl token create -policy-name swarm-agent-prod-manager -description "swarm-agent managers"
 
-# The bootstrap lock, the join tokens and the cluster id.
+# The bootstrap lock, the join tokens, the cluster id and the swarm's unlock key (--autolock).
 key_prefix "swarm-agent/prod/" {
   policy = "write"
 }

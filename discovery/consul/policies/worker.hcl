@@ -1,7 +1,8 @@
 # Consul ACL policy for swarm-agent workers of cluster "prod" (--cluster=prod) with the default
 # discovery keys service=swarm-manager and prefix=swarm-agent/prod. A worker reads only the
-# worker join token and the cluster id: never the manager token. Replace "prod" and
-# "swarm-manager" with your cluster and service; the integration tests load this file as is.
+# worker join token and the cluster id: never the manager token nor the unlock key (--autolock).
+# Replace "prod" and "swarm-manager" with your cluster and service; the integration tests load
+# this file as is.
 #
 #   consul acl policy create -name swarm-agent-prod-worker -rules @worker.hcl
 #   consul acl token create -policy-name swarm-agent-prod-worker -description "swarm-agent workers"
