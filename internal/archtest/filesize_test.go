@@ -24,7 +24,6 @@ var oversized = []string{
 	"internal/awsfront/front.go",
 	"internal/awsfront/lifecycle.go",
 	"internal/localcluster/localcluster.go",
-	"lifecycle/drain.go",
 	"lifecycle/queue/queue.go",
 }
 
