@@ -181,8 +181,9 @@ func TestInstanceRefresh(t *testing.T) {
 			t.Errorf("preferences reported %+v, want AWS's defaults 90/100", p)
 		}
 		checkReplaced(t, e, "r1", old, w.states)
-		if w.minInService != 2 || w.maxLive != 3 {
-			t.Errorf("in service at least %d, in service or pending at most %d; want 2 and 3 (one at a time, within 100 %%)", w.minInService, w.maxLive)
+		// Bounds, not exact values: the agents' poll may miss the moment at the bound.
+		if w.minInService < 2 || w.maxLive > 3 {
+			t.Errorf("in service at least %d, in service or pending at most %d; want at least 2 and at most 3 (one at a time, within 100 %%)", w.minInService, w.maxLive)
 		}
 		if w.heldTerminating == 0 {
 			t.Errorf("no instance was seen waiting in Terminating:Wait on its hook")
@@ -206,8 +207,8 @@ func TestInstanceRefresh(t *testing.T) {
 			t.Fatalf("refresh: %s %q", r.Status, aws.ToString(r.StatusReason))
 		}
 		checkReplaced(t, e, "r2", old, w.states)
-		if w.minInService != 3 || w.maxLive != 6 {
-			t.Errorf("in service at least %d, in service or pending at most %d; want 3 and 6", w.minInService, w.maxLive)
+		if w.minInService < 3 || w.maxLive > 6 {
+			t.Errorf("in service at least %d, in service or pending at most %d; want at least 3 and at most 6", w.minInService, w.maxLive)
 		}
 		if w.firstTermination < w.firstInService {
 			t.Errorf("an old instance was terminated (seen at poll %d) before any new one was in service (poll %d)", w.firstTermination, w.firstInService)
@@ -243,15 +244,21 @@ func TestInstanceRefresh(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(4 * 250 * time.Millisecond) // several refresh ticks: nothing moves at a checkpoint
-		left := 0
-		for o := range old {
-			if e.states("r3")[o] == "InService" {
-				left++
+		// Nothing moves at a checkpoint: the old instances in service stay so for several
+		// refresh ticks (the second may already be on its way out: its replacement can be in
+		// service before the first old one is gone).
+		inService := func() (n int) {
+			for o := range old {
+				if e.states("r3")[o] == "InService" {
+					n++
+				}
 			}
+			return n
 		}
-		if left != 2 {
-			t.Fatalf("%d old instances in service during the checkpoint's delay, want 2", left)
+		before := inService()
+		time.Sleep(4 * 250 * time.Millisecond) // several refresh ticks: a window of observation
+		if after := inService(); after != before || after < 1 {
+			t.Fatalf("old instances in service: %d at the checkpoint, %d during its delay; want the same, at least 1", before, after)
 		}
 		out, err := e.ASG.CancelInstanceRefresh(ctx, &autoscaling.CancelInstanceRefreshInput{AutoScalingGroupName: aws.String("r3")})
 		if err != nil || aws.ToString(out.InstanceRefreshId) != id {
