@@ -106,13 +106,16 @@ func TestIntegrationWarmPool(t *testing.T) {
 		return nil
 	}
 	c.Front.ResetRequests()
+	// The user_data passes the group's launch hook (without it boot makes no Auto Scaling
+	// call, and a pool launch is left to the hook's timeout).
+	hookFlag := "--launch-hook-name=" + localcluster.LaunchHookName
 
 	t.Run("a preparation that cannot pull its image ABANDONs the pool launch", func(t *testing.T) {
 		// No registry answers for localhost:1 (refused at once on loopback) and the engine
 		// does not have this image: the pull fails, the preparation gives up (exit 3, a
 		// Docker failure) and abandons the launch; Auto Scaling terminates the instance and
 		// fills the pool with another.
-		r := c.Boot(ctx, warm, "manager", "--warm-pull-images=localhost:1/missing:warm")
+		r := c.Boot(ctx, warm, "manager", "--warm-pull-images=localhost:1/missing:warm", hookFlag)
 		if r.Code != 3 || !strings.Contains(r.Stderr, "localhost:1/missing:warm") {
 			t.Fatalf("boot with an image that cannot be pulled: exit %d, want 3 naming the image\n%s", r.Code, keyLines(r.Stderr))
 		}
@@ -144,7 +147,7 @@ func TestIntegrationWarmPool(t *testing.T) {
 		if a, ok := c.Front.LaunchAction(id); !ok || a.State != awsfront.StateWarmedPendingWait {
 			t.Fatalf("pool launch action %+v, %v: want Warmed:Pending:Wait", a, ok)
 		}
-		r := c.Boot(ctx, warm, "manager", "--warm-pull-images="+testbed.Image, "--heartbeat-interval=1s")
+		r := c.Boot(ctx, warm, "manager", "--warm-pull-images="+testbed.Image, "--heartbeat-interval=1s", hookFlag)
 		if r.Code != 0 || r.Result.Action != "warm" {
 			t.Fatalf("boot in the warm pool: exit %d, result %+v\n%s", r.Code, r.Result, keyLines(r.Stderr))
 		}
