@@ -156,7 +156,9 @@ func testInstanceRefresh(t *testing.T, n int) {
 						return
 					case <-time.After(instanceStart):
 					}
-					r := c.Boot(ctx, node, "manager", "--heartbeat-interval=2s")
+					// The user_data passes the group's launch hook: boot completes the
+					// replacement's launch action once it is a reachable manager.
+					r := c.Boot(ctx, node, "manager", "--heartbeat-interval=2s", "--launch-hook-name="+localcluster.LaunchHookName)
 					cmu.Lock()
 					defer cmu.Unlock()
 					if r.Code != 0 {
