@@ -393,9 +393,12 @@ func TestIntegrationScaleOut(t *testing.T) {
 	if hi-lo > 1 {
 		t.Errorf("after the second rebalance, tasks per node %v (7 nodes): not spread", final.spreadOn)
 	}
+	// The first sample of the second rebalance with its update status: swarmkit clears a
+	// service's UpdateStatus when its spec changes, until the updater starts (a window that
+	// load makes long enough for a sample to fall in).
 	var rebalanceStart time.Time
 	for _, s := range w.since(ended) {
-		if s.spreadForce == base.spreadForce+2 {
+		if s.spreadForce == base.spreadForce+2 && !s.spreadStarted.IsZero() {
 			rebalanceStart = s.spreadStarted
 			break
 		}
