@@ -95,11 +95,19 @@ func sleepService(t *testing.T, d *client.Client, name string, replicas uint64, 
 	if grace > 0 {
 		spec.StopGracePeriod = &grace
 	}
-	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
+	return createService(t, d, swarmapi.ServiceSpec{
 		Annotations:  swarmapi.Annotations{Name: name},
 		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: spec},
 		Mode:         swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
-	}, QueryRegistry: false})
+	})
+}
+
+// createService creates the replicated service spec through manager engine d and waits until
+// its replicas run; it returns the service id.
+func createService(t *testing.T, d *client.Client, spec swarmapi.ServiceSpec) string {
+	t.Helper()
+	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: spec, QueryRegistry: false})
+	name, replicas := spec.Annotations.Name, *spec.Mode.Replicated.Replicas
 	if err != nil {
 		t.Fatal(err)
 	}

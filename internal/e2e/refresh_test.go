@@ -313,23 +313,12 @@ func testInstanceRefresh(t *testing.T, n int) {
 // node through manager engine d and waits until its replicas run; it returns the service id.
 func spreadService(t *testing.T, d *client.Client, name string, replicas, perNode uint64) string {
 	t.Helper()
-	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
+	return createService(t, d, swarmapi.ServiceSpec{
 		Annotations: swarmapi.Annotations{Name: name},
 		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}},
 			Placement: &swarmapi.Placement{MaxReplicas: perNode}},
 		Mode: swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
-	}, QueryRegistry: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitfor.Until(t, 90*time.Second, fmt.Sprintf("%d running tasks of %s", replicas, name), func() error {
-		_, n, err := localcluster.RunningTasks(t.Context(), d, svc.ID)
-		if err == nil && n != int(replicas) {
-			err = fmt.Errorf("%d running", n)
-		}
-		return err
 	})
-	return svc.ID
 }
 
 // sampleRefresh looks at the cluster once: the managers and the service through the first

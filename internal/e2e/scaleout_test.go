@@ -30,24 +30,13 @@ const (
 // replicas run.
 func labelledService(t *testing.T, d *client.Client, name string, replicas uint64, grace time.Duration, labels map[string]string, update *swarmapi.UpdateConfig, constraints ...string) string {
 	t.Helper()
-	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: swarmapi.ServiceSpec{
+	return createService(t, d, swarmapi.ServiceSpec{
 		Annotations: swarmapi.Annotations{Name: name, Labels: labels},
 		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{Image: testbed.Image, Command: []string{"sleep", "3600"}, StopGracePeriod: &grace},
 			Placement: &swarmapi.Placement{Constraints: constraints}},
 		Mode:         swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
 		UpdateConfig: update,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitfor.Until(t, 90*time.Second, fmt.Sprintf("%d running tasks of %s", replicas, name), func() error {
-		_, n, err := localcluster.RunningTasks(t.Context(), d, svc.ID)
-		if err == nil && n != int(replicas) {
-			err = fmt.Errorf("%d running", n)
-		}
-		return err
 	})
-	return svc.ID
 }
 
 // bootNodes boots nodes at once with role and fails the test when a boot does.
