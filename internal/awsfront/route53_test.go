@@ -148,3 +148,51 @@ func TestDeleteTakesOnlyItsSet(t *testing.T) {
 		t.Fatalf("the zone's A sets after deleting a's pair:\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestListOrderAsRoute53: ListResourceRecordSets sorts by the name with its labels reversed
+// and the trailing dot kept, as Route 53 documents; '-' sorts below '.', so "managers-b" comes
+// before "managers" and a name's subtree ("_lock.managers") follows the name directly. Without
+// the dot "managers-b" fell between "managers" and its lock, and a reader that stops when it
+// leaves the name's subtree missed the lock.
+func TestListOrderAsRoute53(t *testing.T) {
+	t.Parallel()
+	e := fronttest.Start(t, map[string]awsfront.Limit{"route53": {}})
+	zone := e.Zone(t, "ord.internal")
+	names := []string{"managers.ord.internal.", "managers-b.ord.internal.", "_lock.managers.ord.internal.",
+		"managersz.ord.internal.", "a.managers-b.ord.internal.", "m.ord.internal."}
+	var changes []r53types.Change
+	for i, n := range names {
+		s := aSet(n, fmt.Sprintf("10.0.0.%d", i+1))
+		changes = append(changes, r53types.Change{Action: r53types.ChangeActionCreate, ResourceRecordSet: &s})
+	}
+	if _, err := e.R53.ChangeResourceRecordSets(t.Context(), &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zone),
+		ChangeBatch: &r53types.ChangeBatch{Changes: changes}}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(start string) []string {
+		t.Helper()
+		in := &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zone)}
+		if start != "" {
+			in.StartRecordName, in.StartRecordType = aws.String(start), r53types.RRTypeA
+		}
+		out, err := e.R53.ListResourceRecordSets(t.Context(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range out.ResourceRecordSets {
+			if s.Type == r53types.RRTypeA {
+				got = append(got, aws.ToString(s.Name))
+			}
+		}
+		return got
+	}
+	want := []string{"m.ord.internal.", "managers-b.ord.internal.", "a.managers-b.ord.internal.",
+		"managers.ord.internal.", "_lock.managers.ord.internal.", "managersz.ord.internal."}
+	if got := list(""); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("whole zone:\n got %q\nwant %q", got, want)
+	}
+	if got := list("managers.ord.internal"); strings.Join(got, " ") != strings.Join(want[3:], " ") {
+		t.Errorf("from managers:\n got %q\nwant %q", got, want[3:])
+	}
+}

@@ -85,13 +85,16 @@ func (f *Front) listRecordSets(c *call) {
 	_, _ = io.WriteString(c.w, b.String())
 }
 
-// reversedName orders names as Route 53 does: labels reversed (com.example.www).
+// reversedName orders names as Route 53 does: labels reversed, with the trailing dot
+// (com.example.www.). The dot matters: Route 53's documentation notes that it changes the
+// order when a name holds a character below '.' in ASCII, such as '-': "managers-b" sorts
+// before "managers" and its subtree, so a name's subtree stays contiguous in a listing.
 func reversedName(n string) string {
 	labels := strings.Split(normName(n), ".")
 	for i, j := 0, len(labels)-1; i < j; i, j = i+1, j-1 {
 		labels[i], labels[j] = labels[j], labels[i]
 	}
-	return strings.Join(labels, ".")
+	return strings.Join(labels, ".") + "."
 }
 
 func lessKey(a, b rrKey) bool {
