@@ -115,6 +115,12 @@ func (f *Front) changeRecordSets(c *call) {
 		c.writeError(http.StatusBadRequest, "InvalidInput", "Invalid XML or empty change batch")
 		return
 	}
+	for i := range req.Changes {
+		if msg := identityInput(req.Changes[i].Action, &req.Changes[i].Set); msg != "" {
+			c.writeError(http.StatusBadRequest, "InvalidInput", msg)
+			return
+		}
+	}
 	var badSets []string
 	for i := range req.Changes {
 		if msg := checkSet(&req.Changes[i].Set); msg != "" {

@@ -196,3 +196,45 @@ func TestListOrderAsRoute53(t *testing.T) {
 		t.Errorf("from managers:\n got %q\nwant %q", got, want[3:])
 	}
 }
+
+// TestSetIdentifierRules: a set with a routing policy but no SetIdentifier, or a SetIdentifier
+// but no routing policy, is refused as InvalidInput with Route 53's message (not as
+// InvalidChangeBatch), and nothing of the batch is written.
+func TestSetIdentifierRules(t *testing.T) {
+	t.Parallel()
+	e := fronttest.Start(t, map[string]awsfront.Limit{"route53": {}})
+	zone := e.Zone(t, "sid.internal")
+	failover := aSet("f.sid.internal.", "10.0.0.1")
+	failover.Failover = r53types.ResourceRecordSetFailoverPrimary
+	multi := aSet("m.sid.internal", "10.0.0.2")
+	multi.MultiValueAnswer = aws.Bool(true)
+	plain := aSet("p.sid.internal.", "10.0.0.3")
+	plain.SetIdentifier = aws.String("i-1")
+	good := aSet("ok.sid.internal.", "10.0.0.4")
+	for _, c := range []struct {
+		set  r53types.ResourceRecordSet
+		want string
+	}{
+		{failover, "Invalid request: Missing field 'SetIdentifier' in Change with [Action=CREATE, Name=f.sid.internal., Type=A, SetIdentifier=null]"},
+		{multi, "Invalid request: Missing field 'SetIdentifier' in Change with [Action=CREATE, Name=m.sid.internal, Type=A, SetIdentifier=null]"},
+		{plain, "Invalid request: Expected exactly one of [Weight, Region, Failover, GeoLocation, or MultiValueAnswer], but found none in Change with [Action=CREATE, Name=p.sid.internal., Type=A, SetIdentifier=i-1]"},
+	} {
+		_, err := e.R53.ChangeResourceRecordSets(t.Context(), &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zone),
+			ChangeBatch: &r53types.ChangeBatch{Changes: []r53types.Change{
+				{Action: r53types.ChangeActionCreate, ResourceRecordSet: &good},
+				{Action: r53types.ChangeActionCreate, ResourceRecordSet: &c.set}}}})
+		var in *r53types.InvalidInput
+		if !errors.As(err, &in) || in.ErrorMessage() != c.want {
+			t.Errorf("%s: %v (%T), want InvalidInput %q", aws.ToString(c.set.Name), err, err, c.want)
+		}
+	}
+	out, err := e.R53.ListResourceRecordSets(t.Context(), &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zone)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range out.ResourceRecordSets {
+		if s.Type == r53types.RRTypeA {
+			t.Errorf("a refused batch wrote %s", aws.ToString(s.Name))
+		}
+	}
+}

@@ -4,6 +4,7 @@ package awsfront
 // leaves it.
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"sort"
@@ -51,18 +52,27 @@ func checkSet(s *rrset) string {
 	switch {
 	case s.Failover != "" && s.Failover != "PRIMARY" && s.Failover != "SECONDARY":
 		return fmt.Sprintf("Invalid failover value %q for resource record set %s: must be PRIMARY or SECONDARY", s.Failover, s.describe())
-	case s.Failover != "" && s.SetIdentifier == "":
-		return fmt.Sprintf("A failover resource record set %s must have a SetIdentifier", s.describe())
-	case s.MultiValueAnswer != nil && *s.MultiValueAnswer && s.SetIdentifier == "":
-		return fmt.Sprintf("A multivalue answer resource record set %s must have a SetIdentifier", s.describe())
 	case s.MultiValueAnswer != nil && *s.MultiValueAnswer && strings.EqualFold(s.Type, "CNAME"):
 		return fmt.Sprintf("Multivalue answer routing is not supported for CNAME resource record set %s", s.describe())
 	case s.Weight != nil && (*s.Weight < 0 || *s.Weight > 255):
 		return fmt.Sprintf("Invalid weight %d for resource record set %s: must be between 0 and 255", *s.Weight, s.describe())
-	case s.Weight != nil && s.SetIdentifier == "":
-		return fmt.Sprintf("A weighted resource record set %s must have a SetIdentifier", s.describe())
-	case s.SetIdentifier != "" && s.routing() == "other":
-		return fmt.Sprintf("Resource record set %s has a SetIdentifier but no routing policy", s.describe())
+	}
+	return ""
+}
+
+// identityInput is Route 53's InvalidInput message for a change whose set has a routing policy
+// but no SetIdentifier, or a SetIdentifier but no routing policy; "" when neither. Route 53
+// answers these as InvalidInput before it looks at the batch ("Invalid request: Missing field
+// 'SetIdentifier' in Change with [...]", as reported by boto3 and Ansible users), not as
+// InvalidChangeBatch.
+func identityInput(action string, s *rrset) string {
+	with := fmt.Sprintf("in Change with [Action=%s, Name=%s, Type=%s, SetIdentifier=%s]", action, s.Name, s.Type, cmp.Or(s.SetIdentifier, "null"))
+	routed := s.routing() != "simple" && s.routing() != "other"
+	switch {
+	case routed && s.SetIdentifier == "":
+		return "Invalid request: Missing field 'SetIdentifier' " + with
+	case s.routing() == "other":
+		return "Invalid request: Expected exactly one of [Weight, Region, Failover, GeoLocation, or MultiValueAnswer], but found none " + with
 	}
 	return ""
 }
