@@ -242,7 +242,15 @@ func testInstanceRefresh(t *testing.T, n int) {
 		return nil
 	})
 	ended := time.Now()
-	time.Sleep(time.Second) // a few more samples after the end
+	// A sample taken after the end (on a loaded machine one takes seconds: no fixed sleep).
+	waitfor.Until(t, time.Minute, "a sample taken after the end", func() error {
+		smu.Lock()
+		defer smu.Unlock()
+		if len(samples) == 0 || samples[len(samples)-1].at.Before(ended) {
+			return fmt.Errorf("%d samples, %d failed", len(samples), fails)
+		}
+		return nil
+	})
 	halt()
 
 	if final.Status != asgtypes.InstanceRefreshStatusSuccessful || aws.ToInt32(final.PercentageComplete) != 100 {
