@@ -105,27 +105,32 @@ func (f *Front) enterPool(ctx context.Context, w *warmInstance, cfg warmConfig, 
 		return err
 	}
 	if len(hooks) == 0 {
-		return f.warmReady(ctx, w, cfg)
+		return f.warmReady(ctx, w, cfg, nil)
 	}
 	h := &hold{instanceID: w.id, group: w.group, transition: TransitionLaunching,
 		wait: StateWarmedPendingWait, proceed: StateWarmedPendingProceed, toPool: true}
 	return f.startHold(ctx, h, hooks, map[string]string{"Origin": origin, "Destination": "WarmPool"})
 }
 
-// warmReady puts the warm instance in the pool state (stopping it unless the pool keeps
-// instances running).
-func (f *Front) warmReady(ctx context.Context, w *warmInstance, cfg warmConfig) error {
+// warmReady puts the warm instance in the pool state, stopping it first unless the pool keeps
+// instances running. The instance and the launch action that held it (h; nil for none) enter
+// the pool state together, once the instance is stopped: no reader sees one in the pool and
+// the other still Warmed:Pending:Proceed.
+func (f *Front) warmReady(ctx context.Context, w *warmInstance, cfg warmConfig, h *hold) error {
+	var err error
+	if cfg.poolState != "Running" {
+		if _, serr := f.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{w.id}}); serr != nil {
+			err = fmt.Errorf("stop warm pool instance %s: %w", w.id, serr)
+		}
+	}
 	f.mu.Lock()
 	w.state = cfg.target()
+	if h != nil {
+		h.setState(w.state)
+	}
 	f.mu.Unlock()
 	f.log.Info().Str("instance_id", w.id).Str("asg_name", w.group).Str("state", w.state).Msg("warm pool instance ready")
-	if cfg.poolState == "Running" {
-		return nil
-	}
-	if _, err := f.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{w.id}}); err != nil {
-		return fmt.Errorf("stop warm pool instance %s: %w", w.id, err)
-	}
-	return nil
+	return err
 }
 
 // settleWarm ends a hold of an instance on its way into the warm pool (h.toPool): entering
@@ -142,10 +147,9 @@ func (f *Front) settleWarm(h *hold, result string) {
 	f.mu.Unlock()
 	switch {
 	case h.transition == TransitionLaunching && result == "CONTINUE" && w != nil:
-		if err := f.warmReady(ctx, w, cfg); err != nil {
+		if err := f.warmReady(ctx, w, cfg, h); err != nil {
 			log.Error().Err(err).Msg("warm pool instance ready")
 		}
-		f.setHoldState(h, w.state)
 	case h.transition == TransitionLaunching:
 		f.mu.Lock()
 		delete(f.pool, h.instanceID)
