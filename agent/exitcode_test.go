@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // TestExitCodeFromTypesOnly: the exit code follows the error's type, whatever its words. The
@@ -23,6 +24,10 @@ func TestExitCodeFromTypesOnly(t *testing.T) {
 		{errors.New("unknown flag said by someone; requires at least a bug"), ExitInternal},
 		{fmt.Errorf("registered managers do not answer: %w", bootstrap.ErrWaitElapsed), ExitWaitElapsed},
 		{usageError{errors.New("accepts 0 arg(s), received 1")}, ExitUsage},
+		// Another cluster's managers' record: a configuration error (it also carries
+		// ErrDiscoveryConfig, whose code is 5), whatever the words.
+		{fmt.Errorf("boot: %w: %w: zone not found, access denied", discovery.ErrDiscoveryConfig, discovery.ErrOtherCluster), ExitUsage},
+		{fmt.Errorf("boot: %w: another cluster owns the name", discovery.ErrDiscoveryConfig), ExitDiscovery},
 	}
 	for _, tt := range tests {
 		if got := ExitCode(tt.err); got != tt.want {

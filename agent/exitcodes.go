@@ -4,7 +4,7 @@ package agent
 const (
 	ExitOK          = 0 // success
 	ExitInternal    = 1 // unexpected error (a bug, or a failure not listed below)
-	ExitUsage       = 2 // bad flag, environment variable, config file or discovery string; systemd does not restart on it
+	ExitUsage       = 2 // bad flag, environment variable, config file or discovery string (one naming another cluster's managers' record included); systemd does not restart on it
 	ExitDocker      = 3 // Docker engine missing, not answering or too old
 	ExitIMDS        = 4 // instance metadata (IMDSv2) unavailable or invalid
 	ExitDiscovery   = 5 // discovery, AWS or Consul refused or failed (zone not found, access denied, ...)

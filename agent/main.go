@@ -138,7 +138,9 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, ErrUsage):
+	case errors.Is(err, ErrUsage), errors.Is(err, discovery.ErrOtherCluster):
+		// Another cluster's managers' record: only a change of --discovery (or --cluster)
+		// fixes it, so systemd must not restart the agent into it again.
 		return ExitUsage
 	case errors.Is(err, bootstrap.ErrWaitElapsed):
 		return ExitWaitElapsed

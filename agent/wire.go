@@ -236,6 +236,7 @@ func (w *wiring) discovery(ctx context.Context, cfg Config, log zerolog.Logger) 
 			return &ConfigError{[]string{fmt.Sprintf("--discovery (SWARM_AGENT_DISCOVERY): %v", err)}}
 		}
 		rc.Port = cfg.SwarmPort
+		rc.Cluster = cfg.Cluster // the managers' record must be this cluster's (its owner record)
 		ac, err := w.awsConfig(ctx, cfg)
 		if err != nil {
 			return err

@@ -114,6 +114,11 @@ var (
 	ErrNoToken         = errors.New("no join token published yet")
 	ErrNoUnlockKey     = errors.New("no unlock key published")
 	ErrDiscoveryConfig = errors.New("discovery configuration")
+	// ErrOtherCluster marks a registry that belongs to another cluster (a Route 53 managers'
+	// record whose owner record names another --cluster): two clusters were given one name.
+	// Errors carrying it also carry ErrDiscoveryConfig (boot stops at once); the agent exits
+	// with its usage code, since only a change of configuration fixes it.
+	ErrOtherCluster = errors.New("managers' record of another cluster")
 	// ErrAccessDenied marks a discovery or token-store request refused for lack of permission
 	// (IAM, Consul ACL): retrying cannot fix it, so boot stops at once.
 	ErrAccessDenied = errors.New("access denied")

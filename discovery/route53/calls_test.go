@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,10 +153,12 @@ func bootManagers(t *testing.T, e *env, w *world, store *memTokens, n int, extra
 	return res, calls
 }
 
-// countingAPI counts one manager's Route 53 calls.
+// countingAPI counts one manager's Route 53 calls, and its applied batches that created an
+// owner record (a TXT set at a managers' name), by CREATE or UPSERT.
 type countingAPI struct {
 	route53.API
-	n atomic.Int64
+	n            atomic.Int64
+	ownerCreates atomic.Int64
 }
 
 func (c *countingAPI) ListResourceRecordSets(ctx context.Context, in *awsroute53.ListResourceRecordSetsInput, o ...func(*awsroute53.Options)) (*awsroute53.ListResourceRecordSetsOutput, error) {
@@ -165,7 +168,16 @@ func (c *countingAPI) ListResourceRecordSets(ctx context.Context, in *awsroute53
 
 func (c *countingAPI) ChangeResourceRecordSets(ctx context.Context, in *awsroute53.ChangeResourceRecordSetsInput, o ...func(*awsroute53.Options)) (*awsroute53.ChangeResourceRecordSetsOutput, error) {
 	c.n.Add(1)
-	return c.API.ChangeResourceRecordSets(ctx, in, o...)
+	out, err := c.API.ChangeResourceRecordSets(ctx, in, o...)
+	if err == nil {
+		for _, ch := range in.ChangeBatch.Changes {
+			rs := ch.ResourceRecordSet
+			if ch.Action != types.ChangeActionDelete && rs.Type == types.RRTypeTxt && !strings.HasPrefix(aws.ToString(rs.Name), "_swarm-agent-lock.") {
+				c.ownerCreates.Add(1)
+			}
+		}
+	}
+	return out, err
 }
 
 // route53Calls counts the front's Route 53 requests by operation.

@@ -43,6 +43,9 @@ type Config struct {
 	Port int
 	// Role is the role of the node using the provider.
 	Role swarm.Role
+	// Cluster is the node's cluster (--cluster), which the managers' record must belong to
+	// (its owner record, a TXT at Name); "" stands for DefaultCluster.
+	Cluster string
 }
 
 // Help describes the keys of provider=route53.

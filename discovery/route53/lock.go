@@ -153,7 +153,13 @@ func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive disco
 	if err != nil {
 		return nil, err
 	}
-	l, err := p.tryLock(ctx, me, alive, r.lock)
+	// Another cluster's lock is not this node's to take: refused before any write. A name
+	// that nobody owns yet is claimed in the batch that takes the lock.
+	claim, err := p.claim(r)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.tryLock(ctx, me, alive, r.lock, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -173,10 +179,10 @@ func (p *Provider) TryLock(ctx context.Context, me discovery.Holder, alive disco
 	return l, nil
 }
 
-func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc, cur *types.ResourceRecordSet) (*lock, error) {
+func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive discovery.AliveFunc, cur *types.ResourceRecordSet, claim *types.Change) (*lock, error) {
 	if cur == nil {
 		mine := p.nextValue(me, 0)
-		err := p.change(ctx, "take bootstrap lock", types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
+		err := p.change(ctx, "take bootstrap lock", withClaim(claim, []types.Change{{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)}})...)
 		if err == nil {
 			p.log.Debug().Str("owner", me.InstanceID).Msg("bootstrap lock created")
 			return &lock{p: p, v: mine, me: me}, nil
@@ -184,8 +190,9 @@ func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive disco
 		if !isBatchConflict(err) {
 			return nil, err
 		}
-		// Another node created it since the read: its value is not known here, so its
-		// lease is timed from the next read; that read comes after a third of the TTL.
+		// Another node created it since the read (or claimed the name, which is no less a
+		// reason to look again later): its value is not known here, so its lease is timed
+		// from the next read; that read comes after a third of the TTL.
 		p.sinceSeen(unknownLock)
 		p.sawHeld("another node (it created the lock first)", p.cfg.LockTTL/3)
 		return nil, fmt.Errorf("another node took the bootstrap lock first: %w", discovery.ErrLockHeld)
@@ -194,9 +201,9 @@ func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive disco
 	switch {
 	case perr == nil && held.owner == me.InstanceID:
 		// Ours from an earlier run of this node (it restarted), or released by it: take it.
-		return p.swap(ctx, *cur, p.nextValue(me, held.n+1))
+		return p.swap(ctx, *cur, p.nextValue(me, held.n+1), claim)
 	case perr == nil && held.released:
-		return p.swap(ctx, *cur, p.nextValue(me, held.n+1))
+		return p.swap(ctx, *cur, p.nextValue(me, held.n+1), claim)
 	}
 	standing := p.sinceSeen(value(*cur))
 	who := "an unreadable lock record"
@@ -220,18 +227,19 @@ func (p *Provider) tryLock(ctx context.Context, me discovery.Holder, alive disco
 		}
 		p.log.Info().Str("owner", held.owner).Dur("unrenewed_for", standing).Msg("bootstrap lock expired and its holder is gone: taking it over")
 	}
-	return p.swap(ctx, *cur, p.nextValue(me, 0))
+	return p.swap(ctx, *cur, p.nextValue(me, 0), claim)
 }
 
 func (p *Provider) nextValue(me discovery.Holder, n int64) lockValue {
 	return lockValue{owner: me.InstanceID, addr: me.Addr, n: n, expires: p.now().Add(p.cfg.LockTTL).Truncate(time.Second)}
 }
 
-// swap replaces exactly cur with mine in one batch; losing the race means the lock is held.
-func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue) (*lock, error) {
-	err := p.change(ctx, "take over bootstrap lock",
-		types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: &cur},
-		types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)})
+// swap replaces exactly cur with mine in one batch (with the claim of the name, if any);
+// losing the race means the lock is held.
+func (p *Provider) swap(ctx context.Context, cur types.ResourceRecordSet, mine lockValue, claim *types.Change) (*lock, error) {
+	err := p.change(ctx, "take over bootstrap lock", withClaim(claim, []types.Change{
+		{Action: types.ChangeActionDelete, ResourceRecordSet: &cur},
+		{Action: types.ChangeActionCreate, ResourceRecordSet: p.lockSet(mine)}})...)
 	if err == nil {
 		return &lock{p: p, v: mine, me: discovery.Holder{InstanceID: mine.owner, Addr: mine.addr}}, nil
 	}
@@ -321,14 +329,19 @@ func (l *lock) releaseChanges() []types.Change {
 // discovery.ErrLockLost and changes nothing.
 func (l *lock) ReleaseRegistered(ctx context.Context, m swarm.Member) error {
 	var sets []types.ResourceRecordSet
+	var claim *types.Change
 	if r := l.p.recent(l.p.cfg.LockTTL); r != nil {
 		sets = r.managers
+		var err error
+		if claim, err = l.p.claim(r); err != nil {
+			return err
+		}
 	}
 	reg, err := l.p.registration(m, sets)
 	if err != nil {
 		return err
 	}
-	err = l.p.change(ctx, "register manager "+m.InstanceID+" and release bootstrap lock", append(reg, l.releaseChanges()...)...)
+	err = l.p.change(ctx, "register manager "+m.InstanceID+" and release bootstrap lock", withClaim(claim, append(reg, l.releaseChanges()...))...)
 	if err == nil {
 		if len(reg) > 0 {
 			l.p.logRegistered(m, reg)

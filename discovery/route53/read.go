@@ -14,12 +14,14 @@ import (
 	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
-// zoneRead is one read of the zone: the managers' A record sets and the lock's TXT set, which
-// sorts right after them (Route 53 lists names with their labels reversed, so the lock
-// "_swarm-agent-lock.NAME" comes within NAME's subtree, after NAME itself). One
-// ListResourceRecordSets call returns both in a normal zone.
+// zoneRead is one read of the zone: the managers' A record sets, the owner record (a TXT at
+// NAME, listed after NAME's A sets) and the lock's TXT set, which sorts right after them
+// (Route 53 lists names with their labels reversed, so the lock "_swarm-agent-lock.NAME" comes
+// within NAME's subtree, after NAME itself). One ListResourceRecordSets call returns all three
+// in a normal zone.
 type zoneRead struct {
 	managers []types.ResourceRecordSet
+	owner    *types.ResourceRecordSet // the TXT set at NAME (owner.go); nil when there is none
 	lock     *types.ResourceRecordSet // nil when there is none
 	at       time.Time                // this node's clock
 }
@@ -41,6 +43,9 @@ func (p *Provider) readZone(ctx context.Context) (*zoneRead, error) {
 			switch {
 			case sameName(name, p.cfg.Name) && s.Type == types.RRTypeA:
 				r.managers = append(r.managers, s)
+			case sameName(name, p.cfg.Name) && s.Type == types.RRTypeTxt:
+				cp := s
+				r.owner = &cp
 			case sameName(name, p.LockName()) && s.Type == types.RRTypeTxt:
 				cp := s
 				r.lock = &cp

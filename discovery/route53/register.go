@@ -33,6 +33,11 @@ func (p *Provider) change(ctx context.Context, what string, changes ...types.Cha
 	if err != nil {
 		return fmt.Errorf("route53: %s in zone %s: %w", what, p.cfg.ZoneID, p.apiErr(err))
 	}
+	if slices.ContainsFunc(changes, p.isOwnerCreate) {
+		p.sawOwner(p.now())
+		p.log.Info().Str("record_name", p.cfg.Name).Str("zone_id", p.cfg.ZoneID).Str("cluster", p.cluster()).
+			Msg("managers' record claimed for this cluster (owner record created)")
+	}
 	return nil
 }
 
@@ -94,6 +99,10 @@ func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 				return err
 			}
 		}
+		claim, err := p.claim(r)
+		if err != nil {
+			return err
+		}
 		sets := r.managers
 		if !fresh {
 			sets = p.withDNSAnswer(r)
@@ -103,13 +112,21 @@ func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 			return err
 		}
 		if len(changes) == 0 {
-			if fresh {
+			if !fresh {
+				r = nil // "already right" only on a fresh read: ask again
+				continue
+			}
+			if claim == nil {
 				return nil
 			}
-			r = nil // "already right" only on a fresh read: ask again
-			continue
+			// Registered already (by an older version of the agent): only the claim is due.
+			err = p.change(ctx, "claim managers' record for cluster "+p.cluster(), *claim)
+			if err == nil || !isBatchConflict(err) {
+				return err
+			}
+			continue // another manager claimed it first: read whose it is
 		}
-		err = p.change(ctx, "register manager "+m.InstanceID, changes...)
+		err = p.change(ctx, "register manager "+m.InstanceID, withClaim(claim, changes)...)
 		if err == nil {
 			p.logRegistered(m, changes)
 			return nil
@@ -117,7 +134,7 @@ func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 		if !isBatchConflict(err) {
 			return err
 		}
-		if secondaryTaken(changes, err) {
+		if claim == nil && secondaryTaken(changes, err) {
 			// Another manager took SECONDARY first: failover answers two, so this one
 			// stays unregistered, as when it finds both taken.
 			p.log.Info().Str("manager_addr", m.Addr).Msg("failover record already has PRIMARY and SECONDARY: not registering this manager")
@@ -236,10 +253,14 @@ func (p *Provider) registerFailover(m swarm.Member, sets []types.ResourceRecordS
 // PRIMARY to the SECONDARY in the same atomic batch.
 func (p *Provider) Deregister(ctx context.Context, m swarm.Member) error {
 	for attempt := 0; attempt < 5; attempt++ {
-		sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+		r, err := p.readZone(ctx)
 		if err != nil {
 			return err
 		}
+		if err := p.checkRead(r); err != nil {
+			return err // another cluster's record: nothing of it is this manager's to delete
+		}
+		sets := r.managers
 		var changes []types.Change
 		primary, secondary, _ := failoverPair(sets)
 		for _, s := range sets {
@@ -276,21 +297,28 @@ func (p *Provider) Deregister(ctx context.Context, m swarm.Member) error {
 // the leader and SECONDARY on another live manager (the current SECONDARY when it is still
 // live). It writes nothing when the record is already right, and one atomic batch otherwise.
 func (p *Provider) Reconcile(ctx context.Context, leader swarm.Member, live []swarm.Member) error {
-	sets, err := p.sets(ctx, p.cfg.Name, types.RRTypeA)
+	r, err := p.readZone(ctx)
 	if err != nil {
 		return err
 	}
+	claim, err := p.claim(r)
+	if err != nil {
+		return err // another cluster's record: this leader's swarm is not what it lists
+	}
 	var changes []types.Change
 	if p.cfg.Mode == ModeFailover {
-		changes = p.failoverChanges(sets, leader, live)
+		changes = p.failoverChanges(r.managers, leader, live)
 	} else {
-		changes = p.multivalueChanges(sets, live)
+		changes = p.multivalueChanges(r.managers, live)
+	}
+	if len(changes) == 0 && claim == nil {
+		return nil
+	}
+	if err := p.change(ctx, "reconcile managers' record", withClaim(claim, changes)...); err != nil {
+		return err
 	}
 	if len(changes) == 0 {
 		return nil
-	}
-	if err := p.change(ctx, "reconcile managers' record", changes...); err != nil {
-		return err
 	}
 	p.log.Info().Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).Int("changes", len(changes)).Msg("managers' record reconciled")
 	return nil

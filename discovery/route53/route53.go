@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
-	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
@@ -63,6 +62,15 @@ type Provider struct {
 	// dnsAnswered is when DNS last answered the managers' name with addresses (failover:
 	// a PRIMARY exists then, whatever an older read says).
 	dnsAnswered time.Time
+	// The owner record (owner.go): ownerOK once it was seen or made naming this cluster;
+	// ownerSeen the latest moment it was known to (a read's start, a DNS answer, this node's
+	// CREATE applied); ownerNext is the earliest next check of it before DNS answers are
+	// used; ownerWarned and claimSaid keep two log lines to one each.
+	ownerOK     bool
+	ownerSeen   time.Time
+	ownerNext   time.Time
+	ownerWarned bool
+	claimSaid   bool
 }
 
 var (
@@ -102,6 +110,9 @@ func (p *Provider) LockName() string { return "_swarm-agent-lock." + p.cfg.Name 
 func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 	addrs, dnsErr := p.lookup(ctx)
 	if len(addrs) > 0 {
+		if err := p.checkOwner(ctx); err != nil {
+			return nil, err
+		}
 		p.mu.Lock()
 		p.negativeSince, p.dnsAnswered = time.Time{}, p.now()
 		p.mu.Unlock()
@@ -169,6 +180,9 @@ func (p *Provider) ConfirmManagers(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkRead(r); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, s := range r.managers {
 		for _, r := range s.ResourceRecords {
@@ -202,6 +216,9 @@ func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
 			return nil, err
 		}
 	}
+	if err := p.checkRead(r); err != nil {
+		return nil, err
+	}
 	var out []swarm.Member
 	for _, s := range r.managers {
 		id := aws.ToString(s.SetIdentifier)
@@ -213,31 +230,6 @@ func (p *Provider) Registered(ctx context.Context) ([]swarm.Member, error) {
 		}
 	}
 	return out, nil
-}
-
-// sets lists the record sets of exactly (name, type), following pages.
-func (p *Provider) sets(ctx context.Context, name string, typ types.RRType) ([]types.ResourceRecordSet, error) {
-	in := &awsroute53.ListResourceRecordSetsInput{HostedZoneId: aws.String(p.cfg.ZoneID),
-		StartRecordName: aws.String(name), StartRecordType: typ}
-	var out []types.ResourceRecordSet
-	for {
-		res, err := p.api.ListResourceRecordSets(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("route53: list record sets %s %s in zone %s: %w", name, typ, p.cfg.ZoneID, p.apiErr(err))
-		}
-		past := false
-		for _, s := range res.ResourceRecordSets {
-			if !sameName(aws.ToString(s.Name), name) || s.Type != typ {
-				past = true
-				break
-			}
-			out = append(out, s)
-		}
-		if past || !res.IsTruncated {
-			return out, nil
-		}
-		in.StartRecordName, in.StartRecordType, in.StartRecordIdentifier = res.NextRecordName, res.NextRecordType, res.NextRecordIdentifier
-	}
 }
 
 func sameName(a, b string) bool {
