@@ -344,7 +344,10 @@ func (b *booter) round(ctx context.Context, res *Result) (bool, error) {
 	case ActWait:
 		switch {
 		case obs.Managers && tokenCluster != "":
-			b.waiting = fmt.Sprintf("the %s join token of swarm %v to be published (the store holds swarm %s's)", b.cfg.Role, seen.clusterIDs, tokenCluster)
+			// A rebuilt cluster's store catches up by itself; one that never does most likely
+			// means discovery finds another cluster's managers (one record name given to two
+			// clusters, made by an older version that recorded no owner).
+			b.waiting = fmt.Sprintf("the %s join token of swarm %v to be published (the store holds swarm %s's; if it stays so, discovery may be finding another cluster's managers: give each cluster its own managers' name in --discovery)", b.cfg.Role, seen.clusterIDs, tokenCluster)
 		case obs.Managers:
 			b.waiting = fmt.Sprintf("the %s join token to be published", b.cfg.Role)
 		case obs.Registered:

@@ -997,8 +997,9 @@ func TestBootWaitsForTheTokenOfTheSwarmItSees(t *testing.T) {
 		w.mu.Unlock()
 		wk := w.engine("10.0.1.1")
 		_, err := w.boot(t.Context(), wk, swarm.RoleWorker, 20*time.Second)
-		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "store holds swarm old's") {
-			t.Fatalf("err = %v, want a wait naming the stale token's swarm", err)
+		if !errors.Is(err, ErrWaitElapsed) || !strings.Contains(err.Error(), "store holds swarm old's") ||
+			!strings.Contains(err.Error(), "another cluster's managers") {
+			t.Fatalf("err = %v, want a wait naming the stale token's swarm and the likely cause if it stays", err)
 		}
 		if wk.joins != 0 {
 			t.Fatalf("%d joins with another swarm's token", wk.joins)

@@ -60,6 +60,8 @@ func Help() string {
   lock_ttl=60s          how long the bootstrap lock (TXT _swarm-agent-lock.NAME) outlives a dead holder
   api_after=30s         after this long with negative DNS answers, also read the records through the API
   api_every=20s         mean interval (jittered) of those API reads
+NAME belongs to one cluster (--cluster): its first manager writes TXT NAME "swarm-agent
+cluster=<cluster>", and nodes of another cluster refuse NAME (exit 2): one name per cluster.
 IAM: managers need route53:ListResourceRecordSets and
 route53:ChangeResourceRecordSets on the zone; workers need nothing while managers answer in DNS,
 and route53:ListResourceRecordSets to read past a cached negative answer.`

@@ -238,3 +238,59 @@ func TestSetIdentifierRules(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutingPolicyPerNameAndType: Route 53 judges routing policy per name and type ("You
+// can't create non-failover resource record sets that have the same values for the Name and
+// Type elements as failover resource record sets", API reference, ResourceRecordSet): a simple
+// TXT set beside failover or multivalue A sets of one name is accepted (the managers' owner
+// record), a simple A set beside them is not, and a second CREATE of the TXT set is refused
+// (the first writer wins).
+func TestRoutingPolicyPerNameAndType(t *testing.T) {
+	t.Parallel()
+	e := fronttest.Start(t, map[string]awsfront.Limit{"route53": {}})
+	zone := e.Zone(t, "rp.internal")
+	ctx := t.Context()
+	routed := func(name, value, id string, failover r53types.ResourceRecordSetFailover) r53types.Change {
+		s := aSet(name, value)
+		s.SetIdentifier = aws.String(id)
+		if failover != "" {
+			s.Failover = failover
+		} else {
+			s.MultiValueAnswer = aws.Bool(true)
+		}
+		return r53types.Change{Action: r53types.ChangeActionCreate, ResourceRecordSet: &s}
+	}
+	txt := func(name, value string) r53types.Change {
+		return r53types.Change{Action: r53types.ChangeActionCreate, ResourceRecordSet: &r53types.ResourceRecordSet{Name: aws.String(name),
+			Type: r53types.RRTypeTxt, TTL: aws.Int64(60), ResourceRecords: []r53types.ResourceRecord{{Value: aws.String(value)}}}}
+	}
+	simpleA := func(name string) r53types.Change {
+		s := aSet(name, "10.0.0.9")
+		return r53types.Change{Action: r53types.ChangeActionCreate, ResourceRecordSet: &s}
+	}
+	steps := []struct {
+		name    string
+		changes []r53types.Change
+		refused bool
+	}{
+		{"failover A sets", []r53types.Change{routed("f.rp.internal", "10.0.0.1", "primary", r53types.ResourceRecordSetFailoverPrimary),
+			routed("f.rp.internal", "10.0.0.2", "secondary", r53types.ResourceRecordSetFailoverSecondary)}, false},
+		{"a simple TXT beside them", []r53types.Change{txt("f.rp.internal", `"swarm-agent cluster=a"`)}, false},
+		{"a second CREATE of that TXT", []r53types.Change{txt("f.rp.internal", `"swarm-agent cluster=b"`)}, true},
+		{"a simple A beside the failover A sets", []r53types.Change{simpleA("f.rp.internal")}, true},
+		{"a simple TXT created with multivalue A sets", []r53types.Change{txt("m.rp.internal", `"swarm-agent cluster=a"`),
+			routed("m.rp.internal", "10.0.0.3", "i-1", ""), routed("m.rp.internal", "10.0.0.4", "i-2", "")}, false},
+		{"a simple A beside the multivalue A sets", []r53types.Change{simpleA("m.rp.internal")}, true},
+	}
+	for _, s := range steps {
+		_, err := e.R53.ChangeResourceRecordSets(ctx, &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zone),
+			ChangeBatch: &r53types.ChangeBatch{Changes: s.changes}})
+		var icb *r53types.InvalidChangeBatch
+		switch {
+		case !s.refused && err != nil:
+			t.Errorf("%s: %v, want it accepted", s.name, err)
+		case s.refused && !errors.As(err, &icb):
+			t.Errorf("%s: %v, want *types.InvalidChangeBatch", s.name, err)
+		}
+	}
+}

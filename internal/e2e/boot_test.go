@@ -195,6 +195,7 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg.Cluster = localcluster.ClusterName // a holder of this cluster (the record is the cluster's)
 		api := route53sdk.NewFromConfig(c.AWS,
 			func(o *route53sdk.Options) { o.BaseEndpoint = aws.String(c.Front.APIURL()) })
 		deadHolder := discovery.Holder{InstanceID: "i-0000000000000dead", Addr: "10.99.254.254"}

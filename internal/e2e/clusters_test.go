@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 
 	"github.com/swarm-agent/swarm-agent/internal/localcluster"
 	"github.com/swarm-agent/swarm-agent/internal/testbed"
@@ -103,5 +104,65 @@ func TestIntegrationTwoClustersOneQueue(t *testing.T) {
 		if !ok || r.Availability != "drain" {
 			t.Errorf("%s in %s's swarm: %+v (found %v), want drained", w.Name, mgr.Name, r, ok)
 		}
+	}
+}
+
+// TestIntegrationSecondClusterOnOneName: cluster b given cluster local's Route 53 name (a
+// copy-paste in Terraform) on real engines: its manager, which finds local's manager in DNS
+// and could take local's released lock, and its worker both exit 2 with one line naming both
+// clusters and the fix, without a write to the zone; the zone is unchanged after.
+func TestIntegrationSecondClusterOnOneName(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, 1)
+	ctx := t.Context()
+	mgrA, mgrB, wB := c.Bed.Nodes[0], c.Bed.Nodes[1], c.Bed.Nodes[2]
+	if r := c.Boot(ctx, mgrA, "manager"); r.Code != 0 {
+		t.Fatalf("boot of %s: exit %d\n%s", mgrA.Name, r.Code, r.Stderr)
+	}
+	zone := func() []string {
+		out, err := c.R53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(c.ZoneID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sets []string
+		for _, s := range out.ResourceRecordSets {
+			var vals []string
+			for _, r := range s.ResourceRecords {
+				vals = append(vals, aws.ToString(r.Value))
+			}
+			sets = append(sets, fmt.Sprintf("%s %s id=%s failover=%s ttl=%d %q", aws.ToString(s.Name), s.Type, aws.ToString(s.SetIdentifier),
+				s.Failover, aws.ToInt64(s.TTL), vals))
+		}
+		return sets
+	}
+	before := fmt.Sprint(zone())
+	c.Front.ResetRequests()
+	for _, b := range []struct {
+		n    *testbed.Node
+		role string
+	}{{mgrB, "manager"}, {wB, "worker"}} {
+		start := time.Now()
+		r := c.Boot(ctx, b.n, b.role, "--cluster=b")
+		line := ""
+		for l := range strings.SplitSeq(r.Stderr, "\n") {
+			if strings.HasPrefix(l, "swarm-agent: ") {
+				line = l
+			}
+		}
+		if r.Code != 2 {
+			t.Errorf("%s of cluster b on local's name: exit %d, want 2\n%s", b.role, r.Code, r.Stderr)
+		}
+		for _, w := range []string{`cluster "local"`, `cluster "b"`, "name=" + localcluster.ManagersName, "give each cluster its own name= in --discovery"} {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s of cluster b: final line %q does not say %q", b.role, line, w)
+			}
+		}
+		t.Logf("%s of cluster b refused in %s: %s", b.role, time.Since(start).Round(time.Millisecond), line)
+	}
+	if n := c.Front.Count("route53", "ChangeResourceRecordSets"); n != 0 {
+		t.Errorf("cluster b's nodes sent %d ChangeResourceRecordSets, want 0", n)
+	}
+	if after := fmt.Sprint(zone()); after != before {
+		t.Errorf("the zone changed:\nbefore %s\nafter  %s", before, after)
 	}
 }

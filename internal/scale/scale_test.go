@@ -147,7 +147,7 @@ func scaleWorkers(b *testing.B, n int, storeName string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rc.Port = swarmPort
+		rc.Port, rc.Cluster = swarmPort, "scale"
 		return route53.New(rc, r53, zerolog.Nop())
 	}
 	if err := provider("manager").Register(ctx, swarm.Member{InstanceID: "i-0000000000000000a", Addr: "127.0.0.1", Port: swarmPort}); err != nil {
