@@ -31,9 +31,10 @@ func TestBatchConflictBothForms(t *testing.T) {
 	}
 	// <InvalidChangeBatch><Messages> form: CREATE of an existing set.
 	exists := change(types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: set})
-	// ErrorResponse form: a set that breaks the routing rules (failover without an identifier).
-	bad := &types.ResourceRecordSet{Name: aws.String("f.swarm.internal."), Type: types.RRTypeA, TTL: aws.Int64(10),
-		Failover: types.ResourceRecordSetFailoverPrimary, ResourceRecords: []types.ResourceRecord{{Value: aws.String("10.0.0.2")}}}
+	// ErrorResponse form: a set the zone refuses (a CNAME beside the A set; a failover set
+	// without an identifier, used here before, is InvalidInput, not InvalidChangeBatch).
+	bad := &types.ResourceRecordSet{Name: aws.String("m.swarm.internal."), Type: types.RRTypeCname, TTL: aws.Int64(10),
+		ResourceRecords: []types.ResourceRecord{{Value: aws.String("t.example.com")}}}
 	invalid := change(types.Change{Action: types.ChangeActionCreate, ResourceRecordSet: bad})
 	for name, err := range map[string]error{"messages form": exists, "error-response form": invalid} {
 		var icb *types.InvalidChangeBatch
