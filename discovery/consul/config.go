@@ -61,6 +61,10 @@ type Config struct {
 	Prefix string
 	// Port is the swarm port registered for managers that give none.
 	Port int
+	// Cluster is this node's --cluster: managers register with it (service meta "cluster"),
+	// and instances registered by another cluster under the same service name are not this
+	// cluster's managers. "" (no cluster known) registers none and filters nothing.
+	Cluster string
 }
 
 // Secret is a string that never prints: %v, %s, %#v and JSON all show it redacted.
@@ -139,7 +143,7 @@ func FromSpec(s discovery.Spec, cluster string, getenv func(string) string) (Con
 		return def, key
 	}
 
-	c := Config{Port: DefaultPort}
+	c := Config{Port: DefaultPort, Cluster: cluster}
 
 	c.Service = s.Get("service", DefaultService)
 	if !serviceRE.MatchString(c.Service) {

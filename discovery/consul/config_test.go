@@ -33,7 +33,7 @@ func TestFromSpec(t *testing.T) {
 	missing := filepath.Join(dir, "missing")
 
 	defaults := Config{Service: "swarm-manager", Scheme: "http", Address: "127.0.0.1:8500",
-		LockTTL: 15 * time.Second, Prefix: "swarm-agent/prod", Port: 2377}
+		LockTTL: 15 * time.Second, Prefix: "swarm-agent/prod", Port: 2377, Cluster: "prod"}
 	with := func(f func(*Config)) Config {
 		c := defaults
 		f(&c)
@@ -54,7 +54,7 @@ func TestFromSpec(t *testing.T) {
 			" tls_server_name=server.eu-1.consul lock_ttl=30s prefix=infra/swarm",
 			want: Config{Service: "mgr", Scheme: "https", Address: "consul.internal:8501", Datacenter: "eu-1",
 				Token: secret, TokenSource: "token_file=" + tokenFile, CAFile: ca, CertFile: cert, KeyFile: key,
-				TLSServerName: "server.eu-1.consul", LockTTL: 30 * time.Second, Prefix: "infra/swarm", Port: 2377}},
+				TLSServerName: "server.eu-1.consul", LockTTL: 30 * time.Second, Prefix: "infra/swarm", Port: 2377, Cluster: "prod"}},
 		{name: "http scheme", in: "provider=consul address=http://10.0.0.5:8500",
 			want: with(func(c *Config) { c.Address = "10.0.0.5:8500" })},
 		{name: "ipv6 address", in: "provider=consul address=[::1]:8500",
@@ -64,7 +64,7 @@ func TestFromSpec(t *testing.T) {
 		{name: "environment TLS ignored over http", in: "provider=consul", env: map[string]string{"CONSUL_CACERT": missing},
 			want: defaults},
 		{name: "other cluster", in: "provider=consul", cluster: "blue.green",
-			want: with(func(c *Config) { c.Prefix = "swarm-agent/blue.green" })},
+			want: with(func(c *Config) { c.Prefix, c.Cluster = "swarm-agent/blue.green", "blue.green" })},
 
 		{name: "token from file", in: "provider=consul token_file=" + tokenFile,
 			env:  map[string]string{"CONSUL_HTTP_TOKEN": "other"},

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -42,6 +43,8 @@ type Provider struct {
 	cfg Config
 	c   *api.Client
 	log zerolog.Logger
+	// foreignOnce: other clusters' managers under the service name are reported once.
+	foreignOnce sync.Once
 }
 
 var (
@@ -150,8 +153,13 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]swarm.Member, 
 		p.log.Warn().Msg("consul left some manager instances out: the ACL token lacks node read on some nodes")
 	}
 	out := make([]swarm.Member, 0, len(entries))
+	foreign := map[string]int{}
 	for _, e := range entries {
 		if e.Service == nil {
+			continue
+		}
+		if c := e.Service.Meta[metaCluster]; c != "" && p.cfg.Cluster != "" && c != p.cfg.Cluster {
+			foreign[c]++ // another cluster's manager under the same service name
 			continue
 		}
 		host := e.Service.Address
@@ -167,8 +175,18 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]swarm.Member, 
 		}
 		out = append(out, swarm.Member{InstanceID: e.Service.Meta["instance_id"], Addr: host, Port: port})
 	}
+	if len(foreign) > 0 {
+		p.foreignOnce.Do(func() {
+			p.log.Warn().Str("cluster", p.cfg.Cluster).Any("other_clusters", foreign).
+				Msg("consul: service "+p.cfg.Service+" also lists managers of other clusters: they are left out (give each cluster its own service= to keep the catalogue apart)")
+		})
+	}
 	return out, nil
 }
+
+// metaCluster is the service meta key that names a registered manager's --cluster.
+// Instances without it were registered by an older version and count as this cluster's.
+const metaCluster = "cluster"
 
 // anonymous tells whether requests without a token run as Consul's anonymous token, that is
 // whether the agent has no default token of its own.
@@ -196,12 +214,16 @@ func (p *Provider) Register(ctx context.Context, m swarm.Member) error {
 	defer cancel()
 	id := p.ServiceID(m.InstanceID)
 	target := net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
+	meta := map[string]string{"instance_id": m.InstanceID}
+	if p.cfg.Cluster != "" {
+		meta[metaCluster] = p.cfg.Cluster
+	}
 	reg := &api.AgentServiceRegistration{
 		ID:      id,
 		Name:    p.cfg.Service,
 		Address: m.Addr,
 		Port:    m.Port,
-		Meta:    map[string]string{"instance_id": m.InstanceID},
+		Meta:    meta,
 		Check: &api.AgentServiceCheck{
 			CheckID:                        id + ":swarm-port",
 			Name:                           "swarm port " + target,

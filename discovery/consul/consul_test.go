@@ -373,3 +373,54 @@ func TestDiscoveryContract(t *testing.T) {
 		},
 	})
 }
+
+// TestTwoClustersOneService: two clusters given the same service name on one Consul agent each
+// find only their own managers (service meta "cluster"), including when only the other has
+// registered any (the node then sees no manager and takes its own cluster's lock, not the
+// other's swarm); a manager registered by an older version (no meta) counts for both.
+func TestTwoClustersOneService(t *testing.T) {
+	a := startConsul(t, "", "")
+	ctx := t.Context()
+	provider := func(cluster string) *Provider {
+		p, err := New(Config{Service: DefaultService, Scheme: "http", Address: a.Addr, LockTTL: 10 * time.Second,
+			Prefix: "swarm-agent/" + cluster, Port: DefaultPort, Cluster: cluster}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pa, pb := provider("a"), provider("b")
+	spa, spb, old := listenSwarmPort(t), listenSwarmPort(t), listenSwarmPort(t)
+
+	if err := pa.Register(ctx, swarm.Member{InstanceID: "i-a", Addr: "127.0.0.1", Port: spa.Port}); err != nil {
+		t.Fatal(err)
+	}
+	waitManagers(t, pa, []string{spa.Addr()}, 20*time.Second)
+	if got, err := pb.ConfirmManagers(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("cluster b's ConfirmManagers with only a's manager registered: %v, %v; want none", got, err)
+	}
+	if got, err := pb.Managers(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("cluster b's Managers with only a's manager registered: %v, %v; want none", got, err)
+	}
+	svc, _, err := a.client(t, "").Agent().Service(pa.ServiceID("i-a"), nil)
+	if err != nil || svc.Meta["cluster"] != "a" {
+		t.Fatalf("a's registration: %+v, %v; want meta cluster=a", svc, err)
+	}
+
+	if err := pb.Register(ctx, swarm.Member{InstanceID: "i-b", Addr: "127.0.0.1", Port: spb.Port}); err != nil {
+		t.Fatal(err)
+	}
+	// An older version's registration: no cluster meta.
+	if err := a.client(t, "").Agent().ServiceRegister(&api.AgentServiceRegistration{ID: DefaultService + "-i-old", Name: DefaultService,
+		Address: "127.0.0.1", Port: old.Port, Meta: map[string]string{"instance_id": "i-old"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantA, wantB := []string{spa.Addr(), old.Addr()}, []string{spb.Addr(), old.Addr()}
+	slices.Sort(wantA)
+	slices.Sort(wantB)
+	waitManagers(t, pa, wantA, 20*time.Second)
+	waitManagers(t, pb, wantB, 20*time.Second)
+	if got, err := pa.ConfirmManagers(ctx); err != nil || !slices.Equal(got, wantA) {
+		t.Errorf("cluster a's ConfirmManagers: %v, %v; want %v", got, err, wantA)
+	}
+}
