@@ -178,7 +178,7 @@ func (p *Provider) managers(ctx context.Context, confirm bool) ([]swarm.Member, 
 	if len(foreign) > 0 {
 		p.foreignOnce.Do(func() {
 			p.log.Warn().Str("cluster", p.cfg.Cluster).Any("other_clusters", foreign).
-				Msg("consul: service "+p.cfg.Service+" also lists managers of other clusters: they are left out (give each cluster its own service= to keep the catalogue apart)")
+				Msg("consul: service " + p.cfg.Service + " also lists managers of other clusters: they are left out (give each cluster its own service= to keep the catalogue apart)")
 		})
 	}
 	return out, nil
