@@ -72,19 +72,7 @@ func (e launchEnv) playLifetime(group string, desired int32, done func(map[strin
 			w.states = st
 			return w
 		}
-		for id, s := range st {
-			switch {
-			case s == awsfront.StatePendingWait:
-				if err := e.complete(group, "boot", id, "", "CONTINUE"); err != nil && !noActive(err, id) {
-					e.t.Fatalf("complete launch of %s: %v", id, err)
-				}
-			case s == awsfront.StateTerminatingWait && pending == 0:
-				w.heldTerminating++
-				if err := e.complete(group, "drain", id, "", "CONTINUE"); err != nil && !noActive(err, id) {
-					e.t.Fatalf("complete termination of %s: %v", id, err)
-				}
-			}
-		}
+		w.heldTerminating += e.completeAsAgents(group, st, pending)
 		if time.Now().After(deadline) {
 			e.t.Fatalf("replacements not over after a minute: %v", st)
 		}
