@@ -169,6 +169,21 @@ func (f *Front) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
+	mux.HandleFunc("POST /age", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Group   string  `json:"group"`
+			Seconds float64 `json:"seconds"`
+		}
+		if !readJSON(w, r, &body) {
+			return
+		}
+		ids, err := f.AgeInstances(r.Context(), body.Group, time.Duration(body.Seconds*float64(time.Second)))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errBody(err.Error()))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"group": body.Group, "instances": ids})
+	})
 	mux.HandleFunc("POST /notice-queue", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			QueueURL string `json:"queue_url"`

@@ -105,6 +105,7 @@ type Front struct {
 	statuses    map[string]StatusChecks       // by instance id: DescribeInstanceStatus's checks
 	refreshes   map[string][]*instanceRefresh // instance refreshes by group, oldest first
 	pool        map[string]*warmInstance      // warm pool instances by id (moto keeps none)
+	life        lifetimeState                 // maximum instance lifetimes (lifetime.go)
 	noticeQueue string
 	healthQueue string // the target of an EventBridge rule for AWS Health events (health.go)
 	seq         uint64
@@ -201,8 +202,9 @@ func Start(ctx context.Context, cfg Config) (*Front, error) {
 			return fail(fmt.Errorf("dns listener %s: %w", cfg.DNSAddr, err))
 		}
 	}
-	f.wg.Add(1)
+	f.wg.Add(2)
 	go f.expireLoop()
+	go f.lifetimeLoop()
 	f.log.Info().Str("addr", f.apiURL).Str("moto", cfg.MotoURL).Msg("aws front started")
 	return f, nil
 }
@@ -384,9 +386,9 @@ func (f *Front) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case "ec2.DescribeInstanceStatus":
 		f.describeInstanceStatus(c)
 	case "autoscaling.UpdateAutoScalingGroup":
-		f.forwardWithLaunches(c, req.Params["AutoScalingGroupName"])
+		f.withMaxLifetime(c, func() { f.forwardWithLaunches(c, req.Params["AutoScalingGroupName"]) })
 	case "autoscaling.CreateAutoScalingGroup":
-		f.createGroup(c)
+		f.withMaxLifetime(c, func() { f.createGroup(c) })
 	case "autoscaling.StartInstanceRefresh":
 		f.startInstanceRefresh(c)
 	case "autoscaling.DescribeInstanceRefreshes":

@@ -741,9 +741,7 @@ func (f *Front) describeWithOverlay(c *call) {
 		if len(desired) > 0 {
 			resp.body = overlayDesired(resp.body, desired)
 		}
-		if c.req.Operation == "DescribeAutoScalingInstances" {
-			resp.body = f.withPoolInstances(c.req.Params, resp.body)
-		}
+		resp.body = f.describeExtras(c.req, resp.body)
 	}
 	copyResp(c.w, resp)
 }

@@ -204,12 +204,11 @@ func (f *Front) launchOne(ctx context.Context, group string, launched func()) er
 		if err != nil || len(out.AutoScalingGroups) != 1 {
 			return fmt.Errorf("describe group %s: %v", group, err)
 		}
-		g := out.AutoScalingGroups[0]
-		want := aws.ToInt32(g.DesiredCapacity) + 1
-		in := &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(want)}
-		if want > aws.ToInt32(g.MaxSize) {
-			in.MaxSize = aws.Int32(want) // AWS may exceed the maximum size during a refresh
-		}
+		// Above the maximum size when the group is at it (min = max = desired, as the
+		// managers' group): AWS exceeds it while it replaces instances, and shows it unchanged;
+		// moto launches above it and keeps it too.
+		in := &autoscaling.UpdateAutoScalingGroupInput{AutoScalingGroupName: aws.String(group),
+			DesiredCapacity: aws.Int32(aws.ToInt32(out.AutoScalingGroups[0].DesiredCapacity) + 1)}
 		if _, err = f.asg.UpdateAutoScalingGroup(ctx, in); err != nil {
 			return err
 		}

@@ -107,7 +107,7 @@ func sleepService(t *testing.T, d *client.Client, name string, replicas uint64, 
 func createService(t *testing.T, d *client.Client, spec swarmapi.ServiceSpec) string {
 	t.Helper()
 	svc, err := d.ServiceCreate(t.Context(), client.ServiceCreateOptions{Spec: spec, QueryRegistry: false})
-	name, replicas := spec.Annotations.Name, *spec.Mode.Replicated.Replicas
+	name, replicas := spec.Name, *spec.Mode.Replicated.Replicas
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,9 +33,61 @@ import (
 // replicas minus the two tasks of the node being replaced. At the end the managers are the
 // new instances only, the old ones left and were terminated, each old action was completed
 // once with CONTINUE by its agent, and the swarm is the one it was.
-func TestIntegrationInstanceRefresh3(t *testing.T) { testInstanceRefresh(t, 3) }
+func TestIntegrationInstanceRefresh3(t *testing.T) { testReplaceManagers(t, 3, &byRefresh{}) }
 
-func TestIntegrationInstanceRefresh5(t *testing.T) { testInstanceRefresh(t, 5) }
+func TestIntegrationInstanceRefresh5(t *testing.T) { testReplaceManagers(t, 5, &byRefresh{}) }
+
+// managersReplacement is what replaces every instance of the managers' group in
+// testReplaceManagers: an instance refresh (byRefresh) or the instances reaching the group's
+// maximum instance lifetime (byLifetime).
+type managersReplacement interface {
+	name() string
+	// start begins replacing the instances old.
+	start(t *testing.T, c *localcluster.Cluster, old map[string]bool)
+	// progress is nil once the replacement is over, else what it is doing.
+	progress(ctx context.Context, c *localcluster.Cluster) error
+	// check fails the test if the replacement did not end as it should.
+	check(t *testing.T, c *localcluster.Cluster)
+}
+
+// byRefresh replaces the managers with an instance refresh.
+type byRefresh struct {
+	id    string
+	final asgtypes.InstanceRefresh
+}
+
+func (r *byRefresh) name() string { return "refresh" }
+
+func (r *byRefresh) start(t *testing.T, c *localcluster.Cluster, _ map[string]bool) {
+	out, err := c.ASG.StartInstanceRefresh(t.Context(), &autoscaling.StartInstanceRefreshInput{
+		AutoScalingGroupName: aws.String(localcluster.ManagersGroup),
+		Preferences: &asgtypes.RefreshPreferences{MinHealthyPercentage: aws.Int32(90), MaxHealthyPercentage: aws.Int32(100),
+			InstanceWarmup: aws.Int32(0)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.id = aws.ToString(out.InstanceRefreshId)
+}
+
+func (r *byRefresh) progress(ctx context.Context, c *localcluster.Cluster) error {
+	out, err := c.ASG.DescribeInstanceRefreshes(ctx, &autoscaling.DescribeInstanceRefreshesInput{
+		AutoScalingGroupName: aws.String(localcluster.ManagersGroup), InstanceRefreshIds: []string{r.id}})
+	if err != nil || len(out.InstanceRefreshes) != 1 {
+		return fmt.Errorf("describe: %v", err)
+	}
+	r.final = out.InstanceRefreshes[0]
+	if r.final.Status == asgtypes.InstanceRefreshStatusInProgress || r.final.Status == asgtypes.InstanceRefreshStatusPending {
+		return fmt.Errorf("%s, %d%% complete", r.final.Status, aws.ToInt32(r.final.PercentageComplete))
+	}
+	return nil
+}
+
+func (r *byRefresh) check(t *testing.T, _ *localcluster.Cluster) {
+	if r.final.Status != asgtypes.InstanceRefreshStatusSuccessful || aws.ToInt32(r.final.PercentageComplete) != 100 {
+		t.Fatalf("refresh ended %s (%q), %d%%", r.final.Status, aws.ToString(r.final.StatusReason), aws.ToInt32(r.final.PercentageComplete))
+	}
+}
 
 // instanceStart is how long an instance the refresh launched takes to start before it boots.
 const instanceStart = 20 * time.Second
@@ -49,7 +101,9 @@ type refreshSample struct {
 	clusters            []string // cluster ids seen by engines (docker info) and in certificates
 }
 
-func testInstanceRefresh(t *testing.T, n int) {
+// testReplaceManagers runs the managers' replacement how on n managers (see
+// TestIntegrationInstanceRefresh3) and checks that quorum, the one swarm and the service held.
+func testReplaceManagers(t *testing.T, n int, how managersReplacement) {
 	t.Parallel() // each test has a bed, moto and front of its own
 	c := newClusterOpts(t, localcluster.Options{Managers: n, Workers: 1, Spare: n})
 	ctx := t.Context()
@@ -80,7 +134,7 @@ func testInstanceRefresh(t *testing.T, n int) {
 	svc := spreadService(t, d, "web", replicas, 2)
 	v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes[:n+1]))
 	if len(v.ClusterIDs) != 1 || v.Managers != n {
-		t.Fatalf("before the refresh: %+v", v)
+		t.Fatalf("before the %s: %+v", how.name(), v)
 	}
 	var swarmID string
 	for id := range v.ClusterIDs {
@@ -204,30 +258,15 @@ func testInstanceRefresh(t *testing.T, n int) {
 	})
 
 	began := time.Now()
-	out, err := c.ASG.StartInstanceRefresh(ctx, &autoscaling.StartInstanceRefreshInput{
-		AutoScalingGroupName: aws.String(localcluster.ManagersGroup),
-		Preferences: &asgtypes.RefreshPreferences{MinHealthyPercentage: aws.Int32(90), MaxHealthyPercentage: aws.Int32(100),
-			InstanceWarmup: aws.Int32(0)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	refreshID := aws.ToString(out.InstanceRefreshId)
-	var final asgtypes.InstanceRefresh
-	waitfor.Until(t, time.Duration(n)*4*time.Minute, "the instance refresh to end", func() error {
-		out, err := c.ASG.DescribeInstanceRefreshes(ctx, &autoscaling.DescribeInstanceRefreshesInput{
-			AutoScalingGroupName: aws.String(localcluster.ManagersGroup), InstanceRefreshIds: []string{refreshID}})
-		if err != nil || len(out.InstanceRefreshes) != 1 {
-			return fmt.Errorf("describe: %v", err)
-		}
-		final = out.InstanceRefreshes[0]
-		if final.Status == asgtypes.InstanceRefreshStatusInProgress || final.Status == asgtypes.InstanceRefreshStatusPending {
+	how.start(t, c, oldIDs)
+	waitfor.Until(t, time.Duration(n)*4*time.Minute, "the "+how.name()+" to end", func() error {
+		if err := how.progress(ctx, c); err != nil {
 			cmu.Lock()
 			defer cmu.Unlock()
 			if len(cloudErrs) > 0 {
 				t.Fatalf("the cloud failed: %s", strings.Join(cloudErrs, "\n"))
 			}
-			return fmt.Errorf("%s, %d%% complete", final.Status, aws.ToInt32(final.PercentageComplete))
+			return err
 		}
 		return nil
 	})
@@ -253,9 +292,7 @@ func testInstanceRefresh(t *testing.T, n int) {
 	})
 	halt()
 
-	if final.Status != asgtypes.InstanceRefreshStatusSuccessful || aws.ToInt32(final.PercentageComplete) != 100 {
-		t.Fatalf("refresh ended %s (%q), %d%%", final.Status, aws.ToString(final.StatusReason), aws.ToInt32(final.PercentageComplete))
-	}
+	how.check(t, c)
 	if len(cloudErrs) > 0 {
 		t.Fatalf("the cloud failed: %s", strings.Join(cloudErrs, "\n"))
 	}
@@ -266,11 +303,11 @@ func testInstanceRefresh(t *testing.T, n int) {
 	}
 	st := must[map[string]string](t)(c.GroupInstances(ctx, localcluster.ManagersGroup))
 	if len(st) != n {
-		t.Errorf("the group after the refresh: %v, want %d instances", st, n)
+		t.Errorf("the group after the %s: %v, want %d instances", how.name(), st, n)
 	}
 	for id, s := range st {
 		if oldIDs[id] || s != "InService" {
-			t.Errorf("instance %s after the refresh: %s (old %v)", id, s, oldIDs[id])
+			t.Errorf("instance %s after the %s: %s (old %v)", id, how.name(), s, oldIDs[id])
 		}
 		if a, ok := c.Front.LaunchAction(id); !ok || a.Result != "CONTINUE" || a.TimedOut {
 			t.Errorf("replacement %s: launch action %+v", id, a)
@@ -279,7 +316,7 @@ func testInstanceRefresh(t *testing.T, n int) {
 	fresh := slices.Clone(spares)
 	after := must[localcluster.View](t)(c.View(ctx, append(fresh, worker)))
 	if after.Managers != n || after.Workers != 1 || len(after.ClusterIDs) != 1 || !after.ClusterIDs[swarmID] {
-		t.Errorf("the replacements and the worker after the refresh: %+v, want %d managers of swarm %s and the worker", after, n, short(swarmID))
+		t.Errorf("the replacements and the worker after the %s: %+v, want %d managers of swarm %s and the worker", how.name(), after, n, short(swarmID))
 	}
 	gone := must[localcluster.View](t)(c.View(ctx, olds))
 	if len(gone.NodeIDs) != 0 {
@@ -290,7 +327,7 @@ func testInstanceRefresh(t *testing.T, n int) {
 	defer smu.Unlock()
 	const maxGap = 10 * time.Second // a leader election may keep the managers' API busy a moment
 	if len(samples) < 20 || samples[0].at.After(began.Add(time.Second)) || samples[len(samples)-1].at.Before(ended) {
-		t.Fatalf("%d samples (%d failed), not covering the refresh", len(samples), fails)
+		t.Fatalf("%d samples (%d failed), not covering the %s", len(samples), fails, how.name())
 	}
 	minReach, minRunning, leaders := 1<<30, 1<<30, []string{}
 	for i, s := range samples {
@@ -313,8 +350,8 @@ func testInstanceRefresh(t *testing.T, n int) {
 			leaders = append(leaders, s.leader)
 		}
 	}
-	t.Logf("refresh of %d managers: %s (Successful); %d samples (%d failed), at least %d reachable managers, at least %d of %d tasks running, leaders in turn %v",
-		n, took.Round(time.Second), len(samples), fails, minReach, minRunning, replicas, leaders)
+	t.Logf("%s of %d managers: %s; %d samples (%d failed), at least %d reachable managers, at least %d of %d tasks running, leaders in turn %v",
+		how.name(), n, took.Round(time.Second), len(samples), fails, minReach, minRunning, replicas, leaders)
 }
 
 // spreadService creates a service of sleeping busybox tasks with at most perNode tasks per

@@ -28,8 +28,11 @@ import (
 // completes the action with CONTINUE. A scale-in returns it to the pool: it drains, leaves
 // (demoted, removed: the first manager lists it no more), completes its terminating action
 // once (by its own agent), drops its swarm state, prepares again and completes the pool's launch action; the
-// swarm keeps one manager and one cluster throughout. The next scale-out takes it again and it
-// joins fresh (a new node id). First, a preparation whose image cannot be pulled abandons the
+// swarm keeps one manager and one cluster throughout. Then the instance is stopped in the pool
+// as Warmed:Stopped does (its run stopped by SIGTERM, exit 0, then its engine): the next
+// scale-out holds it in Pending:Wait, out of the swarm, until it starts again (the engine, then
+// the unit's run, with no user_data), and its run boots it into the swarm: it joins fresh (a
+// new node id), once (one node of its name, one completion). First, a preparation whose image cannot be pulled abandons the
 // pool launch, and Auto Scaling replaces the instance in the pool.
 func TestIntegrationWarmPool(t *testing.T) {
 	t.Parallel()
@@ -78,6 +81,20 @@ func TestIntegrationWarmPool(t *testing.T) {
 	// notInSwarm is the invariant of an instance in the pool: its engine in no swarm, the
 	// managers' list without it, the managers' name without its address, and no call from it
 	// to the token stores or Route 53.
+	// warmNodes is the first manager's list of nodes of the pool instance's name: their ids.
+	warmNodes := func() ([]string, error) {
+		rows, err := c.Nodes(ctx, mgr)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, r := range rows {
+			if r.Hostname == warm.Name {
+				ids = append(ids, r.ID)
+			}
+		}
+		return ids, nil
+	}
 	notInSwarm := func() error {
 		v, err := c.View(ctx, []*testbed.Node{warm})
 		if err != nil {
@@ -86,14 +103,8 @@ func TestIntegrationWarmPool(t *testing.T) {
 		if len(v.Inactive) != 1 {
 			return fmt.Errorf("the pool instance's engine is in a swarm: %+v", v)
 		}
-		rows, err := c.Nodes(ctx, mgr)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if r.Hostname == warm.Name {
-				return fmt.Errorf("the pool instance is in the node list: %+v", r)
-			}
+		if ids, err := warmNodes(); err != nil || len(ids) > 0 {
+			return fmt.Errorf("the pool instance in the node list: %v (%v)", ids, err)
 		}
 		if slices.Contains(c.DNSManagers(ctx), warm.IP) {
 			return fmt.Errorf("the managers' name gives the pool instance's address %s", warm.IP)
@@ -166,8 +177,8 @@ func TestIntegrationWarmPool(t *testing.T) {
 		}
 	})
 
-	// Its unit's run waits in the pool (here the engine keeps running: as a pool of
-	// Warmed:Running instances; a stopped instance's unit starts run again on its start).
+	// Its unit's run waits in the pool (here the engine keeps running first, as in a pool of
+	// Warmed:Running instances; the last subtest stops it and starts it again).
 	wr := startRuns(t, c, []*testbed.Node{warm}, "--watch-interval=300ms")[warm.Name]
 	waitfor.Until(t, time.Minute, "the warm run prepared", func() error {
 		if !strings.Contains(wr.Log(), "prepared in the warm pool") {
@@ -177,7 +188,10 @@ func TestIntegrationWarmPool(t *testing.T) {
 	})
 	waitfor.Throughout(t, 5*time.Second, 250*time.Millisecond, "the pool instance out of the swarm", notInSwarm)
 
-	joinFromPool := func(t *testing.T) string {
+	// joinFromPool scales the group out, which takes the pool instance (Pending:Wait), runs
+	// stopped (nil for nothing) while the instance is held, and waits until the instance is
+	// in the swarm as a reachable manager with its launch action completed once: its node id.
+	joinFromPool := func(t *testing.T, stopped func()) string {
 		t.Helper()
 		start := time.Now()
 		if _, err := c.ASG.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{AutoScalingGroupName: aws.String(g), DesiredCapacity: aws.Int32(2)}); err != nil {
@@ -185,6 +199,9 @@ func TestIntegrationWarmPool(t *testing.T) {
 		}
 		if st := must[map[string]string](t)(c.GroupInstances(ctx, g)); st[id] != awsfront.StatePendingWait {
 			t.Fatalf("the group after the scale-out: %v; want %s in Pending:Wait", st, id)
+		}
+		if stopped != nil {
+			stopped()
 		}
 		var nodeID string
 		waitfor.Until(t, 2*time.Minute, "the instance from the pool in the swarm, its action CONTINUE", func() error {
@@ -215,7 +232,7 @@ func TestIntegrationWarmPool(t *testing.T) {
 
 	var first string
 	t.Run("scale-out: leaves the pool, joins, CONTINUE", func(t *testing.T) {
-		first = joinFromPool(t)
+		first = joinFromPool(t, nil)
 	})
 
 	t.Run("scale-in: back to the pool, leaves cleanly", func(t *testing.T) {
@@ -284,10 +301,64 @@ func TestIntegrationWarmPool(t *testing.T) {
 		}
 	})
 
-	t.Run("scale-out again: rejoins fresh", func(t *testing.T) {
-		second := joinFromPool(t)
+	t.Run("stopped in the pool, started by the scale-out: joins once, fresh", func(t *testing.T) {
+		// Warmed:Stopped: Auto Scaling stops the instance in the pool. Its shutdown stops the
+		// agent's unit (SIGTERM: a clean stop in the pool) and then the engine.
+		wr.Stop(30 * time.Second)
+		if code := wr.Code(); code != 0 {
+			t.Fatalf("the pool instance's run on its shutdown: exit %d\n%s", code, keyLines(wr.Log()))
+		}
+		if err := c.Bed.StopEngine(warm, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		logBefore := len(wr.Log()) // the run log goes on in the same file
+		var rerun *localcluster.Agent
+		second := joinFromPool(t, func() {
+			// The scale-out takes the stopped instance: held in Pending:Wait while it starts,
+			// nothing of it in the swarm, its action waiting.
+			waitfor.Throughout(t, 3*time.Second, 250*time.Millisecond, "the stopped instance held, out of the swarm", func() error {
+				if a, _ := c.Front.LaunchAction(id); a.State != awsfront.StatePendingWait || a.Result != "" {
+					return fmt.Errorf("launch action %+v while the instance is stopped", a)
+				}
+				if ids, err := warmNodes(); err != nil || len(ids) > 0 {
+					return fmt.Errorf("the stopped instance in the node list: %v (%v)", ids, err)
+				}
+				return nil
+			})
+			// It starts (cloud-init does not run user_data again): the engine, then the unit's
+			// run, which finds the instance InService and boots it into the swarm.
+			if err := c.Bed.StartEngine(ctx, warm); err != nil {
+				t.Fatal(err)
+			}
+			rerun = startRuns(t, c, []*testbed.Node{warm}, "--watch-interval=300ms")[warm.Name]
+		})
 		if second == first {
 			t.Fatalf("the node rejoined with its old node id %s: its swarm state was not wiped", first)
+		}
+		// Joined once: one node of its name, the same, its action completed once, and the
+		// run, which boots once, still serving.
+		waitfor.Throughout(t, 3*time.Second, 250*time.Millisecond, "the started instance in the swarm once", func() error {
+			ids, err := warmNodes()
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(ids, []string{second}) {
+				return fmt.Errorf("nodes of %s: %v, want only %s", warm.Name, ids, second)
+			}
+			if a, _ := c.Front.LaunchAction(id); a.Result != "CONTINUE" || a.Completions != 1 {
+				return fmt.Errorf("launch action %+v", a)
+			}
+			select {
+			case <-rerun.Done():
+				return fmt.Errorf("the run exited (code %d)", rerun.Code())
+			default:
+			}
+			return nil
+		})
+		// The started run found the instance InService: it booted at once, joining once.
+		started := rerun.Log()[logBefore:]
+		if n, m := strings.Count(started, "the instance leaves the warm pool"), strings.Count(started, `"message":"joined swarm"`); n != 0 || m != 1 {
+			t.Errorf("the started run: waited in the pool %d times, joined %d times; want 0 and 1\n%s", n, m, keyLines(started))
 		}
 		v := must[localcluster.View](t)(c.View(ctx, []*testbed.Node{mgr, warm}))
 		if v.Managers != 2 || len(v.ClusterIDs) != 1 {

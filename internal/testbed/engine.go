@@ -193,6 +193,19 @@ func (b *Bed) KillEngine(n *Node) error {
 	return nil
 }
 
+// StopEngine stops n's dockerd as a shutdown does: SIGTERM (it stops its containers and its
+// containerd), SIGKILL after grace. Its data stays; StartEngine brings it back.
+func (b *Bed) StopEngine(n *Node, grace time.Duration) error {
+	n.mu.Lock()
+	started := n.engine != nil
+	n.mu.Unlock()
+	if !started {
+		return fmt.Errorf("engine of %s was not started", n.Name)
+	}
+	n.stopEngine(grace)
+	return nil
+}
+
 // stopEngine asks n's dockerd to stop (it stops its containers and containerd) and kills it
 // after a grace period.
 func (n *Node) stopEngine(grace time.Duration) {

@@ -243,6 +243,12 @@ resource "aws_autoscaling_group" "managers" {
   # never drop below manager_count. The replacement counts as healthy once its launch hook
   # completed (it is then a reachable member) and the warmup passed. Checkpoints, when set,
   # pause the refresh for a look at the swarm (README, "Instance refresh").
+  # Optional maximum instance lifetime (0: none): Auto Scaling replaces each manager that
+  # reaches it as an instance refresh does, one at a time, terminate and launch, the old
+  # manager's agent holding its terminate hook until the replacement is a reachable member
+  # (README, "Maximum instance lifetime").
+  max_instance_lifetime = var.max_instance_lifetime
+
   instance_refresh {
     strategy = "Rolling"
     preferences {
@@ -272,6 +278,10 @@ resource "aws_autoscaling_group" "workers" {
   desired_capacity    = var.worker_desired_capacity
   vpc_zone_identifier = var.subnet_ids
   health_check_type   = "EC2"
+
+  # Optional maximum instance lifetime (0: none): a worker that reaches it drains and is
+  # replaced, the group's capacity kept.
+  max_instance_lifetime = var.max_instance_lifetime
 
   launch_template {
     id      = aws_launch_template.node["worker"].id

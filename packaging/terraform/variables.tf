@@ -229,6 +229,17 @@ variable "manager_refresh_checkpoint_delay" {
   }
 }
 
+variable "max_instance_lifetime" {
+  type        = number
+  description = "Seconds an instance of either group may be in service before Auto Scaling replaces it (MaxInstanceLifetime); 0: no maximum."
+  default     = 0
+
+  validation {
+    condition     = var.max_instance_lifetime == 0 || var.max_instance_lifetime >= 86400 && var.max_instance_lifetime <= 31536000
+    error_message = "The max_instance_lifetime must be 0 or 86400-31536000 seconds (Auto Scaling's range)."
+  }
+}
+
 variable "worker_warm_pool" {
   type = object({
     min_size                    = optional(number, 0)
