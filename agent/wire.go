@@ -97,9 +97,8 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m
 	if err := w.discovery(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	// firstLocal shows only bootstrap.Engine: keep the engine's autolock methods, which boot
-	// finds by a type assertion, visible.
-	w.deps.Engine = autolockingFirst{w.first, eng}
+	w.deps.Engine = w.first
+	w.deps.Autolocker = eng
 	w.deps.Log = log.With().Str("component", "bootstrap").Logger()
 	w.deps.Stage = st.stage
 	ok = true
@@ -122,16 +121,7 @@ type firstLocal struct {
 	pre *localRead
 }
 
-var (
-	_ bootstrap.Engine     = (*firstLocal)(nil)
-	_ bootstrap.Autolocker = autolockingFirst{}
-)
-
-// autolockingFirst is firstLocal over an engine that can unlock a locked manager.
-type autolockingFirst struct {
-	*firstLocal
-	bootstrap.Autolocker
-}
+var _ bootstrap.Engine = (*firstLocal)(nil)
 
 func (f *firstLocal) Local(ctx context.Context) (bootstrap.LocalNode, error) {
 	f.mu.Lock()

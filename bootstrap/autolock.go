@@ -12,7 +12,7 @@ import (
 // unlockKey reads the unlock key of a locked node's swarm from the token store. why is "" when
 // the key may unlock the node, else what stops it (never the key itself).
 func (b *booter) unlockKey(ctx context.Context, local LocalNode) (k swarm.UnlockKey, why string) {
-	_, canUnlock := b.d.Engine.(Autolocker)
+	canUnlock := b.d.Autolocker != nil
 	store, keeps := b.d.Tokens.(discovery.UnlockKeyStore)
 	switch {
 	case b.cfg.Role != swarm.RoleManager:
@@ -35,7 +35,7 @@ func (b *booter) unlockKey(ctx context.Context, local LocalNode) (k swarm.Unlock
 // unlock unlocks this node with the store's key, then with the key it replaced (a manager that
 // was down when the key was rotated still has its state encrypted with the old one).
 func (b *booter) unlock(ctx context.Context, k swarm.UnlockKey) error {
-	eng := b.d.Engine.(Autolocker) // unlockKey checked it
+	eng := b.d.Autolocker // unlockKey checked it
 	err := eng.Unlock(ctx, k.Key)
 	if err == nil || k.Previous == "" {
 		if err != nil {
@@ -54,10 +54,10 @@ func (b *booter) unlock(ctx context.Context, k swarm.UnlockKey) error {
 // live unlock key, keeping the key it replaces as the previous one (after `docker swarm
 // unlock-key --rotate`). It is the one rule boot (managers with --autolock) and the leader's
 // pass share. It writes only when the store is behind.
-func KeepAutolock(ctx context.Context, eng Engine, tokens discovery.TokenStore, clusterID string) (changed, published bool, err error) {
-	al, ok := eng.(Autolocker)
+// al nil means the engine has no autolock side.
+func KeepAutolock(ctx context.Context, al Autolocker, tokens discovery.TokenStore, clusterID string) (changed, published bool, err error) {
 	store, keeps := tokens.(discovery.UnlockKeyStore)
-	if !ok || !keeps {
+	if al == nil || !keeps {
 		return false, false, permanent{errors.New("autolock: this engine or token store cannot keep an unlock key")}
 	}
 	if changed, err = al.EnsureAutolock(ctx); err != nil {

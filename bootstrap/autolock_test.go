@@ -116,7 +116,7 @@ func (w *world) bootAutolock(ctx context.Context, e *fakeEngine, role swarm.Role
 	cfg := Config{Role: role, Cluster: "test", Wait: wait, Autolock: true,
 		Identity: swarm.Identity{InstanceID: instanceOf(e.addr), PrivateIP: e.addr}}
 	d := w.deps()
-	d.Engine = e
+	d.Engine, d.Autolocker = e, e
 	d.Log = zerolog.New(log)
 	return Boot(ctx, cfg, d)
 }
@@ -274,7 +274,7 @@ func TestBootAutolockTurnsItOn(t *testing.T) {
 		m := w.engine("10.0.0.1")
 		type tokensOnly struct{ discovery.TokenStore }
 		d := w.deps()
-		d.Engine, d.Tokens = m, tokensOnly{fakeDisc{w}}
+		d.Engine, d.Autolocker, d.Tokens = m, m, tokensOnly{fakeDisc{w}}
 		_, err := Boot(t.Context(), Config{Role: swarm.RoleManager, Cluster: "test", Wait: time.Minute, Autolock: true,
 			Identity: swarm.Identity{InstanceID: instanceOf(m.addr), PrivateIP: m.addr}}, d)
 		if err == nil || retryable(err) || !strings.Contains(err.Error(), "cannot keep an unlock key") {

@@ -46,7 +46,10 @@ const DefaultSettle = time.Minute
 
 // Deps are the collaborators of a boot.
 type Deps struct {
-	Engine     Engine
+	Engine Engine
+	// Autolocker is the engine's autolock side; nil when it has none: then boot never unlocks
+	// a locked manager and --autolock fails.
+	Autolocker Autolocker
 	Discoverer discovery.Discoverer
 	Registrar  discovery.Registrar // may be nil (static discovery)
 	Locker     discovery.Locker    // may be nil: then no node may init
@@ -514,7 +517,7 @@ func (b *booter) publishAndLabel(ctx context.Context, local LocalNode) error {
 	}
 	if b.cfg.Autolock {
 		b.d.Stage("keeping the swarm locked and its unlock key published")
-		changed, published, err := KeepAutolock(ctx, b.d.Engine, b.d.Tokens, clusterID)
+		changed, published, err := KeepAutolock(ctx, b.d.Autolocker, b.d.Tokens, clusterID)
 		if err != nil {
 			return err
 		}

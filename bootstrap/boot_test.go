@@ -393,7 +393,7 @@ func (w *world) boot(ctx context.Context, e *fakeEngine, role swarm.Role, wait t
 		Identity: swarm.Identity{InstanceID: instanceOf(e.addr), PrivateIP: e.addr},
 		Labels:   map[string]string{"az": "us-east-1a"}}
 	d := w.deps()
-	d.Engine = e
+	d.Engine, d.Autolocker = e, e
 	return Boot(ctx, cfg, d)
 }
 

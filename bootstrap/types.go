@@ -78,7 +78,8 @@ type Engine interface {
 	SetNodeLabels(ctx context.Context, nodeID string, labels map[string]string) error
 }
 
-// Autolocker is the engine's autolock side. Engines that lack it are never unlocked by boot.
+// Autolocker is the engine's autolock side (Deps.Autolocker). Engines that lack it are never
+// unlocked by boot.
 type Autolocker interface {
 	// UnlockKey reads the swarm's unlock key (managers only); "" when autolock is off.
 	UnlockKey(ctx context.Context) (string, error)
