@@ -8,9 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // lookupHook finds the instance's lifecycle action. A failure other than ErrNoHook does not
@@ -86,10 +87,8 @@ func (r *drainRun) keepLooking(ctx context.Context) {
 	)
 	hook, id, log, override := r.d.Hook, r.instanceID, r.log, r.opts.HeartbeatOverride
 	wg.Go(func() {
-		delay := lookAgainBase
 		for attempt := 1; ; attempt++ {
-			wait := delay/2 + rand.N(delay/2+1)
-			if !sleepCtx(ctx, wait) {
+			if !retry.Sleep(ctx, retry.Backoff(attempt, lookAgainBase, lookAgainMax)) {
 				return
 			}
 			a, err := hook.Action(ctx, id)
@@ -101,8 +100,7 @@ func (r *drainRun) keepLooking(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				delay = min(2*delay, lookAgainMax)
-				log.Warn().Int("attempt", attempt).Dur("retry_in", delay).Err(err).Msg("lifecycle hook still not found: heartbeats wait for it")
+				log.Warn().Int("attempt", attempt).Dur("retry_in", retry.Exp(attempt+1, lookAgainBase, lookAgainMax)).Err(err).Msg("lifecycle hook still not found: heartbeats wait for it")
 				continue
 			}
 			found, foundAt = &a, time.Now()

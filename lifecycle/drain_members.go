@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -193,7 +194,7 @@ func (r *drainRun) waitTurn(ctx context.Context, node swarm.Node, since time.Tim
 			r.log.Info().Str("action", StepQuorum).Msg(detail)
 			waited = detail
 		}
-		if !sleepCtx(ctx, min(r.opts.Poll, time.Until(until))) {
+		if !retry.Sleep(ctx, min(r.opts.Poll, time.Until(until))) {
 			return "", fmt.Errorf("node %s: %s: %w", node.ID, detail, context.Cause(ctx))
 		}
 	}

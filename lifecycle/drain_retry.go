@@ -8,8 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // waitFor polls cond at once and then every Poll until it holds or until passes, and
@@ -33,12 +34,8 @@ func (r *drainRun) waitFor(ctx context.Context, what string, until time.Time, co
 		if wait <= 0 {
 			return false, detail, err
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return false, detail, cmp.Or(err, context.Cause(ctx))
-		case <-timer.C:
 		}
 	}
 }
@@ -48,7 +45,6 @@ func (r *drainRun) waitFor(ctx context.Context, what string, until time.Time, co
 // agents draining together do not hit the managers in step).
 func (r *drainRun) retry(ctx context.Context, what string, op func(context.Context) error) error {
 	start := time.Now()
-	delay := retryBase
 	for attempt := 1; ; attempt++ {
 		err := op(ctx)
 		switch {
@@ -61,16 +57,11 @@ func (r *drainRun) retry(ctx context.Context, what string, op func(context.Conte
 		case attempt == retryAttempts:
 			return fmt.Errorf("%s: gave up after %d attempts in %s: %w", what, attempt, time.Since(start).Round(time.Millisecond), err)
 		}
-		wait := delay/2 + rand.N(delay/2+1)
+		wait := retry.Backoff(attempt, retryBase, retryMax)
 		r.log.Warn().Str("action", what).Int("attempt", attempt).Dur("retry_in", wait).Err(err).Msg("drain step failed")
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return fmt.Errorf("%s: %w (and %w)", what, err, context.Cause(ctx))
-		case <-timer.C:
 		}
-		delay = min(2*delay, retryMax)
 	}
 }
 

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // LaunchHook is what a launch needs from Auto Scaling; *asg.Client satisfies it.
@@ -135,7 +135,7 @@ func (h *LaunchHold) run(ctx context.Context) {
 			h.lastErr = err
 			delay = min(2*delay, 8*poll)
 			h.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("look up the launch lifecycle hook (will retry)")
-			if !sleepCtx(ctx, delay/2+rand.N(delay/2+1)) {
+			if !retry.Sleep(ctx, retry.Jitter(delay)) {
 				return
 			}
 			continue
@@ -144,7 +144,7 @@ func (h *LaunchHold) run(ctx context.Context) {
 		switch {
 		case launchComing(a.State):
 			h.log.Debug().Str("state", a.State).Msg("instance pending: looking again for a launch lifecycle hook")
-			if !sleepCtx(ctx, poll) {
+			if !retry.Sleep(ctx, poll) {
 				return
 			}
 			continue
@@ -251,7 +251,7 @@ func (h *LaunchHold) complete(ctx context.Context, result string) (LaunchReport,
 			break
 		}
 		log.Warn().Err(err).Int("attempt", attempt).Msg("complete the launch lifecycle action (will retry)")
-		if !sleepCtx(ctx, time.Duration(attempt)*time.Second) {
+		if !retry.Sleep(ctx, time.Duration(attempt)*time.Second) {
 			break
 		}
 	}
@@ -285,7 +285,7 @@ func (h *LaunchHold) lookOnce(ctx context.Context) (HookAction, error) {
 		default:
 			last = err
 		}
-		if attempt < 3 && !sleepCtx(ctx, poll) {
+		if attempt < 3 && !retry.Sleep(ctx, poll) {
 			break
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -111,7 +112,7 @@ func (h *LaunchNoticeHandler) Handle(ctx context.Context, n Notice) error {
 			log.Warn().Msg("launch notice: the node did not come into the swarm while watched; the hook's own timeout decides")
 			return nil
 		}
-		if !sleepCtx(ctx, poll) {
+		if !retry.Sleep(ctx, poll) {
 			return ctx.Err()
 		}
 	}

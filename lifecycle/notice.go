@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -123,7 +124,7 @@ func (h *NoticeHandler) Handle(ctx context.Context, n Notice) error {
 		if now.After(deadline) {
 			return fmt.Errorf("instance %s still waits in %s after %s", n.InstanceID, StateTerminatingWait, now.Sub(start).Round(time.Second))
 		}
-		if !sleepCtx(ctx, poll) {
+		if !retry.Sleep(ctx, poll) {
 			return ctx.Err()
 		}
 	}
@@ -159,16 +160,4 @@ func (h *NoticeHandler) onBehalf(ctx context.Context, n Notice, node *swarm.Node
 	}
 	h.Observe.observe(EventTakeover, reason)
 	return h.DrainOnBehalf(ctx, n)
-}
-
-// sleepCtx waits d or until ctx is done; it reports whether the wait completed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

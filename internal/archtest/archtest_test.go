@@ -52,6 +52,12 @@ var rules = []rule{
 		why:  "swarm holds the shared value types: standard library only, so that every package may import it",
 	},
 	{
+		name: "retry is a leaf",
+		from: func(p string) bool { return under(p, "retry") },
+		to:   func(_ string, _, std bool) bool { return !std },
+		why:  "retry holds the one backoff policy: standard library only, so that every package may import it",
+	},
+	{
 		name: "discovery does not depend on the boot",
 		from: func(p string) bool { return under(p, "discovery") },
 		to:   func(d string, ours, _ bool) bool { return ours && under(d, "bootstrap") },

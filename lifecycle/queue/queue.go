@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/lifecycle"
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // sqsAPI is the part of *sqs.Client the consumer uses, exposed for testing.
@@ -175,9 +175,9 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 				return fmt.Errorf("receive from queue %s: %w", c.opts.QueueURL, err)
 			}
 			failures++
-			d := backoff(failures, c.opts.RetryBase, min(c.opts.RetryMax, time.Minute))
+			d := retry.Backoff(failures, c.opts.RetryBase, min(c.opts.RetryMax, time.Minute))
 			c.log.Warn().Err(err).Int("attempt", failures).Dur("retry_in", d).Msg("receive from queue failed")
-			if !sleep(ctx, d) {
+			if !retry.Sleep(ctx, d) {
 				return nil
 			}
 			continue
@@ -238,7 +238,7 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 		mine, err := c.opts.Owns(ctx, notice)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+			d := retry.Backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
 			log.Warn().Err(err).Dur("retry_in", d).Msg("cannot tell which cluster the termination notice belongs to; leaving it for redelivery")
 			c.changeVisibility(ctx, m, d, log)
 			return
@@ -247,7 +247,7 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 		case !mine:
 			c.forgetOwn(id)
 			log.Debug().Msg("termination notice of another cluster: left in the queue for its leader")
-			c.changeVisibility(ctx, m, c.opts.ForeignDelay/2+rand.N(c.opts.ForeignDelay/2+1), log)
+			c.changeVisibility(ctx, m, retry.Jitter(c.opts.ForeignDelay), log)
 			return
 		}
 		count = c.ownCount(id)
@@ -277,7 +277,7 @@ func (c *Consumer) process(ctx context.Context, m types.Message, handle Handler)
 			Msg("notice failed on its last allowed receive; deleting it unhandled")
 		c.delete(ctx, m, log)
 	default:
-		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+		d := retry.Backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
 		log.Warn().Err(err).Dur("retry_in", d).Msg("notice failed; leaving it for redelivery")
 		c.changeVisibility(ctx, m, d, log)
 	}
@@ -312,7 +312,7 @@ func (c *Consumer) processHealth(ctx context.Context, m types.Message, count int
 		defer cancel()
 		c.changeVisibility(rctx, m, 0, log)
 	default:
-		d := backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
+		d := retry.Backoff(count, max(c.opts.RetryBase, time.Second), c.opts.RetryMax)
 		log.Warn().Err(err).Dur("retry_in", d).Msg("AWS Health event failed; leaving it for redelivery")
 		c.changeVisibility(ctx, m, d, log)
 	}
@@ -371,7 +371,7 @@ func (c *Consumer) delete(ctx context.Context, m types.Message, log zerolog.Logg
 			return
 		}
 		if i < attempts {
-			time.Sleep(backoff(i, c.opts.RetryBase, 10*time.Second))
+			time.Sleep(retry.Backoff(i, c.opts.RetryBase, 10*time.Second))
 		}
 	}
 	log.Error().Err(err).Msg("delete queue message failed; it will be received again")
@@ -426,27 +426,4 @@ func isQueueMissing(err error) bool {
 	}
 	var apiErr smithy.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue"
-}
-
-// backoff returns the wait before attempt n (1-based): base doubled per attempt, capped at
-// limit, with jitter (half fixed, half random) to keep many agents from retrying in step.
-func backoff(n int, base, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits for d or until ctx is done; it reports whether the wait completed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
