@@ -5,7 +5,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/swarm-agent/swarm-agent/bootstrap"
+	"github.com/swarm-agent/swarm-agent/discovery"
 )
 
 // localCounter is an engine whose swarm state reads are counted.
@@ -44,5 +47,28 @@ func TestFirstLocal(t *testing.T) {
 		if got, _ := f.Local(ctx); got.State != bootstrap.StateActive || e.reads != 1 {
 			t.Errorf("%s: first read %s with %d engine reads; want the engine's active, 1", name, got.State, e.reads)
 		}
+	}
+}
+
+// TestWireHandsBootTheAutolocker: boot gets the engine as firstLocal (its first swarm state
+// read taken in advance) and the engine's autolock side beside it, so that a locked manager
+// can be unlocked with the key from the token store and --autolock can keep the key published.
+func TestWireHandsBootTheAutolocker(t *testing.T) {
+	spec, err := discovery.Parse("provider=static managers=10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Role: "manager", Identity: "static", InstanceID: "i-1", PrivateIP: "10.0.0.1",
+		DockerHost: fakeDockerSocket(t, "20.10.24"), Spec: spec}
+	w, err := wire(t.Context(), cfg, zerolog.Nop(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	if w.deps.Engine != bootstrap.Engine(w.first) {
+		t.Errorf("boot's engine is %T, want the firstLocal over the engine", w.deps.Engine)
+	}
+	if w.deps.Autolocker == nil || w.deps.Autolocker != bootstrap.Autolocker(w.engine) {
+		t.Errorf("boot's autolocker is %v, want the engine", w.deps.Autolocker)
 	}
 }
