@@ -14,6 +14,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
 	"github.com/swarm-agent/swarm-agent/bootstrap/install"
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -89,13 +90,11 @@ func waitEngineLabel(ctx context.Context, e *engine.Engine, key, value string) e
 		if err == nil && labels[key] == value {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 200*time.Millisecond) {
 			if err == nil {
 				err = errors.New("label not reported")
 			}
 			return fmt.Errorf("%w: engine did not pick up %s=%s after the reload: %w", errDocker, key, value, err)
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
@@ -136,10 +135,8 @@ func checkEngine(ctx context.Context, cfg Config, e *engine.Engine, log zerolog.
 		if time.Now().After(deadline) {
 			return ver, fmt.Errorf("started docker.service but the engine did not answer within %s: %w", engineStartWait, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, time.Second) {
 			return ver, ctx.Err()
-		case <-time.After(time.Second):
 		}
 	}
 }

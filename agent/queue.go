@@ -13,6 +13,7 @@ import (
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/lifecycle"
 	"github.com/swarm-agent/swarm-agent/lifecycle/queue"
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -216,10 +217,8 @@ func (d *daemon) labelSelf(ctx context.Context, dw *drainWiring) error {
 			}
 		}
 		d.log.Debug().Err(err).Msg("label node with its instance id (will retry)")
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 5*time.Second) {
 			return nil
-		case <-time.After(5 * time.Second):
 		}
 	}
 }

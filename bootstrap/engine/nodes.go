@@ -12,6 +12,7 @@ import (
 	swarmapi "github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -154,10 +155,8 @@ func (e *Engine) updateNode(ctx context.Context, nodeID, op string, mutate func(
 		}
 		// jitter so that racing writers do not collide again in step
 		wait := time.Duration(attempt+1)*20*time.Millisecond + rand.N(20*time.Millisecond)
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return e.wrap(op, context.Cause(ctx))
-		case <-time.After(wait):
 		}
 	}
 	return e.wrap(op, fmt.Errorf("gave up after %d attempts: %w", updateAttempts, err))

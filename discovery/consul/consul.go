@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/retry"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -261,10 +262,8 @@ func (p *Provider) waitCatalog(ctx context.Context, id string) error {
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return fmt.Errorf("consul: register service %s: the agent did not sync it to the catalog: %w", id, context.Cause(ctx))
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swarm-agent/swarm-agent/discovery"
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // maxLockDelay is Consul's ceiling for a session's lock-delay.
@@ -182,10 +183,8 @@ func (l *lock) watch(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
 			continue
 		}
