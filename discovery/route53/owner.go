@@ -263,7 +263,7 @@ func (p *Provider) dnsOwner(ctx context.Context) owner {
 	defer cancel()
 	texts, err := p.resolver.LookupTXT(ctx, p.fqdn())
 	if err != nil {
-		p.log.Debug().Err(err).Str("name", p.cfg.Name).Msg("no owner record in DNS")
+		p.log.Debug().Err(err).Str("record_name", p.cfg.Name).Msg("no owner record in DNS")
 		return owner{}
 	}
 	return p.ownerOf(texts)

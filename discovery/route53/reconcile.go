@@ -41,7 +41,7 @@ func (p *Provider) Reconcile(ctx context.Context, leader swarm.Member, live []sw
 	if len(changes) == 0 {
 		return nil
 	}
-	p.log.Info().Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name).Int("changes", len(changes)).Msg("managers' record reconciled")
+	p.log.Info().Str("zone_id", p.cfg.ZoneID).Str("record_name", p.cfg.Name).Int("changes", len(changes)).Msg("managers' record reconciled")
 	return nil
 }
 

@@ -180,7 +180,7 @@ func (p *Provider) registration(m swarm.Member, sets []types.ResourceRecordSet) 
 }
 
 func (p *Provider) logRegistered(m swarm.Member, changes []types.Change) {
-	ev := p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record", p.cfg.Name)
+	ev := p.log.Info().Str("manager_addr", m.Addr).Str("zone_id", p.cfg.ZoneID).Str("record_name", p.cfg.Name)
 	if last := changes[len(changes)-1].ResourceRecordSet; last.Failover != "" {
 		ev.Str("failover", string(last.Failover)).Msg("registered manager (failover)")
 		return

@@ -136,7 +136,7 @@ func (p *Provider) Managers(ctx context.Context) ([]string, error) {
 	p.mu.Unlock()
 	if !due {
 		if dnsErr != nil {
-			p.log.Debug().Err(dnsErr).Str("name", p.cfg.Name).Msg("managers' name does not resolve yet")
+			p.log.Debug().Err(dnsErr).Str("record_name", p.cfg.Name).Msg("managers' name does not resolve yet")
 		}
 		return nil, nil
 	}
