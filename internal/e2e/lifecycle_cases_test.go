@@ -655,12 +655,15 @@ func TestIntegrationTwoManagersScaledInTogether(t *testing.T) {
 		}
 	}
 	// The turn is claimed with a label and then read back, so two claims made at the same
-	// moment are both visible until the one that comes second gives its claim back (turnOf):
-	// two holders at once is a state the protocol passes through. What must not happen is
-	// both keeping their claims: the same two claims seen together for longer than a claim,
-	// a read and a give-back take (collide), or the second going with a claim made before the
-	// first left the managers.
-	const collide = 5 * time.Second
+	// moment are both visible until the one that comes second gives its claim back (turnOf),
+	// or, when the first had read no other claim and gone, until the first has left the
+	// managers (its demotion: seconds on a loaded machine) while the second waits with its
+	// claim: two holders at once is a state the protocol passes through. What must not
+	// happen is both keeping their claims and each waiting for the other (until the drain's
+	// deadline): the same two claims seen together for longer than a demotion can take
+	// (collide), or the second going with a claim made before the first left the managers
+	// without waiting for it. Both leaving at once is the demotion check below.
+	const collide = 30 * time.Second
 	minReach := 5
 	demoted := map[string]time.Time{}   // victim -> first poll without it as a manager
 	lastAsMgr := map[string]time.Time{} // victim -> last poll with it as a manager
