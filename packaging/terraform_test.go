@@ -317,8 +317,14 @@ func TestTerraformPromises(t *testing.T) {
 		// Both groups hold new instances until their node is in the swarm, the first ones too
 		// (an initial hook), and replace those whose boot gave up.
 		"launch hooks on both groups, ABANDON by default": `(?s)resource "aws_autoscaling_group" "managers".*initial_lifecycle_hook \{\s*name\s+= local\.launch_hook\s+lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"\s+heartbeat_timeout\s+= var\.lifecycle_heartbeat_timeout\s+default_result\s+= "ABANDON".*resource "aws_autoscaling_group" "workers".*initial_lifecycle_hook \{\s*name\s+= local\.launch_hook\s+lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"`,
-		"policies from packaging/iam":                     `templatefile\("\$\{path\.module\}/\.\./iam/\$\{each\.key\}-policy\.json", local\.policy_vars\)`,
-		"managers' ASG one size (quorum)":                 `min_size\s+= var\.manager_count\s+max_size\s+= var\.manager_count`,
+		// AWS Health's scheduled changes to the same queue, kept as long as SQS keeps a
+		// message (they come up to two weeks ahead).
+		"an EventBridge rule for AWS Health's EC2 scheduled changes": `(?s)resource "aws_cloudwatch_event_rule" "health".*source\s+= \["aws\.health"\]\s+"detail-type" = \["AWS Health Event"\]\s+detail = \{\s+service\s+= \["EC2"\]\s+eventTypeCategory = \["scheduledChange"\]`,
+		"its target, the queue":                 `(?s)resource "aws_cloudwatch_event_target" "health" \{.*?arn\s+= aws_sqs_queue\.termination\[0\]\.arn`,
+		"the queue lets it send":                `aws:SourceArn"\s+values\s+= concat\(\[aws_cloudwatch_event_rule\.termination\[0\]\.arn\], aws_cloudwatch_event_rule\.health\[\*\]\.arn\)`,
+		"14 days' retention with Health events": `message_retention_seconds\s+= var\.enable_health_events \? 1209600 : 7200`,
+		"policies from packaging/iam":           `templatefile\("\$\{path\.module\}/\.\./iam/\$\{each\.key\}-policy\.json", local\.policy_vars\)`,
+		"managers' ASG one size (quorum)":       `min_size\s+= var\.manager_count\s+max_size\s+= var\.manager_count`,
 		// Workers drain through the managers' control API: without it open among members, a
 		// worker's drain cannot start on AWS.
 		"the agent's control API port among members": fmt.Sprintf(`control-api\s+= \{ protocol = "tcp", port = %d,`, control.DefaultPort),

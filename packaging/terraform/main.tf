@@ -379,8 +379,10 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
 resource "aws_sqs_queue" "termination" {
   count = var.enable_termination_queue ? 1 : 0
   name  = local.queue_name
-  # A notice older than the hook's limit is moot.
-  message_retention_seconds  = 7200
+  # A termination notice older than the hook's limit is moot (the leader deletes it), but AWS
+  # Health announces scheduled changes up to two weeks ahead, and the leader keeps such an
+  # event in the queue until its window nears: SQS's most, 14 days.
+  message_retention_seconds  = var.enable_health_events ? 1209600 : 7200
   visibility_timeout_seconds = 120
   receive_wait_time_seconds  = 20
   # SQS-managed encryption: EventBridge can send to it without a KMS grant.
@@ -406,6 +408,29 @@ resource "aws_cloudwatch_event_target" "termination" {
   arn   = aws_sqs_queue.termination[0].arn
 }
 
+# AWS Health's scheduled changes of EC2 instances (retirement, stop, reboot and host
+# maintenance) for the whole account: EventBridge cannot filter them by group, so the leader
+# acts only for its own swarm's nodes and leaves the others' events to their clusters' leaders.
+resource "aws_cloudwatch_event_rule" "health" {
+  count       = var.enable_termination_queue && var.enable_health_events ? 1 : 0
+  name        = "${var.cluster_name}-swarm-health"
+  description = "AWS Health scheduled changes of EC2 instances, for swarm-agent cluster ${var.cluster_name}"
+  event_pattern = jsonencode({
+    source        = ["aws.health"]
+    "detail-type" = ["AWS Health Event"]
+    detail = {
+      service           = ["EC2"]
+      eventTypeCategory = ["scheduledChange"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "health" {
+  count = var.enable_termination_queue && var.enable_health_events ? 1 : 0
+  rule  = aws_cloudwatch_event_rule.health[0].name
+  arn   = aws_sqs_queue.termination[0].arn
+}
+
 data "aws_iam_policy_document" "termination_queue" {
   count = var.enable_termination_queue ? 1 : 0
   statement {
@@ -419,7 +444,7 @@ data "aws_iam_policy_document" "termination_queue" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.termination[0].arn]
+      values   = concat([aws_cloudwatch_event_rule.termination[0].arn], aws_cloudwatch_event_rule.health[*].arn)
     }
   }
 }

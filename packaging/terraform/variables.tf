@@ -105,6 +105,12 @@ variable "enable_termination_queue" {
   default     = true
 }
 
+variable "enable_health_events" {
+  type        = bool
+  description = "With the termination queue: also send AWS Health's scheduled changes of EC2 instances (retirement, reboot, maintenance) to it, and keep its messages 14 days (AWS Health announces them up to two weeks ahead)."
+  default     = true
+}
+
 variable "lifecycle_heartbeat_timeout" {
   type        = number
   description = "Seconds an instance waits in Pending:Wait (launching) or Terminating:Wait (terminating) between the agent's heartbeats."
