@@ -25,6 +25,7 @@ type fakeSQS struct {
 	seq         int
 	msgs        []*fakeMsg
 	receiveErrs []error // returned, in order, by the next ReceiveMessage calls
+	deleteErrs  []error // returned, in order, by the next DeleteMessage calls
 	calls       map[string]int
 }
 
@@ -157,6 +158,11 @@ func (f *fakeSQS) DeleteMessage(_ context.Context, in *sqs.DeleteMessageInput, _
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.checkURL("DeleteMessage", in.QueueUrl); err != nil {
+		return nil, err
+	}
+	if len(f.deleteErrs) > 0 {
+		err := f.deleteErrs[0]
+		f.deleteErrs = f.deleteErrs[1:]
 		return nil, err
 	}
 	m, current := f.lookup(aws.ToString(in.ReceiptHandle))

@@ -54,13 +54,14 @@ func (c *Consumer) changeVisibility(ctx context.Context, m types.Message, d time
 }
 
 // delete deletes m, retrying a few times; a message that cannot be deleted comes back later
-// and is handled again.
+// and is handled again. The attempts run even while shutting down (ctx done), to settle what
+// was handled; only the waits between them end with ctx.
 func (c *Consumer) delete(ctx context.Context, m types.Message, log zerolog.Logger) {
-	ctx = context.WithoutCancel(ctx) // settle what was handled, even while shutting down
+	settle := context.WithoutCancel(ctx)
 	const attempts = 3
 	var err error
 	for i := 1; i <= attempts; i++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(settle, 10*time.Second)
 		_, err = c.client.DeleteMessage(actx, &sqs.DeleteMessageInput{
 			QueueUrl:      aws.String(c.opts.QueueURL),
 			ReceiptHandle: m.ReceiptHandle,
@@ -71,7 +72,7 @@ func (c *Consumer) delete(ctx context.Context, m types.Message, log zerolog.Logg
 			return
 		}
 		if i < attempts {
-			time.Sleep(retry.Backoff(i, c.opts.RetryBase, 10*time.Second))
+			retry.Sleep(ctx, retry.Backoff(i, c.opts.RetryBase, 10*time.Second))
 		}
 	}
 	log.Error().Err(err).Msg("delete queue message failed; it will be received again")
