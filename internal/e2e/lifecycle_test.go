@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -274,21 +272,11 @@ func completedSoonAfterLeaving(t *testing.T, log string) {
 	t.Helper()
 	took := map[string]time.Duration{}
 	detail := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(log))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e struct {
-			Action  string  `json:"action"`
-			State   string  `json:"state"`
-			Elapsed float64 `json:"elapsed"` // milliseconds
-			Message string  `json:"message"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.State == "" {
-			continue
-		}
-		if e.Action == "leave" || e.Action == "remove" || e.Action == "complete" {
-			took[e.Action] = time.Duration(e.Elapsed * float64(time.Millisecond))
-			detail[e.Action] = e.State + ": " + e.Message
+	steps := drainSteps(log)
+	for _, step := range []string{"leave", "remove", "complete"} {
+		if s, ok := steps[step]; ok {
+			took[step] = s.took()
+			detail[step] = s.State + ": " + s.Message
 		}
 	}
 	for _, step := range []string{"leave", "remove", "complete"} {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -340,8 +339,9 @@ func TestIntegrationScaleOut(t *testing.T) {
 	// must have waited for the release. On a loaded machine the tasks may move only after the
 	// shrink: then nothing was left to wait for, and the order above is what counts.
 	log := runs[quick.Name].Log()
-	tasksState, tasksAt := drainStepLogged(log, "tasks")
-	releaseState, _ := drainStepLogged(log, "release")
+	steps := drainSteps(log)
+	tasksState, tasksAt := steps["tasks"].State, steps["tasks"].Time
+	releaseState := steps["release"].State
 	switch {
 	case tasksState != "done":
 		t.Errorf("%s's drain logged its tasks step %q, want done:\n%s", quick.Name, tasksState, tail(log, 30))
@@ -508,22 +508,4 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// drainStepLogged returns the state and time of the last line an agent's log has for a drain
-// step (action=step), or "" when it has none.
-func drainStepLogged(log, step string) (string, time.Time) {
-	var state string
-	var at time.Time
-	for line := range strings.Lines(log) {
-		var e struct {
-			Action string    `json:"action"`
-			State  string    `json:"state"`
-			Time   time.Time `json:"time"`
-		}
-		if json.Unmarshal([]byte(line), &e) == nil && e.Action == step && e.State != "" {
-			state, at = e.State, e.Time
-		}
-	}
-	return state, at
 }
