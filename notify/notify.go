@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/swarm-agent/swarm-agent/retry"
 )
 
 // Event is what a notification says. Its JSON form is the default body; a template sees the
@@ -69,6 +71,10 @@ type Notifier struct {
 	queue chan Event
 	done  chan struct{}
 	once  sync.Once
+	// ctx ends when Close gives up: the attempt under way and the wait between attempts end,
+	// and what is still queued is dropped, so the goroutine is gone when Close returns.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Check validates a webhook URL and template: one error naming what is wrong, never echoing
@@ -109,6 +115,7 @@ func New(opts Options) (*Notifier, error) {
 		opts.Client = &http.Client{}
 	}
 	n := &Notifier{opts: opts, host: u.Scheme + "://" + u.Host, queue: make(chan Event, queueSize), done: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if opts.Template != "" {
 		n.tmpl = template.Must(template.New("notify").Option("missingkey=error").Parse(opts.Template))
 	}
@@ -139,7 +146,8 @@ func (n *Notifier) Notify(ev Event) {
 }
 
 // Close stops taking events and waits until those queued were delivered or given up, or ctx
-// ends (then the rest are dropped).
+// ends: then the attempt under way is cut short and the rest are dropped. Either way the
+// delivering goroutine has ended when Close returns.
 func (n *Notifier) Close(ctx context.Context) {
 	if n == nil {
 		return
@@ -148,8 +156,11 @@ func (n *Notifier) Close(ctx context.Context) {
 	select {
 	case <-n.done:
 	case <-ctx.Done():
+		n.cancel()
+		<-n.done
 		n.opts.Log.Warn().Str("webhook", n.host).Msg("notifications still queued at exit were dropped")
 	}
+	n.cancel()
 }
 
 func (n *Notifier) result(r string) {
@@ -163,6 +174,10 @@ func (n *Notifier) result(r string) {
 func (n *Notifier) deliver() {
 	defer close(n.done)
 	for ev := range n.queue {
+		if n.ctx.Err() != nil {
+			n.result("dropped")
+			continue
+		}
 		err := n.send(ev)
 		if err != nil {
 			n.opts.Log.Warn().Err(err).Str("event", ev.Event).Str("webhook", n.host).Msg("notification not delivered")
@@ -184,21 +199,23 @@ func (n *Notifier) send(ev Event) error {
 	var last error
 	for attempt := 1; attempt <= n.opts.Attempts; attempt++ {
 		if attempt > 1 {
-			time.Sleep(wait)
+			if !retry.Sleep(n.ctx, wait) {
+				return fmt.Errorf("%d of %d attempts, then the agent stopped: %w", attempt-1, n.opts.Attempts, last)
+			}
 			wait *= 2
 		}
-		var retry bool
-		retry, last = n.post(body, ctype)
-		if last == nil || !retry {
+		var again bool
+		again, last = n.post(body, ctype)
+		if last == nil || !again {
 			return last
 		}
 	}
 	return fmt.Errorf("%d attempts: %w", n.opts.Attempts, last)
 }
 
-// post makes one attempt; retry reports whether another may help (network errors, 429, 5xx).
-func (n *Notifier) post(body []byte, ctype string) (retry bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), n.opts.Timeout)
+// post makes one attempt; again reports whether another may help (network errors, 429, 5xx).
+func (n *Notifier) post(body []byte, ctype string) (again bool, err error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.opts.URL, bytes.NewReader(body))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 	"github.com/swarm-agent/swarm-agent/notify"
 )
 
@@ -204,4 +206,41 @@ func TestNilNotifierDropsQuietly(t *testing.T) {
 	var n *notify.Notifier
 	n.Notify(notify.Event{Event: notify.DrainStarted})
 	n.Close(t.Context())
+}
+
+// Close that gives up ends the delivery too: the wait between attempts and the attempt under
+// way are cut short and what is still queued is dropped, so that no goroutine outlives Close
+// (the agent exits, or the next notifier starts, with nothing left sending).
+func TestCloseThatGivesUpEndsTheDelivery(t *testing.T) {
+	h := &hook{statuses: []int{503, 503, 503, 503}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var res results
+	n, err := notify.New(notify.Options{URL: srv.URL, Attempts: 4, Log: zerolog.Nop(), Result: res.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Notify(notify.Event{Event: notify.DrainStarted})  // 503: waits 1 s, then 2 s, then 4 s between attempts
+	n.Notify(notify.Event{Event: notify.DrainFinished}) // queued behind it
+	waitfor.Until(t, time.Minute, "the first attempt", func() error {
+		if len(h.got()) == 0 {
+			return errors.New("no post yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	n.Close(ctx)
+	// The retries left would wait 1+2+4 s: Close must not sit them out.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close took %s: it waited out the retries instead of cutting them short", took.Round(time.Millisecond))
+	}
+	// Close has returned: the goroutine has settled both events, none is still being sent.
+	if r := res.all(); len(r) != 2 || r[0] != "failed" || r[1] != "dropped" {
+		t.Fatalf("results when Close returned: %v, want [failed dropped] (the first cut short in its retry wait, the second never sent)", r)
+	}
+	if got := len(h.got()); got != 1 {
+		t.Errorf("webhook got %d posts, want the 1 made before Close", got)
+	}
 }
