@@ -224,18 +224,27 @@ func pausedRound(t *testing.T, c *faultCluster, i int, mode, point string) bool 
 			}
 		})
 	}
-	pausedAt := time.Now()
-	if err := holder.proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatalf("stop the lock holder %s at %s: %v (it exited %d)", holder.n.Name, point, err, holder.proc.Wait().Code)
-	}
-	if v := must[string](t)(c.BootstrapLock(t.Context())); !strings.Contains(v, c.InstanceID(holder.n)) {
-		t.Logf("stopped %s %s after the boots started, but the bootstrap lock is %q already: too late, starting again",
-			holder.n.Name, r.elapsed(), v)
+	// missed ends an attempt whose stop came after the holder let the lock go.
+	missed := func(format string, args ...any) bool {
+		t.Logf(format+": too late, starting again", args...)
 		r.abandon()
 		if point == pausePutHeld {
 			consumeLeftoverPutFault(c.Cluster)
 		}
 		return false
+	}
+	pausedAt := time.Now()
+	if err := holder.proc.Signal(syscall.SIGSTOP); err != nil {
+		// Its boot ended first (a slow engine took the whole init, the stop point came after).
+		code := holder.proc.Wait().Code
+		if code != 0 {
+			t.Fatalf("stop the lock holder %s at %s: %v (it exited %d)", holder.n.Name, point, err, code)
+		}
+		return missed("the lock holder %s had finished its boot (exit 0) %s after the boots started, before the stop at %s",
+			holder.n.Name, r.elapsed(), point)
+	}
+	if v := must[string](t)(c.BootstrapLock(t.Context())); !strings.Contains(v, c.InstanceID(holder.n)) {
+		return missed("stopped %s %s after the boots started, but the bootstrap lock is %q already", holder.n.Name, r.elapsed(), v)
 	}
 	state, reg := r.engineState(holder.n), r.registered(holder.n)
 	t.Logf("%s holds the lock; stopped %s after the boots started (%s): engine %s, registered %v",

@@ -88,9 +88,12 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, fmt.Errorf("moto_server not installed (pip install 'moto[server]'): %w", err)
 	}
 	c = &Cluster{bin: opts.AgentBin, ids: map[string]string{}, docker: map[string]*client.Client{}, Mode: "multivalue"}
+	// What started is stopped on a failure. Not through c: `return nil, err` has set the
+	// result to nil by the time this runs (a nil Close panicked and took the e2e package down).
+	started := c
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 		}
 	}()
 	if c.Dir, err = os.MkdirTemp("", "swarm-local-"); err != nil {
