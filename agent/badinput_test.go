@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -29,28 +28,7 @@ func fakeDockerSocket(t *testing.T, version string) string {
 // serveFakeDocker serves the fake engine on the unix socket sock until the test ends.
 func serveFakeDocker(t *testing.T, sock, version string) {
 	t.Helper()
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Api-Version", "1.41")
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/_ping"):
-			_, _ = w.Write([]byte("OK"))
-		case strings.HasSuffix(r.URL.Path, "/version"):
-			_, _ = w.Write([]byte(`{"Version":"` + version + `","ApiVersion":"1.41","Os":"linux","Arch":"amd64"}`))
-		case strings.HasSuffix(r.URL.Path, "/info"):
-			_, _ = w.Write([]byte(`{"Swarm":{"LocalNodeState":"inactive"}}`))
-		default:
-			http.NotFound(w, r)
-		}
-	})
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	serveHeldDocker(t, sock, version, nil)
 }
 
 func TestRunBadInputAfterDocker(t *testing.T) {

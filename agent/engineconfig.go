@@ -83,14 +83,16 @@ func reloadEngine(ctx context.Context, pidfile string) error {
 	return nil
 }
 
-// waitEngineLabel waits until the engine reports key=value among its labels.
+// waitEngineLabel waits until the engine reports key=value among its labels. dockerd reloads
+// in milliseconds: it looks again after 10 ms, doubling up to every 200 ms (a fixed 200 ms
+// made every first boot, whose daemon.json always changes, wait most of that for nothing).
 func waitEngineLabel(ctx context.Context, e *engine.Engine, key, value string) error {
-	for {
+	for n := 1; ; n++ {
 		labels, err := e.EngineLabels(ctx)
 		if err == nil && labels[key] == value {
 			return nil
 		}
-		if !retry.Sleep(ctx, 200*time.Millisecond) {
+		if !retry.Sleep(ctx, retry.Exp(n, 10*time.Millisecond, 200*time.Millisecond)) {
 			if err == nil {
 				err = errors.New("label not reported")
 			}

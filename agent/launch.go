@@ -94,18 +94,31 @@ func startLaunchFor(ctx context.Context, cfg Config, id swarm.Identity, log zero
 // up for good; a boot interrupted by a signal leaves it to the next run or to the hook's
 // timeout. A node that joined but never showed ready is left in the swarm: Auto Scaling
 // terminates the instance, and the leader reaps the node once it is down.
+//
+// The launch lookup starts (its identity, target lifecycle state and AWS configuration reads)
+// while the boot's own reads run: nothing of the boot waits for it until the node is in the
+// swarm, or the boot failed.
 func bootLaunched(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m *metrics) (bootstrap.Result, error) {
 	start := time.Now()
-	l := startLaunch(ctx, cfg, log, m)
+	var l *launch
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		l = startLaunch(ctx, cfg, log, m)
+	}()
+	launched := func() *launch {
+		<-started
+		return l
+	}
 	settled := false
 	res, err := doBoot(ctx, cfg, log, st, m, func(ctx context.Context, w *wiring, res bootstrap.Result) error {
-		if l == nil {
+		if launched() == nil {
 			return nil
 		}
 		settled = true
 		return l.whenInSwarm(ctx, cfg, w, res, st, max(time.Until(start.Add(cfg.Wait)), inSwarmFloor))
 	})
-	if err != nil && l != nil && !settled {
+	if launched() != nil && err != nil && !settled {
 		l.failed(ctx, err)
 	}
 	return res, err

@@ -60,26 +60,43 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m
 			w.close()
 		}
 	}()
-	st.stage("checking docker and reading identity")
+	st.stage("checking docker, reading identity and setting up discovery")
 	eng, err := engine.New(cfg.DockerHost, m.engineOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDocker, err)
 	}
 	w.engine = eng
 	w.closers = append(w.closers, func() { _ = eng.Close() })
-	// The engine check, the identity read and the node's swarm state (the boot's first read)
-	// are independent: they run at once. A docker error wins over an identity error, as when
-	// they ran one after the other.
+	// The engine check, the node's swarm state (the boot's first read) and the identity read
+	// followed by the discovery's set-up (which needs the identity: region, address) are
+	// independent: they run at once, as one stage. A docker error wins over an identity error,
+	// and that over a discovery error, as when they ran one after the other.
 	var (
-		wg    sync.WaitGroup
-		idErr error
-		local localRead
+		wg                       sync.WaitGroup
+		idErr, dErr              error
+		local                    localRead
+		idTook, dTook, localTook time.Duration
 	)
 	ictx, icancel := context.WithCancel(ctx)
 	defer icancel()
-	wg.Go(func() { w.identity, idErr = identity(ictx, cfg) })
-	wg.Go(func() { local.node, local.err = eng.Local(ictx) })
+	began := time.Now()
+	dlog := log
+	wg.Go(func() {
+		w.identity, idErr = identity(ictx, cfg)
+		idTook = time.Since(began)
+		if idErr != nil {
+			return
+		}
+		dlog = log.With().Str("instance_id", w.identity.InstanceID).Str("role", cfg.Role).Logger()
+		dErr = w.discovery(ictx, cfg, dlog)
+		dTook = time.Since(began)
+	})
+	wg.Go(func() {
+		local.node, local.err = eng.Local(ictx)
+		localTook = time.Since(began)
+	})
 	ver, err := checkEngine(ctx, cfg, eng, log)
+	checkTook := time.Since(began)
 	if err != nil {
 		icancel()
 		wg.Wait()
@@ -90,13 +107,14 @@ func wire(ctx context.Context, cfg Config, log zerolog.Logger, st *statusFile, m
 	if idErr != nil {
 		return nil, idErr
 	}
-	w.first = &firstLocal{Engine: eng, pre: &local}
-	log = log.With().Str("instance_id", w.identity.InstanceID).Str("role", cfg.Role).Logger()
-
-	st.stage("setting up discovery")
-	if err := w.discovery(ctx, cfg, log); err != nil {
-		return nil, err
+	if dErr != nil {
+		return nil, dErr
 	}
+	// Each part's own time, from the stage's start: the stage took the longest of them.
+	log = dlog
+	log.Debug().Dur("engine_check_ms", checkTook).Dur("identity_ms", idTook).Dur("discovery_set_up_ms", dTook).
+		Dur("swarm_state_ms", localTook).Msg("engine check, swarm state, identity and discovery set-up done at once")
+	w.first = &firstLocal{Engine: eng, pre: &local}
 	w.deps.Engine = w.first
 	w.deps.Autolocker = eng
 	w.deps.Log = log.With().Str("component", "bootstrap").Logger()
@@ -154,15 +172,26 @@ func identity(ctx context.Context, cfg Config) (swarm.Identity, error) {
 	return id, nil
 }
 
-// newIMDS is the instance metadata client: IMDSv2 only, short timeouts, a few retries.
+// newIMDS is the instance metadata client: IMDSv2 only, short timeouts, a few retries. One
+// client per endpoint serves the whole process, so that its session token (valid 6 hours,
+// renewed by the SDK when it expires or is refused) is taken once: boot's warm pool check, its
+// launch lookup and its identity read then cost no token request each.
 func newIMDS() *imds.Client {
-	return imds.New(awsimds.New(awsimds.Options{
+	ep := os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+	if c, ok := imdsClients.Load(ep); ok {
+		return c.(*imds.Client)
+	}
+	c, _ := imdsClients.LoadOrStore(ep, imds.New(awsimds.New(awsimds.Options{
 		EnableFallback: aws.FalseTernary,
-		Endpoint:       os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		Endpoint:       ep,
 		HTTPClient:     &http.Client{Timeout: 5 * time.Second},
 		Retryer:        retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 }),
-	}))
+	})))
+	return c.(*imds.Client)
 }
+
+// imdsClients are newIMDS's clients by endpoint ("" for the SDK's default).
+var imdsClients sync.Map
 
 // awsConfig loads the SDK configuration once: region from the flag or instance metadata, and a
 // retryer that does not lean on the SDK's defaults (many agents share one account's limits;

@@ -123,7 +123,9 @@ func BenchmarkDrainOverhead(b *testing.B) {
 // of boot's own stage times too. Medians over b.N rounds (run with -benchtime=5x or more). BENCH_AGENT_BIN names
 // another agent binary to time (e.g. an older build) on the same bed; BENCH_AGENT_BASE one to
 // time as well, in the same rounds, right after the agent under test (an A/B on a machine
-// whose load drifts).
+// whose load drifts). BENCH_JOIN_ARGS adds arguments to each boot of the agent under test
+// (e.g. --log-level=debug), and BENCH_JOIN_LOGS=1 prints each of its boots' start, end and log,
+// to read where a boot's time goes beyond its stages (the process start before them).
 func BenchmarkJoin(b *testing.B) {
 	if err := testbed.Available(); err != nil {
 		b.Skipf("real engines cannot start here: %v", err)
@@ -207,7 +209,10 @@ func BenchmarkJoin(b *testing.B) {
 			}
 			spawns = append(spawns, time.Since(start))
 			start = time.Now()
-			r := c.Boot(ctx, x.n, x.role)
+			r := c.Boot(ctx, x.n, x.role, strings.Fields(os.Getenv("BENCH_JOIN_ARGS"))...)
+			if os.Getenv("BENCH_JOIN_LOGS") != "" {
+				fmt.Printf("bench: %s boot started %s, ended %s:\n%s", x.role, start.UTC().Format("15:04:05.000"), time.Now().UTC().Format("15:04:05.000"), r.Stderr)
+			}
 			if r.Code != 0 || r.Result.Action != "join" {
 				b.Fatalf("boot of %s as %s: code %d action %q: %s", x.n.Name, x.role, r.Code, r.Result.Action, r.Stderr)
 			}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	awsimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -99,22 +100,38 @@ func (c *Client) Identity(ctx context.Context) (swarm.Identity, error) {
 		{"placement/region", &id.Region, ValidRegion, "a region such as us-east-1"},
 		{"instance-type", &id.InstanceType, ValidInstanceType, "an instance type such as t3.medium"},
 	}
-	for _, f := range fields {
-		v, err := c.get(ctx, f.path)
-		if err != nil {
-			return swarm.Identity{}, err
+	// The first read alone (it takes the session token that the client then reuses: a
+	// metadata service that does not answer fails once, as before), then the others and the
+	// tags at once: they are independent. Errors are reported in the fields' order.
+	vals := make([]string, len(fields))
+	errs := make([]error, len(fields))
+	vals[0], errs[0] = c.get(ctx, fields[0].path)
+	var (
+		tags   map[string]string
+		tagErr error
+		wg     sync.WaitGroup
+	)
+	if errs[0] == nil {
+		for i, f := range fields[1:] {
+			wg.Go(func() { vals[i+1], errs[i+1] = c.get(ctx, f.path) })
 		}
-		if !f.valid(v) {
-			return swarm.Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(v), f.rule)
+		wg.Go(func() { tags, tagErr = c.Tags(ctx) })
+		wg.Wait()
+	}
+	for i, f := range fields {
+		if errs[i] != nil {
+			return swarm.Identity{}, errs[i]
 		}
-		*f.dst = v
+		if !f.valid(vals[i]) {
+			return swarm.Identity{}, fmt.Errorf("imds %s: answered %q, want %s", f.path, clip(vals[i]), f.rule)
+		}
+		*f.dst = vals[i]
 	}
 	if r := AZRegion(id.AZ); r != id.Region {
 		return swarm.Identity{}, fmt.Errorf("imds placement/availability-zone: answered %q, want a zone of %s (placement/region)", id.AZ, id.Region)
 	}
-	tags, err := c.Tags(ctx)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return swarm.Identity{}, err
+	if tagErr != nil && !errors.Is(tagErr, ErrNotFound) {
+		return swarm.Identity{}, tagErr
 	}
 	id.Tags = tags
 	return id, nil
@@ -126,16 +143,26 @@ func (c *Client) Tags(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	tags := map[string]string{}
-	for key := range strings.FieldsSeq(list) {
+	keys := strings.Fields(list)
+	for _, key := range keys {
 		if !tagKeyRe.MatchString(key) {
 			return nil, fmt.Errorf("imds tags/instance: key %q is not a valid tag key", clip(key))
 		}
-		v, err := c.get(ctx, "tags/instance/"+key)
-		if err != nil {
-			return nil, err
+	}
+	// One read per tag, at once (at most 50 tags on an instance).
+	vals := make([]string, len(keys))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		wg.Go(func() { vals[i], errs[i] = c.get(ctx, "tags/instance/"+key) })
+	}
+	wg.Wait()
+	tags := make(map[string]string, len(keys))
+	for i, key := range keys {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		tags[key] = v
+		tags[key] = vals[i]
 	}
 	return tags, nil
 }

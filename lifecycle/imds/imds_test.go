@@ -1,10 +1,14 @@
 package imds_test
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,4 +364,82 @@ func FuzzParseTargetLifecycleState(f *testing.F) {
 			t.Fatalf("accepted %q as %q", v, got)
 		}
 	})
+}
+
+// barrierAPI answers instance metadata from values; each read of a path in together waits
+// until every path of together has been asked (or fails after a deadline), so that reads made
+// one after the other fail, and records whether one of them came before first was answered.
+type barrierAPI struct {
+	values   map[string]string
+	first    string
+	together []string
+
+	mu         sync.Mutex
+	firstDone  bool
+	early      []string // paths of together asked before first was answered
+	asked      map[string]bool
+	allAsked   chan struct{}
+	closedOnce sync.Once
+}
+
+func (a *barrierAPI) GetMetadata(ctx context.Context, in *awsimds.GetMetadataInput, _ ...func(*awsimds.Options)) (*awsimds.GetMetadataOutput, error) {
+	v, ok := a.values[in.Path]
+	if !ok {
+		return nil, errors.New("unexpected path " + in.Path)
+	}
+	if in.Path == a.first {
+		a.mu.Lock()
+		a.firstDone = true
+		a.mu.Unlock()
+	}
+	if slices.Contains(a.together, in.Path) {
+		a.mu.Lock()
+		if !a.firstDone {
+			a.early = append(a.early, in.Path)
+		}
+		a.asked[in.Path] = true
+		if len(a.asked) == len(a.together) {
+			a.closedOnce.Do(func() { close(a.allAsked) })
+		}
+		a.mu.Unlock()
+		select {
+		case <-a.allAsked:
+		case <-time.After(5 * time.Second):
+			return nil, errors.New(in.Path + " read alone: the other reads did not come while it waited")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return &awsimds.GetMetadataOutput{Content: io.NopCloser(strings.NewReader(v))}, nil
+}
+
+// TestIdentityReadsAtOnce: after the instance id (the read that takes the session token),
+// the identity's other reads and the tags' list are made at once, and so are the tags' own
+// reads: each waits until the others have been asked, so reading one after the other fails.
+func TestIdentityReadsAtOnce(t *testing.T) {
+	api := &barrierAPI{
+		values: map[string]string{"instance-id": "i-0123456789abcdef0", "local-ipv4": "10.0.0.5",
+			"placement/availability-zone": "us-east-1a", "placement/region": "us-east-1", "instance-type": "m5.large",
+			"tags/instance": "workload\nteam", "tags/instance/workload": "db", "tags/instance/team": "infra"},
+		first:    "instance-id",
+		together: []string{"local-ipv4", "placement/availability-zone", "placement/region", "instance-type", "tags/instance"},
+		asked:    map[string]bool{}, allAsked: make(chan struct{}),
+	}
+	id, err := imds.New(api).Identity(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(api.early) > 0 {
+		t.Errorf("%v read before the instance id was answered; want the instance id first (it takes the token)", api.early)
+	}
+	if id.InstanceID != "i-0123456789abcdef0" || id.PrivateIP != "10.0.0.5" || id.Region != "us-east-1" || id.Tags["workload"] != "db" || id.Tags["team"] != "infra" {
+		t.Fatalf("identity %+v", id)
+	}
+
+	tags := &barrierAPI{values: api.values, together: []string{"tags/instance/workload", "tags/instance/team"},
+		asked: map[string]bool{}, allAsked: make(chan struct{}), firstDone: true}
+	got, err := imds.New(tags).Tags(t.Context())
+	if err != nil || len(got) != 2 {
+		t.Fatalf("tags %v, %v; want both, read at once", got, err)
+	}
 }
