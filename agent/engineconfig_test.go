@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,7 +92,15 @@ func startTrapShell(t *testing.T, path string) *trapShell {
 	}
 	cmd := exec.Command(path, "-c", `trap 'echo hup' HUP; trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done`)
 	cmd.Stdout = w
+	// A shell cannot trap a signal that was ignored when it started (POSIX), and a test run
+	// under nohup (or any parent that ignores SIGHUP) passes that on: the trap would silently
+	// not be set and the SIGHUP never reported. While this process handles SIGHUP itself, the
+	// child starts with the default action instead (Go resets handled signals in the child);
+	// Stop puts back what was there before.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	err = cmd.Start()
+	signal.Stop(hup)
 	_ = w.Close()
 	if err != nil {
 		_ = r.Close()
