@@ -114,10 +114,10 @@ func startTrapShell(t *testing.T, path string) *trapShell {
 	return s
 }
 
-// next returns the shell's next line, failing the test after 10 s without one.
+// next returns the shell's next line, failing the test after 30 s without one.
 func (s *trapShell) next(t *testing.T) string {
 	t.Helper()
-	if err := s.out.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+	if err := s.out.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	line, err := s.lines.ReadString('\n')

@@ -337,7 +337,7 @@ func TestInstanceRefresh(t *testing.T) {
 
 func waitRefresh(t *testing.T, e launchEnv, group, id string, want asgtypes.InstanceRefreshStatus) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r := e.refresh(group, id)
 		if r.Status == want {
