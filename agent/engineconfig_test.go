@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,7 +92,15 @@ func startTrapShell(t *testing.T, path string) *trapShell {
 	}
 	cmd := exec.Command(path, "-c", `trap 'echo hup' HUP; trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done`)
 	cmd.Stdout = w
+	// A shell cannot trap a signal that was ignored when it started (POSIX), and a test run
+	// under nohup (or any parent that ignores SIGHUP) passes that on: the trap would silently
+	// not be set and the SIGHUP never reported. While this process handles SIGHUP itself, the
+	// child starts with the default action instead (Go resets handled signals in the child);
+	// Stop puts back what was there before.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	err = cmd.Start()
+	signal.Stop(hup)
 	_ = w.Close()
 	if err != nil {
 		_ = r.Close()
@@ -105,10 +114,10 @@ func startTrapShell(t *testing.T, path string) *trapShell {
 	return s
 }
 
-// next returns the shell's next line, failing the test after 10 s without one.
+// next returns the shell's next line, failing the test after 30 s without one.
 func (s *trapShell) next(t *testing.T) string {
 	t.Helper()
-	if err := s.out.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+	if err := s.out.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	line, err := s.lines.ReadString('\n')

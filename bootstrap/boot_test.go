@@ -902,20 +902,24 @@ func (deniedDisc) Managers(context.Context) ([]string, error) {
 	return nil, fmt.Errorf("consul: list service: %w", discovery.ErrAccessDenied)
 }
 
+// TestBootStopsAtOnceOnAccessDenied runs on synctest's clock: the elapsed time is what the
+// boot waited (its retries' sleeps), not how fast the machine ran it.
 func TestBootStopsAtOnceOnAccessDenied(t *testing.T) {
-	w := newWorld()
-	e := w.engine("10.0.0.1")
-	d := deniedDisc{fakeDisc{w}}
-	start := time.Now()
-	_, err := Boot(t.Context(), Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
-		Identity: swarm.Identity{InstanceID: "i-1", PrivateIP: e.addr}},
-		Deps{Engine: e, Discoverer: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
-	if !errors.Is(err, discovery.ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
-		t.Fatalf("err = %v, want discovery.ErrAccessDenied without waiting", err)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Fatalf("retried for %s on a permanent refusal", el)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		e := w.engine("10.0.0.1")
+		d := deniedDisc{fakeDisc{w}}
+		start := time.Now()
+		_, err := Boot(t.Context(), Config{Role: swarm.RoleWorker, Cluster: "test", Wait: time.Minute,
+			Identity: swarm.Identity{InstanceID: "i-1", PrivateIP: e.addr}},
+			Deps{Engine: e, Discoverer: d, Tokens: d, Probe: w.probe, Log: zerolog.New(io.Discard)})
+		if !errors.Is(err, discovery.ErrAccessDenied) || errors.Is(err, ErrWaitElapsed) {
+			t.Fatalf("err = %v, want discovery.ErrAccessDenied without waiting", err)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Fatalf("retried for %s on a permanent refusal", el)
+		}
+	})
 }
 
 // TestBootInitThenRegisterFailsKeepsLock: when the initialising manager cannot publish itself

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 	"github.com/swarm-agent/swarm-agent/swarm"
 )
 
@@ -97,15 +98,36 @@ func newLaunch(h LaunchHook) *Launch {
 	return &Launch{Hook: h, InstanceID: "i-0123456789abcdef0", HeartbeatOverride: 10 * time.Millisecond, Poll: 10 * time.Millisecond, Log: zerolog.Nop()}
 }
 
+// answerWait bounds the waits for the background lookup's answer: Held returns as soon as
+// it is known, so a generous bound costs nothing and a loaded machine gets its time.
+const answerWait = 30 * time.Second
+
+// mustBeHeld waits for the background lookup to find the instance held by the hook.
+func mustBeHeld(t *testing.T, hold *LaunchHold) {
+	t.Helper()
+	if held, known := hold.Held(t.Context(), answerWait); !held || !known {
+		t.Fatalf("Held = %v, %v; want held", held, known)
+	}
+}
+
+// waitHeartbeats waits until the hold has sent at least n heartbeats.
+func waitHeartbeats(t *testing.T, h *fakeLaunchHook, n int) {
+	t.Helper()
+	waitfor.Every(t, answerWait, 5*time.Millisecond, fmt.Sprintf("%d heartbeats", n), func() error {
+		if _, beats, _ := h.counts(); beats < n {
+			return fmt.Errorf("%d heartbeats", beats)
+		}
+		return nil
+	})
+}
+
 // TestLaunchHeldHeartbeatsAndContinues: an instance in Pending:Wait is heartbeaten until the
 // boot is over and completed once with CONTINUE, naming its group and hook.
 func TestLaunchHeldHeartbeatsAndContinues(t *testing.T) {
 	h := &fakeLaunchHook{states: []string{StatePendingWait}}
 	hold := newLaunch(h).Start(t.Context())
-	if held, known := hold.Held(t.Context(), time.Second); !held || !known {
-		t.Fatalf("Held = %v, %v; want held", held, known)
-	}
-	time.Sleep(80 * time.Millisecond)
+	mustBeHeld(t, hold)
+	waitHeartbeats(t, h, 2)
 	rep, err := hold.Complete(t.Context(), ResultContinue)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +158,7 @@ func TestLaunchNotHeld(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			hold := newLaunch(h).Start(t.Context())
-			if held, known := hold.Held(t.Context(), time.Second); held || !known {
+			if held, known := hold.Held(t.Context(), answerWait); held || !known {
 				t.Fatalf("Held = %v, %v; want known, not held", held, known)
 			}
 			rep, err := hold.Complete(t.Context(), ResultAbandon)
@@ -156,16 +178,7 @@ func TestLaunchPendingThenHeld(t *testing.T) {
 	h := &fakeLaunchHook{lookErrs: []error{errors.New("throttled"), errors.New("throttled")},
 		states: []string{StatePending, StatePending, StatePendingWait}}
 	hold := newLaunch(h).Start(t.Context())
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, beats, _ := h.counts(); beats > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no heartbeat once the hook held the instance")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitHeartbeats(t, h, 1)
 	rep, err := hold.Complete(t.Context(), ResultContinue)
 	if err != nil || !rep.Held || rep.Result != ResultContinue {
 		t.Fatalf("Complete = %+v, %v", rep, err)
@@ -196,7 +209,7 @@ func TestLaunchCompleteLooksOnceMore(t *testing.T) {
 func TestLaunchAlreadyCompleted(t *testing.T) {
 	h := &fakeLaunchHook{states: []string{StatePendingWait}}
 	hold := newLaunch(h).Start(t.Context())
-	time.Sleep(20 * time.Millisecond)
+	mustBeHeld(t, hold) // the background found the action before it ended
 	h.mu.Lock()
 	h.states = []string{StateInService}
 	h.mu.Unlock()
@@ -210,7 +223,7 @@ func TestLaunchAlreadyCompleted(t *testing.T) {
 func TestLaunchCompleteRetries(t *testing.T) {
 	h := &fakeLaunchHook{states: []string{StatePendingWait}, completeErr: errors.New("throttled")}
 	hold := newLaunch(h).Start(t.Context())
-	time.Sleep(20 * time.Millisecond)
+	mustBeHeld(t, hold)
 	rep, err := hold.Complete(t.Context(), ResultContinue)
 	if err != nil || rep.Result != ResultContinue {
 		t.Fatalf("Complete = %+v, %v", rep, err)
@@ -221,7 +234,8 @@ func TestLaunchCompleteRetries(t *testing.T) {
 func TestLaunchRelease(t *testing.T) {
 	h := &fakeLaunchHook{states: []string{StatePendingWait}}
 	hold := newLaunch(h).Start(t.Context())
-	time.Sleep(40 * time.Millisecond)
+	mustBeHeld(t, hold)
+	waitHeartbeats(t, h, 1)
 	rep := hold.Release()
 	_, beats, done := h.counts()
 	if !rep.Held || rep.Heartbeats != beats || len(done) != 0 {
@@ -241,7 +255,7 @@ func TestLaunchRelease(t *testing.T) {
 func TestLaunchWarmPool(t *testing.T) {
 	h := &fakeLaunchHook{states: []string{StateWarmedPending, StateWarmedPendingWait}}
 	hold := newLaunch(h).Start(t.Context())
-	time.Sleep(60 * time.Millisecond)
+	mustBeHeld(t, hold) // looked past Warmed:Pending
 	rep, err := hold.Complete(t.Context(), ResultContinue)
 	if err != nil || !rep.Held || rep.Action.State != StateWarmedPendingWait || rep.Result != ResultContinue {
 		t.Fatalf("Complete = %+v, %v", rep, err)

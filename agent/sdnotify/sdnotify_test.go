@@ -2,13 +2,17 @@ package sdnotify
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swarm-agent/swarm-agent/internal/waitfor"
 )
 
 // listen opens a real unixgram socket, points NOTIFY_SOCKET at it and returns the channel of
@@ -44,17 +48,42 @@ func listen(t *testing.T) <-chan string {
 	return ch
 }
 
-// drain returns every message that arrives within d.
-func drain(ch <-chan string, d time.Duration) []string {
+// msgWait bounds every wait for a datagram that must come: generous, since a loaded machine
+// may take seconds to schedule the sender or the reader, and a wait that succeeds costs nothing.
+const msgWait = 30 * time.Second
+
+// next returns the next datagram, failing after msgWait.
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(msgWait):
+		t.Fatalf("no datagram within %s", msgWait)
+		return ""
+	}
+}
+
+// fence sends a marker datagram to the socket and returns what arrived before it: the socket
+// delivers in order, so every datagram sent before the call is in the result.
+func fence(t *testing.T, ch <-chan string) []string {
+	t.Helper()
+	const marker = "FENCE=1"
+	conn, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(marker)); err != nil {
+		t.Fatal(err)
+	}
 	var got []string
-	timeout := time.After(d)
 	for {
-		select {
-		case m := <-ch:
-			got = append(got, m)
-		case <-timeout:
+		m := next(t, ch)
+		if m == marker {
 			return got
 		}
+		got = append(got, m)
 	}
 }
 
@@ -85,14 +114,14 @@ func TestNoSocketIsNoop(t *testing.T) {
 			t.Errorf("%s: %v, want nil", name, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	// Run must return on its own: a Run that blocked would return only when ctx ends.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	start := time.Now()
 	if err := n.Run(ctx); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Errorf("Run blocked %v without a socket, want immediate return", el)
+	if ctx.Err() != nil {
+		t.Errorf("Run blocked until its context ended without a socket, want immediate return")
 	}
 }
 
@@ -109,7 +138,7 @@ func TestReadyStatusStopping(t *testing.T) {
 	if err := n.Status("joining swarm via 10.0.1.5:2377"); err != nil {
 		t.Fatalf("Status: %v", err)
 	}
-	got := drain(ch, 200*time.Millisecond)
+	got := fence(t, ch)
 	if want := []string{"STATUS=joining swarm via 10.0.1.5:2377"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("before Ready got %q, want %q", got, want)
 	}
@@ -127,13 +156,8 @@ func TestReadyStatusStopping(t *testing.T) {
 			if err := s.call(); err != nil {
 				t.Fatalf("%s: %v", s.name, err)
 			}
-			select {
-			case m := <-ch:
-				if m != s.want {
-					t.Errorf("got %q, want %q", m, s.want)
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatalf("no message after %s, want %q", s.name, s.want)
+			if got := fence(t, ch); len(got) != 1 || got[0] != s.want {
+				t.Errorf("after %s got %q, want %q", s.name, got, s.want)
 			}
 		})
 	}
@@ -193,7 +217,11 @@ func TestWatchdogSettings(t *testing.T) {
 }
 
 // TestWatchdogFollowsLiveness runs the real loop against a real socket: no ping before Ready,
-// then pings while the main loop calls Alive, none once it no longer does.
+// then pings while the main loop calls Alive, none once it no longer does, and pings again
+// once it does. The clock Run reads is the real one plus a skew the test sets, so that "the
+// last Alive is stale" happens when the test says, not when a loaded machine happens to
+// schedule the loop; each check waits on the loop's own readings of the clock and fences the
+// socket, so no answer depends on how fast the machine is.
 func TestWatchdogFollowsLiveness(t *testing.T) {
 	ch := listen(t)
 	const wd = 100 * time.Millisecond
@@ -203,24 +231,49 @@ func TestWatchdogFollowsLiveness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	if n.stale != wd {
+		t.Fatalf("stale limit %v, want the watchdog interval %v by default", n.stale, wd)
+	}
+	const stale = time.Hour // the skew below, not the machine's speed, makes Alive stale
+	n.SetStale(stale)
+	var skew, reads atomic.Int64
+	n.now = func() time.Time {
+		reads.Add(1)
+		return time.Now().Add(time.Duration(skew.Load()))
+	}
+	// looked waits until Run has read the clock twice more: every ping decided before the
+	// call has been sent by then (Run decides and sends in turn). Alive reads the clock too,
+	// so call it only while nothing else calls Alive.
+	looked := func(what string) {
+		t.Helper()
+		from := reads.Load()
+		waitfor.Every(t, msgWait, time.Millisecond, what, func() error {
+			if got := reads.Load() - from; got < 2 {
+				return fmt.Errorf("%d readings", got)
+			}
+			return nil
+		})
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
 
 	// Start-up: no ping before READY=1, however alive the agent is (a ping would arm systemd's
 	// watchdog during a boot that may wait minutes for the first manager).
+	// Run does not read the clock before Ready, so this is a window of observation (a few
+	// ticks), which a correct loop passes however slow the machine.
 	for range 6 {
 		n.Alive()
 		time.Sleep(wd / 2)
 	}
-	if got := count(drain(ch, 10*time.Millisecond), "WATCHDOG=1"); got != 0 {
+	if got := count(fence(t, ch), "WATCHDOG=1"); got != 0 {
 		t.Fatalf("%d WATCHDOG=1 before Ready, want none", got)
 	}
 	if err := n.Ready(); err != nil {
 		t.Fatal(err)
 	}
 
-	// The main loop is alive for 600 ms: about 12 pings at wd/2.
+	// The main loop is alive: pings come, one per wd/2 tick.
 	stopLoop := make(chan struct{})
 	loopDone := make(chan struct{})
 	go func() {
@@ -236,24 +289,32 @@ func TestWatchdogFollowsLiveness(t *testing.T) {
 			}
 		}
 	}()
-	alive := drain(ch, 600*time.Millisecond)
+	var alive []string
+	for count(alive, "WATCHDOG=1") < 6 {
+		alive = append(alive, next(t, ch))
+	}
 	close(stopLoop)
 	<-loopDone
-	if got := count(alive, "WATCHDOG=1"); got < 6 {
-		t.Errorf("while alive: %d WATCHDOG=1 in 600ms at interval %v, want >= 6 (got %q)", got, wd/2, alive)
+	if got := count(alive, "READY=1") + count(alive, "WATCHDOG=1"); got != len(alive) {
+		t.Errorf("while alive: %q, want READY=1 and pings only", alive)
 	}
 
-	// The loop hangs: after at most one stale period (wd) plus a tick, no ping may follow.
-	drain(ch, wd+wd/2+50*time.Millisecond)
-	hung := drain(ch, 500*time.Millisecond)
-	if got := count(hung, "WATCHDOG=1"); got != 0 {
-		t.Errorf("after the main loop stopped: %d WATCHDOG=1, want 0 (got %q)", got, hung)
+	// The loop hangs: its last Alive is now older than the stale limit; once Run has looked
+	// at the clock again, no ping may follow, however many times it looks.
+	skew.Store(int64(2 * stale))
+	looked("Run to see the stale Alive")
+	fence(t, ch) // pings decided before the hang
+	for range 3 {
+		looked("Run to look while the loop hangs")
+	}
+	if hung := fence(t, ch); count(hung, "WATCHDOG=1") != 0 {
+		t.Errorf("after the main loop stopped: %q, want no WATCHDOG=1", hung)
 	}
 
 	// The loop recovers: pings resume.
 	n.Alive()
-	if got := count(drain(ch, wd), "WATCHDOG=1"); got == 0 {
-		t.Error("after Alive again: no WATCHDOG=1, want pings to resume")
+	if m := next(t, ch); m != "WATCHDOG=1" {
+		t.Errorf("after Alive again: %q, want pings to resume", m)
 	}
 
 	cancel()
@@ -262,7 +323,7 @@ func TestWatchdogFollowsLiveness(t *testing.T) {
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(msgWait):
 		t.Fatal("Run did not return after cancel")
 	}
 }

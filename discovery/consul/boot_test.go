@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,12 +260,39 @@ func TestBootWaitsForConsul(t *testing.T) {
 			res bootstrap.Result
 			err error
 		}
+		// Consul's address answers nothing while the boot starts: a listener that hangs up on
+		// every connection, until the boot has tried (and failed) at least once. A fixed
+		// pause instead could end before a loaded machine ran the boot's first round.
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tried := make(chan struct{})
+		accepting := make(chan struct{})
+		go func() {
+			defer close(accepting)
+			once := sync.OnceFunc(func() { close(tried) })
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.Close()
+				once()
+			}
+		}()
 		done := make(chan result, 1)
 		go func() {
-			res, err := boot(60 * time.Second)
+			res, err := boot(3 * time.Minute) // it ends once Consul is up; a loaded machine starts Consul slowly
 			done <- result{res, err}
 		}()
-		time.Sleep(2 * time.Second) // Consul is down while the boot starts
+		select {
+		case <-tried:
+		case <-time.After(time.Minute):
+			t.Fatal("the boot did not try Consul within a minute")
+		}
+		_ = l.Close()
+		<-accepting
 		startConsulOn(t, port, "", "")
 		r := <-done
 		if r.err != nil || r.res.Action != bootstrap.ActInit {

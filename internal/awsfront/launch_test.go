@@ -175,7 +175,7 @@ func noActive(err error, id string) bool {
 // waitState waits until the group shows the instance in state ("" for: no longer in the group).
 func (e launchEnv) waitState(group, id, state string) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		st, ok := e.states(group)[id]
 		if state == "" && !ok || ok && st == state {

@@ -246,8 +246,12 @@ func TestInstanceRefresh(t *testing.T) {
 			}
 			r := e.refresh("r3", id)
 			if strings.Contains(aws.ToString(r.StatusReason), "checkpoint") {
-				if r.Status != asgtypes.InstanceRefreshStatusInProgress || aws.ToInt32(r.PercentageComplete) != 33 {
-					t.Fatalf("at the checkpoint: %s %d%%, want InProgress 33%%", r.Status, aws.ToInt32(r.PercentageComplete))
+				// Paused at the 30% checkpoint: one of three replaced (33%), or two when the
+				// second replacement, already under way when the first completed, finished
+				// before this poll (a loaded machine's polls are far apart): AWS too counts
+				// what completed during the pause. Never all three.
+				if p := aws.ToInt32(r.PercentageComplete); r.Status != asgtypes.InstanceRefreshStatusInProgress || p != 33 && p != 66 {
+					t.Fatalf("at the checkpoint: %s %d%%, want InProgress 33%% (or 66%%)", r.Status, p)
 				}
 				break
 			}
@@ -337,7 +341,7 @@ func TestInstanceRefresh(t *testing.T) {
 
 func waitRefresh(t *testing.T, e launchEnv, group, id string, want asgtypes.InstanceRefreshStatus) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r := e.refresh(group, id)
 		if r.Status == want {

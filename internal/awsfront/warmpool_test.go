@@ -47,7 +47,7 @@ func (e launchEnv) asgState(id string) string {
 
 func (e launchEnv) waitPool(group, id, state string) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		st, _ := e.warmPool(group)
 		if st[id] == state {
@@ -242,7 +242,7 @@ func TestWarmPool(t *testing.T) {
 		if err := e.complete(g, "launch", fresh, "", "ABANDON"); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for e.ec2State(fresh) != "terminated" {
 			if time.Now().After(deadline) {
 				t.Fatalf("abandoned pool instance %s: EC2 %s", fresh, e.ec2State(fresh))

@@ -174,8 +174,9 @@ func TestIntegrationRoute53Boot(t *testing.T) {
 		if !strings.Contains(last, "waited") || !strings.Contains(last, "manager") {
 			t.Errorf("last line %q does not say what it waited for", last)
 		}
-		if el := time.Since(start); el > 30*time.Second {
-			t.Errorf("gave up after %s", el)
+		// --wait=4s, not its 10-minute default: a bound far from both, for a loaded machine.
+		if el := time.Since(start); el > 90*time.Second {
+			t.Errorf("gave up after %s, want about --wait=4s", el)
 		}
 	})
 

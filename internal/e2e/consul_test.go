@@ -42,8 +42,9 @@ func TestIntegrationConsulBoot(t *testing.T) {
 
 	// A lock holder that died before swarm init (its session is not renewed) holds the cluster
 	// back no longer than Consul takes to invalidate the session (up to twice lock_ttl=10s), its
-	// 1 s lock-delay and a boot retry (at most 7.5 s), plus the round's own init and joins (up to
-	// about 20 s on a loaded machine): 50 s. A lock that never expired would hold it to --wait.
+	// 1 s lock-delay and a boot retry (at most 7.5 s), plus the round's own init and joins (about
+	// 20 s on a loaded machine, more under a load of 20-30): 2 minutes. A lock that never
+	// expired would hold it to --wait (10 minutes), far beyond.
 	if err := c.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestIntegrationConsulBoot(t *testing.T) {
 	}
 	start := time.Now()
 	inits, v := raceRound(t, c, 3, "consul-dead-holder")
-	if el := time.Since(start); inits != 1 || len(v.ClusterIDs) != 1 || el < 8*time.Second || el > 50*time.Second {
+	if el := time.Since(start); inits != 1 || len(v.ClusterIDs) != 1 || el < 8*time.Second || el > 2*time.Minute {
 		t.Fatalf("after a dead holder: inits=%d clusters=%d in %s; want one swarm, after the holder's session expired", inits, len(v.ClusterIDs), el)
 	}
 	t.Logf("one swarm %s after a dead holder took the lock", time.Since(start).Round(time.Millisecond))

@@ -33,7 +33,6 @@ func TestIntegrationHealthEvents(t *testing.T) {
 	agents := startRuns(t, c, []*testbed.Node{mgr}, "--queue-url="+q, fmt.Sprintf("--maintenance-lead=%s", lead), "--queue-grace=5s", "--drain-deadline=2m")
 	d := must[*client.Client](t)(c.Docker(mgr))
 	svc := sleepService(t, d, "web", 4, 2*time.Second)
-	leaderPassed := time.Now().Add(leaderPass) // the leader copies the engines' instance ids into node labels
 
 	ids := map[*testbed.Node]string{w1: nodeIDOf(t, c, w1), w2: nodeIDOf(t, c, w2)}
 	node := func(n *testbed.Node) (localcluster.NodeRow, error) {
@@ -62,7 +61,11 @@ func TestIntegrationHealthEvents(t *testing.T) {
 			return nil
 		}
 	}
-	time.Sleep(time.Until(leaderPassed))
+	// The leader copies the engines' instance ids into node labels: wait for them (a leader
+	// pass's length was not always enough on a loaded machine).
+	for _, n := range []*testbed.Node{w1, w2} {
+		waitLabel(t, c, mgr, ids[n], swarm.LabelInstanceID, c.InstanceID(n))
+	}
 
 	// A system reboot of w1: due 20 s from now.
 	reboot := time.Now().Add(lead + 20*time.Second).UTC().Truncate(time.Second)

@@ -499,20 +499,34 @@ func TestIntegrationTokenRotation(t *testing.T) {
 	if after.JoinTokens.Worker == before.JoinTokens.Worker {
 		t.Fatal("the worker token did not change on rotation")
 	}
-	wait := leaderPass + 25*time.Second
-	r := c.Boot(ctx, worker, "worker", fmt.Sprintf("--wait=%s", wait))
+	// The worker boots meanwhile; the leader's republishing is timed on its own (within a pass
+	// and the store's answer), so that the worker's --wait can leave a loaded machine the time
+	// its retries and join take: without the rotated token it would still never join.
+	wait := leaderPass + 2*time.Minute
+	var r localcluster.Run
+	booted := make(chan struct{})
+	go func() {
+		defer close(booted)
+		r = c.Boot(ctx, worker, "worker", fmt.Sprintf("--wait=%s", wait))
+	}()
+	t.Cleanup(func() { <-booted }) // ctx ends first, and with it the boot
+	waitfor.Until(t, leaderPass+25*time.Second, "the rotated worker token in the token store", func() error {
+		p, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/swarm-agent/" + localcluster.ClusterName + "/join-token/worker"), WithDecryption: aws.Bool(true)})
+		if err != nil {
+			return err
+		}
+		if aws.ToString(p.Parameter.Value) != after.JoinTokens.Worker { // never print tokens
+			return fmt.Errorf("the token store's worker token is not the rotated one")
+		}
+		return nil
+	})
+	t.Logf("the leader republished the rotated token %s after the rotation", time.Since(rotated).Round(time.Millisecond))
+	<-booted
 	took := time.Since(rotated)
 	if r.Code != 0 {
 		t.Fatalf("worker booted after the rotation: exit %d after %s, want 0 within %s\n%s", r.Code, took.Round(time.Millisecond), wait, keyLines(r.Stderr))
 	}
 	t.Logf("worker joined %s after the rotation", took.Round(time.Millisecond))
-	p, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/swarm-agent/" + localcluster.ClusterName + "/join-token/worker"), WithDecryption: aws.Bool(true)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if aws.ToString(p.Parameter.Value) != after.JoinTokens.Worker { // never print tokens
-		t.Errorf("the token store's worker token is not the rotated one")
-	}
 	v := must[localcluster.View](t)(c.View(ctx, c.Bed.Nodes))
 	if v.Managers != 1 || v.Workers != 1 || len(v.ClusterIDs) != 1 {
 		t.Fatalf("after the join: %+v", v)

@@ -22,7 +22,8 @@ const (
 	soCooldown  = 10 * time.Second
 	soInterval  = 45 * time.Second
 	soTick      = 5 * time.Second
-	soSpreadPar = 2 // the spread service's update parallelism
+	soSlack     = 5 * time.Second // a leader pass and the update's start on a loaded machine
+	soSpreadPar = 2               // the spread service's update parallelism
 )
 
 // labelledService creates a replicated service of sleeping busybox tasks with labels, an
@@ -249,8 +250,10 @@ func TestIntegrationScaleOut(t *testing.T) {
 	spreadDone := time.Since(joinedAt)
 	p1 := w.since(joinedAt)
 	started := p1[len(p1)-1].spreadStarted
-	if late := started.Sub(joinedAt); late > soCooldown+soTick+time.Second {
-		t.Errorf("the rebalance started %s after the last join, want within the cooldown and a leader tick (%s)", late.Round(100*time.Millisecond), soCooldown+soTick)
+	// The slack is the leader's own pass and swarmkit's start of the update, on the loaded
+	// machine: CI runs saw 11.4-15.5 s here against the 16 s a 1 s slack allowed.
+	if late := started.Sub(joinedAt); late > soCooldown+soTick+soSlack {
+		t.Errorf("the rebalance started %s after the last join, want within the cooldown, a leader tick and %s (%s)", late.Round(100*time.Millisecond), soSlack, soCooldown+soTick+soSlack)
 	}
 	waitfor.Until(t, soTick+time.Minute, "the replicas-per-node service at 10", func() error {
 		if _, n, err := localcluster.RunningTasks(ctx, d, perNode); err != nil || n != 10 {
@@ -411,8 +414,8 @@ func TestIntegrationScaleOut(t *testing.T) {
 	if !rebalanceStart.After(ended) {
 		t.Errorf("the second rebalance started at %s, before the drains ended (%s)", rebalanceStart.Format("15:04:05.000"), ended.Format("15:04:05.000"))
 	}
-	if late := rebalanceStart.Sub(maxTime(ended, due)); late > soTick+time.Second {
-		t.Errorf("the second rebalance started %s after it was due and the drains had ended, want within a leader tick", late.Round(100*time.Millisecond))
+	if late := rebalanceStart.Sub(maxTime(ended, due)); late > soTick+soSlack { // CI runs saw 0.8-4.7 s
+		t.Errorf("the second rebalance started %s after it was due and the drains had ended, want within a leader tick and %s", late.Round(100*time.Millisecond), soSlack)
 	}
 
 	// Throughout, every 200 ms: never more than 2 s without an answer while a rebalance rolls

@@ -135,7 +135,7 @@ func TestIntegrationWarmPool(t *testing.T) {
 			t.Fatalf("pool launch action %+v: want one ABANDON by the agent", a)
 		}
 		var repl string
-		waitfor.Until(t, 10*time.Second, "a replacement in the pool", func() error {
+		waitfor.Until(t, time.Minute, "a replacement in the pool", func() error {
 			p := c.Front.WarmPool(g)
 			if _, old := p[id]; old || len(p) != 1 {
 				return fmt.Errorf("pool %v", p)
@@ -166,7 +166,7 @@ func TestIntegrationWarmPool(t *testing.T) {
 		if a.Result != "CONTINUE" || a.TimedOut || a.Completions != 1 {
 			t.Fatalf("pool launch action %+v: want one CONTINUE by the agent", a)
 		}
-		waitfor.Until(t, 10*time.Second, "the instance Warmed:Stopped", func() error {
+		waitfor.Until(t, time.Minute, "the instance Warmed:Stopped", func() error {
 			if st := c.Front.WarmPool(g)[id]; st != awsfront.StateWarmedStopped {
 				return fmt.Errorf("pool state %q", st)
 			}
