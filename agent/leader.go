@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/swarm-agent/swarm-agent/bootstrap"
 	"github.com/swarm-agent/swarm-agent/bootstrap/daemonconfig"
 	"github.com/swarm-agent/swarm-agent/bootstrap/engine"
@@ -173,14 +174,21 @@ type countedHook struct {
 
 func (h countedHook) Complete(ctx context.Context, asg, hook, instanceID, result string) error {
 	err := h.Hook.Complete(ctx, asg, hook, instanceID, result)
-	switch {
-	case h.m == nil:
-	case err == nil:
-		h.m.hookCompletions.WithLabelValues(result).Inc()
-	case errors.Is(err, lifecycle.ErrNoAction):
-		h.m.hookCompletions.WithLabelValues("already").Inc()
+	if h.m != nil {
+		countCompletion(h.m.hookCompletions, result, err)
 	}
 	return err
+}
+
+// countCompletion counts one CompleteLifecycleAction in c by its result: the result sent when
+// it was taken, "already" when the action had ended (ErrNoAction), nothing for other errors.
+func countCompletion(c *prometheus.CounterVec, result string, err error) {
+	switch {
+	case err == nil:
+		c.WithLabelValues(result).Inc()
+	case errors.Is(err, lifecycle.ErrNoAction):
+		c.WithLabelValues("already").Inc()
+	}
 }
 
 // copyNodeLabels sets, on every node, the node labels derived from the engine labels its agent

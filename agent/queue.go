@@ -104,12 +104,8 @@ type countedLaunch struct {
 
 func (h countedLaunch) Complete(ctx context.Context, asg, hook, instanceID, result string) error {
 	err := h.LaunchHook.Complete(ctx, asg, hook, instanceID, result)
-	switch {
-	case h.m == nil:
-	case err == nil:
-		h.m.launchHooks.WithLabelValues(result).Inc()
-	case errors.Is(err, lifecycle.ErrNoAction):
-		h.m.launchHooks.WithLabelValues("already").Inc()
+	if h.m != nil {
+		countCompletion(h.m.launchHooks, result, err)
 	}
 	return err
 }
