@@ -137,6 +137,9 @@ func (c *Client) Identity(ctx context.Context) (swarm.Identity, error) {
 	return id, nil
 }
 
+// tagReads bounds the tag reads Tags makes at once.
+const tagReads = 8
+
 // Tags reads the instance's tags; ErrNotFound (wrapped) when metadata tags are disabled.
 func (c *Client) Tags(ctx context.Context) (map[string]string, error) {
 	list, err := c.get(ctx, "tags/instance")
@@ -149,12 +152,19 @@ func (c *Client) Tags(ctx context.Context) (map[string]string, error) {
 			return nil, fmt.Errorf("imds tags/instance: key %q is not a valid tag key", clip(key))
 		}
 	}
-	// One read per tag, at once (at most 50 tags on an instance).
+	// One read per tag, tagReads at a time: an instance has at most 50 tags of its own, but
+	// the list is an answer from outside, and a long one must not start a read for each key
+	// at once.
 	vals := make([]string, len(keys))
 	errs := make([]error, len(keys))
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, tagReads)
 	for i, key := range keys {
-		wg.Go(func() { vals[i], errs[i] = c.get(ctx, "tags/instance/"+key) })
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			vals[i], errs[i] = c.get(ctx, "tags/instance/"+key)
+		})
 	}
 	wg.Wait()
 	tags := make(map[string]string, len(keys))

@@ -3,6 +3,7 @@ package imds_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -441,5 +442,57 @@ func TestIdentityReadsAtOnce(t *testing.T) {
 	got, err := imds.New(tags).Tags(t.Context())
 	if err != nil || len(got) != 2 {
 		t.Fatalf("tags %v, %v; want both, read at once", got, err)
+	}
+}
+
+// countingAPI answers every tags/instance/KEY with v-KEY after a short hold, counting
+// how many reads run at the same time.
+type countingAPI struct {
+	list  string
+	mu    sync.Mutex
+	now   int
+	most  int
+	reads int
+}
+
+func (a *countingAPI) GetMetadata(ctx context.Context, in *awsimds.GetMetadataInput, _ ...func(*awsimds.Options)) (*awsimds.GetMetadataOutput, error) {
+	if in.Path == "tags/instance" {
+		return &awsimds.GetMetadataOutput{Content: io.NopCloser(strings.NewReader(a.list))}, nil
+	}
+	a.mu.Lock()
+	a.now++
+	a.reads++
+	a.most = max(a.most, a.now)
+	a.mu.Unlock()
+	// Held a moment: reads that are all started at once pile up here.
+	select {
+	case <-time.After(20 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	a.now--
+	a.mu.Unlock()
+	key := strings.TrimPrefix(in.Path, "tags/instance/")
+	return &awsimds.GetMetadataOutput{Content: io.NopCloser(strings.NewReader("v-" + key))}, nil
+}
+
+// TestTagReadsBounded: a tag list is an answer from outside; a long one (200 keys, four times
+// what an instance may carry) is read a few keys at a time, never with a read per key at once,
+// and every tag is still read.
+func TestTagReadsBounded(t *testing.T) {
+	keys := make([]string, 200)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%03d", i)
+	}
+	api := &countingAPI{list: strings.Join(keys, "\n")}
+	tags, err := imds.New(api).Tags(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tags) != 200 || tags["k199"] != "v-k199" {
+		t.Fatalf("%d tags (k199=%q), want 200", len(tags), tags["k199"])
+	}
+	if api.most > 8 || api.most < 2 {
+		t.Errorf("at most %d tag reads ran at once, want 2..8 (at once, but bounded)", api.most)
 	}
 }
